@@ -1,0 +1,61 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "flashsale",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "flashsale", targets: ["flashsale"]),
+        .library(name: "FlashQueue", targets: ["FlashQueue"]),
+        .library(name: "FlashSQLite", targets: ["FlashSQLite"]),
+        .library(name: "FlashAPI", targets: ["FlashAPI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+    ],
+    targets: [
+        // Small shared vocabulary: durations, ids, clocks.
+        .target(name: "FlashCore"),
+        // The queue contract (SQS/SNS semantics), backend-agnostic.
+        .target(name: "FlashQueue", dependencies: [
+            "FlashCore",
+            .product(name: "DequeModule", package: "swift-collections"),
+        ]),
+        // Orders, the inventory gate and their store protocols.
+        .target(name: "FlashOrders", dependencies: ["FlashCore"]),
+        // The payment gateway protocol and its simulator.
+        .target(name: "FlashPayments", dependencies: ["FlashCore"]),
+        // The embedded backend: one SQLite file holds queues, orders, stock and the ledger.
+        .target(name: "FlashSQLite", dependencies: [
+            "FlashCore", "FlashQueue", "FlashOrders", "FlashPayments",
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // The elastic pool of payment workers (a Service).
+        .target(name: "FlashWorkers", dependencies: [
+            "FlashCore", "FlashQueue", "FlashOrders", "FlashPayments",
+            .product(name: "DequeModule", package: "swift-collections"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        // The HTTP API (Hummingbird 2) over the protocols above.
+        .target(name: "FlashAPI", dependencies: [
+            "FlashCore", "FlashQueue", "FlashOrders", "FlashPayments", "FlashWorkers",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "flashsale", dependencies: [
+            "FlashCore", "FlashQueue", "FlashSQLite", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashAPI",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        .testTarget(name: "FlashQueueTests", dependencies: ["FlashCore", "FlashQueue", "FlashSQLite"]),
+    ]
+)

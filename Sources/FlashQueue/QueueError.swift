@@ -1,0 +1,46 @@
+import FlashCore
+
+/// Why a queue operation was refused. A refused operation writes nothing.
+public enum QueueError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The body is larger than the queue's limit.
+    case bodyTooLarge(bytes: Int, limit: Int)
+    /// A batch had more than 10 entries, or none.
+    case invalidBatchSize(Int)
+    /// `maxMessages` outside 1…10.
+    case invalidMaxMessages(Int)
+    /// A long-poll wait outside 0…20 s.
+    case invalidWait(Duration)
+    /// A visibility timeout outside 0…12 h.
+    case invalidVisibilityTimeout(Duration)
+    /// A delay outside 0…900 s.
+    case invalidDelay(Duration)
+    /// No queue (or topic) of that name.
+    case queueDoesNotExist(String)
+    /// The receipt handle is malformed, stale (the message was delivered again), or its message is gone.
+    case receiptHandleInvalid(String)
+    /// A queue attribute out of its range.
+    case invalidAttribute(String)
+
+    public var description: String {
+        switch self {
+        case let .bodyTooLarge(bytes, limit):
+            return "message body is \(bytes) bytes, over the queue's limit of \(limit) bytes"
+        case let .invalidBatchSize(count):
+            return "a batch holds 1 to \(QueueLimits.maxBatchSize) entries, not \(count)"
+        case let .invalidMaxMessages(count):
+            return "maxMessages must be 1 to \(QueueLimits.maxBatchSize), not \(count)"
+        case let .invalidWait(wait):
+            return "wait must be 0 to 20 seconds, not \(wait.asSeconds) s"
+        case let .invalidVisibilityTimeout(timeout):
+            return "visibility timeout must be 0 to 43200 seconds, not \(timeout.asSeconds) s"
+        case let .invalidDelay(delay):
+            return "delay must be 0 to 900 seconds, not \(delay.asSeconds) s"
+        case let .queueDoesNotExist(name):
+            return "queue or topic '\(name)' does not exist"
+        case let .receiptHandleInvalid(handle):
+            return "receipt handle '\(handle)' is not the current delivery of any message (stale, deleted or malformed)"
+        case let .invalidAttribute(text):
+            return "invalid queue attribute: \(text)"
+        }
+    }
+}

@@ -1,0 +1,150 @@
+import FlashCore
+import FlashQueue
+import GRDB
+import Synchronization
+
+/// A queue with SQS semantics stored in the embedded SQLite database.
+///
+/// Get one from ``SQLiteDatabase/createQueue(_:attributes:)`` or ``SQLiteDatabase/queue(named:)``.
+public final class SQLiteMessageQueue: MessageQueue {
+    public let name: String
+    let record: QueueRecord
+    let deadLetter: QueueRecord?
+    unowned(unsafe) let database: SQLiteDatabase
+    private let lastSweep = Atomic<Int64>(0)
+
+    init(database: SQLiteDatabase, record: QueueRecord, deadLetter: QueueRecord?) {
+        self.database = database
+        self.name = record.name
+        self.record = record
+        self.deadLetter = deadLetter
+    }
+
+    /// The queue's default lease.
+    public var visibilityTimeout: Duration { .milliseconds(record.visibilityTimeoutMillis) }
+
+    /// Deliveries after which a message is dead-lettered (0: never).
+    public var maxReceiveCount: Int { record.maxReceiveCount }
+
+    /// The name of the dead-letter queue, if redrive is on.
+    public var deadLetterQueueName: String? { deadLetter?.name }
+
+    // MARK: Sending
+
+    public func send(_ body: String, delay: Duration) async throws -> String {
+        let message = OutgoingMessage(body, delay: delay)
+        try QueueLimits.validate(message, maxBodyBytes: record.maxBodyBytes)
+        return try await database.write { db in try self.send(message, in: db) }
+    }
+
+    public func sendBatch(_ messages: [OutgoingMessage]) async throws -> [String] {
+        try QueueLimits.validate(messages, maxBodyBytes: record.maxBodyBytes)
+        return try await database.write { db in try messages.map { try self.send($0, in: db) } }
+    }
+
+    /// Sends a message inside a transaction the caller owns (see ``SQLiteDatabase``): the message
+    /// is durable when that transaction commits, and receivers wake then.
+    public func send(_ body: String, delay: Duration = .zero, in db: Database) throws -> String {
+        let message = OutgoingMessage(body, delay: delay)
+        try QueueLimits.validate(message, maxBodyBytes: record.maxBodyBytes)
+        return try send(message, in: db)
+    }
+
+    private func send(_ message: OutgoingMessage, in db: Database) throws -> String {
+        let now = WallClock.nowMillis()
+        let id = TimeOrderedID.make()
+        let delay = message.delay == .zero ? record.delayMillis : message.delay.asMilliseconds
+        try SQLiteQueueStorage.insert(db, into: record, messageID: id, body: message.body, now: now, delayMillis: delay)
+        database.writer.touch(record.id)
+        return id
+    }
+
+    /// Inserts an already-validated body with a given message id (used by topics' fan-out).
+    func insert(messageID: String, body: String, now: Int64, in db: Database) throws {
+        try SQLiteQueueStorage.insert(db, into: record, messageID: messageID, body: body, now: now, delayMillis: record.delayMillis)
+        database.writer.touch(record.id)
+    }
+
+    // MARK: Receiving
+
+    public func receive(maxMessages: Int, wait: Duration, visibilityTimeout: Duration?) async throws -> [ReceivedMessage] {
+        try QueueLimits.validateReceive(maxMessages: maxMessages, wait: wait, visibilityTimeout: visibilityTimeout)
+        let visibility = visibilityTimeout?.asMilliseconds ?? record.visibilityTimeoutMillis
+        let deadline = ContinuousClock.now + wait
+        while true {
+            let generation = database.arrivals.generation(record.id)
+            let outcome = try await receiveOnce(maxMessages: maxMessages, visibilityMillis: visibility)
+            if !outcome.messages.isEmpty { return outcome.messages }
+            let now = ContinuousClock.now
+            guard now < deadline, !Task.isCancelled else { return [] }
+            var timeout = deadline - now
+            if let next = outcome.nextVisibleAt {
+                // A delayed or leased message becomes visible then: wake for it without a send.
+                let untilVisible = Duration.milliseconds(max(1, next - WallClock.nowMillis()))
+                timeout = min(timeout, untilVisible)
+            }
+            await database.arrivals.wait(record.id, after: generation, timeout: timeout)
+        }
+    }
+
+    private func receiveOnce(maxMessages: Int, visibilityMillis: Int64) async throws -> SQLiteQueueStorage.ReceiveOutcome {
+        let now = WallClock.nowMillis()
+        let sweep = now - lastSweep.load(ordering: .relaxed) > 1000
+        if sweep { lastSweep.store(now, ordering: .relaxed) }
+        return try await database.write { [record, deadLetter, database] db in
+            if sweep { try SQLiteQueueStorage.dropExpired(db, queue: record, now: now) }
+            return try SQLiteQueueStorage.receive(
+                db, from: record, deadLetter: deadLetter, maxMessages: maxMessages,
+                visibilityMillis: visibilityMillis, now: now, touch: database.writer.touch)
+        }
+    }
+
+    // MARK: Acknowledging
+
+    public func changeVisibility(_ receipt: ReceiptHandle, timeout: Duration) async throws {
+        try QueueLimits.validateVisibility(timeout)
+        try await database.write { [record, database] db in
+            try SQLiteQueueStorage.changeVisibility(db, in: record, receipt: receipt, millis: timeout.asMilliseconds, now: WallClock.nowMillis())
+            if timeout == .zero { database.writer.touch(record.id) }
+        }
+    }
+
+    public func delete(_ receipt: ReceiptHandle) async throws {
+        try await database.write { [record] db in
+            try SQLiteQueueStorage.delete(db, from: record, receipt: receipt)
+        }
+    }
+
+    /// Deletes a delivery inside a transaction the caller owns.
+    public func delete(_ receipt: ReceiptHandle, in db: Database) throws {
+        try SQLiteQueueStorage.delete(db, from: record, receipt: receipt)
+    }
+
+    public func deleteBatch(_ receipts: [ReceiptHandle]) async throws -> [Result<Void, QueueError>] {
+        try QueueLimits.validateBatchCount(receipts.count)
+        return try await database.write { [record] db in
+            receipts.map { receipt in
+                do {
+                    try SQLiteQueueStorage.delete(db, from: record, receipt: receipt)
+                    return .success(())
+                } catch let error as QueueError {
+                    return .failure(error)
+                } catch {
+                    return .failure(.receiptHandleInvalid(receipt.rawValue))
+                }
+            }
+        }
+    }
+
+    // MARK: Maintenance
+
+    public func purge() async throws {
+        try await database.write { [record] db in try SQLiteQueueStorage.purge(db, queue: record) }
+    }
+
+    public func statistics() async throws -> QueueStatistics {
+        try await database.read { [record, deadLetter] db in
+            try SQLiteQueueStorage.statistics(db, queue: record, deadLetter: deadLetter, now: WallClock.nowMillis())
+        }
+    }
+}

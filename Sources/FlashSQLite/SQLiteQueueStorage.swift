@@ -1,0 +1,153 @@
+import FlashCore
+import FlashQueue
+import GRDB
+
+/// The SQL of the queue contract, on one queue's message table. Every function runs inside a
+/// transaction that the caller owns (the group-commit writer, or a caller's own `write`).
+enum SQLiteQueueStorage {
+    /// What a receive found: the deliveries, and when the next message becomes visible (if any).
+    struct ReceiveOutcome: Sendable {
+        var messages: [ReceivedMessage]
+        var nextVisibleAt: Int64?
+    }
+
+    static func insert(_ db: Database, into queue: QueueRecord, messageID: String, body: String, now: Int64, delayMillis: Int64) throws {
+        let statement = try db.cachedStatement(sql: """
+            INSERT INTO \(queue.table) (message_id, body, sent_at, visible_at) VALUES (?, ?, ?, ?)
+            """)
+        try statement.execute(arguments: [messageID, body, now, now + delayMillis])
+    }
+
+    static func receive(
+        _ db: Database, from queue: QueueRecord, deadLetter: QueueRecord?, maxMessages: Int,
+        visibilityMillis: Int64, now: Int64, touch: (Int64) -> Void
+    ) throws -> ReceiveOutcome {
+        var messages: [ReceivedMessage] = []
+        var generator = SystemRandomNumberGenerator()
+        let select = try db.cachedStatement(sql: """
+            SELECT seq, message_id, body, sent_at, receive_count, first_received_at
+            FROM \(queue.table) WHERE visible_at <= ? ORDER BY visible_at LIMIT ?
+            """)
+        let lease = try db.cachedStatement(sql: """
+            UPDATE \(queue.table)
+            SET visible_at = ?, receive_count = receive_count + 1, receipt = ?,
+                first_received_at = CASE first_received_at WHEN 0 THEN ? ELSE first_received_at END
+            WHERE seq = ?
+            """)
+        let retentionCutoff = now - queue.retentionMillis
+        var expired = 0
+        while messages.count < maxMessages {
+            let rows = try Row.fetchAll(select, arguments: [now, maxMessages - messages.count])
+            if rows.isEmpty { break }
+            for row in rows {
+                let seq: Int64 = row[0]
+                let sentAt: Int64 = row[3]
+                let receiveCount: Int = row[4]
+                if sentAt < retentionCutoff {
+                    try deleteRow(db, queue: queue, seq: seq)
+                    expired += 1
+                    continue
+                }
+                if queue.maxReceiveCount > 0, receiveCount >= queue.maxReceiveCount, let deadLetter {
+                    try db.cachedStatement(sql: """
+                        INSERT INTO \(deadLetter.table) (message_id, body, sent_at, visible_at, receive_count)
+                        SELECT message_id, body, sent_at, ?, receive_count FROM \(queue.table) WHERE seq = ?
+                        """).execute(arguments: [now, seq])
+                    try deleteRow(db, queue: queue, seq: seq)
+                    touch(deadLetter.id)
+                    continue
+                }
+                var token = Int64(bitPattern: generator.next())
+                if token == 0 { token = 1 }
+                try lease.execute(arguments: [now + visibilityMillis, token, now, seq])
+                let firstReceived: Int64 = row[5]
+                messages.append(ReceivedMessage(
+                    messageID: row[1],
+                    receiptHandle: ReceiptCodec.encode(queueID: queue.id, seq: seq, token: token),
+                    body: row[2],
+                    receiveCount: receiveCount + 1,
+                    sentAtMillis: sentAt,
+                    firstReceivedAtMillis: firstReceived == 0 ? now : firstReceived))
+            }
+        }
+        if expired > 0 { try addExpired(db, queue: queue, count: expired) }
+        var next: Int64?
+        if messages.isEmpty {
+            next = try Int64.fetchOne(db.cachedStatement(sql: "SELECT MIN(visible_at) FROM \(queue.table)"))
+        }
+        return ReceiveOutcome(messages: messages, nextVisibleAt: next)
+    }
+
+    static func delete(_ db: Database, from queue: QueueRecord, receipt: ReceiptHandle) throws {
+        let (seq, token) = try ReceiptCodec.decode(receipt, queueID: queue.id)
+        try db.cachedStatement(sql: "DELETE FROM \(queue.table) WHERE seq = ? AND receipt = ?")
+            .execute(arguments: [seq, token])
+        guard db.changesCount == 1 else { throw QueueError.receiptHandleInvalid(receipt.rawValue) }
+    }
+
+    static func changeVisibility(_ db: Database, in queue: QueueRecord, receipt: ReceiptHandle, millis: Int64, now: Int64) throws {
+        let (seq, token) = try ReceiptCodec.decode(receipt, queueID: queue.id)
+        try db.cachedStatement(sql: "UPDATE \(queue.table) SET visible_at = ? WHERE seq = ? AND receipt = ?")
+            .execute(arguments: [now + millis, seq, token])
+        guard db.changesCount == 1 else { throw QueueError.receiptHandleInvalid(receipt.rawValue) }
+    }
+
+    static func purge(_ db: Database, queue: QueueRecord) throws {
+        try db.execute(sql: "DELETE FROM \(queue.table)")
+    }
+
+    /// Drops every message older than the retention period; returns how many.
+    @discardableResult
+    static func dropExpired(_ db: Database, queue: QueueRecord, now: Int64) throws -> Int {
+        let cutoff = now - queue.retentionMillis
+        // Rowids follow send order, so the expired messages are (nearly) a prefix of the table.
+        try db.execute(sql: "DELETE FROM \(queue.table) WHERE sent_at < ?", arguments: [cutoff])
+        let dropped = db.changesCount
+        if dropped > 0 { try addExpired(db, queue: queue, count: dropped) }
+        return dropped
+    }
+
+    static func statistics(_ db: Database, queue: QueueRecord, deadLetter: QueueRecord?, now: Int64) throws -> QueueStatistics {
+        let visible = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(queue.table) WHERE visible_at <= ?", arguments: [now]) ?? 0
+        let hidden = try Row.fetchOne(db, sql: """
+            SELECT COALESCE(SUM(receive_count > 0), 0), COALESCE(SUM(receive_count = 0), 0)
+            FROM \(queue.table) WHERE visible_at > ?
+            """, arguments: [now])
+        let oldest = try Int64.fetchOne(db, sql: "SELECT sent_at FROM \(queue.table) ORDER BY seq LIMIT 1")
+        let dead = try deadLetter.map { try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \($0.table)") ?? 0 } ?? 0
+        let expired = try Int.fetchOne(db, sql: "SELECT expired_count FROM fs_queues WHERE id = ?", arguments: [queue.id]) ?? 0
+        return QueueStatistics(
+            visible: visible,
+            inFlight: hidden?[0] ?? 0,
+            delayed: hidden?[1] ?? 0,
+            deadLettered: dead,
+            oldestAgeSeconds: oldest.map { max(0, Double(now - $0) / 1000) } ?? 0,
+            expired: expired)
+    }
+
+    private static func deleteRow(_ db: Database, queue: QueueRecord, seq: Int64) throws {
+        try db.cachedStatement(sql: "DELETE FROM \(queue.table) WHERE seq = ?").execute(arguments: [seq])
+    }
+
+    private static func addExpired(_ db: Database, queue: QueueRecord, count: Int) throws {
+        try db.execute(sql: "UPDATE fs_queues SET expired_count = expired_count + ? WHERE id = ?", arguments: [count, queue.id])
+    }
+}
+
+/// Receipt handles of the SQLite backend: `<queue id>-<row>-<delivery token>`.
+/// The token is random per delivery, so the handle of an earlier delivery no longer matches.
+enum ReceiptCodec {
+    static func encode(queueID: Int64, seq: Int64, token: Int64) -> ReceiptHandle {
+        ReceiptHandle("\(queueID)-\(seq)-\(String(UInt64(bitPattern: token), radix: 16))")
+    }
+
+    static func decode(_ handle: ReceiptHandle, queueID: Int64) throws(QueueError) -> (seq: Int64, token: Int64) {
+        let parts = handle.rawValue.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 3,
+              let queue = Int64(parts[0]), queue == queueID,
+              let seq = Int64(parts[1]),
+              let token = UInt64(parts[2], radix: 16)
+        else { throw .receiptHandleInvalid(handle.rawValue) }
+        return (seq, Int64(bitPattern: token))
+    }
+}

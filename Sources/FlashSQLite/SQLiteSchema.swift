@@ -1,0 +1,56 @@
+import GRDB
+
+/// The database schema, as GRDB migrations. Each queue's messages live in a table of its own
+/// (`fs_q<id>`, created with the queue): its rowid then orders that queue's messages by send
+/// time, so "oldest message" and retention are index-free look-ups at the table's left edge.
+enum SQLiteSchema {
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-queues") { db in
+            try db.execute(sql: """
+                CREATE TABLE fs_queues (
+                    id INTEGER PRIMARY KEY,
+                    name TEXT NOT NULL UNIQUE,
+                    visibility_timeout_ms INTEGER NOT NULL,
+                    max_receive_count INTEGER NOT NULL,
+                    retention_ms INTEGER NOT NULL,
+                    delay_ms INTEGER NOT NULL,
+                    max_body_bytes INTEGER NOT NULL,
+                    dead_letter_queue_id INTEGER REFERENCES fs_queues(id),
+                    expired_count INTEGER NOT NULL DEFAULT 0,
+                    created_at INTEGER NOT NULL
+                );
+                CREATE TABLE fs_topics (
+                    id INTEGER PRIMARY KEY,
+                    name TEXT NOT NULL UNIQUE
+                );
+                CREATE TABLE fs_subscriptions (
+                    topic_id INTEGER NOT NULL REFERENCES fs_topics(id),
+                    queue_id INTEGER NOT NULL REFERENCES fs_queues(id),
+                    PRIMARY KEY (topic_id, queue_id)
+                );
+                """)
+        }
+        return migrator
+    }
+
+    /// The table holding the messages of queue `id`.
+    static func messageTable(_ id: Int64) -> String { "fs_q\(id)" }
+
+    static func createMessageTable(_ db: Database, queueID: Int64) throws {
+        let table = messageTable(queueID)
+        try db.execute(sql: """
+            CREATE TABLE IF NOT EXISTS \(table) (
+                seq INTEGER PRIMARY KEY,
+                message_id TEXT NOT NULL,
+                body TEXT NOT NULL,
+                sent_at INTEGER NOT NULL,
+                visible_at INTEGER NOT NULL,
+                receive_count INTEGER NOT NULL DEFAULT 0,
+                receipt INTEGER NOT NULL DEFAULT 0,
+                first_received_at INTEGER NOT NULL DEFAULT 0
+            );
+            CREATE INDEX IF NOT EXISTS \(table)_visible ON \(table)(visible_at);
+            """)
+    }
+}

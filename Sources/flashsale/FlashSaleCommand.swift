@@ -1,0 +1,10 @@
+import ArgumentParser
+
+/// The `flashsale` command: the service, its tools and its benchmarks.
+@main
+struct FlashSaleCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "flashsale",
+        abstract: "A flash-sale order-processing engine: order API, inventory gate, durable queue, payment workers.",
+        subcommands: [BenchCommand.self])
+}

@@ -1,0 +1,80 @@
+import FlashQueue
+import FlashSQLite
+import Foundation
+import Testing
+
+/// A backend under the queue contract: makes queues and topics, and can be "restarted".
+protocol QueueHarness: Sendable {
+    func queue(_ name: String, _ attributes: QueueAttributes) async throws -> any MessageQueue
+    func existingQueue(_ name: String) async throws -> any MessageQueue
+    func topic(_ name: String) async throws -> any Topic
+    /// Closes the store and opens it again, as a restarted process would.
+    func reopened() async throws -> any QueueHarness
+    func close() async throws
+}
+
+/// Every backend the contract runs against. PostgreSQL and SQS join this list when they exist.
+enum QueueBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
+    case sqlite
+
+    var testDescription: String { rawValue }
+
+    func makeHarness() async throws -> any QueueHarness {
+        switch self {
+        case .sqlite: return try SQLiteHarness(path: TemporaryFile.path("queue"))
+        }
+    }
+}
+
+struct SQLiteHarness: QueueHarness {
+    let path: String
+    let database: SQLiteDatabase
+
+    init(path: String) throws {
+        self.path = path
+        self.database = try SQLiteDatabase(path: path)
+    }
+
+    func queue(_ name: String, _ attributes: QueueAttributes) async throws -> any MessageQueue {
+        try await database.createQueue(name, attributes: attributes)
+    }
+
+    func existingQueue(_ name: String) async throws -> any MessageQueue {
+        try await database.queue(named: name)
+    }
+
+    func topic(_ name: String) async throws -> any Topic {
+        try await database.createTopic(name)
+    }
+
+    func reopened() async throws -> any QueueHarness {
+        try database.close()
+        return try SQLiteHarness(path: path)
+    }
+
+    func close() async throws {
+        try database.close()
+    }
+}
+
+enum TemporaryFile {
+    /// A fresh path in a fresh temporary directory.
+    static func path(_ stem: String) -> String {
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("flashsale-tests-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        return directory.appendingPathComponent("\(stem).db").path
+    }
+}
+
+/// Runs `body` with a fresh harness of `backend`, closing it afterwards.
+func withHarness(_ backend: QueueBackend, _ body: (any QueueHarness) async throws -> Void) async throws {
+    let harness = try await backend.makeHarness()
+    do {
+        try await body(harness)
+        try await harness.close()
+    } catch {
+        try? await harness.close()
+        throw error
+    }
+}

@@ -1,0 +1,314 @@
+import FlashCore
+import FlashQueue
+import Foundation
+import Testing
+
+/// The SQS contract (DESIGN.md, "Queue semantics"), written once and run against every backend.
+@Suite("Queue contract")
+struct QueueContractTests {
+    static let fast = QueueAttributes(visibilityTimeout: .milliseconds(200))
+
+    @Test(arguments: QueueBackend.allCases)
+    func sendThenReceiveReturnsTheBodyOnce(_ backend: QueueBackend) async throws {
+        try await withHarness(backend) { harness in
+            let queue = try await harness.queue("orders", Self.fast)
+            let id = try await queue.send("hello ✓ \"quoted\"")
+            let received = try await queue.receive(maxMessages: 10, wait: .zero, visibilityTimeout: .seconds(30))
+            #expect(received.count == 1)
+            #expect(received.first?.messageID == id)
+            #expect(received.first?.body == "hello ✓ \"quoted\"")
+            #expect(received.first?.receiveCount == 1)
+            // Leased: not delivered again while the lease runs.
+            #expect(try await queue.receive(maxMessages: 10, wait: .zero).isEmpty)
+        }
+    }
+
+    @Test(arguments: QueueBackend.allCases)
+    func expiredLeaseRedeliversWithAHigherReceiveCount(_ backend: QueueBackend) async throws {
+        try await withHarness(backend) { harness in
+            let queue = try await harness.queue("work", Self.fast)
+            let id = try await queue.send("job")
+            let first = try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .milliseconds(100))
+            #expect(first.map(\.messageID) == [id])
+            let second = try await queue.receive(maxMessages: 1, wait: .seconds(5), visibilityTimeout: .seconds(30))
+            #expect(second.map(\.messageID) == [id])
+            #expect(second.first?.receiveCount == 2)
+            #expect(second.first?.receiptHandle != first.first?.receiptHandle)
+        }
+    }
+
+    @Test(arguments: QueueBackend.allCases)
+    func staleReceiptCannotDeleteOrExtendTheNewDelivery(_ backend: QueueBackend) async throws {
+        try await withHarness(backend) { harness in
+            let queue = try await harness.queue("work", Self.fast)
+            _ = try await queue.send("job")
+            let stale = try #require(try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .milliseconds(50)).first)
+            let fresh = try #require(try await queue.receive(maxMessages: 1, wait: .seconds(5), visibilityTimeout: .seconds(30)).first)
+            await #expect(throws: QueueError.receiptHandleInvalid(stale.receiptHandle.rawValue)) {
+                try await queue.delete(stale.receiptHandle)
+            }
+            await #expect(throws: QueueError.receiptHandleInvalid(stale.receiptHandle.rawValue)) {
+                try await queue.changeVisibility(stale.receiptHandle, timeout: .zero)
+            }
+            let stats = try await queue.statistics()
+            #expect(stats.inFlight == 1)
+            #expect(stats.visible == 0)
+            try await queue.delete(fresh.receiptHandle)
+            #expect(try await queue.statistics().total == 0)
+            // Deleting twice is refused: the delivery is gone.
+            await #expect(throws: QueueError.self) { try await queue.delete(fresh.receiptHandle) }
+            await #expect(throws: QueueError.self) { try await queue.delete(ReceiptHandle("garbage")) }
+        }
+    }
+
+    @Test(arguments: QueueBackend.allCases)
+    func changeVisibilityToZeroGivesTheMessageBack(_ backend: QueueBackend) async throws {
+        try await withHarness(backend) { harness in
+            let queue = try await harness.queue("work", Self.fast)
+            _ = try await queue.send("job")
+            let first = try #require(try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .seconds(60)).first)
+            try await queue.changeVisibility(first.receiptHandle, timeout: .zero)
+            let again = try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .seconds(60))
+            #expect(again.first?.receiveCount == 2)
+        }
+    }
+
+    @Test(arguments: QueueBackend.allCases)
+    func heartbeatKeepsTheLease(_ backend: QueueBackend) async throws {
+        try await withHarness(backend) { harness in
+            let queue = try await harness.queue("work", Self.fast)
+            _ = try await queue.send("job")
+            let delivery = try #require(try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .milliseconds(150)).first)
+            try await queue.changeVisibility(delivery.receiptHandle, timeout: .seconds(60))
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await queue.receive(maxMessages: 1, wait: .zero).isEmpty)
+            try await queue.delete(delivery.receiptHandle)
+        }
+    }
+
+    @Test(arguments: QueueBackend.allCases)
+    func messagesReceivedTooOftenMoveToTheDeadLetterQueue(_ backend: QueueBackend) async throws {
+        try await withHarness(backend) { harness in
+            let queue = try await harness.queue("work", QueueAttributes(visibilityTimeout: .seconds(30), maxReceiveCount: 2))
+            let id = try await queue.send("poison")
+            for attempt in 1...2 {
+                let delivery = try #require(try await queue.receive(maxMessages: 1, wait: .zero).first)
+                #expect(delivery.receiveCount == attempt)
+                try await queue.changeVisibility(delivery.receiptHandle, timeout: .zero)
+            }
+            #expect(try await queue.receive(maxMessages: 10, wait: .zero).isEmpty)
+            let stats = try await queue.statistics()
+            #expect(stats.deadLettered == 1)
+            #expect(stats.total == 0)
+            let deadLetters = try await harness.existingQueue("work-dlq")
+            let dead = try await deadLetters.receive(maxMessages: 10, wait: .zero)
+            #expect(dead.map(\.messageID) == [id])
+            #expect(dead.first?.body == "poison")
+        }
+    }
+
+    @Test(arguments: QueueBackend.allCases)
+    func delayedMessagesStayHiddenUntilTheirDelayPasses(_ backend: QueueBackend) async throws {
+        try await withHarness(backend) { harness in
+            let queue = try await harness.queue("work", Self.fast)
+            let id = try await queue.send("later", delay: .milliseconds(300))
+            #expect(try await queue.receive(maxMessages: 1, wait: .zero).isEmpty)
+            #expect(try await queue.statistics().delayed == 1)
+            // The long poll wakes for the delay's end without any new send.
+            let received = try await queue.receive(maxMessages: 1, wait: .seconds(10))
+            #expect(received.map(\.messageID) == [id])
+        }
+    }
+
+    @Test(arguments: QueueBackend.allCases)
+    func longPollReturnsAsSoonAsAMessageArrives(_ backend: QueueBackend) async throws {
+        try await withHarness(backend) { harness in
+            let queue = try await harness.queue("work", Self.fast)
+            let clock = ContinuousClock()
+            let started = clock.now
+            async let received = queue.receive(maxMessages: 10, wait: .seconds(20))
+            try await Task.sleep(for: .milliseconds(100))
+            let id = try await queue.send("wake up")
+            let messages = try await received
+            #expect(messages.map(\.messageID) == [id])
+            // Well before the 20 s wait ran out: the send woke the receiver.
+            #expect(clock.now - started < .seconds(10))
+        }
+    }
+
+    @Test(arguments: QueueBackend.allCases)
+    func longPollReturnsEmptyAfterTheWait(_ backend: QueueBackend) async throws {
+        try await withHarness(backend) { harness in
+            let queue = try await harness.queue("work", Self.fast)
+            let clock = ContinuousClock()
+            let started = clock.now
+            let messages = try await queue.receive(maxMessages: 10, wait: .milliseconds(300))
+            #expect(messages.isEmpty)
+            #expect(clock.now - started >= .milliseconds(290))
+        }
+    }
+
+    @Test(arguments: QueueBackend.allCases)
+    func messagesPastRetentionAreDroppedAndCounted(_ backend: QueueBackend) async throws {
+        try await withHarness(backend) { harness in
+            let queue = try await harness.queue("work", QueueAttributes(retention: .milliseconds(200)))
+            _ = try await queue.send("old")
+            try await Task.sleep(for: .milliseconds(400))
+            let fresh = try await queue.send("new")
+            let received = try await queue.receive(maxMessages: 10, wait: .zero)
+            #expect(received.map(\.messageID) == [fresh])
+            #expect(try await queue.statistics().expired == 1)
+        }
+    }
+
+    @Test(arguments: QueueBackend.allCases)
+    func purgeEmptiesTheQueue(_ backend: QueueBackend) async throws {
+        try await withHarness(backend) { harness in
+            let queue = try await harness.queue("work", Self.fast)
+            _ = try await queue.sendBatch((1...10).map { OutgoingMessage("m\($0)") })
+            _ = try await queue.receive(maxMessages: 3, wait: .zero)
+            try await queue.purge()
+            #expect(try await queue.statistics().total == 0)
+            #expect(try await queue.receive(maxMessages: 10, wait: .zero).isEmpty)
+        }
+    }
+
+    @Test(arguments: QueueBackend.allCases)
+    func badInputIsRefusedWithATypedErrorAndWritesNothing(_ backend: QueueBackend) async throws {
+        try await withHarness(backend) { harness in
+            let queue = try await harness.queue("work", Self.fast)
+            let eleven = (1...11).map { OutgoingMessage("m\($0)") }
+            await #expect(throws: QueueError.invalidBatchSize(11)) { try await queue.sendBatch(eleven) }
+            await #expect(throws: QueueError.invalidBatchSize(0)) { try await queue.sendBatch([]) }
+            let big = String(repeating: "x", count: 256 * 1024 + 1)
+            await #expect(throws: QueueError.bodyTooLarge(bytes: 256 * 1024 + 1, limit: 256 * 1024)) { try await queue.send(big) }
+            // One bad entry refuses the whole batch.
+            await #expect(throws: QueueError.self) { try await queue.sendBatch([OutgoingMessage("ok"), OutgoingMessage(big)]) }
+            await #expect(throws: QueueError.invalidDelay(.seconds(901))) { try await queue.send("x", delay: .seconds(901)) }
+            await #expect(throws: QueueError.invalidWait(.seconds(21))) { try await queue.receive(maxMessages: 1, wait: .seconds(21)) }
+            await #expect(throws: QueueError.invalidMaxMessages(11)) { try await queue.receive(maxMessages: 11, wait: .zero) }
+            await #expect(throws: QueueError.invalidMaxMessages(0)) { try await queue.receive(maxMessages: 0, wait: .zero) }
+            await #expect(throws: QueueError.invalidVisibilityTimeout(.seconds(-1))) {
+                try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .seconds(-1))
+            }
+            await #expect(throws: QueueError.invalidVisibilityTimeout(.seconds(43_201))) {
+                try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .seconds(43_201))
+            }
+            await #expect(throws: QueueError.queueDoesNotExist("nope")) { try await harness.existingQueue("nope") }
+            #expect(try await queue.statistics().total == 0)
+            // The message of the error says what is wrong.
+            #expect(QueueError.bodyTooLarge(bytes: 5, limit: 4).description.contains("limit of 4 bytes"))
+        }
+    }
+
+    @Test(arguments: QueueBackend.allCases)
+    func bodyLimitIsConfigurableUpToOneMebibyte(_ backend: QueueBackend) async throws {
+        try await withHarness(backend) { harness in
+            let queue = try await harness.queue("big", QueueAttributes(maxBodyBytes: 1024 * 1024))
+            let body = String(repeating: "y", count: 1024 * 1024)
+            _ = try await queue.send(body)
+            #expect(try await queue.receive(maxMessages: 1, wait: .zero).first?.body.utf8.count == 1024 * 1024)
+            await #expect(throws: QueueError.self) { try await harness.queue("huge", QueueAttributes(maxBodyBytes: 1024 * 1024 + 1)) }
+        }
+    }
+
+    @Test(arguments: QueueBackend.allCases)
+    func statisticsCountVisibleInFlightAndDelayed(_ backend: QueueBackend) async throws {
+        try await withHarness(backend) { harness in
+            let queue = try await harness.queue("work", Self.fast)
+            _ = try await queue.sendBatch((1...5).map { OutgoingMessage("m\($0)") })
+            _ = try await queue.send("later", delay: .seconds(60))
+            _ = try await queue.receive(maxMessages: 2, wait: .zero, visibilityTimeout: .seconds(60))
+            let stats = try await queue.statistics()
+            #expect(stats.visible == 3)
+            #expect(stats.inFlight == 2)
+            #expect(stats.delayed == 1)
+            #expect(stats.deadLettered == 0)
+            #expect(stats.oldestAgeSeconds >= 0)
+            #expect(stats.oldestAgeSeconds < 60)
+        }
+    }
+
+    @Test(arguments: QueueBackend.allCases)
+    func batchesSendAndDeleteTogether(_ backend: QueueBackend) async throws {
+        try await withHarness(backend) { harness in
+            let queue = try await harness.queue("work", Self.fast)
+            let ids = try await queue.sendBatch((1...10).map { OutgoingMessage("m\($0)") })
+            #expect(Set(ids).count == 10)
+            let received = try await queue.receive(maxMessages: 10, wait: .zero, visibilityTimeout: .seconds(60))
+            #expect(Set(received.map(\.messageID)) == Set(ids))
+            var receipts = received.map(\.receiptHandle)
+            receipts[0] = ReceiptHandle("not-a-receipt")
+            let results = try await queue.deleteBatch(receipts)
+            #expect(results.count == 10)
+            #expect(results.filter { (try? $0.get()) != nil }.count == 9)
+            #expect(try await queue.statistics().inFlight == 1)
+        }
+    }
+
+    @Test(arguments: QueueBackend.allCases)
+    func reopeningKeepsEveryUnacknowledgedMessage(_ backend: QueueBackend) async throws {
+        let harness = try await backend.makeHarness()
+        let queue = try await harness.queue("durable", QueueAttributes(visibilityTimeout: .milliseconds(100)))
+        let ids = try await queue.sendBatch((1...5).map { OutgoingMessage("m\($0)") })
+        let leased = try await queue.receive(maxMessages: 2, wait: .zero)
+        try await queue.delete(leased[0].receiptHandle)
+        let reopened = try await harness.reopened()
+        let again = try await reopened.existingQueue("durable")
+        var seen: Set<String> = []
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(10)
+        while seen.count < 4, clock.now < deadline {
+            for message in try await again.receive(maxMessages: 10, wait: .seconds(1), visibilityTimeout: .seconds(60)) {
+                seen.insert(message.messageID)
+            }
+        }
+        #expect(seen == Set(ids).subtracting([leased[0].messageID]))
+        try await reopened.close()
+    }
+
+    @Test(arguments: QueueBackend.allCases)
+    func topicFansOutToEverySubscribedQueue(_ backend: QueueBackend) async throws {
+        try await withHarness(backend) { harness in
+            let payments = try await harness.queue("payments", Self.fast)
+            let notifications = try await harness.queue("notifications", Self.fast)
+            let topic = try await harness.topic("orders")
+            try await topic.subscribe(queue: "payments")
+            try await topic.subscribe(queue: "notifications")
+            try await topic.subscribe(queue: "payments")
+            #expect(Set(try await topic.subscriptions()) == ["payments", "notifications"])
+            _ = try await topic.publish("{\"order_id\":\"1\"}")
+            for queue in [payments, notifications] {
+                let received = try await queue.receive(maxMessages: 10, wait: .zero)
+                #expect(received.map(\.body) == ["{\"order_id\":\"1\"}"])
+            }
+        }
+    }
+
+    @Test(arguments: QueueBackend.allCases)
+    func concurrentSendersAreAllDeliveredExactlyOnce(_ backend: QueueBackend) async throws {
+        try await withHarness(backend) { harness in
+            let queue = try await harness.queue("busy", QueueAttributes(visibilityTimeout: .seconds(60)))
+            let sent = try await withThrowingTaskGroup(of: [String].self) { group in
+                for sender in 0..<64 {
+                    group.addTask {
+                        var ids: [String] = []
+                        for n in 0..<20 { ids.append(try await queue.send("\(sender)-\(n)")) }
+                        return ids
+                    }
+                }
+                return try await group.reduce(into: [String]()) { $0 += $1 }
+            }
+            #expect(Set(sent).count == 64 * 20)
+            var received: [String] = []
+            while true {
+                let batch = try await queue.receive(maxMessages: 10, wait: .zero)
+                if batch.isEmpty { break }
+                received += batch.map(\.messageID)
+                _ = try await queue.deleteBatch(batch.map(\.receiptHandle))
+            }
+            #expect(received.count == sent.count)
+            #expect(Set(received) == Set(sent))
+        }
+    }
+}
