@@ -17,10 +17,11 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         // Small shared vocabulary: durations, ids, clocks.
-        .target(name: "FlashCore"),
+        .target(name: "FlashCore", dependencies: [.product(name: "DequeModule", package: "swift-collections")]),
         // The queue contract (SQS/SNS semantics), backend-agnostic.
         .target(name: "FlashQueue", dependencies: [
             "FlashCore",
@@ -47,9 +48,19 @@ let package = Package(
         .target(name: "FlashAPI", dependencies: [
             "FlashCore", "FlashQueue", "FlashOrders", "FlashPayments", "FlashWorkers",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        // Wires the embedded system (SQLite + API + workers) from one configuration.
+        .target(name: "FlashServer", dependencies: [
+            "FlashCore", "FlashQueue", "FlashSQLite", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashAPI",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .executableTarget(name: "flashsale", dependencies: [
+            "FlashServer",
             "FlashCore", "FlashQueue", "FlashSQLite", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashAPI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -57,5 +68,18 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .testTarget(name: "FlashQueueTests", dependencies: ["FlashCore", "FlashQueue", "FlashSQLite"]),
+        .testTarget(name: "FlashOrdersTests", dependencies: ["FlashCore", "FlashOrders"]),
+        .testTarget(name: "FlashWorkersTests", dependencies: [
+            "FlashCore", "FlashQueue", "FlashSQLite", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashServer",
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "FlashAPITests", dependencies: [
+            "FlashCore", "FlashQueue", "FlashSQLite", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashAPI", "FlashServer",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
     ]
 )

@@ -105,7 +105,8 @@ public final class SQLiteMessageQueue: MessageQueue {
         try QueueLimits.validateVisibility(timeout)
         try await database.write { [record, database] db in
             try SQLiteQueueStorage.changeVisibility(db, in: record, receipt: receipt, millis: timeout.asMilliseconds, now: WallClock.nowMillis())
-            if timeout == .zero { database.writer.touch(record.id) }
+            // Long-pollers may have planned to wake at the old lease's end: let them re-plan.
+            database.writer.touch(record.id)
         }
     }
 
@@ -145,6 +146,15 @@ public final class SQLiteMessageQueue: MessageQueue {
     public func statistics() async throws -> QueueStatistics {
         try await database.read { [record, deadLetter] db in
             try SQLiteQueueStorage.statistics(db, queue: record, deadLetter: deadLetter, now: WallClock.nowMillis())
+        }
+    }
+}
+
+extension SQLiteMessageQueue {
+    /// Visible messages sent at or before `millis`: roughly, how many are ahead of a message sent then.
+    public func countVisible(sentAtOrBefore millis: Int64) async throws -> Int {
+        try await database.read { [record] db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(record.table) WHERE visible_at <= ?", arguments: [min(millis, WallClock.nowMillis())]) ?? 0
         }
     }
 }

@@ -31,6 +31,52 @@ enum SQLiteSchema {
                 );
                 """)
         }
+        migrator.registerMigration("v1-orders") { db in
+            try db.execute(sql: """
+                CREATE TABLE fs_orders (
+                    seq INTEGER PRIMARY KEY,
+                    order_id TEXT NOT NULL UNIQUE,
+                    idempotency_key TEXT,
+                    customer_id TEXT NOT NULL,
+                    items TEXT NOT NULL,
+                    total REAL NOT NULL,
+                    status TEXT NOT NULL,
+                    channel TEXT NOT NULL,
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    failure_reason TEXT,
+                    reserved TEXT,
+                    message_id TEXT,
+                    created_at INTEGER NOT NULL,
+                    updated_at INTEGER NOT NULL,
+                    processing_at INTEGER,
+                    finished_at INTEGER
+                );
+                CREATE UNIQUE INDEX fs_orders_idempotency ON fs_orders(idempotency_key) WHERE idempotency_key IS NOT NULL;
+                CREATE TABLE fs_products (
+                    product_id TEXT PRIMARY KEY,
+                    stock INTEGER NOT NULL CHECK (stock >= 0),
+                    reserved INTEGER NOT NULL DEFAULT 0 CHECK (reserved >= 0),
+                    sold INTEGER NOT NULL DEFAULT 0 CHECK (sold >= 0),
+                    per_customer_limit INTEGER,
+                    price REAL,
+                    updated_at INTEGER NOT NULL
+                );
+                CREATE TABLE fs_customer_purchases (
+                    product_id TEXT NOT NULL,
+                    customer_id TEXT NOT NULL,
+                    quantity INTEGER NOT NULL CHECK (quantity >= 0),
+                    PRIMARY KEY (product_id, customer_id)
+                ) WITHOUT ROWID;
+                CREATE TABLE fs_payment_ledger (
+                    order_id TEXT PRIMARY KEY,
+                    amount REAL NOT NULL,
+                    approved INTEGER NOT NULL,
+                    charge_id TEXT,
+                    reason TEXT,
+                    created_at INTEGER NOT NULL
+                );
+                """)
+        }
         return migrator
     }
 

@@ -1,0 +1,39 @@
+import Hummingbird
+
+/// Registers routes and answers 405 (with `Allow`) for a known path asked with another method,
+/// which Hummingbird's router would answer 404.
+struct RouteTable<Context: RequestContext> {
+    let router: Router<Context>
+    private var methodsByPath: [(path: RouterPath, methods: [HTTPRequest.Method])] = []
+
+    init(router: Router<Context>) {
+        self.router = router
+    }
+
+    mutating func on(_ path: RouterPath, method: HTTPRequest.Method,
+                     use handler: @escaping @Sendable (Request, Context) async throws -> Response) {
+        router.on(path, method: method, use: handler)
+        if let index = methodsByPath.firstIndex(where: { $0.path.description == path.description }) {
+            methodsByPath[index].methods.append(method)
+        } else {
+            methodsByPath.append((path, [method]))
+        }
+    }
+
+    /// Adds the 405 answers; call after every route is registered.
+    func finish() {
+        let all: [HTTPRequest.Method] = [.get, .post, .put, .delete, .patch]
+        for (path, methods) in methodsByPath {
+            var allowed = methods
+            if methods.contains(.get) { allowed.append(.head) }
+            let allow = allowed.map(\.rawValue).joined(separator: ", ")
+            for method in all where !methods.contains(method) {
+                router.on(path, method: method) { request, _ -> Response in
+                    throw APIError(.methodNotAllowed, code: "method_not_allowed",
+                                   message: "\(request.method) is not allowed on \(request.uri.path); use \(allow)",
+                                   headers: [.allow: allow])
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+/// Where an order is in its life: `pending → processing → completed | failed`.
+public enum OrderStatus: String, Sendable, Hashable, Codable, CaseIterable {
+    case pending, processing, completed, failed
+
+    /// Completed or failed: nothing more will happen to the order.
+    public var isTerminal: Bool { self == .completed || self == .failed }
+}
+
+/// Which endpoint took the order.
+public enum OrderChannel: String, Sendable, Hashable, Codable {
+    /// `POST /orders/sync`: charged while the customer waits.
+    case sync
+    /// `POST /orders/async`: queued for the workers.
+    case async
+    /// `POST /buy`: the flash-sale engine's endpoint, queued like async.
+    case buy
+}
+
+/// One line of an order.
+public struct OrderItem: Sendable, Hashable, Codable {
+    public var productID: String
+    public var quantity: Int
+    /// Unit price, if the client sent one.
+    public var price: Double?
+
+    public init(productID: String, quantity: Int, price: Double?) {
+        self.productID = productID
+        self.quantity = quantity
+        self.price = price
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case productID = "product_id", quantity, price
+    }
+}
+
+/// An order to store: what a validated request becomes.
+public struct NewOrder: Sendable, Hashable {
+    public var id: String
+    public var customerID: String
+    public var items: [OrderItem]
+    public var channel: OrderChannel
+    /// A client's `Idempotency-Key` header: the same key again returns this order.
+    public var idempotencyKey: String?
+
+    public init(id: String, customerID: String, items: [OrderItem], channel: OrderChannel, idempotencyKey: String?) {
+        self.id = id
+        self.customerID = customerID
+        self.items = items
+        self.channel = channel
+        self.idempotencyKey = idempotencyKey
+    }
+
+    /// Sum of quantity × price, rounded to cents; items without a price count as free.
+    public var total: Double {
+        let cents = items.reduce(0.0) { $0 + Double($1.quantity) * ($1.price ?? 0) * 100 }
+        return cents.rounded() / 100
+    }
+}
+
+/// A stored order.
+public struct Order: Sendable, Hashable {
+    public var id: String
+    public var customerID: String
+    public var items: [OrderItem]
+    public var total: Double
+    public var status: OrderStatus
+    public var channel: OrderChannel
+    /// Payment attempts started (deliveries of its message, or 1 for a sync order).
+    public var attempts: Int
+    public var failureReason: String?
+    /// Unix milliseconds.
+    public var createdAt: Int64
+    public var updatedAt: Int64
+    public var processingAt: Int64?
+    public var finishedAt: Int64?
+    /// The id of the queued payment message (async orders).
+    public var messageID: String?
+
+    public init(id: String, customerID: String, items: [OrderItem], total: Double, status: OrderStatus,
+                channel: OrderChannel, attempts: Int, failureReason: String?, createdAt: Int64, updatedAt: Int64,
+                processingAt: Int64?, finishedAt: Int64?, messageID: String?) {
+        self.id = id
+        self.customerID = customerID
+        self.items = items
+        self.total = total
+        self.status = status
+        self.channel = channel
+        self.attempts = attempts
+        self.failureReason = failureReason
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+        self.processingAt = processingAt
+        self.finishedAt = finishedAt
+        self.messageID = messageID
+    }
+}
+
+/// Orders by status.
+public struct OrderCounts: Sendable, Hashable, Codable {
+    public var pending = 0
+    public var processing = 0
+    public var completed = 0
+    public var failed = 0
+
+    public init(pending: Int = 0, processing: Int = 0, completed: Int = 0, failed: Int = 0) {
+        self.pending = pending
+        self.processing = processing
+        self.completed = completed
+        self.failed = failed
+    }
+
+    public var total: Int { pending + processing + completed + failed }
+
+    public subscript(status: OrderStatus) -> Int {
+        get {
+            switch status {
+            case .pending: return pending
+            case .processing: return processing
+            case .completed: return completed
+            case .failed: return failed
+            }
+        }
+        set {
+            switch status {
+            case .pending: pending = newValue
+            case .processing: processing = newValue
+            case .completed: completed = newValue
+            case .failed: failed = newValue
+            }
+        }
+    }
+}

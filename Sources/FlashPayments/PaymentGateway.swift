@@ -1,0 +1,54 @@
+/// What a charge came to.
+public enum PaymentOutcome: Sendable, Hashable {
+    /// Money taken; `chargeID` names the charge at the gateway.
+    case approved(chargeID: String)
+    /// The gateway refused the charge for good (card declined, insufficient funds…).
+    case declined(reason: String)
+
+    public var isApproved: Bool {
+        if case .approved = self { return true }
+        return false
+    }
+}
+
+/// A failure worth retrying: nothing was charged.
+public struct TransientPaymentError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// A payment gateway: the slow step of the flash sale.
+///
+/// `charge` is idempotent by order id: charging an order again returns the first outcome and
+/// takes no money.
+public protocol PaymentGateway: Sendable {
+    /// Charges `amount` for `orderID`. Throws ``TransientPaymentError`` when the attempt failed
+    /// without charging (retry later), and `CancellationError` if cancelled before deciding.
+    func charge(orderID: String, amount: Double) async throws -> PaymentOutcome
+
+    /// Counters of what the gateway did.
+    func statistics() async throws -> PaymentStatistics
+
+    /// How long a charge is expected to take (for wait predictions).
+    var expectedLatency: Duration { get }
+}
+
+/// Counters of a gateway.
+public struct PaymentStatistics: Sendable, Hashable, Codable {
+    /// Orders charged (approved), each once.
+    public var charges: Int
+    /// Orders declined.
+    public var declines: Int
+    /// Charges asked again for an order already decided, answered from the ledger.
+    public var duplicateChargesPrevented: Int
+    /// Attempts that failed transiently.
+    public var transientErrors: Int
+
+    public init(charges: Int = 0, declines: Int = 0, duplicateChargesPrevented: Int = 0, transientErrors: Int = 0) {
+        self.charges = charges
+        self.declines = declines
+        self.duplicateChargesPrevented = duplicateChargesPrevented
+        self.transientErrors = transientErrors
+    }
+}

@@ -1,0 +1,61 @@
+import Synchronization
+
+/// The gateway's record of every decided charge, one entry per order: what makes charging
+/// idempotent, and what lets a test prove "every order charged exactly once".
+public protocol PaymentLedger: Sendable {
+    /// The recorded outcome for `orderID`, if any.
+    func outcome(for orderID: String) async throws -> PaymentOutcome?
+
+    /// Records `outcome` for `orderID` unless an outcome is already there. Returns the outcome
+    /// that stands and whether this call recorded it.
+    func record(orderID: String, amount: Double, outcome: PaymentOutcome) async throws -> (outcome: PaymentOutcome, recorded: Bool)
+
+    /// Every entry, by order id (for audits and tests).
+    func entries() async throws -> [String: LedgerEntry]
+
+    /// Approved and declined entries.
+    func counts() async throws -> (approved: Int, declined: Int)
+}
+
+/// One ledger line.
+public struct LedgerEntry: Sendable, Hashable {
+    public var orderID: String
+    public var amount: Double
+    public var outcome: PaymentOutcome
+
+    public init(orderID: String, amount: Double, outcome: PaymentOutcome) {
+        self.orderID = orderID
+        self.amount = amount
+        self.outcome = outcome
+    }
+}
+
+/// A ledger in memory: for tests and for gateways whose record need not outlive the process.
+public final class InMemoryPaymentLedger: PaymentLedger {
+    private let lines = Mutex<[String: LedgerEntry]>([:])
+
+    public init() {}
+
+    public func outcome(for orderID: String) async throws -> PaymentOutcome? {
+        lines.withLock { $0[orderID]?.outcome }
+    }
+
+    public func record(orderID: String, amount: Double, outcome: PaymentOutcome) async throws -> (outcome: PaymentOutcome, recorded: Bool) {
+        lines.withLock { lines in
+            if let existing = lines[orderID] { return (existing.outcome, false) }
+            lines[orderID] = LedgerEntry(orderID: orderID, amount: amount, outcome: outcome)
+            return (outcome, true)
+        }
+    }
+
+    public func entries() async throws -> [String: LedgerEntry] {
+        lines.withLock { $0 }
+    }
+
+    public func counts() async throws -> (approved: Int, declined: Int) {
+        lines.withLock { lines in
+            let approved = lines.values.filter { $0.outcome.isApproved }.count
+            return (approved, lines.count - approved)
+        }
+    }
+}

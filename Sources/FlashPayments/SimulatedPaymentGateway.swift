@@ -1,0 +1,83 @@
+import FlashCore
+import Synchronization
+
+/// A payment gateway simulator: latency, an optional concurrency limit, a decline rate and a
+/// transient-error rate, idempotent by order id through its ``PaymentLedger``.
+public final class SimulatedPaymentGateway: PaymentGateway {
+    /// The simulator's settings.
+    public struct Configuration: Sendable, Hashable {
+        /// How long each charge takes.
+        public var latency: LatencyModel
+        /// Charges in progress at once; `nil` is no limit (the default).
+        public var concurrencyLimit: Int?
+        /// Fraction (0…1) of charges declined.
+        public var declineRate: Double
+        /// Fraction (0…1) of attempts that fail transiently, charging nothing.
+        public var transientErrorRate: Double
+
+        public init(latency: LatencyModel = .fixed(.seconds(3)), concurrencyLimit: Int? = nil,
+                    declineRate: Double = 0, transientErrorRate: Double = 0) {
+            self.latency = latency
+            self.concurrencyLimit = concurrencyLimit
+            self.declineRate = declineRate
+            self.transientErrorRate = transientErrorRate
+        }
+    }
+
+    public let configuration: Configuration
+    private let ledger: any PaymentLedger
+    private let limit: AsyncSemaphore?
+    private let counters = Mutex(PaymentStatistics())
+
+    public init(configuration: Configuration, ledger: any PaymentLedger = InMemoryPaymentLedger()) {
+        self.configuration = configuration
+        self.ledger = ledger
+        self.limit = configuration.concurrencyLimit.map { AsyncSemaphore(permits: max(1, $0)) }
+    }
+
+    public var expectedLatency: Duration { configuration.latency.mean }
+
+    public func charge(orderID: String, amount: Double) async throws -> PaymentOutcome {
+        if let decided = try await ledger.outcome(for: orderID) {
+            counters.withLock { $0.duplicateChargesPrevented += 1 }
+            return decided
+        }
+        if let limit {
+            guard await limit.acquire() else { throw CancellationError() }
+        }
+        defer { limit?.release() }
+        var generator = SystemRandomNumberGenerator()
+        try await Task.sleep(for: configuration.latency.sample(using: &generator))
+        if Double.random(in: 0..<1, using: &generator) < configuration.transientErrorRate {
+            counters.withLock { $0.transientErrors += 1 }
+            throw TransientPaymentError("gateway timeout (simulated transient error)")
+        }
+        let outcome: PaymentOutcome = Double.random(in: 0..<1, using: &generator) < configuration.declineRate
+            ? .declined(reason: "card declined")
+            : .approved(chargeID: "ch_" + TimeOrderedID.make().replacingOccurrences(of: "-", with: ""))
+        let (standing, recorded) = try await ledger.record(orderID: orderID, amount: amount, outcome: outcome)
+        counters.withLock { counters in
+            if !recorded {
+                counters.duplicateChargesPrevented += 1
+            } else if standing.isApproved {
+                counters.charges += 1
+            } else {
+                counters.declines += 1
+            }
+        }
+        return standing
+    }
+
+    public func statistics() async throws -> PaymentStatistics {
+        let (approved, declined) = try await ledger.counts()
+        return counters.withLock { counters in
+            // The ledger is the truth for what was decided (it outlives restarts); the counters
+            // hold what only this process saw.
+            PaymentStatistics(charges: approved, declines: declined,
+                              duplicateChargesPrevented: counters.duplicateChargesPrevented,
+                              transientErrors: counters.transientErrors)
+        }
+    }
+}
+
+import Foundation

@@ -1,0 +1,236 @@
+import FlashCore
+import FlashOrders
+import GRDB
+import Synchronization
+
+/// Orders, stock and payment messages in the embedded database.
+///
+/// Placing a queued order is one transaction: the order row, its stock reservation and its
+/// message on the `orders` topic commit together (group-committed with concurrent orders).
+/// Counts by status are kept in memory (counted once at open) so `/stats` costs no table scan;
+/// the SQLite backend has one process per file, so they are exact.
+public final class SQLiteOrderStore: OrderStore {
+    unowned(unsafe) let database: SQLiteDatabase
+    let topic: SQLiteTopic
+    let paymentsQueue: SQLiteMessageQueue?
+    /// Refuse items whose product is not in the catalog.
+    public let strictCatalog: Bool
+    private let tally: Mutex<OrderCounts>
+
+    /// - Parameters:
+    ///   - topic: where queued orders' payment messages are published.
+    ///   - paymentsQueue: the queue the workers read, for queue-position estimates.
+    public init(database: SQLiteDatabase, topic: SQLiteTopic, paymentsQueue: SQLiteMessageQueue?, strictCatalog: Bool = false) async throws {
+        self.database = database
+        self.topic = topic
+        self.paymentsQueue = paymentsQueue
+        self.strictCatalog = strictCatalog
+        let counts = try await database.read { db -> OrderCounts in
+            var counts = OrderCounts()
+            for row in try Row.fetchAll(db, sql: "SELECT status, COUNT(*) FROM fs_orders GROUP BY status") {
+                if let status = OrderStatus(rawValue: row[0]) { counts[status] = row[1] }
+            }
+            return counts
+        }
+        tally = Mutex(counts)
+    }
+
+    // MARK: Placing
+
+    public func placeQueued(_ order: NewOrder) async throws -> Placement {
+        try await place(order, status: .pending)
+    }
+
+    public func placeImmediate(_ order: NewOrder) async throws -> Placement {
+        try await place(order, status: .processing)
+    }
+
+    private func place(_ order: NewOrder, status: OrderStatus) async throws -> Placement {
+        let strict = strictCatalog
+        let placement = try await database.write { [topic] db -> Placement in
+            if let existing = try Self.existing(db, order: order) { return Placement(order: existing, messageID: existing.messageID, created: false) }
+            let reservation = try SQLiteInventory.reserve(db, items: order.items, customerID: order.customerID, strictCatalog: strict)
+            let now = WallClock.nowMillis()
+            let total = order.total
+            var messageID: String?
+            if status == .pending {
+                let body = #"{"order_id":\#(JSONText.quoted(order.id)),"customer_id":\#(JSONText.quoted(order.customerID)),"total":\#(JSONText.number(total))}"#
+                messageID = try topic.publish(body, in: db)
+            }
+            try db.cachedStatement(sql: """
+                INSERT INTO fs_orders (order_id, idempotency_key, customer_id, items, total, status, channel, attempts,
+                                       reserved, message_id, created_at, updated_at, processing_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """).execute(arguments: [
+                    order.id, order.idempotencyKey, order.customerID, Self.encodeItems(order.items), total,
+                    status.rawValue, order.channel.rawValue, status == .processing ? 1 : 0,
+                    SQLiteInventory.encode(reservation), messageID, now, now, status == .processing ? now : nil,
+                ])
+            let stored = Order(
+                id: order.id, customerID: order.customerID, items: order.items, total: total, status: status,
+                channel: order.channel, attempts: status == .processing ? 1 : 0, failureReason: nil,
+                createdAt: now, updatedAt: now, processingAt: status == .processing ? now : nil, finishedAt: nil,
+                messageID: messageID)
+            return Placement(order: stored, messageID: messageID, created: true)
+        }
+        if placement.created { tally.withLock { $0[status] += 1 } }
+        return placement
+    }
+
+    /// The order a repeated request names: by idempotency key, else by the client's order id.
+    private static func existing(_ db: Database, order: NewOrder) throws -> Order? {
+        if let key = order.idempotencyKey,
+           let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM fs_orders WHERE idempotency_key = ?"), arguments: [key]) {
+            return decodeOrder(row)
+        }
+        return try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM fs_orders WHERE order_id = ?"), arguments: [order.id]).map(decodeOrder)
+    }
+
+    // MARK: Reading
+
+    public func order(id: String) async throws -> Order? {
+        try await database.read { db in
+            try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM fs_orders WHERE order_id = ?"), arguments: [id]).map(Self.decodeOrder)
+        }
+    }
+
+    public func counts() async throws -> OrderCounts {
+        tally.withLock { $0 }
+    }
+
+    public func queuePosition(of order: Order) async throws -> Int? {
+        guard order.status == .pending, let queue = paymentsQueue else { return nil }
+        return try await queue.countVisible(sentAtOrBefore: order.createdAt)
+    }
+
+    // MARK: Processing
+
+    public func startProcessing(_ orderIDs: [String]) async throws -> [String: Order] {
+        let (orders, started) = try await database.write { db -> ([String: Order], Int) in
+            let now = WallClock.nowMillis()
+            var orders: [String: Order] = [:]
+            var started = 0
+            let select = try db.cachedStatement(sql: "SELECT * FROM fs_orders WHERE order_id = ?")
+            let update = try db.cachedStatement(sql: """
+                UPDATE fs_orders SET status = 'processing', attempts = attempts + 1, updated_at = ?1,
+                                     processing_at = COALESCE(processing_at, ?1)
+                WHERE order_id = ?2
+                """)
+            for id in orderIDs {
+                guard let row = try Row.fetchOne(select, arguments: [id]) else { continue }
+                var order = Self.decodeOrder(row)
+                if !order.status.isTerminal {
+                    try update.execute(arguments: [now, id])
+                    if order.status == .pending { started += 1 }
+                    order.status = .processing
+                    order.attempts += 1
+                    order.updatedAt = now
+                    order.processingAt = order.processingAt ?? now
+                }
+                orders[id] = order
+            }
+            return (orders, started)
+        }
+        if started > 0 {
+            tally.withLock {
+                $0.pending -= started
+                $0.processing += started
+            }
+        }
+        return orders
+    }
+
+    @discardableResult
+    public func finish(_ orderID: String, result: OrderResult) async throws -> Order? {
+        let (order, previous) = try await database.write { db -> (Order?, OrderStatus?) in
+            guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM fs_orders WHERE order_id = ?"), arguments: [orderID]) else {
+                return (nil, nil)
+            }
+            var order = Self.decodeOrder(row)
+            guard !order.status.isTerminal else { return (order, nil) }
+            let previous = order.status
+            let now = WallClock.nowMillis()
+            switch result {
+            case .completed:
+                order.status = .completed
+            case let .failed(reason):
+                order.status = .failed
+                order.failureReason = reason
+            }
+            order.updatedAt = now
+            order.finishedAt = now
+            try db.cachedStatement(sql: """
+                UPDATE fs_orders SET status = ?, failure_reason = ?, updated_at = ?, finished_at = ? WHERE order_id = ?
+                """).execute(arguments: [order.status.rawValue, order.failureReason, now, now, orderID])
+            let reservation = SQLiteInventory.decode(row["reserved"])
+            if !reservation.isEmpty {
+                try SQLiteInventory.settle(db, reservation: reservation, customerID: order.customerID, sold: order.status == .completed)
+            }
+            return (order, previous)
+        }
+        if let previous, let order {
+            tally.withLock {
+                $0[previous] -= 1
+                $0[order.status] += 1
+            }
+        }
+        return order
+    }
+
+    // MARK: Rows
+
+    static func encodeItems(_ items: [OrderItem]) -> String {
+        "[" + items.map { item in
+            var text = #"{"product_id":\#(JSONText.quoted(item.productID)),"quantity":\#(item.quantity)"#
+            if let price = item.price { text += #","price":\#(JSONText.number(price))"# }
+            return text + "}"
+        }.joined(separator: ",") + "]"
+    }
+
+    static func decodeItems(_ text: String) -> [OrderItem] {
+        guard case let .array(list)? = try? JSONValue.parse(Array(text.utf8)) else { return [] }
+        return list.compactMap { value in
+            guard let object = value.object, case let .string(product)? = object["product_id"],
+                  case let .number(_, quantity?)? = object["quantity"] else { return nil }
+            var price: Double?
+            if case let .number(value, _)? = object["price"] { price = value }
+            return OrderItem(productID: product, quantity: Int(quantity), price: price)
+        }
+    }
+
+    static func decodeOrder(_ row: Row) -> Order {
+        Order(
+            id: row["order_id"], customerID: row["customer_id"], items: decodeItems(row["items"]), total: row["total"],
+            status: OrderStatus(rawValue: row["status"]) ?? .pending,
+            channel: OrderChannel(rawValue: row["channel"]) ?? .async,
+            attempts: row["attempts"], failureReason: row["failure_reason"],
+            createdAt: row["created_at"], updatedAt: row["updated_at"],
+            processingAt: row["processing_at"], finishedAt: row["finished_at"], messageID: row["message_id"])
+    }
+}
+
+extension SQLiteOrderStore: Catalog {
+    public func product(id: String) async throws -> Product? {
+        try await database.read { db in try SQLiteInventory.product(db, id: id) }
+    }
+
+    public func putProduct(id: String, stock: Int, perCustomerLimit: Int?, price: Double?) async throws -> Product {
+        try await database.write { db in
+            try db.execute(sql: """
+                INSERT INTO fs_products (product_id, stock, per_customer_limit, price, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                ON CONFLICT(product_id) DO UPDATE SET stock = ?2, per_customer_limit = ?3, price = ?4, updated_at = ?5
+                """, arguments: [id, stock, perCustomerLimit, price, WallClock.nowMillis()])
+            return try SQLiteInventory.product(db, id: id)!
+        }
+    }
+
+    public func setStock(id: String, stock: Int) async throws -> Product {
+        try await database.write { db in
+            try db.execute(sql: """
+                INSERT INTO fs_products (product_id, stock, updated_at) VALUES (?1, ?2, ?3)
+                ON CONFLICT(product_id) DO UPDATE SET stock = ?2, updated_at = ?3
+                """, arguments: [id, stock, WallClock.nowMillis()])
+            return try SQLiteInventory.product(db, id: id)!
+        }
+    }
+}

@@ -1,0 +1,315 @@
+import FlashCore
+import FlashOrders
+import FlashPayments
+import FlashQueue
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// The pool of payment workers: a Service that drains the `payments` queue at the gateway's pace.
+///
+/// W workers each charge one order at a time. Fetchers long-poll the queue in batches of up to
+/// 10, sized to the idle workers (see `WorkDispatcher`), and mark the batch's orders processing.
+/// A worker charges, then records the result and deletes the message while it already charges
+/// the next order. A charge that runs past half the lease extends the lease (heartbeat).
+/// A transient gateway error gives the message back after an exponential backoff; past the
+/// queue's maxReceiveCount the queue dead-letters it, and the dead-letter handler fails the
+/// order (releasing its stock). An undecodable message is given back at once until the queue
+/// dead-letters it.
+///
+/// Graceful shutdown: stop receiving, give back buffered messages (visibility 0), let charges in
+/// progress finish until ``Configuration/shutdownDeadline``, then give back the rest.
+public final class WorkerPool: Service {
+    /// The pool's settings.
+    public struct Configuration: Sendable {
+        /// Concurrent charges (W).
+        public var workers: Int
+        /// The lease taken on each delivery.
+        public var visibilityTimeout: Duration
+        /// First backoff after a transient error; doubles each delivery.
+        public var retryBackoff: Duration
+        /// Longest backoff.
+        public var maxRetryBackoff: Duration
+        /// How long shutdown waits for charges in progress.
+        public var shutdownDeadline: Duration
+        /// Long-poll wait of each receive.
+        public var receiveWait: Duration
+
+        public init(workers: Int, visibilityTimeout: Duration = .seconds(30), retryBackoff: Duration = .milliseconds(500),
+                    maxRetryBackoff: Duration = .seconds(60), shutdownDeadline: Duration = .seconds(10),
+                    receiveWait: Duration = .seconds(20)) {
+            self.workers = workers
+            self.visibilityTimeout = visibilityTimeout
+            self.retryBackoff = retryBackoff
+            self.maxRetryBackoff = maxRetryBackoff
+            self.shutdownDeadline = shutdownDeadline
+            self.receiveWait = receiveWait
+        }
+    }
+
+    public let configuration: Configuration
+    let queue: any MessageQueue
+    let deadLetterQueue: (any MessageQueue)?
+    let store: any OrderStore
+    let gateway: any PaymentGateway
+    let logger: Logger
+    /// Orders finished (completed or failed) per second.
+    public let processed: RateMeter
+    let dispatcher: WorkDispatcher
+    let busyCount = Atomic<Int>(0)
+    let hardStop = ArrivalSignal<Int>()
+    let stopping = Atomic<Bool>(false)
+
+    public init(configuration: Configuration, queue: any MessageQueue, deadLetterQueue: (any MessageQueue)?,
+                store: any OrderStore, gateway: any PaymentGateway, processed: RateMeter = RateMeter(), logger: Logger) {
+        self.configuration = configuration
+        self.queue = queue
+        self.deadLetterQueue = deadLetterQueue
+        self.store = store
+        self.gateway = gateway
+        self.processed = processed
+        self.logger = logger
+        self.dispatcher = WorkDispatcher(prefetch: max(1, min(configuration.workers, QueueLimits.maxBatchSize)))
+    }
+
+    /// Workers in the pool.
+    public var workerCount: Int { configuration.workers }
+
+    /// Workers charging right now.
+    public var busy: Int { busyCount.load(ordering: .relaxed) }
+
+    /// Runs until graceful shutdown (or cancellation).
+    public func run() async throws {
+        guard configuration.workers > 0 else {
+            try? await gracefulShutdown()
+            return
+        }
+        let fetchers = min(8, max(1, configuration.workers / 50))
+        logger.info("worker pool started", metadata: ["workers": "\(configuration.workers)", "fetchers": "\(fetchers)"])
+        await withGracefulShutdownHandler {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    // Long polls end at once on graceful shutdown.
+                    await cancelWhenGracefulShutdown {
+                        await withDiscardingTaskGroup { fetchGroup in
+                            for _ in 0..<fetchers { fetchGroup.addTask { await self.fetchLoop() } }
+                            fetchGroup.addTask { await self.deadLetterLoop() }
+                        }
+                    }
+                    await self.stop()
+                }
+                group.addTask {
+                    await withDiscardingTaskGroup { workers in
+                        for _ in 0..<self.configuration.workers { workers.addTask { await self.workerLoop() } }
+                    }
+                }
+                await group.waitForAll()
+            }
+        } onGracefulShutdown: {
+            // No worker starts another job from here on.
+            self.dispatcher.close()
+        }
+        logger.info("worker pool stopped")
+    }
+
+    /// Begins a graceful stop (as graceful shutdown does): no more receives, buffered messages
+    /// given back, charges in progress get ``Configuration/shutdownDeadline`` to finish.
+    func stop() async {
+        guard !stopping.exchange(true, ordering: .relaxed) else { return }
+        dispatcher.close()
+        for job in dispatcher.takeReturned() { await giveBack(job.message, after: .zero) }
+        let deadline = ContinuousClock.now + configuration.shutdownDeadline
+        while busy > 0, ContinuousClock.now < deadline {
+            do { try await Task.sleep(for: .milliseconds(10)) } catch { break }
+        }
+        // Charges still running are abandoned: their messages go back to the queue.
+        hardStop.notify(0)
+    }
+
+    // MARK: Fetching
+
+    private func fetchLoop() async {
+        while !Task.isCancelled {
+            let wanted = await dispatcher.demand()
+            if wanted == 0 { return }
+            var jobs: [Job] = []
+            do {
+                let messages = try await queue.receive(maxMessages: wanted, wait: configuration.receiveWait,
+                                                       visibilityTimeout: configuration.visibilityTimeout)
+                jobs = try await prepare(messages)
+            } catch is CancellationError {
+            } catch {
+                logger.error("receive failed", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .milliseconds(200))
+            }
+            for job in dispatcher.deliver(jobs, reserved: wanted) {
+                await giveBack(job.message, after: .zero)
+            }
+        }
+    }
+
+    /// Decodes the messages and marks their orders processing, in one store call.
+    private func prepare(_ messages: [ReceivedMessage]) async throws -> [Job] {
+        guard !messages.isEmpty else { return [] }
+        let leasedAt = ContinuousClock.now
+        var jobs = messages.map { Job(message: $0, order: nil, orderID: PaymentMessage.orderID(in: $0.body), leasedAt: leasedAt) }
+        let ids = jobs.compactMap(\.orderID)
+        if !ids.isEmpty {
+            let orders = try await store.startProcessing(ids)
+            for index in jobs.indices {
+                if let id = jobs[index].orderID { jobs[index].order = orders[id] }
+            }
+        }
+        return jobs
+    }
+
+    // MARK: Working
+
+    private func workerLoop() async {
+        await withDiscardingTaskGroup { acks in
+            while let job = await dispatcher.next() {
+                let verdict = await work(job)
+                // Recording the result overlaps with the next charge.
+                acks.addTask { await self.settle(job, verdict) }
+            }
+        }
+    }
+
+    /// What happened to one job.
+    enum Verdict: Sendable {
+        case finished(OrderResult)
+        case alreadyFinished
+        case retry(after: Duration)
+        case giveBack
+        case unusable(String)
+    }
+
+    private func work(_ job: Job) async -> Verdict {
+        guard let orderID = job.orderID else { return .unusable("undecodable message body") }
+        guard let order = job.order else { return .unusable("no order \(orderID)") }
+        if order.status.isTerminal { return .alreadyFinished }
+        busyCount.add(1, ordering: .relaxed)
+        defer { busyCount.subtract(1, ordering: .relaxed) }
+        do {
+            let outcome = try await chargeWithHeartbeat(job, orderID: orderID, amount: order.total)
+            switch outcome {
+            case .approved: return .finished(.completed)
+            case let .declined(reason): return .finished(.failed(reason: "payment declined: \(reason)"))
+            }
+        } catch is TransientPaymentError {
+            return .retry(after: backoff(forDelivery: job.message.receiveCount))
+        } catch is CancellationError {
+            return .giveBack
+        } catch {
+            logger.error("charge failed", metadata: ["order_id": "\(orderID)", "error": "\(error)"])
+            return .retry(after: backoff(forDelivery: job.message.receiveCount))
+        }
+    }
+
+    /// Charges while a heartbeat keeps the lease, and stops if shutdown's deadline passes.
+    private func chargeWithHeartbeat(_ job: Job, orderID: String, amount: Double) async throws -> PaymentOutcome {
+        let lease = configuration.visibilityTimeout
+        let stopGeneration = hardStop.generation(0)
+        if stopping.load(ordering: .relaxed), stopGeneration > 0 { throw CancellationError() }
+        return try await withThrowingTaskGroup(of: PaymentOutcome?.self) { group in
+            group.addTask { try await self.gateway.charge(orderID: orderID, amount: amount) }
+            group.addTask {
+                // Heartbeat: extend the lease whenever half of it has passed.
+                var leaseStart = job.leasedAt
+                while !Task.isCancelled {
+                    try await Task.sleep(until: leaseStart + lease / 2, clock: .continuous)
+                    try await self.queue.changeVisibility(job.message.receiptHandle, timeout: lease)
+                    leaseStart = .now
+                }
+                return nil
+            }
+            group.addTask {
+                await self.hardStop.wait(0, after: stopGeneration, timeout: .seconds(86_400 * 365))
+                throw CancellationError()
+            }
+            defer { group.cancelAll() }
+            while let result = try await group.next() {
+                if let outcome = result { return outcome }
+            }
+            throw CancellationError()
+        }
+    }
+
+    private func backoff(forDelivery count: Int) -> Duration {
+        let exponent = min(20, max(0, count - 1))
+        let delay = configuration.retryBackoff * (1 << exponent)
+        return min(delay, configuration.maxRetryBackoff)
+    }
+
+    /// Records a job's verdict: the order's status, then the message.
+    private func settle(_ job: Job, _ verdict: Verdict) async {
+        do {
+            switch verdict {
+            case let .finished(result):
+                try await store.finish(job.orderID!, result: result)
+                processed.record()
+                try await queue.delete(job.message.receiptHandle)
+            case .alreadyFinished:
+                try await queue.delete(job.message.receiptHandle)
+            case let .retry(delay):
+                await giveBack(job.message, after: delay)
+            case .giveBack:
+                await giveBack(job.message, after: .zero)
+            case let .unusable(reason):
+                logger.warning("unusable message; it will be dead-lettered",
+                               metadata: ["message_id": "\(job.message.messageID)", "reason": "\(reason)"])
+                await giveBack(job.message, after: .zero)
+            }
+        } catch QueueError.receiptHandleInvalid {
+            // The lease ran out and the message went to someone else; they settle it.
+            logger.debug("stale receipt on settle", metadata: ["message_id": "\(job.message.messageID)"])
+        } catch {
+            logger.error("settling failed; the message will be redelivered",
+                         metadata: ["message_id": "\(job.message.messageID)", "error": "\(error)"])
+        }
+    }
+
+    private func giveBack(_ message: ReceivedMessage, after delay: Duration) async {
+        do {
+            try await queue.changeVisibility(message.receiptHandle, timeout: min(delay, QueueLimits.maxVisibilityTimeout))
+        } catch {
+            logger.debug("give back failed", metadata: ["message_id": "\(message.messageID)", "error": "\(error)"])
+        }
+    }
+
+    // MARK: Dead letters
+
+    /// Fails the orders whose messages were dead-lettered, then parks those messages (they stay
+    /// in the dead-letter queue for inspection, hidden for 12 h at a time).
+    private func deadLetterLoop() async {
+        guard let deadLetterQueue else { return }
+        while !Task.isCancelled {
+            do {
+                let messages = try await deadLetterQueue.receive(maxMessages: 10, wait: .seconds(20),
+                                                                 visibilityTimeout: QueueLimits.maxVisibilityTimeout)
+                for message in messages {
+                    if let orderID = PaymentMessage.orderID(in: message.body) {
+                        let order = try await store.finish(orderID, result: .failed(
+                            reason: "payment abandoned after \(message.receiveCount) deliveries (dead-lettered)"))
+                        if order?.status == .failed { processed.record() }
+                    }
+                }
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.error("dead-letter handling failed", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+}
+
+/// The payment message on the `orders` topic: `{"order_id": "…", "customer_id": "…", "total": 99.98}`.
+enum PaymentMessage {
+    static func orderID(in body: String) -> String? {
+        guard let object = (try? JSONValue.parse(Array(body.utf8)))?.object,
+              case let .string(id)? = object["order_id"], !id.isEmpty
+        else { return nil }
+        return id
+    }
+}

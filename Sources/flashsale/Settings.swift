@@ -1,0 +1,46 @@
+import ArgumentParser
+import FlashCore
+import Foundation
+
+/// Resolves a setting: the command-line flag, else its `FLASHSALE_…` environment variable, else the default.
+enum Settings {
+    static func value(_ flag: String?, env name: String) -> String? {
+        if let flag { return flag }
+        if let value = ProcessInfo.processInfo.environment[name], !value.isEmpty { return value }
+        return nil
+    }
+
+    static func string(_ flag: String?, env: String, default fallback: String) -> String {
+        value(flag, env: env) ?? fallback
+    }
+
+    static func int(_ flag: String?, env: String, default fallback: Int, range: ClosedRange<Int>? = nil) throws -> Int {
+        guard let text = value(flag, env: env) else { return fallback }
+        guard let number = Int(text), range?.contains(number) ?? true else {
+            throw ValidationError("\(env.lowercased().replacingOccurrences(of: "flashsale_", with: "--").replacingOccurrences(of: "_", with: "-")) must be a whole number\(range.map { " in \($0.lowerBound)...\($0.upperBound)" } ?? ""), not '\(text)'")
+        }
+        return number
+    }
+
+    static func double(_ flag: String?, env: String, default fallback: Double, range: ClosedRange<Double>) throws -> Double {
+        guard let text = value(flag, env: env) else { return fallback }
+        guard let number = Double(text), range.contains(number) else {
+            throw ValidationError("\(env) must be a number in \(range.lowerBound)...\(range.upperBound), not '\(text)'")
+        }
+        return number
+    }
+
+    static func duration(_ flag: String?, env: String, default fallback: Duration) throws -> Duration {
+        guard let text = value(flag, env: env) else { return fallback }
+        guard let duration = Duration(parsing: text) else {
+            throw ValidationError("\(env) must be a duration such as 3s, 30ms, 1.5s or 2m, not '\(text)'")
+        }
+        return duration
+    }
+
+    static func flag(_ flag: Bool, env: String) -> Bool {
+        if flag { return true }
+        guard let text = ProcessInfo.processInfo.environment[env]?.lowercased() else { return false }
+        return ["1", "true", "yes", "on"].contains(text)
+    }
+}

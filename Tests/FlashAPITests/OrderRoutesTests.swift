@@ -1,0 +1,161 @@
+import FlashCore
+import FlashServer
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+@Suite("Order routes over HTTP")
+struct OrderRoutesTests {
+    @Test func asyncOrderAnswers202AndIsStoredWithItsMessage() async throws {
+        try await TestSystem.withLiveSystem(TestSystem.configuration()) { system, client in
+            let reply = try await client.call(.post, "/orders/async", json: seedOrder)
+            #expect(reply.status == .accepted)
+            let id = try #require(reply.string("order_id"))
+            #expect(reply.string("status") == "pending")
+            #expect(reply.string("message_id") != nil)
+            let order = try await client.call(.get, "/orders/\(id)")
+            #expect(order.status == .ok)
+            #expect(order.string("status") == "pending")
+            #expect(order.string("customer_id") == "1234")
+            #expect(order["total"] == .number(99.98, integer: nil))
+            #expect(order.int("queue_position") == 1)
+            #expect(order.string("estimated_completion") == nil)
+            let stats = try await client.call(.get, "/stats")
+            #expect(stats.int("orders", "pending") == 1)
+            #expect(stats.int("queue", "visible") == 1)
+        }
+    }
+
+    @Test func unknownOrderIs404JSON() async throws {
+        try await TestSystem.withLiveSystem(TestSystem.configuration()) { _, client in
+            let reply = try await client.call(.get, "/orders/does-not-exist")
+            #expect(reply.status == .notFound)
+            #expect(reply.errorCode == "not_found")
+        }
+    }
+
+    @Test func badInputIs400AndCreatesNothing() async throws {
+        try await TestSystem.withLiveSystem(TestSystem.configuration()) { system, client in
+            let bodies: [(String, String)] = [
+                ("{not json", "invalid_json"),
+                (#"{"customer_id": "x", "items": "no"}"#, "invalid_field"),
+                (#"{"items": [{"product_id": "a"}]}"#, "missing_field"),
+                (#"{"customer_id": 1}"#, "missing_field"),
+                (#"{"customer_id": 1, "items": []}"#, "empty_items"),
+                (#"{"customer_id": 1, "items": [{"product_id": "a", "quantity": 0}]}"#, "invalid_quantity"),
+                (#"{"customer_id": 1, "items": [{"product_id": "a", "quantity": 10001}]}"#, "invalid_quantity"),
+                (#"{"customer_id": 1, "items": [{"product_id": "a", "price": -0.01}]}"#, "invalid_price"),
+            ]
+            for path in ["/orders/async", "/orders/sync"] {
+                for (body, code) in bodies {
+                    let reply = try await client.call(.post, path, json: body)
+                    #expect(reply.status == .badRequest, "\(path) \(body)")
+                    #expect(reply.errorCode == code, "\(path) \(body)")
+                    #expect(reply.string("error", "message")?.isEmpty == false)
+                }
+            }
+            let many = "[" + Array(repeating: #"{"product_id":"a"}"#, count: 101).joined(separator: ",") + "]"
+            #expect(try await client.call(.post, "/orders/async", json: #"{"customer_id": 1, "items": \#(many)}"#).errorCode == "too_many_items")
+            let huge = #"{"customer_id": 1, "pad": ""# + String(repeating: "x", count: 70 * 1024) + #"", "items": [{"product_id": "a"}]}"#
+            let tooLarge = try await client.call(.post, "/orders/async", json: huge)
+            #expect(tooLarge.status == .contentTooLarge)
+            #expect(tooLarge.errorCode == "payload_too_large")
+            let stats = try await client.call(.get, "/stats")
+            #expect(stats.int("orders", "total") == 0)
+            #expect(stats.int("queue", "visible") == 0)
+            #expect(try await system.ledger.entries().isEmpty)
+        }
+    }
+
+    @Test func unknownRoutesAndWrongMethodsAreJSON() async throws {
+        try await TestSystem.withLiveSystem(TestSystem.configuration()) { _, client in
+            let missing = try await client.call(.get, "/nowhere")
+            #expect(missing.status == .notFound)
+            #expect(missing.errorCode == "not_found")
+            let wrong = try await client.call(.delete, "/orders/async")
+            #expect(wrong.status == .methodNotAllowed)
+            #expect(wrong.errorCode == "method_not_allowed")
+            #expect(wrong.headers[.allow] == "POST")
+            #expect(try await client.call(.post, "/stats").status == .methodNotAllowed)
+        }
+    }
+
+    @Test func idempotencyKeyAndClientOrderIDNeverMakeASecondOrder() async throws {
+        try await TestSystem.withLiveSystem(TestSystem.configuration()) { _, client in
+            let key: HTTPFields = [HTTPField.Name("Idempotency-Key")!: "checkout-42"]
+            let first = try await client.call(.post, "/orders/async", json: seedOrder, headers: key)
+            let second = try await client.call(.post, "/orders/async", json: seedOrder, headers: key)
+            #expect(first.status == .accepted)
+            #expect(second.status == .accepted)
+            #expect(first.string("order_id") == second.string("order_id"))
+            #expect(first.string("message_id") == second.string("message_id"))
+            let body = #"{"order_id": "client-7", "customer_id": 1, "items": [{"product_id": "a"}]}"#
+            let third = try await client.call(.post, "/orders/async", json: body)
+            let fourth = try await client.call(.post, "/orders/async", json: body)
+            #expect(third.string("order_id") == "client-7")
+            #expect(fourth.string("order_id") == "client-7")
+            let stats = try await client.call(.get, "/stats")
+            #expect(stats.int("orders", "total") == 2)
+            #expect(stats.int("queue", "visible") == 2)
+        }
+    }
+
+    @Test func syncOrderIsChargedWhileTheCustomerWaits() async throws {
+        try await TestSystem.withLiveSystem(TestSystem.configuration()) { system, client in
+            let reply = try await client.call(.post, "/orders/sync", json: seedOrder)
+            #expect(reply.status == .ok)
+            #expect(reply.string("status") == "completed")
+            #expect(reply.int("attempts") == 1)
+            let id = try #require(reply.string("order_id"))
+            let ledger = try await system.ledger.entries()
+            #expect(ledger[id]?.outcome.isApproved == true)
+            #expect(ledger[id]?.amount == 99.98)
+        }
+    }
+
+    @Test func declinedSyncOrderFailsWithTheReason() async throws {
+        var config = TestSystem.configuration()
+        config.payment.declineRate = 1
+        try await TestSystem.withLiveSystem(config) { _, client in
+            let reply = try await client.call(.post, "/orders/sync", json: seedOrder)
+            #expect(reply.status == .ok)
+            #expect(reply.string("status") == "failed")
+            #expect(reply.string("failure_reason")?.contains("declined") == true)
+        }
+    }
+
+    @Test func syncRefusesAtOnceWhenThePredictedWaitIsTooLong() async throws {
+        var config = TestSystem.configuration(latency: .milliseconds(800))
+        config.syncTimeout = .milliseconds(300)
+        try await TestSystem.withLiveSystem(config) { system, client in
+            async let first = client.call(.post, "/orders/sync", json: seedOrder)
+            try await Task.sleep(for: .milliseconds(150))
+            // One customer at the lane; the next would wait ~800 ms > 300 ms: told at once.
+            let refused = try await client.call(.post, "/orders/sync", json: seedOrder)
+            #expect(refused.status == .serviceUnavailable)
+            #expect(refused.errorCode == "overloaded")
+            #expect(Int(refused.headers[.retryAfter] ?? "") ?? 0 >= 1)
+            #expect(try await first.status == .ok)
+            // Nothing was stored or charged for the refused customer.
+            #expect(try await system.ledger.entries().count == 1)
+            #expect(try await system.store.counts().total == 1)
+        }
+    }
+
+    @Test func statsFollowTheContract() async throws {
+        try await TestSystem.withLiveSystem(TestSystem.configuration()) { _, client in
+            let stats = try await client.call(.get, "/stats")
+            #expect(stats.status == .ok)
+            for key in ["total", "pending", "processing", "completed", "failed"] { #expect(stats.int("orders", key) != nil, "\(key)") }
+            for key in ["visible", "in_flight", "delayed", "dead_letter"] { #expect(stats.int("queue", key) != nil, "\(key)") }
+            #expect(stats["queue", "oldest_age_seconds"] != nil)
+            for key in ["count", "busy"] { #expect(stats.int("workers", key) != nil, "\(key)") }
+            for key in ["charges", "declines", "duplicate_charges_prevented"] { #expect(stats.int("payments", key) != nil, "\(key)") }
+            for key in ["accepted_per_second", "processed_per_second"] { #expect(stats["rates", key] != nil, "\(key)") }
+            let health = try await client.call(.get, "/health")
+            #expect(health.status == .ok)
+            #expect(health.string("status") == "healthy")
+        }
+    }
+}

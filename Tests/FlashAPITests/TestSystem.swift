@@ -1,0 +1,96 @@
+import FlashAPI
+import FlashCore
+import FlashPayments
+import FlashServer
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import Testing
+
+/// A fresh embedded system on a temporary database, for one test.
+enum TestSystem {
+    static func configuration(workers: Int = 0, latency: Duration = .milliseconds(5)) -> ServerConfiguration {
+        var config = ServerConfiguration()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("flashsale-api-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        config.dataPath = directory.appendingPathComponent("flashsale.db").path
+        config.port = 0
+        config.workers = workers
+        config.payment.latency = .fixed(latency)
+        config.shutdownDeadline = .seconds(2)
+        return config
+    }
+
+    static var logger: Logger {
+        var logger = Logger(label: "test")
+        logger.logLevel = .warning
+        return logger
+    }
+
+    /// Runs `body` against the system served over real loopback HTTP.
+    static func withLiveSystem(
+        _ config: ServerConfiguration,
+        _ body: @escaping @Sendable (EmbeddedSystem, any TestClientProtocol) async throws -> Void
+    ) async throws {
+        let system = try await EmbeddedSystem.open(config, logger: logger)
+        let app = system.application(logger: logger)
+        try await app.test(.ahc(.http)) { client in try await body(system, client) }
+        try system.database.close()
+    }
+}
+
+extension TestClientProtocol {
+    /// Sends a JSON body and returns status, headers and the parsed JSON reply.
+    @discardableResult
+    func call(_ method: HTTPRequest.Method, _ uri: String, json: String? = nil, headers: HTTPFields = [:]) async throws -> Reply {
+        try await execute(uri: uri, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) }) { response in
+            let text = String(buffer: response.body)
+            return Reply(status: response.status, headers: response.headers, text: text,
+                         json: try? JSONValue.parse(Array(text.utf8)))
+        }
+    }
+}
+
+struct Reply: Sendable {
+    var status: HTTPResponse.Status
+    var headers: HTTPFields
+    var text: String
+    var json: JSONValue?
+
+    subscript(path: String...) -> JSONValue? {
+        var value = json
+        for key in path { value = value?[key] }
+        return value
+    }
+
+    func string(_ path: String...) -> String? {
+        var value = json
+        for key in path { value = value?[key] }
+        if case let .string(text)? = value { return text }
+        return nil
+    }
+
+    func int(_ path: String...) -> Int? {
+        var value = json
+        for key in path { value = value?[key] }
+        if case let .number(_, integer?)? = value { return Int(integer) }
+        return nil
+    }
+
+    /// The error code of a JSON error reply.
+    var errorCode: String? { string("error", "code") }
+}
+
+let seedOrder = #"{"customer_id": 1234, "items": [{"product_id": "PROD-001", "quantity": 2, "price": 49.99}]}"#
+
+/// Polls `condition` until it holds or `timeout` passes.
+func eventually(timeout: Duration = .seconds(20), _ condition: @Sendable () async throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    return try await condition()
+}
