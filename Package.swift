@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // Small shared vocabulary: durations, ids, clocks.
@@ -28,7 +29,7 @@ let package = Package(
             .product(name: "DequeModule", package: "swift-collections"),
         ]),
         // Orders, the inventory gate and their store protocols.
-        .target(name: "FlashOrders", dependencies: ["FlashCore"]),
+        .target(name: "FlashOrders", dependencies: ["FlashCore", "FlashQueue"]),
         // The payment gateway protocol and its simulator.
         .target(name: "FlashPayments", dependencies: ["FlashCore"]),
         // The embedded backend: one SQLite file holds queues, orders, stock and the ledger.
@@ -68,6 +69,11 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .testTarget(name: "FlashQueueTests", dependencies: ["FlashCore", "FlashQueue", "FlashSQLite"]),
+        // Drives the real `flashsale` binary over loopback: kill -9, SIGTERM, storms of requests.
+        .testTarget(name: "FlashEndToEndTests", dependencies: [
+            "FlashCore",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        ]),
         .testTarget(name: "FlashOrdersTests", dependencies: ["FlashCore", "FlashOrders"]),
         .testTarget(name: "FlashWorkersTests", dependencies: [
             "FlashCore", "FlashQueue", "FlashSQLite", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashServer",

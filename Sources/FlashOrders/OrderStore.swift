@@ -1,3 +1,5 @@
+import FlashQueue
+
 /// The result of placing an order.
 public struct Placement: Sendable, Hashable {
     /// The stored order (the earlier one, for a repeated idempotency key).
@@ -68,4 +70,17 @@ public protocol OrderStore: Sendable {
 
     /// Roughly how many queued orders are ahead of this pending one.
     func queuePosition(of order: Order) async throws -> Int?
+}
+
+/// A store that also holds the payments queue (the embedded SQLite backend), and so can record
+/// an order's result and delete its message in one transaction: no window in which one is done
+/// and the other is not.
+public protocol QueueAcknowledgingOrderStore: OrderStore {
+    /// Whether `queueName` is the queue this store can delete from.
+    func acknowledges(queueName: String) -> Bool
+
+    /// ``OrderStore/finish(_:result:)`` and the message's deletion, atomically. Throws
+    /// `QueueError.receiptHandleInvalid` (and changes nothing) if the receipt is stale.
+    @discardableResult
+    func finish(_ orderID: String, result: OrderResult, deleting receipt: ReceiptHandle) async throws -> Order?
 }

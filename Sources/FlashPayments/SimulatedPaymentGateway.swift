@@ -47,15 +47,28 @@ public final class SimulatedPaymentGateway: PaymentGateway {
         }
         defer { limit?.release() }
         var generator = SystemRandomNumberGenerator()
-        try await Task.sleep(for: configuration.latency.sample(using: &generator))
+        let latency = configuration.latency.sample(using: &generator)
         if Double.random(in: 0..<1, using: &generator) < configuration.transientErrorRate {
+            try await Task.sleep(for: latency)
             counters.withLock { $0.transientErrors += 1 }
             throw TransientPaymentError("gateway timeout (simulated transient error)")
         }
         let outcome: PaymentOutcome = Double.random(in: 0..<1, using: &generator) < configuration.declineRate
             ? .declined(reason: "card declined")
             : .approved(chargeID: "ch_" + TimeOrderedID.make().replacingOccurrences(of: "-", with: ""))
-        let (standing, recorded) = try await ledger.record(orderID: orderID, amount: amount, outcome: outcome)
+        // As at a real gateway, the charge is decided when the request arrives and answered after
+        // the latency: the ledger is written during the wait, not after it. A caller that gives up
+        // meanwhile (shutdown) may leave a decided charge behind; the ledger makes the retry
+        // return it instead of charging again.
+        async let decision = ledger.record(orderID: orderID, amount: amount, outcome: outcome)
+        let slept: Result<Void, Error>
+        do {
+            try await Task.sleep(for: latency)
+            slept = .success(())
+        } catch {
+            slept = .failure(error)
+        }
+        let (standing, recorded) = try await decision
         counters.withLock { counters in
             if !recorded {
                 counters.duplicateChargesPrevented += 1
@@ -65,6 +78,7 @@ public final class SimulatedPaymentGateway: PaymentGateway {
                 counters.declines += 1
             }
         }
+        try slept.get()
         return standing
     }
 

@@ -1,5 +1,6 @@
 import FlashCore
 import FlashOrders
+import FlashQueue
 import GRDB
 import Synchronization
 
@@ -142,7 +143,12 @@ public final class SQLiteOrderStore: OrderStore {
 
     @discardableResult
     public func finish(_ orderID: String, result: OrderResult) async throws -> Order? {
+        try await finish(orderID, result: result, deletingFrom: nil)
+    }
+
+    private func finish(_ orderID: String, result: OrderResult, deletingFrom delivery: (SQLiteMessageQueue, ReceiptHandle)?) async throws -> Order? {
         let (order, previous) = try await database.write { db -> (Order?, OrderStatus?) in
+            if let (queue, receipt) = delivery { try queue.delete(receipt, in: db) }
             guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM fs_orders WHERE order_id = ?"), arguments: [orderID]) else {
                 return (nil, nil)
             }
@@ -206,6 +212,18 @@ public final class SQLiteOrderStore: OrderStore {
             attempts: row["attempts"], failureReason: row["failure_reason"],
             createdAt: row["created_at"], updatedAt: row["updated_at"],
             processingAt: row["processing_at"], finishedAt: row["finished_at"], messageID: row["message_id"])
+    }
+}
+
+extension SQLiteOrderStore: QueueAcknowledgingOrderStore {
+    public func acknowledges(queueName: String) -> Bool {
+        paymentsQueue?.name == queueName
+    }
+
+    @discardableResult
+    public func finish(_ orderID: String, result: OrderResult, deleting receipt: ReceiptHandle) async throws -> Order? {
+        guard let queue = paymentsQueue else { throw QueueError.receiptHandleInvalid(receipt.rawValue) }
+        return try await finish(orderID, result: result, deletingFrom: (queue, receipt))
     }
 }
 

@@ -69,7 +69,11 @@ public final class WorkerPool: Service {
         self.gateway = gateway
         self.processed = processed
         self.logger = logger
-        self.dispatcher = WorkDispatcher(prefetch: max(1, min(configuration.workers, QueueLimits.maxBatchSize)))
+        // Jobs kept ready beyond the idle workers: a fifth of the pool (at least a batch, at most
+        // the pool), so bursts of finishing workers find work waiting, while a buffered job waits
+        // about L/5 at most: far inside its lease.
+        let workers = configuration.workers
+        self.dispatcher = WorkDispatcher(prefetch: max(1, min(workers, max(QueueLimits.maxBatchSize, workers / 5))))
     }
 
     /// Workers in the pool.
@@ -246,9 +250,13 @@ public final class WorkerPool: Service {
         do {
             switch verdict {
             case let .finished(result):
-                try await store.finish(job.orderID!, result: result)
+                if let atomic = store as? any QueueAcknowledgingOrderStore, atomic.acknowledges(queueName: queue.name) {
+                    try await atomic.finish(job.orderID!, result: result, deleting: job.message.receiptHandle)
+                } else {
+                    try await store.finish(job.orderID!, result: result)
+                    try await queue.delete(job.message.receiptHandle)
+                }
                 processed.record()
-                try await queue.delete(job.message.receiptHandle)
             case .alreadyFinished:
                 try await queue.delete(job.message.receiptHandle)
             case let .retry(delay):

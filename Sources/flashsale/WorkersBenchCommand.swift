@@ -1,0 +1,97 @@
+import ArgumentParser
+import FlashCore
+import FlashOrders
+import FlashPayments
+import FlashServer
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// `flashsale bench workers`: does the pool complete W/L orders per second?
+///
+/// For each worker count W, a fresh database is filled with enough orders for `--seconds` of
+/// work at W/L orders/s; then the pool starts and the completions are timed. The steady rate is
+/// measured between 10% and 90% of the orders completed (ramp-up and tail excluded).
+struct WorkersBenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "workers",
+        abstract: "Benchmark the worker pool's processing rate against the theoretical W/L.")
+
+    @Option(help: "Worker counts to measure, comma-separated.")
+    var workers: String = "1,5,20,100,200"
+
+    @Option(help: "Payment latency L.")
+    var latency: String = "30ms"
+
+    @Option(help: "Seconds of work to queue for each worker count.")
+    var seconds: Double = 4
+
+    @Option(help: "Directory for the benchmark databases.")
+    var directory: String = NSTemporaryDirectory()
+
+    func run() async throws {
+        guard let latency = Duration(parsing: latency), latency > .zero else { throw ValidationError("--latency must be a duration such as 30ms") }
+        let counts = workers.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !counts.isEmpty, counts.allSatisfy({ $0 > 0 }) else { throw ValidationError("--workers must list positive counts") }
+        var logger = Logger(label: "bench")
+        logger.logLevel = .error
+        print("worker pool benchmark: payment latency \(latency.shortDescription), \(ProcessInfo.processInfo.activeProcessorCount) cores, durable commits")
+        print("workers   theory/s   measured/s   ratio    orders")
+        for count in counts {
+            let result = try await measure(workers: count, latency: latency, logger: logger)
+            print(String(format: "%7d %10.1f %12.1f %7.1f%% %9d", count, result.theory, result.measured, result.measured / result.theory * 100, result.orders))
+        }
+    }
+
+    struct Result { var theory: Double; var measured: Double; var orders: Int }
+
+    func measure(workers: Int, latency: Duration, logger: Logger) async throws -> Result {
+        let theory = Double(workers) / latency.asSeconds
+        let orders = max(Int(theory * seconds), workers * 5, 50)
+        var config = ServerConfiguration()
+        config.dataPath = (directory as NSString).appendingPathComponent("flashsale-bench-workers-\(UUID().uuidString).db")
+        config.workers = workers
+        config.payment.latency = .fixed(latency)
+        config.visibilityTimeout = .seconds(60)
+        let system = try await EmbeddedSystem.open(config, logger: logger)
+        defer {
+            try? system.database.close()
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: config.dataPath + suffix) }
+        }
+        // Fill the queue: 64 concurrent producers.
+        let store = system.store
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for producer in 0..<64 {
+                group.addTask {
+                    var n = producer
+                    while n < orders {
+                        _ = try await store.placeQueued(NewOrder(
+                            id: TimeOrderedID.make(), customerID: "c\(n)",
+                            items: [OrderItem(productID: "PROD-001", quantity: 1, price: 10)], channel: .async, idempotencyKey: nil))
+                        n += 64
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let group = ServiceGroup(configuration: .init(services: [system.workers], logger: logger))
+        let clock = ContinuousClock()
+        var low: ContinuousClock.Instant?
+        var high: ContinuousClock.Instant?
+        let lowMark = orders / 10, highMark = orders * 9 / 10
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            while true {
+                let done = try await store.counts().completed
+                if low == nil, done >= lowMark { low = clock.now }
+                if high == nil, done >= highMark { high = clock.now }
+                if done >= orders { break }
+                try await Task.sleep(for: .milliseconds(2))
+            }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        let measured = Double(highMark - lowMark) / (high! - low!).asSeconds
+        return Result(theory: theory, measured: measured, orders: orders)
+    }
+}

@@ -1,0 +1,134 @@
+import AsyncHTTPClient
+import FlashCore
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Testing
+
+/// A real `flashsale serve` process on a free loopback port.
+final class ServerProcess: @unchecked Sendable {
+    let process = Process()
+    let logPath: String
+    private(set) var port = 0
+    var baseURL: String { "http://127.0.0.1:\(port)" }
+
+    /// The binary under test: `$FLASHSALE_BIN`, else the debug build next to these sources.
+    static var binary: String {
+        if let path = ProcessInfo.processInfo.environment["FLASHSALE_BIN"], !path.isEmpty { return path }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return root.appendingPathComponent(".build/debug/flashsale").path
+    }
+
+    static func temporaryDataPath() -> String {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("flashsale-e2e-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        return directory.appendingPathComponent("flashsale.db").path
+    }
+
+    /// Starts `flashsale serve --port 0 --data dataPath …arguments` and waits until it listens.
+    init(dataPath: String, arguments: [String]) async throws {
+        logPath = dataPath + ".\(UUID().uuidString.prefix(8)).log"
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.arguments = ["serve", "--port", "0", "--data", dataPath, "--log-level", "warning"] + arguments
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+            if let range = text.range(of: "listening on http://127.0.0.1:") {
+                let digits = text[range.upperBound...].prefix { $0.isNumber }
+                if let port = Int(digits) {
+                    self.port = port
+                    return
+                }
+            }
+            guard process.isRunning else { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        process.terminate()
+        throw ServerError("server did not start: \((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "")")
+    }
+
+    /// kill -9: no shutdown code runs.
+    func kill9() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// SIGTERM, then waits for the exit; returns the exit status.
+    func terminate(timeout: Duration = .seconds(30)) async throws -> Int32 {
+        kill(process.processIdentifier, SIGTERM)
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        if process.isRunning {
+            kill9()
+            throw ServerError("server did not exit within \(timeout) of SIGTERM")
+        }
+        return process.terminationStatus
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+}
+
+struct ServerError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A small JSON-over-HTTP client for the tests.
+struct APIClient: Sendable {
+    let http: HTTPClient
+    let base: String
+
+    struct Reply: Sendable {
+        var status: Int
+        var json: JSONValue?
+        var headers: HTTPHeaders
+
+        func string(_ path: String...) -> String? {
+            var value = json
+            for key in path { value = value?[key] }
+            if case let .string(text)? = value { return text }
+            return nil
+        }
+
+        func int(_ path: String...) -> Int? {
+            var value = json
+            for key in path { value = value?[key] }
+            if case let .number(_, integer?)? = value { return Int(integer) }
+            return nil
+        }
+    }
+
+    func call(_ method: HTTPMethod, _ path: String, json: String? = nil, timeout: TimeAmount = .seconds(30)) async throws -> Reply {
+        var request = HTTPClientRequest(url: base + path)
+        request.method = method
+        if let json {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: json))
+        }
+        let response = try await http.execute(request, timeout: timeout)
+        let body = try await response.body.collect(upTo: 1 << 20)
+        return Reply(status: Int(response.status.code), json: try? JSONValue.parse(body.readableBytesView), headers: response.headers)
+    }
+
+    func stats() async throws -> Reply { try await call(.GET, "/stats") }
+}
+
+let seedOrder = #"{"customer_id": 1234, "items": [{"product_id": "PROD-001", "quantity": 2, "price": 49.99}]}"#
+
+/// Polls `condition` until it holds; records an issue if it still does not after `timeout`.
+func expectEventually(timeout: Duration = .seconds(60), sourceLocation: SourceLocation = #_sourceLocation,
+                      _ condition: @Sendable () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if (try? await condition()) == true { return }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    if try await !condition() { Issue.record("condition not met within \(timeout)", sourceLocation: sourceLocation) }
+}
