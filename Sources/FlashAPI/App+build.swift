@@ -9,6 +9,11 @@ public func buildRouter(_ services: FlashServices) -> Router<FlashRequestContext
     var routes = RouteTable(router: router)
     OrdersController(services: services).addRoutes(to: &routes)
     SystemController(services: services).addRoutes(to: &routes)
+    AdminController(services: services).addRoutes(to: &routes)
+    if let catalog = services.catalog {
+        ProductsController(services: services, catalog: catalog).addRoutes(to: &routes)
+        FlashSaleController(services: services, catalog: catalog).addRoutes(to: &routes)
+    }
     routes.finish()
     return router
 }

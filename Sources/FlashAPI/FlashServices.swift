@@ -10,6 +10,8 @@ public struct FlashServices: Sendable {
     public var store: any OrderStore
     /// The queue the workers read (for statistics).
     public var paymentsQueue: any MessageQueue
+    /// Its dead-letter queue, if any.
+    public var deadLetterQueue: (any MessageQueue)?
     /// The payment gateway the sync endpoint charges.
     public var gateway: any PaymentGateway
     /// The in-process worker pool, if this process runs one.
@@ -31,11 +33,12 @@ public struct FlashServices: Sendable {
     /// When the service started (Unix ms).
     public var startedAtMillis: Int64
 
-    public init(store: any OrderStore, paymentsQueue: any MessageQueue, gateway: any PaymentGateway, workers: WorkerPool?,
+    public init(store: any OrderStore, paymentsQueue: any MessageQueue, deadLetterQueue: (any MessageQueue)? = nil, gateway: any PaymentGateway, workers: WorkerPool?,
                 lanes: CheckoutLanes, syncTimeout: Duration, accepted: RateMeter = RateMeter(), processed: RateMeter,
                 catalog: (any Catalog)? = nil, admin: AdminPolicy = AdminPolicy(token: nil), flashProduct: String = "iphone_16") {
         self.store = store
         self.paymentsQueue = paymentsQueue
+        self.deadLetterQueue = deadLetterQueue
         self.gateway = gateway
         self.workers = workers
         self.lanes = lanes

@@ -42,13 +42,18 @@ public struct NewOrder: Sendable, Hashable {
     public var channel: OrderChannel
     /// A client's `Idempotency-Key` header: the same key again returns this order.
     public var idempotencyKey: String?
+    /// Refuse items whose product is not in the catalog, whatever the store's setting
+    /// (`POST /buy`: no stock means sold out).
+    public var requiresCatalog: Bool
 
-    public init(id: String, customerID: String, items: [OrderItem], channel: OrderChannel, idempotencyKey: String?) {
+    public init(id: String, customerID: String, items: [OrderItem], channel: OrderChannel, idempotencyKey: String?,
+                requiresCatalog: Bool = false) {
         self.id = id
         self.customerID = customerID
         self.items = items
         self.channel = channel
         self.idempotencyKey = idempotencyKey
+        self.requiresCatalog = requiresCatalog
     }
 
     /// Sum of quantity × price, rounded to cents; items without a price count as free.

@@ -6,9 +6,15 @@ import GRDB
 /// so a unit is reserved exactly when its order exists. SQLite runs one writer at a time, so a
 /// check-then-decrement inside that transaction is atomic whatever the concurrency.
 enum SQLiteInventory {
+    /// What a reservation took, and the catalog prices of the products it found.
+    struct Reservation {
+        var units: [(String, Int)] = []
+        var prices: [String: Double] = [:]
+    }
+
     /// Reserves every item's units for `customerID`, all or nothing (the caller's savepoint rolls
     /// back on a throw). Returns the reservation to keep with the order: product → units.
-    static func reserve(_ db: Database, items: [OrderItem], customerID: String, strictCatalog: Bool) throws -> [(String, Int)] {
+    static func reserve(_ db: Database, items: [OrderItem], customerID: String, strictCatalog: Bool) throws -> Reservation {
         var wanted: [(String, Int)] = []
         for item in items {
             if let index = wanted.firstIndex(where: { $0.0 == item.productID }) {
@@ -17,8 +23,8 @@ enum SQLiteInventory {
                 wanted.append((item.productID, item.quantity))
             }
         }
-        var reservation: [(String, Int)] = []
-        let lookup = try db.cachedStatement(sql: "SELECT stock, per_customer_limit FROM fs_products WHERE product_id = ?")
+        var reservation = Reservation()
+        let lookup = try db.cachedStatement(sql: "SELECT stock, per_customer_limit, price FROM fs_products WHERE product_id = ?")
         for (productID, quantity) in wanted {
             guard let row = try Row.fetchOne(lookup, arguments: [productID]) else {
                 if strictCatalog { throw InventoryRefusal.unknownProduct(productID: productID) }
@@ -26,6 +32,7 @@ enum SQLiteInventory {
             }
             let stock: Int = row[0]
             let limit: Int? = row[1]
+            if let price: Double = row[2] { reservation.prices[productID] = price }
             if let limit {
                 let bought = try Int.fetchOne(db.cachedStatement(sql: """
                     SELECT quantity FROM fs_customer_purchases WHERE product_id = ? AND customer_id = ?
@@ -42,7 +49,7 @@ enum SQLiteInventory {
                     ON CONFLICT(product_id, customer_id) DO UPDATE SET quantity = quantity + ?3
                     """).execute(arguments: [productID, customerID, quantity])
             }
-            reservation.append((productID, quantity))
+            reservation.units.append((productID, quantity))
         }
         return reservation
     }

@@ -50,7 +50,13 @@ public final class SQLiteOrderStore: OrderStore {
         let strict = strictCatalog
         let placement = try await database.write { [topic] db -> Placement in
             if let existing = try Self.existing(db, order: order) { return Placement(order: existing, messageID: existing.messageID, created: false) }
-            let reservation = try SQLiteInventory.reserve(db, items: order.items, customerID: order.customerID, strictCatalog: strict)
+            let reservation = try SQLiteInventory.reserve(db, items: order.items, customerID: order.customerID,
+                                                          strictCatalog: strict || order.requiresCatalog)
+            // Items sent without a price are charged at the catalog's price.
+            var order = order
+            for index in order.items.indices where order.items[index].price == nil {
+                order.items[index].price = reservation.prices[order.items[index].productID]
+            }
             let now = WallClock.nowMillis()
             let total = order.total
             var messageID: String?
@@ -65,7 +71,7 @@ public final class SQLiteOrderStore: OrderStore {
                 """).execute(arguments: [
                     order.id, order.idempotencyKey, order.customerID, Self.encodeItems(order.items), total,
                     status.rawValue, order.channel.rawValue, status == .processing ? 1 : 0,
-                    SQLiteInventory.encode(reservation), messageID, now, now, status == .processing ? now : nil,
+                    SQLiteInventory.encode(reservation.units), messageID, now, now, status == .processing ? now : nil,
                 ])
             let stored = Order(
                 id: order.id, customerID: order.customerID, items: order.items, total: total, status: status,

@@ -43,7 +43,7 @@ public struct EmbeddedSystem: Sendable {
             queue: payments, deadLetterQueue: deadLetters, store: store, gateway: gateway,
             processed: processed, logger: logger)
         let services = FlashServices(
-            store: store, paymentsQueue: payments, gateway: gateway, workers: workers,
+            store: store, paymentsQueue: payments, deadLetterQueue: deadLetters, gateway: gateway, workers: workers,
             lanes: CheckoutLanes(lanes: configuration.syncLanes, expectedServiceTime: configuration.payment.latency.mean),
             syncTimeout: configuration.syncTimeout, processed: processed, catalog: store,
             admin: AdminPolicy(token: configuration.adminToken), flashProduct: configuration.flashProduct)

@@ -7,6 +7,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import NIOCore
+import Synchronization
 import Testing
 
 /// A fresh embedded system on a temporary database, for one test.
@@ -86,11 +87,26 @@ struct Reply: Sendable {
 let seedOrder = #"{"customer_id": 1234, "items": [{"product_id": "PROD-001", "quantity": 2, "price": 49.99}]}"#
 
 /// Polls `condition` until it holds or `timeout` passes.
-func eventually(timeout: Duration = .seconds(20), _ condition: @Sendable () async throws -> Bool) async throws -> Bool {
+func eventuallyTrue(timeout: Duration = .seconds(20), _ condition: @Sendable () async throws -> Bool) async throws -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if try await condition() { return true }
         try await Task.sleep(for: .milliseconds(20))
     }
     return try await condition()
+}
+
+/// Polls `condition` until it holds; records an issue if it still does not after `timeout`.
+func expectEventually(timeout: Duration = .seconds(20), sourceLocation: SourceLocation = #_sourceLocation,
+                      _ condition: @Sendable () async throws -> Bool) async throws {
+    if try await !eventuallyTrue(timeout: timeout, condition) {
+        Issue.record("condition not met within \(timeout)", sourceLocation: sourceLocation)
+    }
+}
+
+/// Counts replies by status code, from many tasks.
+final class StatusTally: Sendable {
+    private let counts = Mutex<[Int: Int]>([:])
+    func add(_ status: Int) { counts.withLock { $0[status, default: 0] += 1 } }
+    func count(_ status: Int) -> Int { counts.withLock { $0[status] ?? 0 } }
 }

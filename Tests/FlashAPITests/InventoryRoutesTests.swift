@@ -1,0 +1,233 @@
+import FlashCore
+import FlashOrders
+import FlashServer
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import Synchronization
+import Testing
+@testable import FlashAPI
+
+@Suite("Inventory gate and flash-sale routes")
+struct InventoryRoutesTests {
+    func order(customer: String, _ items: [(String, Int)]) -> String {
+        let list = items.map { #"{"product_id": "\#($0.0)", "quantity": \#($0.1)}"# }.joined(separator: ",")
+        return #"{"customer_id": "\#(customer)", "items": [\#(list)]}"#
+    }
+
+    @Test func productsAreStockedAndRead() async throws {
+        try await TestSystem.withLiveSystem(TestSystem.configuration()) { _, client in
+            let put = try await client.call(.put, "/products/SKU-1", json: #"{"stock": 100, "per_customer_limit": 1, "price": 999.0}"#)
+            #expect(put.status == .ok)
+            let get = try await client.call(.get, "/products/SKU-1")
+            #expect(get.string("product_id") == "SKU-1")
+            #expect(get.int("stock") == 100)
+            #expect(get.int("reserved") == 0)
+            #expect(get.int("sold") == 0)
+            #expect(get.int("per_customer_limit") == 1)
+            #expect(get["price"] == .number(999, integer: 999))
+            #expect(try await client.call(.get, "/products/nope").status == .notFound)
+        }
+    }
+
+    @Test func badProductInputIsRefusedAndChangesNothing() async throws {
+        try await TestSystem.withLiveSystem(TestSystem.configuration()) { _, client in
+            _ = try await client.call(.put, "/products/SKU-1", json: #"{"stock": 5}"#)
+            for body in [#"{"stock": -1}"#, #"{"stock": 1.5}"#, #"{"stock": "10"}"#, #"{"stock": 1e300}"#,
+                         #"{"stock": 99999999999999999999}"#, #"{"price": 3}"#, "{oops", #"{"stock": 1, "per_customer_limit": 0}"#,
+                         #"{"stock": 1, "price": -5}"#] {
+                let reply = try await client.call(.put, "/products/SKU-1", json: body)
+                #expect(reply.status == .badRequest, "\(body)")
+                #expect(reply.errorCode != nil, "\(body)")
+            }
+            #expect(try await client.call(.get, "/products/SKU-1").int("stock") == 5)
+        }
+    }
+
+    @Test func ordersReserveStockAllOrNothing() async throws {
+        try await TestSystem.withLiveSystem(TestSystem.configuration()) { _, client in
+            _ = try await client.call(.put, "/products/A", json: #"{"stock": 3, "price": 10}"#)
+            _ = try await client.call(.put, "/products/B", json: #"{"stock": 1}"#)
+            let first = try await client.call(.post, "/orders/async", json: order(customer: "1", [("A", 2)]))
+            #expect(first.status == .accepted)
+            // A has 1 left: an order for 2 more is refused with nothing stored.
+            let soldOut = try await client.call(.post, "/orders/async", json: order(customer: "2", [("A", 2)]))
+            #expect(soldOut.status == .conflict)
+            #expect(soldOut.errorCode == "sold_out")
+            // All or nothing: A is available, B is not, so neither is reserved.
+            let mixed = try await client.call(.post, "/orders/async", json: order(customer: "3", [("A", 1), ("B", 2)]))
+            #expect(mixed.errorCode == "sold_out")
+            let a = try await client.call(.get, "/products/A")
+            #expect(a.int("stock") == 1)
+            #expect(a.int("reserved") == 2)
+            #expect(try await client.call(.get, "/products/B").int("stock") == 1)
+            // Unknown products are not stock-limited.
+            #expect(try await client.call(.post, "/orders/async", json: order(customer: "4", [("FREE", 500)])).status == .accepted)
+            let stats = try await client.call(.get, "/stats")
+            #expect(stats.int("orders", "total") == 2)
+            #expect(stats.int("queue", "visible") == 2)
+            // The catalog price is used for items sent without one.
+            let stored = try await client.call(.get, "/orders/\(first.string("order_id")!)")
+            #expect(stored["total"] == .number(20, integer: 20))
+        }
+    }
+
+    @Test func perCustomerLimitsAreEnforced() async throws {
+        try await TestSystem.withLiveSystem(TestSystem.configuration()) { _, client in
+            _ = try await client.call(.put, "/products/PS5", json: #"{"stock": 10, "per_customer_limit": 2}"#)
+            #expect(try await client.call(.post, "/orders/async", json: order(customer: "alice", [("PS5", 2)])).status == .accepted)
+            let again = try await client.call(.post, "/orders/async", json: order(customer: "alice", [("PS5", 1)]))
+            #expect(again.status == .conflict)
+            #expect(again.errorCode == "limit_exceeded")
+            #expect(try await client.call(.post, "/orders/sync", json: order(customer: "alice", [("PS5", 1)])).errorCode == "limit_exceeded")
+            #expect(try await client.call(.post, "/orders/async", json: order(customer: "bob", [("PS5", 2)])).status == .accepted)
+            #expect(try await client.call(.get, "/products/PS5").int("stock") == 6)
+        }
+    }
+
+    @Test func strictCatalogRefusesUnknownProducts() async throws {
+        var config = TestSystem.configuration()
+        config.strictCatalog = true
+        try await TestSystem.withLiveSystem(config) { _, client in
+            let reply = try await client.call(.post, "/orders/async", json: order(customer: "1", [("GHOST", 1)]))
+            #expect(reply.status == .conflict)
+            #expect(reply.errorCode == "unknown_product")
+        }
+    }
+
+    @Test func paidUnitsAreSoldAndDeclinedUnitsComeBack() async throws {
+        var config = TestSystem.configuration(workers: 4)
+        config.payment.declineRate = 1
+        try await TestSystem.withLiveSystem(config) { system, client in
+            _ = try await client.call(.put, "/products/X", json: #"{"stock": 2, "per_customer_limit": 1}"#)
+            let id = try #require(try await client.call(.post, "/orders/async", json: order(customer: "c", [("X", 1)])).string("order_id"))
+            try await expectEventually { try await client.call(.get, "/orders/\(id)").string("status") == "failed" }
+            let product = try await client.call(.get, "/products/X")
+            #expect(product.int("stock") == 2)
+            #expect(product.int("reserved") == 0)
+            #expect(product.int("sold") == 0)
+            // The declined unit no longer counts against the customer's limit.
+            #expect(try await client.call(.post, "/orders/async", json: order(customer: "c", [("X", 1)])).status == .accepted)
+        }
+        var paying = TestSystem.configuration(workers: 4)
+        paying.payment.latency = .fixed(.milliseconds(1))
+        try await TestSystem.withLiveSystem(paying) { _, client in
+            _ = try await client.call(.put, "/products/X", json: #"{"stock": 2}"#)
+            _ = try await client.call(.post, "/orders/async", json: order(customer: "c", [("X", 2)]))
+            try await expectEventually { try await client.call(.get, "/products/X").int("sold") == 2 }
+            let product = try await client.call(.get, "/products/X")
+            #expect(product.int("stock") == 0)
+            #expect(product.int("reserved") == 0)
+        }
+    }
+
+    @Test func theSeedEnginesAPIWorksUnchanged() async throws {
+        try await TestSystem.withLiveSystem(TestSystem.configuration()) { _, client in
+            // No stock key yet: sold out, not a 500.
+            #expect(try await client.call(.get, "/stock").int("stock") == 0)
+            let none = try await client.call(.post, "/buy", json: #"{"userId": 1}"#)
+            #expect(none.status == .badRequest)
+            #expect(none.errorCode == "sold_out")
+            #expect(none.string("error", "message") == "Fail: Sold Out")
+            for bad in ["abc", "0", "-3", "1.5", "99999999999999"] {
+                #expect(try await client.call(.post, "/reset-stock/\(bad)").status == .badRequest, "\(bad)")
+            }
+            let reset = try await client.call(.post, "/reset-stock/2")
+            #expect(reset.status == .ok)
+            #expect(reset.int("stock") == 2)
+            let bought = try await client.call(.post, "/buy", json: #"{"userId": "u-1"}"#)
+            #expect(bought.status == .ok)
+            #expect(bought.string("status") == "pending")
+            #expect(bought.string("message") == "Order Queued...")
+            #expect(bought.string("order_id") != nil)
+            #expect(try await client.call(.post, "/buy").status == .ok)
+            #expect(try await client.call(.post, "/buy", json: #"{"userId": 3}"#).errorCode == "sold_out")
+            #expect(try await client.call(.get, "/stock").int("stock") == 0)
+            #expect(try await client.call(.post, "/buy", json: #"{"userId": true}"#).status == .badRequest)
+            #expect(try await client.call(.post, "/buy", json: "{nope").errorCode == "invalid_json")
+            #expect(try await client.call(.get, "/stats").int("orders", "total") == 2)
+        }
+    }
+
+    @Test func concurrentBuyersNeverOversellAndTheInvariantHolds() async throws {
+        var config = TestSystem.configuration(workers: 8, latency: .milliseconds(2))
+        config.payment.declineRate = 0.3
+        try await TestSystem.withLiveSystem(config) { system, client in
+            _ = try await client.call(.post, "/reset-stock/50")
+            _ = try await client.call(.put, "/products/GADGET", json: #"{"stock": 20, "per_customer_limit": 3}"#)
+            let outcomes = StatusTally()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for n in 0..<400 {
+                    group.addTask {
+                        let body = #"{"customer_id": "c\#(n % 7)", "items": [{"product_id": "GADGET"}, {"product_id": "iphone_16"}]}"#
+                        let reply = n % 4 == 0
+                            ? try await client.call(.post, "/orders/async", json: body)
+                            : try await client.call(.post, "/buy", json: #"{"userId": \#(n)}"#)
+                        outcomes.add(reply.status.code)
+                        // The invariant holds at every moment, not only at the end.
+                        let product = try await client.call(.get, "/products/iphone_16")
+                        let parts = [product.int("stock"), product.int("reserved"), product.int("sold")].compactMap { $0 }
+                        #expect(parts.count == 3 && parts.allSatisfy { $0 >= 0 })
+                    }
+                }
+                try await group.waitForAll()
+            }
+            try await expectEventually {
+                let stats = try await client.call(.get, "/stats")
+                return stats.int("orders", "pending") == 0 && stats.int("orders", "processing") == 0
+            }
+            for (id, stocked) in [("iphone_16", 50), ("GADGET", 20)] {
+                let product = try await client.call(.get, "/products/\(id)")
+                let stock = try #require(product.int("stock")), reserved = try #require(product.int("reserved")), sold = try #require(product.int("sold"))
+                #expect(stock + reserved + sold == stocked, "\(id)")
+                #expect(reserved == 0)
+            }
+            let stats = try await client.call(.get, "/stats")
+            let sold = try await client.call(.get, "/products/iphone_16").int("sold")
+            #expect(stats.int("orders", "completed") == sold)
+            #expect(stats.int("payments", "charges") == sold)
+            let accepted = outcomes.count(200) + outcomes.count(202)
+            #expect(stats.int("orders", "total") == accepted)
+        }
+    }
+
+    @Test func adminRoutesNeedTheTokenWhenOneIsSet() async throws {
+        var config = TestSystem.configuration()
+        config.adminToken = "s3cret"
+        try await TestSystem.withLiveSystem(config) { _, client in
+            let none = try await client.call(.post, "/reset-stock/5")
+            #expect(none.status == .unauthorized)
+            #expect(none.errorCode == "unauthorized")
+            let wrong = try await client.call(.post, "/reset-stock/5", headers: [.authorization: "Bearer nope"])
+            #expect(wrong.status == .forbidden)
+            #expect(try await client.call(.put, "/products/A", json: #"{"stock": 1}"#).status == .unauthorized)
+            #expect(try await client.call(.post, "/admin/queues/payments/purge").status == .unauthorized)
+            #expect(try await client.call(.get, "/stock").int("stock") == 0)
+            let right = try await client.call(.post, "/reset-stock/5", headers: [.authorization: "Bearer s3cret"])
+            #expect(right.status == .ok)
+            #expect(try await client.call(.get, "/stock").int("stock") == 5)
+        }
+    }
+
+    @Test func purgeEmptiesAQueue() async throws {
+        try await TestSystem.withLiveSystem(TestSystem.configuration()) { _, client in
+            _ = try await client.call(.post, "/orders/async", json: seedOrder)
+            let purged = try await client.call(.post, "/admin/queues/payments/purge")
+            #expect(purged.status == .ok)
+            #expect(purged.int("purged") == 1)
+            #expect(try await client.call(.get, "/stats").int("queue", "visible") == 0)
+            #expect(try await client.call(.post, "/admin/queues/nope/purge").status == .notFound)
+        }
+    }
+
+    @Test func onlyLoopbackClientsAreAdminsWithoutAToken() throws {
+        #expect(AdminPolicy.isLoopback(try SocketAddress(ipAddress: "127.0.0.1", port: 1)))
+        #expect(AdminPolicy.isLoopback(try SocketAddress(ipAddress: "127.8.9.10", port: 1)))
+        #expect(AdminPolicy.isLoopback(try SocketAddress(ipAddress: "::1", port: 1)))
+        #expect(!AdminPolicy.isLoopback(try SocketAddress(ipAddress: "10.0.0.1", port: 1)))
+        #expect(!AdminPolicy.isLoopback(try SocketAddress(ipAddress: "192.168.1.20", port: 1)))
+        #expect(!AdminPolicy.isLoopback(try SocketAddress(ipAddress: "2001:db8::1", port: 1)))
+        #expect(!AdminPolicy.isLoopback(nil))
+    }
+}
