@@ -62,6 +62,7 @@ let package = Package(
         ]),
         .executableTarget(name: "flashsale", dependencies: [
             "FlashServer",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
             "FlashCore", "FlashQueue", "FlashSQLite", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashAPI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Hummingbird", package: "hummingbird"),
