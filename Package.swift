@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // Small shared vocabulary: durations, ids, clocks.
@@ -60,8 +61,16 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
+        // The load generator, queue monitor, capacity planner and the lab.
+        .target(name: "FlashLab", dependencies: [
+            "FlashCore", "FlashServer",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
         .executableTarget(name: "flashsale", dependencies: [
-            "FlashServer",
+            "FlashServer", "FlashLab",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             "FlashCore", "FlashQueue", "FlashSQLite", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashAPI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -74,6 +83,10 @@ let package = Package(
         .testTarget(name: "FlashEndToEndTests", dependencies: [
             "FlashCore",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        ]),
+        .testTarget(name: "FlashLabTests", dependencies: [
+            "FlashCore", "FlashLab", "FlashServer",
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
         ]),
         .testTarget(name: "FlashOrdersTests", dependencies: ["FlashCore", "FlashOrders"]),
         .testTarget(name: "FlashWorkersTests", dependencies: [
