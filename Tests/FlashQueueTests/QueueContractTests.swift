@@ -111,7 +111,7 @@ struct QueueContractTests {
     func delayedMessagesStayHiddenUntilTheirDelayPasses(_ backend: QueueBackend) async throws {
         try await withHarness(backend) { harness in
             let queue = try await harness.queue("work", Self.fast)
-            let id = try await queue.send("later", delay: .milliseconds(300))
+            let id = try await queue.send("later", delay: .seconds(2))
             #expect(try await queue.receive(maxMessages: 1, wait: .zero).isEmpty)
             #expect(try await queue.statistics().delayed == 1)
             // The long poll wakes for the delay's end without any new send.

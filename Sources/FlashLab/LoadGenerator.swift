@@ -1,0 +1,226 @@
+import AsyncHTTPClient
+import FlashCore
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Synchronization
+
+/// The load generator: Locust-style closed-loop users, or an open-loop constant arrival rate
+/// whose latencies are measured from each request's intended send time (as wrk2 does), so a
+/// stalled server cannot hide its stall by slowing the sender (no coordinated omission).
+public struct LoadGenerator: Sendable {
+    public let configuration: LoadConfiguration
+
+    public init(configuration: LoadConfiguration) {
+        self.configuration = configuration
+    }
+
+    /// Runs the load; `onSample` is called once a second with that second's figures.
+    public func run(onSample: @escaping @Sendable (LoadSample) -> Void = { _ in }) async throws -> LoadResult {
+        let config = configuration
+        let connections = config.rate == nil ? max(1, config.users) : max(1, min(config.maxInFlight, 2000))
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(
+            timeout: .init(connect: .seconds(5)),
+            connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: connections)))
+        let tally = LoadTally()
+        let clock = ContinuousClock()
+        let start = clock.now
+        let startUnix = Date().timeIntervalSince1970
+        let deadline = start + .milliseconds(Int64(config.duration * 1000))
+        let history = SampleLog()
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    // Once a second: a history row and the progress callback.
+                    var second = 1
+                    var total = EndpointStatistics(method: "", name: "Aggregated")
+                    while clock.now < deadline {
+                        // Whole seconds, and a last, shorter one ending at the deadline.
+                        let tick = min(start + .seconds(second), deadline)
+                        try await Task.sleep(until: tick, clock: .continuous)
+                        let span = max(1e-3, (tick - (start + .seconds(second - 1))).asSeconds)
+                        let (window, users) = tally.takeWindow()
+                        total.merge(window)
+                        let sample = LoadSample(
+                            unixTime: startUnix + (tick - start).asSeconds, elapsed: (tick - start).asSeconds, users: users,
+                            requestsPerSecond: Double(window.requests) / span, failuresPerSecond: Double(window.failures) / span,
+                            window: window, total: total)
+                        history.append(sample)
+                        onSample(sample)
+                        second += 1
+                    }
+                }
+                group.addTask {
+                    if let rate = config.rate {
+                        try await Self.openLoop(rate: rate, config: config, http: http, tally: tally, clock: clock, start: start, deadline: deadline)
+                    } else {
+                        do {
+                            try await Self.closedLoop(config: config, http: http, tally: tally, clock: clock, start: start, deadline: deadline)
+                        } catch is DeadlineReached {}
+                    }
+                }
+                try await group.next()
+                try await group.next()
+            }
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+        try await http.shutdown()
+        let elapsed = (clock.now - start).asSeconds
+        return LoadResult(
+            configuration: config, elapsed: elapsed, endpoints: tally.endpoints, aggregated: tally.aggregated,
+            statusCodes: tally.statusCodes, errors: tally.errors, history: history.samples)
+    }
+
+    // MARK: Closed loop
+
+    /// Users send, think, send again until the deadline; as with Locust's `--run-time`, requests
+    /// still in flight then are cancelled and not counted.
+    static func closedLoop(config: LoadConfiguration, http: HTTPClient, tally: LoadTally, clock: ContinuousClock,
+                           start: ContinuousClock.Instant, deadline: ContinuousClock.Instant) async throws {
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask {
+                try await Task.sleep(until: deadline, clock: .continuous)
+                throw DeadlineReached()
+            }
+            for user in 0..<config.users {
+                let spawnAt = start + .milliseconds(Int64(Double(user) / max(config.spawnRate, 0.001) * 1000))
+                if spawnAt >= deadline { break }
+                try await Task.sleep(until: spawnAt, clock: .continuous)
+                tally.setUsers(user + 1)
+                group.addTask {
+                    var bodies = OrderBodies(seed: config.seed == 0 ? UInt64.random(in: 1...UInt64.max) : config.seed &+ UInt64(user))
+                    while clock.now < deadline {
+                        let sent = clock.now
+                        await send(config: config, http: http, tally: tally, bodies: &bodies, intended: sent, clock: clock)
+                        let think = Double.random(in: config.wait)
+                        let next = clock.now + .milliseconds(Int64(think * 1000))
+                        if next >= deadline { break }
+                        try await Task.sleep(until: next, clock: .continuous)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the closed loop's task group at the deadline (cancelling requests in flight).
+    struct DeadlineReached: Error {}
+
+    // MARK: Open loop
+
+    static func openLoop(rate: Double, config: LoadConfiguration, http: HTTPClient, tally: LoadTally, clock: ContinuousClock,
+                         start: ContinuousClock.Instant, deadline: ContinuousClock.Instant) async throws {
+        let slots = AsyncSemaphore(permits: max(1, config.maxInFlight))
+        let interval = 1.0 / max(rate, 1e-6)
+        tally.setUsers(0)
+        try await withThrowingDiscardingTaskGroup { group in
+            var index = 0
+            var bodies = OrderBodies(seed: config.seed == 0 ? UInt64.random(in: 1...UInt64.max) : config.seed)
+            while true {
+                let intended = start + .nanoseconds(Int64(Double(index) * interval * 1e9))
+                if intended >= deadline { break }
+                if intended > clock.now { try await Task.sleep(until: intended, clock: .continuous) }
+                _ = await slots.acquire()
+                let body = bodies.next(for: config.endpoint)
+                group.addTask {
+                    defer { slots.release() }
+                    await send(config: config, http: http, tally: tally, body: body, intended: intended, clock: clock)
+                }
+                index += 1
+            }
+        }
+    }
+
+    // MARK: One request
+
+    static func send(config: LoadConfiguration, http: HTTPClient, tally: LoadTally, bodies: inout OrderBodies,
+                     intended: ContinuousClock.Instant, clock: ContinuousClock) async {
+        await send(config: config, http: http, tally: tally, body: bodies.next(for: config.endpoint), intended: intended, clock: clock)
+    }
+
+    static func send(config: LoadConfiguration, http: HTTPClient, tally: LoadTally, body: String?,
+                     intended: ContinuousClock.Instant, clock: ContinuousClock) async {
+        let endpoint = config.endpoint
+        var request = HTTPClientRequest(url: config.host + endpoint.path)
+        request.method = HTTPMethod(rawValue: endpoint.method)
+        if let body, endpoint.method != "GET" {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: body))
+        }
+        var status: Int?
+        var failure: String?
+        var bytes = 0
+        do {
+            let response = try await http.execute(request, timeout: .milliseconds(Int64(config.timeout * 1000)))
+            let collected = try await response.body.collect(upTo: 16 << 20)
+            bytes = collected.readableBytes
+            status = Int(response.status.code)
+            if response.status.code >= 400 {
+                failure = "HTTP \(response.status.code)" + (Self.errorCode(collected).map { " \($0)" } ?? "")
+            }
+        } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
+            failure = "timeout after \(Format.seconds(config.timeout))"
+        } catch {
+            failure = "\(error)"
+        }
+        // A request cancelled at the end of a closed-loop run is not counted (Locust does the same).
+        if Task.isCancelled { return }
+        let micros = UInt64(max(0, (clock.now - intended).asSeconds * 1e6))
+        tally.record(method: endpoint.method, name: endpoint.path, micros: micros, status: status, error: failure, bytes: bytes)
+    }
+
+    static func errorCode(_ body: ByteBuffer) -> String? {
+        guard let value = try? JSONValue.parse(body.readableBytesView), case let .string(code)? = value["error"]?["code"] else { return nil }
+        return "(\(code))"
+    }
+}
+
+/// Bodies as the seeds' clients send them: an order of 1–3 random items, or a buyer's id.
+struct OrderBodies {
+    var generator: SplitMix64
+    var buyer = 0
+
+    init(seed: UInt64) {
+        generator = SplitMix64(seed: seed)
+    }
+
+    mutating func next(for endpoint: LoadConfiguration.Endpoint) -> String? {
+        switch endpoint {
+        case .buy:
+            buyer += 1
+            return #"{"userId": \#(Int.random(in: 1...1_000_000_000, using: &generator))}"#
+        case let .path(_, method) where method == "GET":
+            return nil
+        default:
+            let count = Int.random(in: 1...3, using: &generator)
+            let items = (0..<count).map { _ in
+                let product = Int.random(in: 1...100, using: &generator)
+                let quantity = Int.random(in: 1...3, using: &generator)
+                let price = Double(Int.random(in: 999...19999, using: &generator)) / 100
+                return #"{"product_id": "PROD-\#(String(format: "%03d", product))", "quantity": \#(quantity), "price": \#(price)}"#
+            }
+            return #"{"customer_id": \#(Int.random(in: 1...100_000, using: &generator)), "items": [\#(items.joined(separator: ", "))]}"#
+        }
+    }
+}
+
+/// A small, fast, seedable generator for request bodies.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// The per-second samples of a run, appended by the sampling task.
+final class SampleLog: Sendable {
+    private let list = Mutex<[LoadSample]>([])
+    func append(_ sample: LoadSample) { list.withLock { $0.append(sample) } }
+    var samples: [LoadSample] { list.withLock { $0 } }
+}

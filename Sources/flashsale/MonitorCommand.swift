@@ -1,0 +1,60 @@
+import ArgumentParser
+import AsyncHTTPClient
+import FlashCore
+import FlashLab
+import Foundation
+
+/// `flashsale monitor`: the queue over time, from `GET /stats` (the seeds' monitor_queue.sh, without AWS).
+struct MonitorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "monitor",
+        abstract: "Sample a server's /stats and print (and write as CSV) the queue, processing rate and workers over time.")
+
+    @Option(help: "Base URL of the server.") var url = "http://127.0.0.1:8080"
+    @Option(help: "Sampling interval.") var interval = "1s"
+    @Option(help: "Stop after this long (default: until interrupted).") var duration: String?
+    @Flag(help: "Stop once the queue is empty and nothing is pending or processing.") var untilDrained = false
+    @Option(help: "Also write the samples to this CSV file.") var csv: String?
+
+    func run() async throws {
+        guard let step = Duration(parsing: interval), step > .zero else { throw ValidationError("--interval must be a positive duration") }
+        var limit: Double?
+        if let duration {
+            guard let value = Duration(parsing: duration) else { throw ValidationError("--duration must be a duration") }
+            limit = value.asSeconds
+        }
+        var file: FileHandle?
+        if let csv {
+            _ = FileManager.default.createFile(atPath: csv, contents: Data((StatsSample.csvHeader + "\n").utf8))
+            file = FileHandle(forWritingAtPath: csv)
+            file?.seekToEndOfFile()
+        }
+        print("  time   visible  in_flight  delayed  dead_letter  pending  completed  failed  processed/s  workers  busy")
+        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        let untilDrained = untilDrained
+        let stopAfter = limit
+        let output = file.map { UncheckedFile(handle: $0) }
+        do {
+            try await StatsMonitor(url: url, interval: step.asSeconds).run(http: http, until: { sample in
+                if let stopAfter, sample.elapsed >= stopAfter { return true }
+                return untilDrained && sample.queueDepth == 0 && sample.pending == 0 && sample.processing == 0
+            }) { sample in
+                print(String(format: "%6.1fs %9d %10d %8d %12d %8d %10d %7d %12.2f %8d %5d", sample.elapsed, sample.visible, sample.inFlight,
+                             sample.delayed, sample.deadLetter, sample.pending, sample.completed, sample.failed,
+                             sample.processedPerSecond, sample.workers, sample.busy))
+                output?.write(sample.csvRow + "\n")
+            }
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+        try await http.shutdown()
+        try file?.close()
+    }
+}
+
+/// A file written by one task at a time (the monitor's callback runs sequentially).
+struct UncheckedFile: @unchecked Sendable {
+    let handle: FileHandle
+    func write(_ text: String) { handle.write(Data(text.utf8)) }
+}
