@@ -35,9 +35,12 @@ public struct SVGChart: Sendable {
     public func lines(_ series: [Series], logX: Bool = false) -> String {
         let all = series.flatMap(\.points)
         let xs = all.map { logX ? log10(max($0.x, 1e-9)) : $0.x }
-        let (x0, x1) = Self.range(xs.min() ?? 0, xs.max() ?? 1, zeroBased: !logX)
+        let (x0, x1) = logX ? (floor(xs.min() ?? 0), max(ceil(xs.max() ?? 1), floor(xs.min() ?? 0) + 1))
+                            : Self.range(xs.min() ?? 0, xs.max() ?? 1, zeroBased: true)
+        // Decades on a log axis; round steps on a linear one.
+        let xTicks = logX ? stride(from: x0, through: x1, by: 1).map { $0 } : Self.ticks(x0, x1)
         let (y0, y1) = Self.range(0, all.map(\.y).max() ?? 1, zeroBased: true)
-        var body = frame(xTicks: Self.ticks(x0, x1).map { ($0, logX ? Self.label(pow(10, $0)) : Self.label($0)) },
+        var body = frame(xTicks: xTicks.map { ($0, logX ? Self.label(pow(10, $0)) : Self.label($0)) },
                          yTicks: Self.ticks(y0, y1).map { ($0, Self.label($0)) }, x0: x0, x1: x1, y0: y0, y1: y1)
         for (index, line) in series.enumerated() {
             let color = Self.palette[index % Self.palette.count]
