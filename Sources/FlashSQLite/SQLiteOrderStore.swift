@@ -62,7 +62,8 @@ public final class SQLiteOrderStore: OrderStore {
             var messageID: String?
             if status == .pending {
                 let body = #"{"order_id":\#(JSONText.quoted(order.id)),"customer_id":\#(JSONText.quoted(order.customerID)),"total":\#(JSONText.number(total))}"#
-                messageID = try topic.publish(body, in: db)
+                // The message shares the order's timestamp: queue positions compare the two.
+                messageID = try topic.publish(body, at: now, in: db)
             }
             try db.cachedStatement(sql: """
                 INSERT INTO fs_orders (order_id, idempotency_key, customer_id, items, total, status, channel, attempts,

@@ -42,9 +42,13 @@ public final class SQLiteTopic: Topic {
     /// Publishes inside a transaction the caller owns (see ``SQLiteDatabase``), e.g. together with
     /// the order row the message announces. Returns the message id, shared by every queue's copy.
     public func publish(_ body: String, in db: Database) throws -> String {
+        try publish(body, at: WallClock.nowMillis(), in: db)
+    }
+
+    /// Publishes with a given send time (Unix ms), e.g. the timestamp of the order it announces.
+    func publish(_ body: String, at now: Int64, in db: Database) throws -> String {
         try validate(body)
         let id = TimeOrderedID.make()
-        let now = WallClock.nowMillis()
         for queue in subscribers.withLock({ $0 }) {
             try queue.insert(messageID: id, body: body, now: now, in: db)
         }

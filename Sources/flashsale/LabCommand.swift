@@ -39,11 +39,7 @@ struct LabCommand: AsyncParsableCommand {
         config.asyncUsers = users
         config.syncFlashUsers = users
         config.syncNormalUsers = normalUsers
-        let bounds = wait.components(separatedBy: "..")
-        guard let low = bounds.first.flatMap({ Duration(parsing: $0) }), let high = (bounds.count > 1 ? Duration(parsing: bounds[1]) : low), low <= high else {
-            throw ValidationError("--wait must be like 100ms..500ms")
-        }
-        config.wait = low.asSeconds...high.asSeconds
+        config.wait = try Settings.durationRange(wait, option: "--wait")
         config.searchMinimum = !noSearch
         let tty = isatty(2) != 0
         let results = try await Lab(configuration: config).run { line in

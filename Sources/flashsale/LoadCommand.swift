@@ -38,11 +38,7 @@ struct LoadCommand: AsyncParsableCommand {
         config.users = users
         guard spawnRate > 0 else { throw ValidationError("--spawn-rate must be positive") }
         config.spawnRate = spawnRate
-        let bounds = wait.components(separatedBy: "..")
-        guard let low = bounds.first.flatMap({ Duration(parsing: $0) }),
-              let high = (bounds.count > 1 ? Duration(parsing: bounds[1]) : low), low <= high
-        else { throw ValidationError("--wait must be like 100ms..500ms or 1s") }
-        config.wait = low.asSeconds...high.asSeconds
+        config.wait = try Settings.durationRange(wait, option: "--wait")
         guard let length = Duration(parsing: duration), length > .zero else { throw ValidationError("--duration must be a positive duration") }
         config.duration = length.asSeconds
         if let rate {

@@ -38,6 +38,15 @@ enum Settings {
         return duration
     }
 
+    /// A range of durations written `100ms..500ms` (or one duration), in seconds.
+    static func durationRange(_ text: String, option: String) throws -> ClosedRange<Double> {
+        let bounds = text.components(separatedBy: "..")
+        guard bounds.count <= 2, let low = bounds.first.flatMap({ Duration(parsing: $0) }),
+              let high = (bounds.count > 1 ? Duration(parsing: bounds[1]) : low), low <= high
+        else { throw ValidationError("\(option) must be like 100ms..500ms or 1s, not '\(text)'") }
+        return low.asSeconds...high.asSeconds
+    }
+
     static func flag(_ flag: Bool, env: String) -> Bool {
         if flag { return true }
         guard let text = ProcessInfo.processInfo.environment[env]?.lowercased() else { return false }

@@ -28,7 +28,7 @@ final class ServerProcess: @unchecked Sendable {
     /// Starts `flashsale serve --port 0 --data dataPath …arguments` and waits until it listens.
     init(dataPath: String, arguments: [String]) async throws {
         logPath = dataPath + ".\(UUID().uuidString.prefix(8)).log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.executableURL = URL(fileURLWithPath: Self.binary)
         process.arguments = ["serve", "--port", "0", "--data", dataPath, "--log-level", "warning"] + arguments

@@ -1,3 +1,4 @@
+import FlashCore
 import FlashLab
 import Testing
 
@@ -57,22 +58,10 @@ struct CapacityPlanTests {
 
 @Suite("Queue simulation")
 struct QueueSimulationTests {
-    /// A seeded generator, so a failure can be replayed.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     @Test(arguments: [1, 5, 20, 100])
     func agreesWithTheClosedFormWhenOverloaded(workers: Int) {
         let plan = CapacityPlan(demand: 60, serviceTime: 3, duration: 60, workers: workers)
-        var generator = SplitMix(state: UInt64(workers))
+        var generator = SplitMix64(seed: UInt64(workers))
         let summary = QueueSimulation(plan: plan, service: .fixed).simulate(runs: 5, using: &generator)
         let peak = summary.mean(\.peakQueueDepth)
         let drain = summary.mean(\.drainTime)
@@ -83,7 +72,7 @@ struct QueueSimulationTests {
 
     @Test func keepsUpWhenThereAreEnoughWorkers() {
         let plan = CapacityPlan(demand: 60, serviceTime: 3, duration: 60, workers: 240)
-        var generator = SplitMix(state: 7)
+        var generator = SplitMix64(seed: 7)
         let summary = QueueSimulation(plan: plan, service: .exponential).simulate(runs: 3, using: &generator)
         // Random arrivals make small queues, not a backlog of thousands.
         #expect(summary.mean(\.peakQueueDepth) < 100)
@@ -92,7 +81,7 @@ struct QueueSimulationTests {
 
     @Test func scalesToAMillionOrdersPerSecond() {
         let plan = CapacityPlan(demand: 1_000_000, serviceTime: 0.03, duration: 10_800, workers: 1000)
-        var generator = SplitMix(state: 1)
+        var generator = SplitMix64(seed: 1)
         let summary = QueueSimulation(plan: plan, service: .fixed).simulate(runs: 1, using: &generator)
         #expect(abs(summary.mean(\.peakQueueDepth) - plan.peakQueueDepth) / plan.peakQueueDepth < 0.01)
         #expect(abs(summary.mean(\.drainTime) - plan.drainTime) / plan.drainTime < 0.01)
