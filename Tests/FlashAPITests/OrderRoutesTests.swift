@@ -1,4 +1,5 @@
 import FlashCore
+import FlashAPI
 import FlashServer
 import HTTPTypes
 import Hummingbird
@@ -157,5 +158,28 @@ struct OrderRoutesTests {
             #expect(health.status == .ok)
             #expect(health.string("status") == "healthy")
         }
+    }
+}
+
+@Suite("Sync checkout timeouts")
+struct SyncTimeoutTests {
+    @Test func aCustomerWhoStillWaitsTooLongGets504AndIsNotCharged() async throws {
+        let system = try await EmbeddedSystem.open(TestSystem.configuration(latency: .seconds(1)), logger: TestSystem.logger)
+        var services = system.services
+        // The lanes expect 1 ms charges, so nobody is refused up front; the gateway takes 1 s.
+        services.lanes = CheckoutLanes(lanes: 1, expectedServiceTime: .milliseconds(1))
+        services.syncTimeout = .milliseconds(200)
+        let app = buildApplication(services, host: "127.0.0.1", port: 0, logger: TestSystem.logger)
+        try await app.test(.ahc(.http)) { client in
+            async let first = client.call(.post, "/orders/sync", json: seedOrder)
+            try await Task.sleep(for: .milliseconds(100))
+            let late = try await client.call(.post, "/orders/sync", json: seedOrder)
+            #expect(late.status == .gatewayTimeout)
+            #expect(late.errorCode == "timeout")
+            #expect(try await first.status == .ok)
+        }
+        #expect(try await system.ledger.entries().count == 1)
+        #expect(try await system.store.counts().total == 1)
+        try system.database.close()
     }
 }
