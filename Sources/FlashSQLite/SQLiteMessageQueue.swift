@@ -6,6 +6,8 @@ import Synchronization
 /// A queue with SQS semantics stored in the embedded SQLite database.
 ///
 /// Get one from ``SQLiteDatabase/createQueue(_:attributes:)`` or ``SQLiteDatabase/queue(named:)``.
+/// It is valid while its ``SQLiteDatabase`` is alive: the database's catalog holds its queues, so
+/// a queue refers back to the database without owning it (no reference cycle).
 public final class SQLiteMessageQueue: MessageQueue {
     public let name: String
     let record: QueueRecord

@@ -9,7 +9,8 @@ import Synchronization
 /// Placing a queued order is one transaction: the order row, its stock reservation and its
 /// message on the `orders` topic commit together (group-committed with concurrent orders).
 /// Counts by status are kept in memory (counted once at open) so `/stats` costs no table scan;
-/// the SQLite backend has one process per file, so they are exact.
+/// the SQLite backend has one process per file, so they are exact. Valid while its
+/// ``SQLiteDatabase`` is alive (it refers to it without owning it, as queues do).
 public final class SQLiteOrderStore: OrderStore {
     unowned(unsafe) let database: SQLiteDatabase
     let topic: SQLiteTopic
