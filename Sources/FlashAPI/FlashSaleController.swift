@@ -57,7 +57,8 @@ struct FlashSaleController {
         }
         let order = NewOrder(id: TimeOrderedID.make(), customerID: customer,
                              items: [OrderItem(productID: services.flashProduct, quantity: 1, price: nil)],
-                             channel: .buy, idempotencyKey: try OrderIntake.idempotencyKey(request), requiresCatalog: true)
+                             channel: .buy, idempotencyKey: try OrderIntake.idempotencyKey(request), requiresCatalog: true,
+                             idChosenByClient: false)
         let placement: Placement
         do {
             placement = try await services.store.placeQueued(order)

@@ -122,7 +122,7 @@ enum OrderIntake {
             throw APIError.badRequest(error.code, error.message)
         }
         return NewOrder(id: parsed.orderID ?? TimeOrderedID.make(), customerID: parsed.customerID, items: parsed.items,
-                        channel: channel, idempotencyKey: try idempotencyKey(request))
+                        channel: channel, idempotencyKey: try idempotencyKey(request), idChosenByClient: parsed.orderID != nil)
     }
 
     static func idempotencyKey(_ request: Request) throws -> String? {

@@ -45,15 +45,19 @@ public struct NewOrder: Sendable, Hashable {
     /// Refuse items whose product is not in the catalog, whatever the store's setting
     /// (`POST /buy`: no stock means sold out).
     public var requiresCatalog: Bool
+    /// The client chose `id` (its `order_id`): a repeat must return the stored order. A
+    /// server-made time-ordered id cannot repeat, so the store skips that look-up.
+    public var idChosenByClient: Bool
 
     public init(id: String, customerID: String, items: [OrderItem], channel: OrderChannel, idempotencyKey: String?,
-                requiresCatalog: Bool = false) {
+                requiresCatalog: Bool = false, idChosenByClient: Bool = true) {
         self.id = id
         self.customerID = customerID
         self.items = items
         self.channel = channel
         self.idempotencyKey = idempotencyKey
         self.requiresCatalog = requiresCatalog
+        self.idChosenByClient = idChosenByClient
     }
 
     /// Sum of quantity × price, rounded to cents; items without a price count as free.

@@ -92,6 +92,7 @@ public final class SQLiteOrderStore: OrderStore {
            let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM fs_orders WHERE idempotency_key = ?"), arguments: [key]) {
             return decodeOrder(row)
         }
+        guard order.idChosenByClient else { return nil }
         return try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM fs_orders WHERE order_id = ?"), arguments: [order.id]).map(decodeOrder)
     }
 
