@@ -56,6 +56,11 @@ public final class ArrivalSignal<Key: Hashable & Sendable>: Sendable {
         }
     }
 
+    /// Waits until `key` moves past `generation` or the task is cancelled: no timer, no extra task.
+    public func wait(_ key: Key, after generation: UInt64) async {
+        await waitForChange(key, after: generation)
+    }
+
     private func waitForChange(_ key: Key, after generation: UInt64) async {
         let id = state.withLock { state -> UInt64 in
             state.nextWaiterID &+= 1

@@ -51,6 +51,8 @@ public final class WorkerPool: Service {
     let queue: any MessageQueue
     let deadLetterQueue: (any MessageQueue)?
     let store: any OrderStore
+    /// The store, when it can record a result and delete the message in one transaction.
+    let acknowledgingStore: (any QueueAcknowledgingOrderStore)?
     let gateway: any PaymentGateway
     let logger: Logger
     /// Orders finished (completed or failed) per second.
@@ -66,6 +68,8 @@ public final class WorkerPool: Service {
         self.queue = queue
         self.deadLetterQueue = deadLetterQueue
         self.store = store
+        let atomic = store as? any QueueAcknowledgingOrderStore
+        self.acknowledgingStore = atomic?.acknowledges(queueName: queue.name) == true ? atomic : nil
         self.gateway = gateway
         self.processed = processed
         self.logger = logger
@@ -228,7 +232,7 @@ public final class WorkerPool: Service {
                 return nil
             }
             group.addTask {
-                await self.hardStop.wait(0, after: stopGeneration, timeout: .seconds(86_400 * 365))
+                await self.hardStop.wait(0, after: stopGeneration)
                 throw CancellationError()
             }
             defer { group.cancelAll() }
@@ -250,7 +254,7 @@ public final class WorkerPool: Service {
         do {
             switch verdict {
             case let .finished(result):
-                if let atomic = store as? any QueueAcknowledgingOrderStore, atomic.acknowledges(queueName: queue.name) {
+                if let atomic = acknowledgingStore {
                     try await atomic.finish(job.orderID!, result: result, deleting: job.message.receiptHandle)
                 } else {
                     try await store.finish(job.orderID!, result: result)
