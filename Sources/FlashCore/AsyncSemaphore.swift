@@ -85,13 +85,6 @@ public final class AsyncSemaphore: Sendable {
         next?.resume(returning: true)
     }
 
-    /// Runs `body` holding a permit.
-    public func withPermit<T: Sendable>(_ body: () async throws -> T) async rethrows -> T {
-        _ = await acquire()
-        defer { release() }
-        return try await body()
-    }
-
     private func wait(_ id: UInt64) async -> Bool {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in

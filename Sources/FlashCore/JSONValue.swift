@@ -32,6 +32,31 @@ public enum JSONValue: Sendable, Hashable {
     public subscript(key: String) -> JSONValue? {
         object?[key]
     }
+
+    /// The value at a path of object members: `reply.at(["error", "code"])`.
+    public func at(_ path: [String]) -> JSONValue? {
+        var value: JSONValue? = self
+        for key in path { value = value?[key] }
+        return value
+    }
+
+    /// The text, if this is a string.
+    public var string: String? {
+        if case let .string(text) = self { return text }
+        return nil
+    }
+
+    /// The number, if this is a number written without fraction or exponent.
+    public var int: Int? {
+        if case let .number(_, integer?) = self { return Int(exactly: integer) }
+        return nil
+    }
+
+    /// The number, if this is a number.
+    public var double: Double? {
+        if case let .number(value, _) = self { return value }
+        return nil
+    }
 }
 
 /// Why a text is not JSON.

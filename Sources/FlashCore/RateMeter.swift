@@ -5,7 +5,6 @@ public final class RateMeter: Sendable {
     private struct State {
         var buckets: [Int]
         var bucketSeconds: [Int64]
-        var total: Int = 0
     }
 
     private let state: Mutex<State>
@@ -26,12 +25,8 @@ public final class RateMeter: Sendable {
                 state.buckets[index] = 0
             }
             state.buckets[index] += count
-            state.total += count
         }
     }
-
-    /// Every event ever recorded.
-    public var total: Int { state.withLock { $0.total } }
 
     /// Events per second over the last full seconds of the window (the current second excluded).
     public var perSecond: Double {

@@ -44,7 +44,7 @@ public struct Lab: Sendable {
             while low <= high {
                 let mid = (low + high) / 2
                 progress("phase 5: minimum workers search, trying \(mid)")
-                let run = try await saleRun(workers: mid, progress: progress, record: false)
+                let run = try await saleRun(workers: mid, progress: progress)
                 let keptUp = run.drainSeconds <= c.scaled(c.paymentTime) * 2 + 0.02
                 results.minimumTrials.append((mid, keptUp, run.drainSeconds, run.peakDepth, run.demand))
                 if keptUp {
@@ -96,7 +96,7 @@ public struct Lab: Sendable {
 
     // MARK: Phases 3–5
 
-    func saleRun(workers: Int, progress: @escaping @Sendable (String) -> Void, record: Bool = true) async throws -> SaleRun {
+    func saleRun(workers: Int, progress: @escaping @Sendable (String) -> Void) async throws -> SaleRun {
         let c = configuration
         let server = serverConfiguration(workers: workers, name: "sale-w\(workers)")
         return try await LabServer.with(server, logger: logger) { url, system in

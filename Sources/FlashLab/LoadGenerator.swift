@@ -179,7 +179,6 @@ public struct LoadGenerator: Sendable {
 /// Bodies as the seeds' clients send them: an order of 1–3 random items, or a buyer's id.
 struct OrderBodies {
     var generator: SplitMix64
-    var buyer = 0
 
     init(seed: UInt64) {
         generator = SplitMix64(seed: seed)
@@ -188,7 +187,6 @@ struct OrderBodies {
     mutating func next(for endpoint: LoadConfiguration.Endpoint) -> String? {
         switch endpoint {
         case .buy:
-            buyer += 1
             return #"{"userId": \#(Int.random(in: 1...1_000_000_000, using: &generator))}"#
         case let .path(_, method) where method == "GET":
             return nil

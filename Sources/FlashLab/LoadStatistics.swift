@@ -90,7 +90,6 @@ final class LoadTally: Sendable {
     }
 
     func setUsers(_ users: Int) { state.withLock { $0.users = users } }
-    var users: Int { state.withLock { $0.users } }
 
     /// Takes this second's window and resets it.
     func takeWindow() -> (EndpointStatistics, Int) {

@@ -33,14 +33,8 @@ public struct StatsSample: Sendable {
 
     /// Parses a `/stats` reply.
     public init?(json: JSONValue, elapsed: Double, unixTime: Double) {
-        func int(_ a: String, _ b: String) -> Int? {
-            if case let .number(value, _)? = json[a]?[b] { return Int(value) }
-            return nil
-        }
-        func double(_ a: String, _ b: String) -> Double {
-            if case let .number(value, _)? = json[a]?[b] { return value }
-            return 0
-        }
+        func int(_ a: String, _ b: String) -> Int? { json.at([a, b])?.int }
+        func double(_ a: String, _ b: String) -> Double { json.at([a, b])?.double ?? 0 }
         guard let visible = int("queue", "visible"), let completed = int("orders", "completed") else { return nil }
         self.elapsed = elapsed
         self.unixTime = unixTime

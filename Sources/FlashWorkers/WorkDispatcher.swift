@@ -128,8 +128,6 @@ final class WorkDispatcher: Sendable {
         }
     }
 
-    var isClosed: Bool { state.withLock { $0.closed } }
-
     private func takeDemandWaiters(_ state: inout State) -> [CheckedContinuation<Int, Never>] {
         guard !state.demandWaiters.isEmpty, Self.wanted(state, prefetch: prefetch) > 0 else { return [] }
         defer { state.demandWaiters.removeAll() }

@@ -60,25 +60,11 @@ struct Reply: Sendable {
     var text: String
     var json: JSONValue?
 
-    subscript(path: String...) -> JSONValue? {
-        var value = json
-        for key in path { value = value?[key] }
-        return value
-    }
+    subscript(path: String...) -> JSONValue? { json?.at(path) }
 
-    func string(_ path: String...) -> String? {
-        var value = json
-        for key in path { value = value?[key] }
-        if case let .string(text)? = value { return text }
-        return nil
-    }
+    func string(_ path: String...) -> String? { json?.at(path)?.string }
 
-    func int(_ path: String...) -> Int? {
-        var value = json
-        for key in path { value = value?[key] }
-        if case let .number(_, integer?)? = value { return Int(integer) }
-        return nil
-    }
+    func int(_ path: String...) -> Int? { json?.at(path)?.int }
 
     /// The error code of a JSON error reply.
     var errorCode: String? { string("error", "code") }

@@ -90,19 +90,9 @@ struct APIClient: Sendable {
         var json: JSONValue?
         var headers: HTTPHeaders
 
-        func string(_ path: String...) -> String? {
-            var value = json
-            for key in path { value = value?[key] }
-            if case let .string(text)? = value { return text }
-            return nil
-        }
+        func string(_ path: String...) -> String? { json?.at(path)?.string }
 
-        func int(_ path: String...) -> Int? {
-            var value = json
-            for key in path { value = value?[key] }
-            if case let .number(_, integer?)? = value { return Int(integer) }
-            return nil
-        }
+        func int(_ path: String...) -> Int? { json?.at(path)?.int }
     }
 
     func call(_ method: HTTPMethod, _ path: String, json: String? = nil, timeout: TimeAmount = .seconds(30)) async throws -> Reply {

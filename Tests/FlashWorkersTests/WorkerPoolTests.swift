@@ -106,12 +106,12 @@ struct WorkerPoolTests {
     }
 
     @Test func heartbeatKeepsALongChargeLeased() async throws {
-        let system = try await EmbeddedSystem.open(Self.configuration(workers: 1, latency: .milliseconds(900), visibility: .milliseconds(300)), logger: Self.logger)
+        let system = try await EmbeddedSystem.open(Self.configuration(workers: 1, latency: .milliseconds(2500), visibility: .seconds(1)), logger: Self.logger)
         let id = try await system.store.placeQueued(Self.order(1)).order.id
         try await Self.withRunningPool(system) { _ in
             try await expectEventually { try await system.store.order(id: id)?.status == .completed }
         }
-        // Without the heartbeat the 300 ms lease would lapse twice during the 900 ms charge.
+        // Without the heartbeat the 1 s lease would lapse twice during the 2.5 s charge.
         #expect(try await system.store.order(id: id)?.attempts == 1)
         #expect(try await system.services.gateway.statistics().duplicateChargesPrevented == 0)
         try system.database.close()
