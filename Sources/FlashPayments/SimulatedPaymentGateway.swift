@@ -38,10 +38,6 @@ public final class SimulatedPaymentGateway: PaymentGateway {
     public var expectedLatency: Duration { configuration.latency.mean }
 
     public func charge(orderID: String, amount: Double) async throws -> PaymentOutcome {
-        if let decided = try await ledger.outcome(for: orderID) {
-            counters.withLock { $0.duplicateChargesPrevented += 1 }
-            return decided
-        }
         if let limit {
             guard await limit.acquire() else { throw CancellationError() }
         }
@@ -49,6 +45,11 @@ public final class SimulatedPaymentGateway: PaymentGateway {
         var generator = SystemRandomNumberGenerator()
         let latency = configuration.latency.sample(using: &generator)
         if Double.random(in: 0..<1, using: &generator) < configuration.transientErrorRate {
+            // A retry of an order already decided gets its first outcome, not a new failure.
+            if let decided = try await ledger.outcome(for: orderID) {
+                counters.withLock { $0.duplicateChargesPrevented += 1 }
+                return decided
+            }
             try await Task.sleep(for: latency)
             counters.withLock { $0.transientErrors += 1 }
             throw TransientPaymentError("gateway timeout (simulated transient error)")
@@ -57,18 +58,41 @@ public final class SimulatedPaymentGateway: PaymentGateway {
             ? .declined(reason: "card declined")
             : .approved(chargeID: "ch_" + TimeOrderedID.make().replacingOccurrences(of: "-", with: ""))
         // As at a real gateway, the charge is decided when the request arrives and answered after
-        // the latency: the ledger is written during the wait, not after it. A caller that gives up
-        // meanwhile (shutdown) may leave a decided charge behind; the ledger makes the retry
-        // return it instead of charging again.
-        async let decision = ledger.record(orderID: orderID, amount: amount, outcome: outcome)
-        let slept: Result<Void, Error>
-        do {
-            try await Task.sleep(for: latency)
-            slept = .success(())
-        } catch {
-            slept = .failure(error)
+        // the latency: the ledger is written during the wait, not after it. If the ledger already
+        // holds an outcome for the order (a retry after a crash), that outcome is answered at once
+        // and nothing new is charged. A caller that gives up meanwhile (shutdown) may leave a
+        // decided charge behind; the ledger makes its retry return it instead of charging again.
+        let (decision, waited) = await withTaskGroup(of: ChargeStep.self) { group -> (Result<(PaymentOutcome, Bool), Error>?, Bool) in
+            group.addTask {
+                do {
+                    return .decided(.success(try await self.ledger.record(orderID: orderID, amount: amount, outcome: outcome)))
+                } catch {
+                    return .decided(.failure(error))
+                }
+            }
+            group.addTask {
+                do {
+                    try await Task.sleep(for: latency)
+                    return .waited(true)
+                } catch {
+                    return .waited(false)
+                }
+            }
+            var decision: Result<(PaymentOutcome, Bool), Error>?
+            var waited = false
+            for await step in group {
+                switch step {
+                case let .decided(result):
+                    decision = result
+                    if case let .success((_, recorded)) = result, !recorded { group.cancelAll() }
+                case let .waited(done):
+                    waited = done
+                }
+            }
+            return (decision, waited)
         }
-        let (standing, recorded) = try await decision
+        guard let decision else { throw CancellationError() }
+        let (standing, recorded) = try decision.get()
         counters.withLock { counters in
             if !recorded {
                 counters.duplicateChargesPrevented += 1
@@ -78,7 +102,7 @@ public final class SimulatedPaymentGateway: PaymentGateway {
                 counters.declines += 1
             }
         }
-        try slept.get()
+        if recorded, !waited { throw CancellationError() }
         return standing
     }
 
@@ -95,3 +119,9 @@ public final class SimulatedPaymentGateway: PaymentGateway {
 }
 
 import Foundation
+
+/// One of the two halves of a charge: the ledger's decision, or the latency passing.
+private enum ChargeStep: Sendable {
+    case decided(Result<(PaymentOutcome, Bool), Error>)
+    case waited(Bool)
+}

@@ -27,15 +27,17 @@ public final class SQLitePaymentLedger: PaymentLedger {
 
     public func record(orderID: String, amount: Double, outcome: PaymentOutcome) async throws -> (outcome: PaymentOutcome, recorded: Bool) {
         let result = try await database.write { db -> (PaymentOutcome, Bool) in
-            if let existing = try Self.outcome(db, orderID: orderID) { return (existing, false) }
             let (approved, chargeID, reason): (Bool, String?, String?) = switch outcome {
             case let .approved(chargeID): (true, chargeID, nil)
             case let .declined(reason): (false, nil, reason)
             }
+            // One statement in the common case; the stored outcome is read only for a repeat.
             try db.cachedStatement(sql: """
                 INSERT INTO fs_payment_ledger (order_id, amount, approved, charge_id, reason, created_at) VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT(order_id) DO NOTHING
                 """).execute(arguments: [orderID, amount, approved, chargeID, reason, WallClock.nowMillis()])
-            return (outcome, true)
+            if db.changesCount == 1 { return (outcome, true) }
+            return (try Self.outcome(db, orderID: orderID) ?? outcome, false)
         }
         if result.1 {
             tally.withLock { if outcome.isApproved { $0.approved += 1 } else { $0.declined += 1 } }
