@@ -11,7 +11,9 @@ import ServiceLifecycle
 ///
 /// For each worker count W, a fresh database is filled with enough orders for `--seconds` of
 /// work at W/L orders/s; then the pool starts and the completions are timed. The steady rate is
-/// measured between 10% and 90% of the orders completed (ramp-up and tail excluded).
+/// measured between 10% and 90% of the orders completed (ramp-up and tail excluded). With a fixed
+/// latency, W workers finish orders in waves of W; the order count and both marks are whole
+/// multiples of W, so the window spans whole waves and does not over- or under-count.
 struct WorkersBenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "workers",
@@ -47,7 +49,8 @@ struct WorkersBenchCommand: AsyncParsableCommand {
 
     func measure(workers: Int, latency: Duration, logger: Logger) async throws -> Result {
         let theory = Double(workers) / latency.asSeconds
-        let orders = max(Int(theory * seconds), workers * 5, 50)
+        let waves = { (count: Int) in (count + workers - 1) / workers }
+        let orders = waves(max(Int(theory * seconds), workers * 5, 50)) * workers
         var config = ServerConfiguration()
         config.dataPath = (directory as NSString).appendingPathComponent("flashsale-bench-workers-\(UUID().uuidString).db")
         config.workers = workers
@@ -78,7 +81,8 @@ struct WorkersBenchCommand: AsyncParsableCommand {
         let clock = ContinuousClock()
         var low: ContinuousClock.Instant?
         var high: ContinuousClock.Instant?
-        let lowMark = orders / 10, highMark = orders * 9 / 10
+        let lowMark = waves(orders / 10) * workers
+        let highMark = max(lowMark + workers, (orders * 9 / 10) / workers * workers)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             while true {
