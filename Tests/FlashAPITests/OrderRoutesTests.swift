@@ -131,7 +131,8 @@ struct OrderRoutesTests {
         config.syncTimeout = .milliseconds(300)
         try await TestSystem.withLiveSystem(config) { system, client in
             async let first = client.call(.post, "/orders/sync", json: seedOrder)
-            try await Task.sleep(for: .milliseconds(150))
+            // Wait until the first customer holds the lane (a fixed sleep is not enough on a cold box).
+            try await expectEventually { system.services.lanes.busy == 1 }
             // One customer at the lane; the next would wait ~800 ms > 300 ms: told at once.
             let refused = try await client.call(.post, "/orders/sync", json: seedOrder)
             #expect(refused.status == .serviceUnavailable)
@@ -169,10 +170,11 @@ struct SyncTimeoutTests {
         // The lanes expect 1 ms charges, so nobody is refused up front; the gateway takes 1 s.
         services.lanes = CheckoutLanes(lanes: 1, expectedServiceTime: .milliseconds(1))
         services.syncTimeout = .milliseconds(200)
+        let lanes = services.lanes
         let app = buildApplication(services, host: "127.0.0.1", port: 0, logger: TestSystem.logger)
         try await app.test(.ahc(.http)) { client in
             async let first = client.call(.post, "/orders/sync", json: seedOrder)
-            try await Task.sleep(for: .milliseconds(100))
+            try await expectEventually { lanes.busy == 1 }
             let late = try await client.call(.post, "/orders/sync", json: seedOrder)
             #expect(late.status == .gatewayTimeout)
             #expect(late.errorCode == "timeout")
