@@ -5,7 +5,8 @@
 extension Duration {
     /// Parses a duration such as `3s`, `30ms`, `1.5s`, `2m`, `1h`, `500us` or `0`.
     ///
-    /// A bare number means seconds. Returns `nil` for anything else, including negative values.
+    /// A bare number means seconds. Returns `nil` for anything else, including negative values
+    /// and values too large to represent (over ``maxParsed``, about 292 years).
     public init?(parsing text: String) {
         let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
         guard !trimmed.isEmpty else { return nil }
@@ -24,9 +25,14 @@ extension Duration {
               value.isFinite, value >= 0
         else { return nil }
         let seconds = value * scale
-        guard seconds < 1e12 else { return nil }
+        // Nanoseconds must fit an Int64 (Int64(_:) traps past it): refuse rather than crash.
+        guard seconds <= Self.maxParsed.asSeconds else { return nil }
         self = .nanoseconds(Int64((seconds * 1e9).rounded()))
     }
+
+    /// The longest duration ``init(parsing:)`` accepts: 9e9 s (about 285 years), well inside
+    /// what `Duration` arithmetic on clocks can add without overflowing.
+    public static let maxParsed: Duration = .seconds(9_000_000_000)
 
     /// The duration in seconds, as a floating-point number.
     public var asSeconds: Double {

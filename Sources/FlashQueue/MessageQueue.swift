@@ -39,6 +39,20 @@ public protocol MessageQueue: Sendable {
     /// Deletes 1…10 deliveries; one result per entry, in order.
     func deleteBatch(_ receipts: [ReceiptHandle]) async throws -> [Result<Void, QueueError>]
 
+    /// Gives deliveries back *untried*: each message is visible again at once and its delivery
+    /// is not counted, so its receive count (and the dead-letter decision that rests on it) is
+    /// what it was before this receive. For a consumer that received a message and never worked
+    /// on it (a prefetch buffer emptied at shutdown). Stale receipts are skipped.
+    ///
+    /// This goes beyond SQS, which counts every receive; a backend that cannot uncount a
+    /// delivery gives the message back (visibility 0) and says so in its documentation.
+    func returnUntried(_ receipts: [ReceiptHandle]) async throws
+
+    /// Drops the messages that outlived the retention period now, and returns how many. Receives
+    /// also drop them; this lets a maintenance task enforce retention when nobody receives.
+    @discardableResult
+    func sweepExpired() async throws -> Int
+
     /// Deletes every message in the queue (not in its dead-letter queue).
     func purge() async throws
 

@@ -43,7 +43,7 @@ public struct QueueAttributes: Sendable, Hashable {
         guard maxReceiveCount >= 0, maxReceiveCount <= 1000 else {
             throw .invalidAttribute("maxReceiveCount must be 0 to 1000, not \(maxReceiveCount)")
         }
-        guard retention >= .milliseconds(1), retention <= .seconds(14 * 86_400) else {
+        guard retention >= .milliseconds(1), retention <= QueueLimits.maxRetention else {
             throw .invalidAttribute("retention must be 1 ms to 14 days, not \(retention.asSeconds) s")
         }
         guard (1...QueueLimits.maxBodyBytesCeiling).contains(maxBodyBytes) else {

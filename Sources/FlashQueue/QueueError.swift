@@ -10,7 +10,7 @@ public enum QueueError: Error, Sendable, Hashable, CustomStringConvertible {
     case invalidMaxMessages(Int)
     /// A long-poll wait outside 0…20 s.
     case invalidWait(Duration)
-    /// A visibility timeout outside 0…12 h.
+    /// A visibility timeout that is neither 0 nor 1 ms…12 h.
     case invalidVisibilityTimeout(Duration)
     /// A delay outside 0…900 s.
     case invalidDelay(Duration)
@@ -32,7 +32,7 @@ public enum QueueError: Error, Sendable, Hashable, CustomStringConvertible {
         case let .invalidWait(wait):
             return "wait must be 0 to 20 seconds, not \(wait.asSeconds) s"
         case let .invalidVisibilityTimeout(timeout):
-            return "visibility timeout must be 0 to 43200 seconds, not \(timeout.asSeconds) s"
+            return "visibility timeout must be 0 (give back) or 1 ms to 43200 seconds, not \(timeout.asSeconds) s"
         case let .invalidDelay(delay):
             return "delay must be 0 to 900 seconds, not \(delay.asSeconds) s"
         case let .queueDoesNotExist(name):

@@ -8,6 +8,8 @@ public enum QueueLimits {
     public static let maxDelay: Duration = .seconds(900)
     /// Longest visibility timeout (12 hours).
     public static let maxVisibilityTimeout: Duration = .seconds(43_200)
+    /// Longest retention period (14 days).
+    public static let maxRetention: Duration = .seconds(14 * 86_400)
     /// Default body limit: 256 KiB.
     public static let defaultMaxBodyBytes = 256 * 1024
     /// Largest configurable body limit: 1 MiB.
@@ -38,9 +40,12 @@ public enum QueueLimits {
         if let visibilityTimeout { try validateVisibility(visibilityTimeout) }
     }
 
-    /// Checks a visibility timeout (0…12 h).
+    /// Checks a visibility timeout: 0 (give back now) or 1 ms…12 h. A lease shorter than a
+    /// millisecond is refused: stored in whole milliseconds it would be no lease at all.
     public static func validateVisibility(_ timeout: Duration) throws(QueueError) {
-        guard timeout >= .zero, timeout <= maxVisibilityTimeout else { throw .invalidVisibilityTimeout(timeout) }
+        guard timeout == .zero || (timeout >= .milliseconds(1) && timeout <= maxVisibilityTimeout) else {
+            throw .invalidVisibilityTimeout(timeout)
+        }
     }
 
     /// Checks the size of a delete batch.

@@ -12,12 +12,19 @@ import Synchronization
 /// its error, while the others in the group commit. An operation's caller resumes only after the
 /// group's COMMIT returned, so whatever it wrote is durable under `synchronous = FULL`.
 ///
+/// Some errors (disk full, I/O error) can make SQLite roll back the *whole* transaction, not just
+/// the failing statement. The writer checks after every operation that its transaction is still
+/// open; if it is gone, every operation that ran in it fails with that error (their writes were
+/// undone), and the group's remaining operations run in a new transaction. So no operation runs
+/// in autocommit mode by accident, and none is reported failed although it committed.
+///
 /// Hand-written on purpose: GRDB serialises writes but runs each in its own transaction.
 final class GroupCommitWriter: Sendable {
-    /// One queued operation: `run` executes it inside the group's transaction and keeps its result;
-    /// `finish` resumes its caller with that result, or with the commit's error.
+    /// One queued operation: `run` executes it inside the group's transaction, keeps its result
+    /// and returns its error, if it failed; `finish` resumes its caller with that result, or with
+    /// the error that undid its transaction.
     struct Operation: Sendable {
-        let run: @Sendable (Database) -> Void
+        let run: @Sendable (Database) -> Error?
         let finish: @Sendable (Error?) -> Void
     }
 
@@ -48,6 +55,9 @@ final class GroupCommitWriter: Sendable {
     /// Counters of the writer: commits and operations.
     var currentStatistics: WriterStatistics { statistics.withLock { $0 } }
 
+    /// Operations waiting for the next group (tests use it to build a group in a known order).
+    var waitingOperations: Int { state.withLock { $0.pending.count } }
+
     /// Runs `body` in the next group transaction and returns its result once that transaction is durable.
     func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
@@ -60,13 +70,17 @@ final class GroupCommitWriter: Sendable {
                             box.result = .success(try body(db))
                             try db.execute(sql: "RELEASE SAVEPOINT op")
                         } catch {
+                            // Both fail harmlessly if SQLite already rolled the whole transaction back.
                             try? db.execute(sql: "ROLLBACK TO SAVEPOINT op")
                             try? db.execute(sql: "RELEASE SAVEPOINT op")
                             box.result = .failure(error)
+                            return error
                         }
                     } catch {
                         box.result = .failure(error)
+                        return error
                     }
+                    return nil
                 },
                 finish: { commitError in
                     if let commitError {
@@ -101,27 +115,60 @@ final class GroupCommitWriter: Sendable {
                 return group
             }
             if group.isEmpty { return }
-            var commitError: Error?
-            do {
-                try db.execute(sql: "BEGIN IMMEDIATE")
-                for operation in group { operation.run(db) }
-                try db.execute(sql: "COMMIT")
-            } catch {
-                commitError = error
-                if db.isInsideTransaction { try? db.execute(sql: "ROLLBACK") }
-            }
+            let (failures, anyCommitted) = commit(group, db)
             let keys = touched.withLock { keys -> Set<Int64> in
                 defer { keys.removeAll(keepingCapacity: true) }
                 return keys
             }
-            if commitError == nil, !keys.isEmpty { onCommit(keys) }
+            if anyCommitted, !keys.isEmpty { onCommit(keys) }
             statistics.withLock {
                 $0.commits += 1
                 $0.operations += group.count
                 $0.largestGroup = max($0.largestGroup, group.count)
             }
-            for operation in group { operation.finish(commitError) }
+            for (operation, failure) in zip(group, failures) { operation.finish(failure) }
         }
+    }
+
+    /// Runs a group in as few transactions as SQLite allows (one, unless a transaction is rolled
+    /// back under an operation). Returns, per operation, the error that undid its writes (nil when
+    /// they committed), and whether any transaction committed.
+    private func commit(_ group: [Operation], _ db: Database) -> ([Error?], Bool) {
+        var failures = [Error?](repeating: nil, count: group.count)
+        var anyCommitted = false
+        var first = 0
+        while first < group.count {
+            do {
+                try db.execute(sql: "BEGIN IMMEDIATE")
+            } catch {
+                for index in first..<group.count { failures[index] = error }
+                break
+            }
+            var next = first
+            var lost: Error?
+            while next < group.count {
+                let error = group[next].run(db)
+                next += 1
+                if !db.isInsideTransaction {
+                    // SQLite rolled the whole transaction back under this operation.
+                    lost = error ?? DatabaseError(resultCode: .SQLITE_ABORT, message: "the transaction was rolled back")
+                    break
+                }
+            }
+            if let lost {
+                for index in first..<next { failures[index] = lost }
+            } else {
+                do {
+                    try db.execute(sql: "COMMIT")
+                    anyCommitted = true
+                } catch {
+                    if db.isInsideTransaction { try? db.execute(sql: "ROLLBACK") }
+                    for index in first..<next { failures[index] = error }
+                }
+            }
+            first = next
+        }
+        return (failures, anyCommitted)
     }
 }
 

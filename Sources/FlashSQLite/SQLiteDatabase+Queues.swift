@@ -16,7 +16,7 @@ extension SQLiteDatabase {
                 let existing = try QueueRecord.load(db, name: deadLetterName)
                 let dlqAttributes = QueueAttributes(
                     visibilityTimeout: attributes.visibilityTimeout, maxReceiveCount: 0,
-                    retention: .seconds(14 * 86_400), maxBodyBytes: QueueLimits.maxBodyBytesCeiling)
+                    retention: QueueLimits.maxRetention, maxBodyBytes: QueueLimits.maxBodyBytesCeiling)
                 deadLetter = try existing ?? QueueRecord.upsert(db, name: deadLetterName, attributes: dlqAttributes, deadLetterQueueID: nil, now: now)
             }
             let record = try QueueRecord.upsert(db, name: name, attributes: attributes, deadLetterQueueID: deadLetter?.id, now: now)

@@ -61,10 +61,13 @@ public final class SQLiteMessageQueue: MessageQueue {
         return id
     }
 
-    /// Inserts an already-validated body with a given message id (used by topics' fan-out).
-    func insert(messageID: String, body: String, now: Int64, in db: Database) throws {
-        try SQLiteQueueStorage.insert(db, into: record, messageID: messageID, body: body, now: now, delayMillis: record.delayMillis)
+    /// Inserts an already-validated body with a given message id (used by topics' fan-out);
+    /// returns the message's row in this queue.
+    @discardableResult
+    func insert(messageID: String, body: String, now: Int64, in db: Database) throws -> Int64 {
+        let seq = try SQLiteQueueStorage.insert(db, into: record, messageID: messageID, body: body, now: now, delayMillis: record.delayMillis)
         database.writer.touch(record.id)
+        return seq
     }
 
     // MARK: Receiving
@@ -90,10 +93,13 @@ public final class SQLiteMessageQueue: MessageQueue {
     }
 
     private func receiveOnce(maxMessages: Int, visibilityMillis: Int64) async throws -> SQLiteQueueStorage.ReceiveOutcome {
-        let now = WallClock.nowMillis()
-        let sweep = now - lastSweep.load(ordering: .relaxed) > 1000
-        if sweep { lastSweep.store(now, ordering: .relaxed) }
+        let queued = WallClock.nowMillis()
+        let sweep = queued - lastSweep.load(ordering: .relaxed) > 1000
+        if sweep { lastSweep.store(queued, ordering: .relaxed) }
         return try await database.write { [record, deadLetter, database] db in
+            // The lease starts when this write runs in its transaction (just before the group's
+            // COMMIT), not when it joined the writer's line: time spent waiting does not eat it.
+            let now = WallClock.nowMillis()
             if sweep { try SQLiteQueueStorage.dropExpired(db, queue: record, now: now) }
             return try SQLiteQueueStorage.receive(
                 db, from: record, deadLetter: deadLetter, maxMessages: maxMessages,
@@ -126,16 +132,34 @@ public final class SQLiteMessageQueue: MessageQueue {
     public func deleteBatch(_ receipts: [ReceiptHandle]) async throws -> [Result<Void, QueueError>] {
         try QueueLimits.validateBatchCount(receipts.count)
         return try await database.write { [record] db in
-            receipts.map { receipt in
+            try receipts.map { receipt in
                 do {
                     try SQLiteQueueStorage.delete(db, from: record, receipt: receipt)
                     return .success(())
                 } catch let error as QueueError {
                     return .failure(error)
-                } catch {
-                    return .failure(.receiptHandleInvalid(receipt.rawValue))
                 }
+                // A database error propagates: the transaction may be gone (see GroupCommitWriter),
+                // and the other entries must not run outside it.
             }
+        }
+    }
+
+    public func returnUntried(_ receipts: [ReceiptHandle]) async throws {
+        guard !receipts.isEmpty else { return }
+        try await database.write { db in try self.returnUntried(receipts, in: db) }
+    }
+
+    /// ``returnUntried(_:)`` inside a transaction the caller owns.
+    public func returnUntried(_ receipts: [ReceiptHandle], in db: Database) throws {
+        try SQLiteQueueStorage.returnUntried(db, to: record, receipts: receipts, now: WallClock.nowMillis())
+        database.writer.touch(record.id)
+    }
+
+    @discardableResult
+    public func sweepExpired() async throws -> Int {
+        try await database.write { [record] db in
+            try SQLiteQueueStorage.dropExpired(db, queue: record, now: WallClock.nowMillis()).dropped
         }
     }
 
@@ -143,6 +167,11 @@ public final class SQLiteMessageQueue: MessageQueue {
 
     public func purge() async throws {
         try await database.write { [record] db in try SQLiteQueueStorage.purge(db, queue: record) }
+    }
+
+    /// Whether the message stored at row `seq` is still in this queue (visible, leased or delayed).
+    func contains(seq: Int64, in db: Database) throws -> Bool {
+        try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM \(record.table) WHERE seq = ?)"), arguments: [seq]) ?? false
     }
 
     public func statistics() async throws -> QueueStatistics {

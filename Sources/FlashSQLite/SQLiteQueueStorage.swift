@@ -11,11 +11,14 @@ enum SQLiteQueueStorage {
         var nextVisibleAt: Int64?
     }
 
-    static func insert(_ db: Database, into queue: QueueRecord, messageID: String, body: String, now: Int64, delayMillis: Int64) throws {
+    /// Inserts a message; returns its row (`seq`), which names it while it is in the queue.
+    @discardableResult
+    static func insert(_ db: Database, into queue: QueueRecord, messageID: String, body: String, now: Int64, delayMillis: Int64) throws -> Int64 {
         let statement = try db.cachedStatement(sql: """
             INSERT INTO \(queue.table) (message_id, body, sent_at, visible_at) VALUES (?, ?, ?, ?)
             """)
         try statement.execute(arguments: [messageID, body, now, now + delayMillis])
+        return db.lastInsertedRowID
     }
 
     static func receive(
@@ -92,19 +95,70 @@ enum SQLiteQueueStorage {
         guard db.changesCount == 1 else { throw QueueError.receiptHandleInvalid(receipt.rawValue) }
     }
 
+    /// Gives deliveries back untried: visible now, the delivery uncounted, the receipt retired.
+    /// Returns how many of the receipts were current.
+    @discardableResult
+    static func returnUntried(_ db: Database, to queue: QueueRecord, receipts: [ReceiptHandle], now: Int64) throws -> Int {
+        let statement = try db.cachedStatement(sql: """
+            UPDATE \(queue.table)
+            SET visible_at = ?, receive_count = MAX(0, receive_count - 1), receipt = 0,
+                first_received_at = CASE WHEN receive_count <= 1 THEN 0 ELSE first_received_at END
+            WHERE seq = ? AND receipt = ?
+            """)
+        var returned = 0
+        for receipt in receipts {
+            guard let (seq, token) = try? ReceiptCodec.decode(receipt, queueID: queue.id) else { continue }
+            try statement.execute(arguments: [now, seq, token])
+            returned += db.changesCount
+        }
+        return returned
+    }
+
     static func purge(_ db: Database, queue: QueueRecord) throws {
         try db.execute(sql: "DELETE FROM \(queue.table)")
     }
 
-    /// Drops every message older than the retention period; returns how many.
+    /// What a retention sweep did.
+    struct SweepOutcome: Sendable, Hashable {
+        /// Messages dropped.
+        var dropped = 0
+        /// Rows looked at: a sweep of a queue with nothing expired looks at one.
+        var examined = 0
+    }
+
+    /// Drops the messages older than the retention period, from the table's left edge.
+    ///
+    /// Rowids follow send order, so the expired messages are the table's oldest rows: the sweep
+    /// walks from the left edge in pages and stops at the first message still within retention,
+    /// so with nothing expired it reads one row, whatever the backlog (a `DELETE … WHERE
+    /// sent_at < ?` would scan every row: there is no index on `sent_at`, and one would tax
+    /// every send). At most `limit` rows per call keep the writer's transaction short; the
+    /// receive path drops any expired row it meets, and the next sweep continues.
     @discardableResult
-    static func dropExpired(_ db: Database, queue: QueueRecord, now: Int64) throws -> Int {
+    static func dropExpired(_ db: Database, queue: QueueRecord, now: Int64, limit: Int = 2_000) throws -> SweepOutcome {
         let cutoff = now - queue.retentionMillis
-        // Rowids follow send order, so the expired messages are (nearly) a prefix of the table.
-        try db.execute(sql: "DELETE FROM \(queue.table) WHERE sent_at < ?", arguments: [cutoff])
-        let dropped = db.changesCount
-        if dropped > 0 { try addExpired(db, queue: queue, count: dropped) }
-        return dropped
+        let page = try db.cachedStatement(sql: "SELECT seq, sent_at FROM \(queue.table) WHERE seq > ? ORDER BY seq LIMIT ?")
+        var outcome = SweepOutcome()
+        var lastExpired: Int64?
+        var after: Int64 = 0
+        scan: while outcome.examined < limit {
+            let rows = try Row.fetchAll(page, arguments: [after, min(256, limit - outcome.examined)])
+            if rows.isEmpty { break }
+            for row in rows {
+                outcome.examined += 1
+                let seq: Int64 = row[0]
+                let sentAt: Int64 = row[1]
+                guard sentAt < cutoff else { break scan }
+                lastExpired = seq
+                after = seq
+            }
+        }
+        if let lastExpired {
+            try db.cachedStatement(sql: "DELETE FROM \(queue.table) WHERE seq <= ?").execute(arguments: [lastExpired])
+            outcome.dropped = db.changesCount
+            if outcome.dropped > 0 { try addExpired(db, queue: queue, count: outcome.dropped) }
+        }
+        return outcome
     }
 
     static func statistics(_ db: Database, queue: QueueRecord, deadLetter: QueueRecord?, now: Int64) throws -> QueueStatistics {

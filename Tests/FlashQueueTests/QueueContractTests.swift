@@ -194,6 +194,10 @@ struct QueueContractTests {
             await #expect(throws: QueueError.invalidVisibilityTimeout(.seconds(43_201))) {
                 try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .seconds(43_201))
             }
+            // A lease shorter than a millisecond is no lease: refused, not rounded to zero.
+            await #expect(throws: QueueError.invalidVisibilityTimeout(.microseconds(500))) {
+                try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .microseconds(500))
+            }
             await #expect(throws: QueueError.queueDoesNotExist("nope")) { try await harness.existingQueue("nope") }
             #expect(try await queue.statistics().total == 0)
             // The message of the error says what is wrong.
@@ -311,4 +315,46 @@ struct QueueContractTests {
             #expect(Set(received) == Set(sent))
         }
     }
+
+    @Test(arguments: QueueBackend.allCases)
+    func aDeliveryReturnedUntriedDoesNotCountTowardsTheDeadLetterQueue(_ backend: QueueBackend) async throws {
+        try await withHarness(backend) { harness in
+            let queue = try await harness.queue("work", QueueAttributes(visibilityTimeout: .seconds(30), maxReceiveCount: 2))
+            let dlq = try await harness.existingQueue("work-dlq")
+            let id = try await queue.send("job")
+            // Received and given back untried five times: still the message's first real delivery.
+            for _ in 0..<5 {
+                let taken = try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .seconds(30))
+                #expect(taken.map(\.messageID) == [id])
+                #expect(taken.first?.receiveCount == 1)
+                try await queue.returnUntried(taken.map(\.receiptHandle))
+            }
+            #expect(try await dlq.statistics().total == 0)
+            // The returned receipt is retired: it can no longer delete the message.
+            let tried = try #require(try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .milliseconds(50)).first)
+            #expect(tried.receiveCount == 1)
+            // Counted deliveries still count: a lease that runs out is a delivery.
+            let again = try #require(try await queue.receive(maxMessages: 1, wait: .seconds(5), visibilityTimeout: .milliseconds(50)).first)
+            #expect(again.receiveCount == 2)
+            try await queue.returnUntried([tried.receiptHandle])  // stale: ignored
+            #expect(try await queue.receive(maxMessages: 1, wait: .seconds(2)).isEmpty)
+            #expect(try await dlq.statistics().total == 1)
+        }
+    }
+
+    @Test(arguments: QueueBackend.allCases)
+    func retentionIsEnforcedWithoutAnyReceive(_ backend: QueueBackend) async throws {
+        try await withHarness(backend) { harness in
+            let queue = try await harness.queue("short", QueueAttributes(retention: .milliseconds(300)))
+            _ = try await queue.sendBatch((1...5).map { OutgoingMessage("old \($0)") })
+            try await Task.sleep(for: .milliseconds(400))
+            _ = try await queue.send("new")
+            #expect(try await queue.sweepExpired() == 5)
+            #expect(try await queue.sweepExpired() == 0)
+            let stats = try await queue.statistics()
+            #expect(stats.total == 1)
+            #expect(stats.expired == 5)
+        }
+    }
+
 }

@@ -1,0 +1,126 @@
+import Dispatch
+import FlashCore
+import FlashQueue
+@testable import FlashSQLite
+import Foundation
+import GRDB
+import Synchronization
+import Testing
+
+/// Regression tests of the embedded backend's writer and queue storage (issue: final states).
+@Suite("SQLite writer and queue storage")
+struct SQLiteWriterTests {
+    /// Holds GRDB's writer queue until released, so that operations queued meanwhile form one group.
+    final class WriterGate: @unchecked Sendable {
+        let semaphore = DispatchSemaphore(value: 0)
+        let holding = Atomic<Bool>(false)
+
+        /// Starts holding the writer; returns once it does.
+        func hold(_ database: SQLiteDatabase) async throws -> Task<Void, Error> {
+            let task = Task { try await database.write { _ in
+                self.holding.store(true, ordering: .sequentiallyConsistent)
+                self.semaphore.wait()
+            } }
+            try await SQLiteWriterTests.until { self.holding.load(ordering: .sequentiallyConsistent) }
+            return task
+        }
+
+        func release() { semaphore.signal() }
+    }
+
+    struct Stuck: Error {}
+
+    /// Polls `condition` every 2 ms; throws after 10 s rather than hang.
+    static func until(_ condition: () -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !condition() {
+            guard ContinuousClock.now < deadline else { throw Stuck() }
+            try await Task.sleep(for: .milliseconds(2))
+        }
+    }
+
+    struct Rollback: Error {}
+
+    /// Waits until `count` operations wait for the writer's next group.
+    static func waitForQueue(_ database: SQLiteDatabase, count: Int) async throws {
+        try await until { database.writer.waitingOperations >= count }
+    }
+
+    @Test func aTransactionRolledBackUnderAGroupFailsOnlyWhatItUndidAndCommitsTheRest() async throws {
+        let database = try SQLiteDatabase(path: TemporaryFile.path("writer"))
+        try await database.write { db in try db.execute(sql: "CREATE TABLE t (name TEXT)") }
+        let gate = WriterGate()
+        let holder = try await gate.hold(database)
+        let before = Task { try await database.write { db in try db.execute(sql: "INSERT INTO t VALUES ('before')") } }
+        try await Self.waitForQueue(database, count: 1)
+        // As SQLite does on disk full or an I/O error: the whole transaction is rolled back.
+        let culprit = Task { try await database.write { db in
+            try db.execute(sql: "INSERT INTO t VALUES ('culprit')")
+            try db.execute(sql: "ROLLBACK")
+            throw Rollback()
+        } }
+        try await Self.waitForQueue(database, count: 2)
+        let after = Task { try await database.write { db in try db.execute(sql: "INSERT INTO t VALUES ('after')") } }
+        try await Self.waitForQueue(database, count: 3)
+        gate.release()
+        try await holder.value
+        // The operation that ran in the lost transaction is told so; the one after it committed
+        // in a transaction of its own and is not reported failed.
+        await #expect(throws: (any Error).self) { try await before.value }
+        await #expect(throws: (any Error).self) { try await culprit.value }
+        try await after.value
+        let names = try await database.read { db in try String.fetchAll(db, sql: "SELECT name FROM t ORDER BY name") }
+        #expect(names == ["after"])
+        // The writer goes on as usual.
+        try await database.write { db in try db.execute(sql: "INSERT INTO t VALUES ('later')") }
+        #expect(try await database.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM t") } == 2)
+        try database.close()
+    }
+
+    @Test func theRetentionSweepReadsOnlyTheExpiredEdgeOfABacklog() async throws {
+        let database = try SQLiteDatabase(path: TemporaryFile.path("sweep"))
+        let queue = try await database.createQueue("backlog", attributes: QueueAttributes(retention: .seconds(3600)))
+        let now = WallClock.nowMillis()
+        try await database.write { db in
+            for n in 0..<1_000 {
+                try SQLiteQueueStorage.insert(db, into: queue.record, messageID: "old-\(n)", body: "x", now: now - 7_200_000, delayMillis: 0)
+            }
+            for n in 0..<50_000 {
+                try SQLiteQueueStorage.insert(db, into: queue.record, messageID: "new-\(n)", body: "x", now: now, delayMillis: 0)
+            }
+        }
+        let first = try await database.write { db in try SQLiteQueueStorage.dropExpired(db, queue: queue.record, now: now) }
+        #expect(first.dropped == 1_000)
+        #expect(first.examined == 1_001)
+        // Nothing expired: one row read, whatever the backlog behind it.
+        let second = try await database.write { db in try SQLiteQueueStorage.dropExpired(db, queue: queue.record, now: now) }
+        #expect(second == SQLiteQueueStorage.SweepOutcome(dropped: 0, examined: 1))
+        let stats = try await queue.statistics()
+        #expect(stats.total == 50_000)
+        #expect(stats.expired == 1_000)
+        try database.close()
+    }
+
+    @Test func aLeaseStartsWhenItsReceiveRunsNotWhenItJoinedTheWritersLine() async throws {
+        let database = try SQLiteDatabase(path: TemporaryFile.path("lease"))
+        let queue = try await database.createQueue("work")
+        _ = try await queue.send("job")
+        let gate = WriterGate()
+        let holder = try await gate.hold(database)
+        let receive = Task { try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .milliseconds(600)) }
+        try await Self.waitForQueue(database, count: 1)
+        // The receive waits 400 ms behind a long write.
+        try await Task.sleep(for: .milliseconds(400))
+        gate.release()
+        try await holder.value
+        let received = try await receive.value
+        let returnedAt = WallClock.nowMillis()
+        #expect(received.count == 1)
+        let visibleAt = try await database.read { db in
+            try Int64.fetchOne(db, sql: "SELECT visible_at FROM \(queue.record.table)")
+        }
+        // The whole 600 ms lease is still ahead (minus the commit), not 600 − 400 ms.
+        #expect(try #require(visibleAt) - returnedAt >= 500)
+        try database.close()
+    }
+}
