@@ -1,9 +1,19 @@
 import FlashCore
 import FlashQueue
+import FlashWorkers
 import Hummingbird
 
 /// Admin operations on the queues: `POST /admin/queues/{name}/purge`.
+///
+/// A purge drops messages that orders depend on. So, after purging, it settles every order
+/// left without a message by the rule of final states (the reconciler's pass, run at once):
+/// charged → completed, never charged → voided and failed, stock released. Orders the gateway
+/// cannot answer for yet (or that take longer than ``settleBudget``) are left to the
+/// reconciler's sweeps; the reply says how many.
 struct AdminController {
+    /// How long a purge request spends settling orphaned orders before leaving the rest to the sweeps.
+    static let settleBudget: Duration = .seconds(20)
+
     let services: FlashServices
 
     func addRoutes(to routes: inout RouteTable<FlashRequestContext>) {
@@ -19,6 +29,11 @@ struct AdminController {
         }
         let before = try await queue.statistics()
         try await queue.purge()
-        return Response.json(.ok, #"{"queue":\#(JSONText.quoted(name)),"purged":\#(before.total)}"#)
+        var pass = Reconciler.Pass()
+        if let reconciler = services.reconciler { pass = await reconciler.settleOrphansNow(budget: Self.settleBudget) }
+        return Response.json(.ok, """
+            {"queue":\(JSONText.quoted(name)),"purged":\(before.total),\
+            "orders_settled":{"completed":\(pass.completed),"failed":\(pass.failed)},"orders_unresolved":\(pass.unresolved)}
+            """)
     }
 }

@@ -62,6 +62,8 @@ struct FlashSaleController {
         let placement: Placement
         do {
             placement = try await services.store.placeQueued(order)
+        } catch let conflict as PlacementConflict {
+            throw OrderIntake.apiError(conflict)
         } catch let refusal as InventoryRefusal {
             // The seed answers its refusals with 400 and "Fail: Sold Out"; its clients count on that.
             switch refusal {

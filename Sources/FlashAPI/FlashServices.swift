@@ -16,6 +16,8 @@ public struct FlashServices: Sendable {
     public var gateway: any PaymentGateway
     /// The in-process worker pool, if this process runs one.
     public var workers: WorkerPool?
+    /// The reconciler, if this process runs one (a purge settles the orders it orphans with it).
+    public var reconciler: Reconciler?
     /// The sync endpoint's checkout lanes.
     public var lanes: CheckoutLanes
     /// How long a sync customer waits at most.
@@ -34,13 +36,14 @@ public struct FlashServices: Sendable {
     public var startedAtMillis: Int64
 
     public init(store: any OrderStore, paymentsQueue: any MessageQueue, deadLetterQueue: (any MessageQueue)? = nil, gateway: any PaymentGateway, workers: WorkerPool?,
-                lanes: CheckoutLanes, syncTimeout: Duration, accepted: RateMeter = RateMeter(), processed: RateMeter,
+                reconciler: Reconciler? = nil, lanes: CheckoutLanes, syncTimeout: Duration, accepted: RateMeter = RateMeter(), processed: RateMeter,
                 catalog: (any Catalog)? = nil, admin: AdminPolicy = AdminPolicy(token: nil), flashProduct: String = "iphone_16") {
         self.store = store
         self.paymentsQueue = paymentsQueue
         self.deadLetterQueue = deadLetterQueue
         self.gateway = gateway
         self.workers = workers
+        self.reconciler = reconciler
         self.lanes = lanes
         self.syncTimeout = syncTimeout
         self.accepted = accepted
@@ -50,6 +53,11 @@ public struct FlashServices: Sendable {
         self.flashProduct = flashProduct
         self.startedAtMillis = WallClock.nowMillis()
     }
+}
+
+extension FlashServices {
+    /// The rule of final states over this store and gateway.
+    public var settler: OrderSettler { OrderSettler(store: store, gateway: gateway) }
 }
 
 /// Who may call the admin routes: bearer-token holders when a token is set, else loopback clients.

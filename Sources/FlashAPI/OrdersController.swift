@@ -1,6 +1,7 @@
 import FlashCore
 import FlashOrders
 import FlashPayments
+import FlashWorkers
 import HTTPTypes
 import Hummingbird
 
@@ -28,57 +29,116 @@ struct OrdersController<Context: RequestContext> {
     // MARK: Sync
 
     /// Waits for a checkout lane, charges, answers 200 with the finished order.
+    ///
+    /// The promise: no customer is held longer than `syncTimeout`, counted from the request's
+    /// arrival and covering the lane, the gateway's own concurrency limit and the charge. When
+    /// the gateway has not answered by then, the order is settled by the rule of final states
+    /// (``OrderSettler``): charged after all → 200 completed; not charged → voided, failed, 504
+    /// saying nothing was charged; the gateway cannot tell → 504 saying the order will be
+    /// settled (the reconciler takes it once its hold ends).
     @Sendable func placeSync(_ request: Request, context: Context) async throws -> Response {
+        let timeout = services.syncTimeout
+        let deadline = ContinuousClock.now + timeout
         let order = try await OrderIntake.newOrder(from: request, context: context, channel: .sync)
         let lanes = services.lanes
         let predicted = lanes.predictedWait
-        if predicted > services.syncTimeout {
+        if predicted > timeout {
             let retryAfter = max(1, Int(predicted.asSeconds.rounded(.up)))
             throw APIError(.serviceUnavailable, code: "overloaded",
-                           message: "checkout lanes are full: the predicted wait of \(predicted.shortDescription) exceeds the \(services.syncTimeout.shortDescription) limit; nothing was charged",
+                           message: "checkout lanes are full: the predicted wait of \(predicted.shortDescription) exceeds the \(timeout.shortDescription) limit; nothing was charged",
                            headers: [.retryAfter: "\(retryAfter)"])
         }
-        guard await lanes.enter(timeout: services.syncTimeout) else {
+        // Answer a little before the deadline (settling and storing the result take a moment),
+        // and start no charge without a margin of time left to wait for its answer.
+        let margin = min(SyncLimits.answerMargin, timeout / 10)
+        let chargeDeadline = deadline - margin
+        guard await lanes.enter(timeout: chargeDeadline - margin - ContinuousClock.now) else {
             throw APIError(.gatewayTimeout, code: "timeout",
-                           message: "no checkout lane freed up within \(services.syncTimeout.shortDescription); nothing was charged")
+                           message: "no checkout lane freed up within \(timeout.shortDescription); nothing was charged")
         }
         var serviceTime: Duration?
         defer { lanes.leave(serviceTime: serviceTime) }
-        let placement: Placement
-        do {
-            placement = try await services.store.placeImmediate(order)
-        } catch let refusal as InventoryRefusal {
-            throw OrderIntake.apiError(refusal)
-        }
+        // Until the deadline (and a grace for this request's own settlement) the order is this
+        // request's; after it, the reconciler's.
+        let holdUntil = WallClock.nowMillis() + (deadline - ContinuousClock.now).asMilliseconds + SyncLimits.holdGrace.asMilliseconds
+        let placement = try await OrderIntake.place(order, store: services.store) { try await $0.placeImmediate($1, holdUntil: holdUntil) }
         guard placement.created else {
-            return Response.json(.ok, OrderJSON.order(placement.order))
+            if placement.order.status.isTerminal { return Response.json(.ok, OrderJSON.order(placement.order)) }
+            throw APIError(.conflict, code: "request_in_progress",
+                           message: "order '\(placement.order.id)' of this idempotency key is still being charged; ask again shortly",
+                           headers: [.retryAfter: "1"])
         }
         let started = ContinuousClock.now
-        let result = await charge(placement.order)
+        let charged = await charge(placement.order, before: chargeDeadline)
         serviceTime = ContinuousClock.now - started
-        let finished = try await services.store.finish(placement.order.id, result: result) ?? placement.order
-        services.processed.record()
-        return Response.json(.ok, OrderJSON.order(finished))
+        if case let .decided(outcome) = charged {
+            let result = OrderResult(outcome, voided: "payment voided: the order was settled as never charged")
+            let finished = try await services.store.finish(placement.order.id, result: result) ?? placement.order
+            services.processed.record()
+            return Response.json(.ok, OrderJSON.order(finished))
+        }
+        return try await settleUnanswered(placement.order, charged)
     }
 
-    /// Charges with a few quick retries on transient errors (the customer is waiting).
-    private func charge(_ order: Order) async -> OrderResult {
-        var lastError = "payment gateway unavailable"
-        for attempt in 0..<3 {
-            do {
-                switch try await services.gateway.charge(orderID: order.id, amount: order.total) {
-                case .approved: return .completed
-                case let .declined(reason): return .failed(reason: "payment declined: \(reason)")
+    /// What came of the sync endpoint's charge.
+    enum SyncCharge: Sendable {
+        /// The gateway answered.
+        case decided(PaymentOutcome)
+        /// It kept failing (transiently or otherwise) until the deadline; the last error.
+        case gaveUp(String)
+        /// The deadline passed first.
+        case timedOut
+    }
+
+    /// Charges with quick retries on transient errors (the customer is waiting), until `deadline`.
+    private func charge(_ order: Order, before deadline: ContinuousClock.Instant) async -> SyncCharge {
+        await withTaskGroup(of: SyncCharge?.self) { group in
+            group.addTask {
+                var lastError = "payment gateway unavailable"
+                for attempt in 0..<3 {
+                    do {
+                        return .decided(try await services.gateway.charge(orderID: order.id, amount: order.total))
+                    } catch is CancellationError {
+                        return nil
+                    } catch {
+                        lastError = "\(error)"
+                        try? await Task.sleep(for: .milliseconds(50 << attempt))
+                    }
                 }
-            } catch let error as TransientPaymentError {
-                lastError = error.message
-                try? await Task.sleep(for: .milliseconds(50 << attempt))
-            } catch {
-                lastError = "\(error)"
-                break
+                return .gaveUp(lastError)
             }
+            group.addTask {
+                try? await Task.sleep(until: deadline, clock: .continuous)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first ?? .timedOut
         }
-        return .failed(reason: "payment failed: \(lastError)")
+    }
+
+    /// The charge did not come back with an answer: settle the order by the rule, then answer.
+    private func settleUnanswered(_ order: Order, _ charged: SyncCharge) async throws -> Response {
+        let limit = services.syncTimeout.shortDescription
+        let what = if case let .gaveUp(error) = charged { "the payment gateway kept failing (\(error))" } else {
+            "the payment gateway did not answer within the \(limit) limit"
+        }
+        let settlement: OrderSettler.Settlement
+        do {
+            settlement = try await services.settler.settle(order.id, why: "payment not completed: \(what)", counted: false)
+        } catch {
+            throw APIError(.gatewayTimeout, code: "timeout",
+                           message: "\(what), and it cannot tell yet whether order '\(order.id)' was charged; the order will be settled by that answer (GET /orders/\(order.id))")
+        }
+        switch settlement {
+        case let .settled(stored), let .alreadyFinal(stored):
+            services.processed.record()
+            if stored.status == .completed { return Response.json(.ok, OrderJSON.order(stored)) }
+            throw APIError(.gatewayTimeout, code: "timeout",
+                           message: "\(what); order '\(order.id)' failed and nothing was charged")
+        case .notFound:
+            throw APIError(.internalServerError, code: "internal_error", message: "order '\(order.id)' disappeared")
+        }
     }
 
     // MARK: Lookup
@@ -107,6 +167,15 @@ struct OrdersController<Context: RequestContext> {
     }
 }
 
+/// The sync endpoint's time budget.
+enum SyncLimits {
+    /// How long after the sync deadline the reconciler leaves an open sync order alone.
+    static let holdGrace: Duration = .seconds(2)
+    /// How long before the deadline the charge is given up, to answer in time (at most a tenth
+    /// of the timeout); a lane is not taken with less than twice this left.
+    static let answerMargin: Duration = .milliseconds(200)
+}
+
 /// The first steps every order endpoint shares: read, validate, refuse cleanly.
 enum OrderIntake {
     static let idempotencyHeader = HTTPField.Name("Idempotency-Key")!
@@ -133,12 +202,28 @@ enum OrderIntake {
         return key
     }
 
-    /// Places a queued order, mapping the inventory gate's refusals to 409.
+    /// Places a queued order, mapping refusals to their API errors.
     static func placeQueued(_ order: NewOrder, store: any OrderStore) async throws -> Placement {
+        try await place(order, store: store) { try await $0.placeQueued($1) }
+    }
+
+    /// Places an order with `placing`, mapping the inventory gate's refusals to 409 and
+    /// idempotency conflicts to 422 (`idempotency_mismatch`) or 409 (`order_id_conflict`).
+    static func place(_ order: NewOrder, store: any OrderStore,
+                      _ placing: (any OrderStore, NewOrder) async throws -> Placement) async throws -> Placement {
         do {
-            return try await store.placeQueued(order)
+            return try await placing(store, order)
         } catch let refusal as InventoryRefusal {
             throw apiError(refusal)
+        } catch let conflict as PlacementConflict {
+            throw apiError(conflict)
+        }
+    }
+
+    static func apiError(_ conflict: PlacementConflict) -> APIError {
+        switch conflict {
+        case .idempotencyMismatch: return APIError(.unprocessableContent, code: "idempotency_mismatch", message: conflict.description)
+        case .orderIDTaken: return APIError(.conflict, code: "order_id_conflict", message: conflict.description)
         }
     }
 

@@ -20,6 +20,8 @@ struct SystemController<Context: RequestContext> {
         let orders = try await services.store.counts()
         let queue = try await services.paymentsQueue.statistics()
         let payments = try await services.gateway.statistics()
+        let settled = try await services.store.settlementCounts()
+        let reconciler = services.reconciler?.statistics
         let workers = services.workers
         let rate = { (value: Double) in JSONText.number((value * 100).rounded() / 100) }
         let body = """
@@ -29,7 +31,9 @@ struct SystemController<Context: RequestContext> {
             "dead_letter":\(queue.deadLettered),"oldest_age_seconds":\(rate(queue.oldestAgeSeconds))},\
             "workers":{"count":\(workers?.workerCount ?? 0),"busy":\(workers?.busy ?? 0)},\
             "payments":{"charges":\(payments.charges),"declines":\(payments.declines),\
-            "duplicate_charges_prevented":\(payments.duplicateChargesPrevented)},\
+            "duplicate_charges_prevented":\(payments.duplicateChargesPrevented),"voided":\(payments.voided)},\
+            "reconciler":{"completed":\(settled.completed),"failed":\(settled.failed),\
+            "unresolved":\(reconciler?.unresolved ?? 0),"sweeps":\(reconciler?.sweeps ?? 0)},\
             "rates":{"accepted_per_second":\(rate(services.accepted.perSecond)),\
             "processed_per_second":\(rate(services.processed.perSecond))},\
             "sync":{"lanes":\(services.lanes.lanes),"busy":\(services.lanes.busy),"waiting":\(services.lanes.waiting)}}

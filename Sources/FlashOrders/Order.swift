@@ -1,3 +1,5 @@
+import FlashCore
+
 /// Where an order is in its life: `pending → processing → completed | failed`.
 public enum OrderStatus: String, Sendable, Hashable, Codable, CaseIterable {
     case pending, processing, completed, failed
@@ -58,6 +60,17 @@ public struct NewOrder: Sendable, Hashable {
         self.idempotencyKey = idempotencyKey
         self.requiresCatalog = requiresCatalog
         self.idChosenByClient = idChosenByClient
+    }
+
+    /// What makes two requests "the same request" for idempotency: the endpoint, the client's
+    /// order id (if it chose one), the customer and the items as sent (before catalog prices
+    /// fill in). Field order and spacing of the JSON body do not matter.
+    public var fingerprint: String {
+        var text = channel.rawValue + "|" + (idChosenByClient ? JSONText.quoted(id) : "") + "|" + JSONText.quoted(customerID)
+        for item in items {
+            text += "|" + JSONText.quoted(item.productID) + "*" + String(item.quantity) + "@" + (item.price.map { String($0) } ?? "-")
+        }
+        return text
     }
 
     /// Sum of quantity × price, rounded to cents; items without a price count as free.

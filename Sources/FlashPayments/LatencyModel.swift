@@ -35,6 +35,15 @@ public enum LatencyModel: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// The longest fixed part of the model: the value, the upper bound, or the mean.
+    public var longest: Duration {
+        switch self {
+        case let .fixed(value): return value
+        case let .uniform(_, high): return high
+        case let .exponential(mean): return mean
+        }
+    }
+
     /// One draw.
     public func sample<G: RandomNumberGenerator>(using generator: inout G) -> Duration {
         switch self {

@@ -4,6 +4,9 @@ public enum PaymentOutcome: Sendable, Hashable {
     case approved(chargeID: String)
     /// The gateway refused the charge for good (card declined, insufficient funds…).
     case declined(reason: String)
+    /// No charge was made, and none can be: the order's charge was voided (by
+    /// ``PaymentGateway/finalOutcome(orderID:)``) before any charge arrived.
+    case voided
 
     public var isApproved: Bool {
         if case .approved = self { return true }
@@ -27,6 +30,17 @@ public protocol PaymentGateway: Sendable {
     /// without charging (retry later), and `CancellationError` if cancelled before deciding.
     func charge(orderID: String, amount: Double) async throws -> PaymentOutcome
 
+    /// The outcome that stands for `orderID`'s charge, for settling an order that nobody is
+    /// charging any more (the rule of final states). If no charge was made, the order's charge
+    /// is voided first, atomically with the look-up: a `charge` arriving later answers
+    /// ``PaymentOutcome/voided`` and takes nothing, so "never charged" stays true. A real
+    /// provider is asked the same way (retrieve the payment by its idempotency key; cancel it
+    /// if it has not succeeded).
+    ///
+    /// Throws when the gateway cannot answer: the outcome is unknown, and the caller must leave
+    /// the order as it is and ask again later.
+    func finalOutcome(orderID: String) async throws -> PaymentOutcome
+
     /// Counters of what the gateway did.
     func statistics() async throws -> PaymentStatistics
 
@@ -44,11 +58,14 @@ public struct PaymentStatistics: Sendable, Hashable, Codable {
     public var duplicateChargesPrevented: Int
     /// Attempts that failed transiently.
     public var transientErrors: Int
+    /// Orders whose charge was voided before any was made (settled as never charged).
+    public var voided: Int
 
-    public init(charges: Int = 0, declines: Int = 0, duplicateChargesPrevented: Int = 0, transientErrors: Int = 0) {
+    public init(charges: Int = 0, declines: Int = 0, duplicateChargesPrevented: Int = 0, transientErrors: Int = 0, voided: Int = 0) {
         self.charges = charges
         self.declines = declines
         self.duplicateChargesPrevented = duplicateChargesPrevented
         self.transientErrors = transientErrors
+        self.voided = voided
     }
 }

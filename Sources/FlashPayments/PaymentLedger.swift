@@ -13,8 +13,30 @@ public protocol PaymentLedger: Sendable {
     /// Every entry, by order id (for audits and tests).
     func entries() async throws -> [String: LedgerEntry]
 
-    /// Approved and declined entries.
-    func counts() async throws -> (approved: Int, declined: Int)
+    /// Entries by outcome.
+    func counts() async throws -> LedgerCounts
+}
+
+/// A ledger's entries by outcome.
+public struct LedgerCounts: Sendable, Hashable {
+    public var approved: Int
+    public var declined: Int
+    public var voided: Int
+
+    public init(approved: Int = 0, declined: Int = 0, voided: Int = 0) {
+        self.approved = approved
+        self.declined = declined
+        self.voided = voided
+    }
+
+    /// Counts `outcome` once.
+    public mutating func add(_ outcome: PaymentOutcome) {
+        switch outcome {
+        case .approved: approved += 1
+        case .declined: declined += 1
+        case .voided: voided += 1
+        }
+    }
 }
 
 /// One ledger line.
@@ -52,10 +74,11 @@ public final class InMemoryPaymentLedger: PaymentLedger {
         lines.withLock { $0 }
     }
 
-    public func counts() async throws -> (approved: Int, declined: Int) {
+    public func counts() async throws -> LedgerCounts {
         lines.withLock { lines in
-            let approved = lines.values.filter { $0.outcome.isApproved }.count
-            return (approved, lines.count - approved)
+            var counts = LedgerCounts()
+            for line in lines.values { counts.add(line.outcome) }
+            return counts
         }
     }
 }

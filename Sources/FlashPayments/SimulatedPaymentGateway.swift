@@ -27,6 +27,7 @@ public final class SimulatedPaymentGateway: PaymentGateway {
     public let configuration: Configuration
     private let ledger: any PaymentLedger
     private let limit: AsyncSemaphore?
+    /// What only this process saw: duplicates prevented, transient errors.
     private let counters = Mutex(PaymentStatistics())
 
     public init(configuration: Configuration, ledger: any PaymentLedger = InMemoryPaymentLedger()) {
@@ -93,27 +94,27 @@ public final class SimulatedPaymentGateway: PaymentGateway {
         }
         guard let decision else { throw CancellationError() }
         let (standing, recorded) = try decision.get()
-        counters.withLock { counters in
-            if !recorded {
-                counters.duplicateChargesPrevented += 1
-            } else if standing.isApproved {
-                counters.charges += 1
-            } else {
-                counters.declines += 1
-            }
-        }
+        // A repeat of a decided charge is a duplicate prevented; a charge refused because the
+        // order was voided meanwhile is not (nothing had been charged).
+        if !recorded, standing != .voided { counters.withLock { $0.duplicateChargesPrevented += 1 } }
         if recorded, !waited { throw CancellationError() }
         return standing
     }
 
+    /// Looks the order up in the ledger and voids it there if no charge was decided: the same
+    /// insert-if-absent that decides a charge, so whichever of the two comes first stands.
+    public func finalOutcome(orderID: String) async throws -> PaymentOutcome {
+        try await ledger.record(orderID: orderID, amount: 0, outcome: .voided).outcome
+    }
+
     public func statistics() async throws -> PaymentStatistics {
-        let (approved, declined) = try await ledger.counts()
+        let counts = try await ledger.counts()
         return counters.withLock { counters in
             // The ledger is the truth for what was decided (it outlives restarts); the counters
             // hold what only this process saw.
-            PaymentStatistics(charges: approved, declines: declined,
+            PaymentStatistics(charges: counts.approved, declines: counts.declined,
                               duplicateChargesPrevented: counters.duplicateChargesPrevented,
-                              transientErrors: counters.transientErrors)
+                              transientErrors: counters.transientErrors, voided: counts.voided)
         }
     }
 }

@@ -7,7 +7,9 @@ import Synchronization
 /// Orders, stock and payment messages in the embedded database.
 ///
 /// Placing a queued order is one transaction: the order row, its stock reservation and its
-/// message on the `orders` topic commit together (group-committed with concurrent orders).
+/// message on the `orders` topic commit together (group-committed with concurrent orders). The
+/// order keeps the row of its message in the payments queue, so the reconciler can tell with
+/// one primary-key look-up whether anything will still deliver it.
 /// Counts by status are kept in memory (counted once at open) so `/stats` costs no table scan;
 /// the SQLite backend has one process per file, so they are exact. Valid while its
 /// ``SQLiteDatabase`` is alive (it refers to it without owning it, as queues do).
@@ -27,6 +29,7 @@ public final class SQLiteOrderStore: OrderStore {
         self.topic = topic
         self.paymentsQueue = paymentsQueue
         self.strictCatalog = strictCatalog
+        if let paymentsQueue { try await Self.backfillMessageRows(database, queue: paymentsQueue) }
         let counts = try await database.read { db -> OrderCounts in
             var counts = OrderCounts()
             for row in try Row.fetchAll(db, sql: "SELECT status, COUNT(*) FROM fs_orders GROUP BY status") {
@@ -40,40 +43,48 @@ public final class SQLiteOrderStore: OrderStore {
     // MARK: Placing
 
     public func placeQueued(_ order: NewOrder) async throws -> Placement {
-        try await place(order, status: .pending)
+        try await place(order, status: .pending, holdUntil: nil)
     }
 
-    public func placeImmediate(_ order: NewOrder) async throws -> Placement {
-        try await place(order, status: .processing)
+    public func placeImmediate(_ order: NewOrder, holdUntil: Int64) async throws -> Placement {
+        try await place(order, status: .processing, holdUntil: holdUntil)
     }
 
-    private func place(_ order: NewOrder, status: OrderStatus) async throws -> Placement {
+    private func place(_ order: NewOrder, status: OrderStatus, holdUntil: Int64?) async throws -> Placement {
         let strict = strictCatalog
+        let paymentsQueueID = paymentsQueue?.record.id
         let placement = try await database.write { [topic] db -> Placement in
             if let existing = try Self.existing(db, order: order) { return Placement(order: existing, messageID: existing.messageID, created: false) }
+            let fingerprint = order.fingerprint
             let reservation = try SQLiteInventory.reserve(db, items: order.items, customerID: order.customerID,
                                                           strictCatalog: strict || order.requiresCatalog)
-            // Items sent without a price are charged at the catalog's price.
+            // A catalog price is the price: the client's only fills in where the catalog has none.
             var order = order
-            for index in order.items.indices where order.items[index].price == nil {
-                order.items[index].price = reservation.prices[order.items[index].productID]
+            for index in order.items.indices {
+                if let price = reservation.prices[order.items[index].productID] { order.items[index].price = price }
             }
             let now = WallClock.nowMillis()
             let total = order.total
             var messageID: String?
+            var messageSeq: Int64?
             if status == .pending {
-                let body = #"{"order_id":\#(JSONText.quoted(order.id)),"customer_id":\#(JSONText.quoted(order.customerID)),"total":\#(JSONText.number(total))}"#
+                let body = PaymentMessage(orderID: order.id, customerID: order.customerID, total: total).body
                 // The message shares the order's timestamp: queue positions compare the two.
-                messageID = try topic.publish(body, at: now, in: db)
+                let published = try topic.publish(body, at: now, in: db)
+                messageID = published.messageID
+                messageSeq = paymentsQueueID.flatMap { published.rows[$0] }
             }
+            let keyed = order.idempotencyKey != nil || order.idChosenByClient
             try db.cachedStatement(sql: """
                 INSERT INTO fs_orders (order_id, idempotency_key, customer_id, items, total, status, channel, attempts,
-                                       reserved, message_id, created_at, updated_at, processing_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                       reserved, message_id, created_at, updated_at, processing_at,
+                                       message_seq, hold_until, request_fingerprint)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """).execute(arguments: [
                     order.id, order.idempotencyKey, order.customerID, Self.encodeItems(order.items), total,
                     status.rawValue, order.channel.rawValue, status == .processing ? 1 : 0,
                     SQLiteInventory.encode(reservation.units), messageID, now, now, status == .processing ? now : nil,
+                    messageSeq, holdUntil, keyed ? fingerprint : nil,
                 ])
             let stored = Order(
                 id: order.id, customerID: order.customerID, items: order.items, total: total, status: status,
@@ -86,14 +97,30 @@ public final class SQLiteOrderStore: OrderStore {
         return placement
     }
 
-    /// The order a repeated request names: by idempotency key, else by the client's order id.
+    /// The order a repeated request names: by the customer's idempotency key, else by the
+    /// client's order id. Throws ``PlacementConflict`` when that order was placed by another
+    /// request (or, for an order id, another customer).
     private static func existing(_ db: Database, order: NewOrder) throws -> Order? {
         if let key = order.idempotencyKey,
-           let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM fs_orders WHERE idempotency_key = ?"), arguments: [key]) {
+           let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM fs_orders WHERE customer_id = ? AND idempotency_key = ?"),
+                                      arguments: [order.customerID, key]) {
+            try requireSameRequest(row, order, key: key)
             return decodeOrder(row)
         }
-        guard order.idChosenByClient else { return nil }
-        return try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM fs_orders WHERE order_id = ?"), arguments: [order.id]).map(decodeOrder)
+        guard order.idChosenByClient,
+              let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM fs_orders WHERE order_id = ?"), arguments: [order.id])
+        else { return nil }
+        let customer: String = row["customer_id"]
+        guard customer == order.customerID else { throw PlacementConflict.orderIDTaken(orderID: order.id) }
+        try requireSameRequest(row, order, key: order.idempotencyKey ?? order.id)
+        return decodeOrder(row)
+    }
+
+    private static func requireSameRequest(_ row: Row, _ order: NewOrder, key: String) throws {
+        // Orders stored before fingerprints existed (schema v1) match any repeat, as they did.
+        if let stored: String = row["request_fingerprint"], stored != order.fingerprint {
+            throw PlacementConflict.idempotencyMismatch(key: key)
+        }
     }
 
     // MARK: Reading
@@ -150,14 +177,60 @@ public final class SQLiteOrderStore: OrderStore {
         return orders
     }
 
-    @discardableResult
-    public func finish(_ orderID: String, result: OrderResult) async throws -> Order? {
-        try await finish(orderID, result: result, deletingFrom: nil)
+    public func returnUntried(_ orderIDs: [String]) async throws {
+        try await returnUntried(orderIDs, deliveries: nil)
     }
 
-    private func finish(_ orderID: String, result: OrderResult, deletingFrom delivery: (SQLiteMessageQueue, ReceiptHandle)?) async throws -> Order? {
+    private func returnUntried(_ orderIDs: [String], deliveries: (SQLiteMessageQueue, [ReceiptHandle])?) async throws {
+        guard !orderIDs.isEmpty || deliveries?.1.isEmpty == false else { return }
+        let repended = try await database.write { db -> Int in
+            if let (queue, receipts) = deliveries { try queue.returnUntried(receipts, in: db) }
+            let select = try db.cachedStatement(sql: "SELECT status, attempts FROM fs_orders WHERE order_id = ?")
+            let update = try db.cachedStatement(sql: """
+                UPDATE fs_orders
+                SET attempts = attempts - 1, updated_at = ?1,
+                    status = CASE WHEN attempts <= 1 THEN 'pending' ELSE status END,
+                    processing_at = CASE WHEN attempts <= 1 THEN NULL ELSE processing_at END
+                WHERE order_id = ?2 AND status = 'processing' AND attempts > 0
+                """)
+            let now = WallClock.nowMillis()
+            var repended = 0
+            for id in orderIDs {
+                guard let row = try Row.fetchOne(select, arguments: [id]), row[0] as String == OrderStatus.processing.rawValue else { continue }
+                let attempts: Int = row[1]
+                try update.execute(arguments: [now, id])
+                if attempts == 1, db.changesCount == 1 { repended += 1 }
+            }
+            return repended
+        }
+        if repended > 0 {
+            tally.withLock {
+                $0.processing -= repended
+                $0.pending += repended
+            }
+        }
+    }
+
+    @discardableResult
+    public func finish(_ orderID: String, result: OrderResult) async throws -> Order? {
+        try await finish(orderID, result: result, deletingFrom: nil, counted: false)
+    }
+
+    @discardableResult
+    public func settle(_ orderID: String, result: OrderResult) async throws -> Order? {
+        try await finish(orderID, result: result, deletingFrom: nil, counted: true)
+    }
+
+    private func finish(_ orderID: String, result: OrderResult, deletingFrom delivery: (SQLiteMessageQueue, ReceiptHandle)?,
+                        counted: Bool) async throws -> Order? {
         let (order, previous) = try await database.write { db -> (Order?, OrderStatus?) in
-            if let (queue, receipt) = delivery { try queue.delete(receipt, in: db) }
+            if let (queue, receipt) = delivery {
+                do {
+                    try queue.delete(receipt, in: db)
+                } catch QueueError.receiptHandleInvalid {
+                    // Stale: redelivered to someone else, or purged. The result stands all the same.
+                }
+            }
             guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM fs_orders WHERE order_id = ?"), arguments: [orderID]) else {
                 return (nil, nil)
             }
@@ -181,6 +254,9 @@ public final class SQLiteOrderStore: OrderStore {
             if !reservation.isEmpty {
                 try SQLiteInventory.settle(db, reservation: reservation, customerID: order.customerID, sold: order.status == .completed)
             }
+            if counted {
+                try Self.addToCounter(db, order.status == .completed ? Self.settledCompleted : Self.settledFailed, 1)
+            }
             return (order, previous)
         }
         if let previous, let order {
@@ -190,6 +266,61 @@ public final class SQLiteOrderStore: OrderStore {
             }
         }
         return order
+    }
+
+    // MARK: Reconciling
+
+    public func orphans(after cursor: Int64, limit: Int, now: Int64) async throws -> OrphanScan {
+        let queue = paymentsQueue
+        return try await database.read { db in
+            // The partial index holds only open orders, so a page costs its own rows, however
+            // many orders have finished.
+            let rows = try Row.fetchAll(db.cachedStatement(sql: """
+                SELECT seq, order_id, channel, hold_until, message_seq, created_at FROM fs_orders INDEXED BY fs_orders_open
+                WHERE status IN ('pending', 'processing') AND seq > ? ORDER BY seq LIMIT ?
+                """), arguments: [cursor, limit])
+            var orphans: [Orphan] = []
+            for row in rows {
+                let id: String = row["order_id"]
+                if row["channel"] as String == OrderChannel.sync.rawValue {
+                    let hold: Int64 = row["hold_until"] ?? ((row["created_at"] as Int64) + 600_000)
+                    if hold < now { orphans.append(Orphan(orderID: id, reason: .syncRequestEnded)) }
+                } else if let queue {
+                    let seq: Int64? = row["message_seq"]
+                    if try seq.map({ try queue.contains(seq: $0, in: db) }) != true {
+                        orphans.append(Orphan(orderID: id, reason: .messageGone))
+                    }
+                }
+            }
+            let last: Int64? = rows.last?["seq"]
+            return OrphanScan(orphans: orphans, nextCursor: rows.count < limit ? nil : last)
+        }
+    }
+
+    public func settlementCounts() async throws -> SettlementCounts {
+        try await database.read { db in
+            let values = try Dictionary(uniqueKeysWithValues: Row.fetchAll(db, sql: "SELECT name, value FROM fs_counters").map { ($0[0] as String, $0[1] as Int) })
+            return SettlementCounts(completed: values[Self.settledCompleted] ?? 0, failed: values[Self.settledFailed] ?? 0)
+        }
+    }
+
+    static let settledCompleted = "reconciler.completed"
+    static let settledFailed = "reconciler.failed"
+
+    static func addToCounter(_ db: Database, _ name: String, _ amount: Int) throws {
+        try db.cachedStatement(sql: """
+            INSERT INTO fs_counters (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = value + ?2
+            """).execute(arguments: [name, amount])
+    }
+
+    /// Orders stored before schema v2 know their message by id only: find its row once.
+    private static func backfillMessageRows(_ database: SQLiteDatabase, queue: SQLiteMessageQueue) async throws {
+        try await database.write { db in
+            try db.execute(sql: """
+                UPDATE fs_orders SET message_seq = (SELECT q.seq FROM \(queue.record.table) q WHERE q.message_id = fs_orders.message_id)
+                WHERE message_seq IS NULL AND message_id IS NOT NULL AND status IN ('pending', 'processing')
+                """)
+        }
     }
 
     // MARK: Rows
@@ -232,7 +363,12 @@ extension SQLiteOrderStore: QueueAcknowledgingOrderStore {
     @discardableResult
     public func finish(_ orderID: String, result: OrderResult, deleting receipt: ReceiptHandle) async throws -> Order? {
         guard let queue = paymentsQueue else { throw QueueError.receiptHandleInvalid(receipt.rawValue) }
-        return try await finish(orderID, result: result, deletingFrom: (queue, receipt))
+        return try await finish(orderID, result: result, deletingFrom: (queue, receipt), counted: false)
+    }
+
+    public func returnUntried(_ orderIDs: [String], receipts: [ReceiptHandle]) async throws {
+        guard let queue = paymentsQueue else { throw QueueError.receiptHandleInvalid(receipts.first?.rawValue ?? "") }
+        try await returnUntried(orderIDs, deliveries: (queue, receipts))
     }
 }
 

@@ -42,17 +42,19 @@ public final class SQLiteTopic: Topic {
     /// Publishes inside a transaction the caller owns (see ``SQLiteDatabase``), e.g. together with
     /// the order row the message announces. Returns the message id, shared by every queue's copy.
     public func publish(_ body: String, in db: Database) throws -> String {
-        try publish(body, at: WallClock.nowMillis(), in: db)
+        try publish(body, at: WallClock.nowMillis(), in: db).messageID
     }
 
     /// Publishes with a given send time (Unix ms), e.g. the timestamp of the order it announces.
-    func publish(_ body: String, at now: Int64, in db: Database) throws -> String {
+    /// Returns the message id and, by queue id, the row each subscribed queue stored it in.
+    func publish(_ body: String, at now: Int64, in db: Database) throws -> (messageID: String, rows: [Int64: Int64]) {
         try validate(body)
         let id = TimeOrderedID.make()
+        var rows: [Int64: Int64] = [:]
         for queue in subscribers.withLock({ $0 }) {
-            try queue.insert(messageID: id, body: body, now: now, in: db)
+            rows[queue.record.id] = try queue.insert(messageID: id, body: body, now: now, in: db)
         }
-        return id
+        return (id, rows)
     }
 
     private func validate(_ body: String) throws {

@@ -15,8 +15,12 @@ public struct ServerConfiguration: Sendable {
     public var syncTimeout: Duration = .seconds(10)
     public var visibilityTimeout: Duration = .seconds(30)
     public var maxReceives = 5
+    /// How long a payment message is kept before it is dropped (SQS's MessageRetentionPeriod).
+    public var messageRetention: Duration = .seconds(4 * 86_400)
     public var shutdownDeadline: Duration = .seconds(10)
     public var retryBackoff: Duration = .milliseconds(500)
+    /// Time between the reconciler's sweeps.
+    public var reconcileInterval: Duration = .seconds(1)
     public var adminToken: String?
     public var flashProduct = "iphone_16"
     public var strictCatalog = false

@@ -13,12 +13,17 @@ import Synchronization
 /// A worker charges, then records the result and deletes the message while it already charges
 /// the next order. A charge that runs past half the lease extends the lease (heartbeat).
 /// A transient gateway error gives the message back after an exponential backoff; past the
-/// queue's maxReceiveCount the queue dead-letters it, and the dead-letter handler fails the
-/// order (releasing its stock). An undecodable message is given back at once until the queue
+/// queue's maxReceiveCount the queue dead-letters it, and the ``Reconciler`` settles the order
+/// by the rule of final states. An undecodable message is given back at once until the queue
 /// dead-letters it.
 ///
-/// Graceful shutdown: stop receiving, give back buffered messages (visibility 0), let charges in
-/// progress finish until ``Configuration/shutdownDeadline``, then give back the rest.
+/// A delivery counts against maxReceiveCount only if it was tried: messages received but never
+/// started (the prefetch buffer at shutdown) go back *untried*, their delivery and the order's
+/// attempt uncounted (``QueueAcknowledgingOrderStore/returnUntried(_:receipts:)``). A kill -9
+/// cannot give anything back: those deliveries count, as SQS counts them.
+///
+/// Graceful shutdown: stop receiving, give back buffered messages untried, let charges in
+/// progress finish until ``Configuration/shutdownDeadline``, then give back the rest (tried).
 public final class WorkerPool: Service {
     /// The pool's settings.
     public struct Configuration: Sendable {
@@ -49,7 +54,6 @@ public final class WorkerPool: Service {
 
     public let configuration: Configuration
     let queue: any MessageQueue
-    let deadLetterQueue: (any MessageQueue)?
     let store: any OrderStore
     /// The store, when it can record a result and delete the message in one transaction.
     let acknowledgingStore: (any QueueAcknowledgingOrderStore)?
@@ -62,11 +66,10 @@ public final class WorkerPool: Service {
     let hardStop = ArrivalSignal<Int>()
     let stopping = Atomic<Bool>(false)
 
-    public init(configuration: Configuration, queue: any MessageQueue, deadLetterQueue: (any MessageQueue)?,
+    public init(configuration: Configuration, queue: any MessageQueue,
                 store: any OrderStore, gateway: any PaymentGateway, processed: RateMeter = RateMeter(), logger: Logger) {
         self.configuration = configuration
         self.queue = queue
-        self.deadLetterQueue = deadLetterQueue
         self.store = store
         let atomic = store as? any QueueAcknowledgingOrderStore
         self.acknowledgingStore = atomic?.acknowledges(queueName: queue.name) == true ? atomic : nil
@@ -101,7 +104,6 @@ public final class WorkerPool: Service {
                     await cancelWhenGracefulShutdown {
                         await withDiscardingTaskGroup { fetchGroup in
                             for _ in 0..<fetchers { fetchGroup.addTask { await self.fetchLoop() } }
-                            fetchGroup.addTask { await self.deadLetterLoop() }
                         }
                     }
                     await self.stop()
@@ -121,11 +123,11 @@ public final class WorkerPool: Service {
     }
 
     /// Begins a graceful stop (as graceful shutdown does): no more receives, buffered messages
-    /// given back, charges in progress get ``Configuration/shutdownDeadline`` to finish.
+    /// given back untried, charges in progress get ``Configuration/shutdownDeadline`` to finish.
     func stop() async {
         guard !stopping.exchange(true, ordering: .relaxed) else { return }
         dispatcher.close()
-        for job in dispatcher.takeReturned() { await giveBack(job.message, after: .zero) }
+        await returnUntried(dispatcher.takeReturned())
         let deadline = ContinuousClock.now + configuration.shutdownDeadline
         while busy > 0, ContinuousClock.now < deadline {
             do { try await Task.sleep(for: .milliseconds(10)) } catch { break }
@@ -150,9 +152,7 @@ public final class WorkerPool: Service {
                 logger.error("receive failed", metadata: ["error": "\(error)"])
                 try? await Task.sleep(for: .milliseconds(200))
             }
-            for job in dispatcher.deliver(jobs, reserved: wanted) {
-                await giveBack(job.message, after: .zero)
-            }
+            await returnUntried(dispatcher.deliver(jobs, reserved: wanted))
         }
     }
 
@@ -188,9 +188,15 @@ public final class WorkerPool: Service {
         case finished(OrderResult)
         case alreadyFinished
         case retry(after: Duration)
+        /// Tried (the charge was sent), then abandoned: back to the queue, the delivery counted.
         case giveBack
+        /// Never tried: back to the queue as if not received.
+        case untried
         case unusable(String)
     }
+
+    /// Thrown when a job reaches a worker after shutdown's hard stop: its charge was never sent.
+    struct NotStarted: Error {}
 
     private func work(_ job: Job) async -> Verdict {
         guard let orderID = job.orderID else { return .unusable("undecodable message body") }
@@ -200,10 +206,9 @@ public final class WorkerPool: Service {
         defer { busyCount.subtract(1, ordering: .relaxed) }
         do {
             let outcome = try await chargeWithHeartbeat(job, orderID: orderID, amount: order.total)
-            switch outcome {
-            case .approved: return .finished(.completed)
-            case let .declined(reason): return .finished(.failed(reason: "payment declined: \(reason)"))
-            }
+            return .finished(OrderResult(outcome, voided: "payment voided: the order was settled as never charged"))
+        } catch is NotStarted {
+            return .untried
         } catch is TransientPaymentError {
             return .retry(after: backoff(forDelivery: job.message.receiveCount))
         } catch is CancellationError {
@@ -218,7 +223,7 @@ public final class WorkerPool: Service {
     private func chargeWithHeartbeat(_ job: Job, orderID: String, amount: Double) async throws -> PaymentOutcome {
         let lease = configuration.visibilityTimeout
         let stopGeneration = hardStop.generation(0)
-        if stopping.load(ordering: .relaxed), stopGeneration > 0 { throw CancellationError() }
+        if stopping.load(ordering: .relaxed), stopGeneration > 0 { throw NotStarted() }
         return try await withThrowingTaskGroup(of: PaymentOutcome?.self) { group in
             group.addTask { try await self.gateway.charge(orderID: orderID, amount: amount) }
             group.addTask {
@@ -267,6 +272,8 @@ public final class WorkerPool: Service {
                 await giveBack(job.message, after: delay)
             case .giveBack:
                 await giveBack(job.message, after: .zero)
+            case .untried:
+                await returnUntried([job])
             case let .unusable(reason):
                 logger.warning("unusable message; it will be dead-lettered",
                                metadata: ["message_id": "\(job.message.messageID)", "reason": "\(reason)"])
@@ -289,39 +296,21 @@ public final class WorkerPool: Service {
         }
     }
 
-    // MARK: Dead letters
-
-    /// Fails the orders whose messages were dead-lettered, then parks those messages (they stay
-    /// in the dead-letter queue for inspection, hidden for 12 h at a time).
-    private func deadLetterLoop() async {
-        guard let deadLetterQueue else { return }
-        while !Task.isCancelled {
-            do {
-                let messages = try await deadLetterQueue.receive(maxMessages: 10, wait: .seconds(20),
-                                                                 visibilityTimeout: QueueLimits.maxVisibilityTimeout)
-                for message in messages {
-                    if let orderID = PaymentMessage.orderID(in: message.body) {
-                        let order = try await store.finish(orderID, result: .failed(
-                            reason: "payment abandoned after \(message.receiveCount) deliveries (dead-lettered)"))
-                        if order?.status == .failed { processed.record() }
-                    }
-                }
-            } catch is CancellationError {
-                return
-            } catch {
-                logger.error("dead-letter handling failed", metadata: ["error": "\(error)"])
-                try? await Task.sleep(for: .seconds(1))
+    /// Gives jobs back untried: their deliveries and their orders' attempts uncounted.
+    private func returnUntried(_ jobs: [Job]) async {
+        guard !jobs.isEmpty else { return }
+        let receipts = jobs.map(\.message.receiptHandle)
+        // Only orders that startProcessing moved on: open ones (a finished order was left alone).
+        let orderIDs = jobs.compactMap { $0.order?.status == .processing ? $0.orderID : nil }
+        do {
+            if let atomic = acknowledgingStore {
+                try await atomic.returnUntried(orderIDs, receipts: receipts)
+            } else {
+                try await store.returnUntried(orderIDs)
+                try await queue.returnUntried(receipts)
             }
+        } catch {
+            logger.error("returning untried messages failed; their leases will run out", metadata: ["error": "\(error)"])
         }
-    }
-}
-
-/// The payment message on the `orders` topic: `{"order_id": "…", "customer_id": "…", "total": 99.98}`.
-enum PaymentMessage {
-    static func orderID(in body: String) -> String? {
-        guard let object = (try? JSONValue.parse(Array(body.utf8)))?.object,
-              case let .string(id)? = object["order_id"], !id.isEmpty
-        else { return nil }
-        return id
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FlashCore
 import FlashPayments
+import FlashQueue
 import FlashServer
 import FlashSQLite
 import Foundation
@@ -26,8 +27,10 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Longest a sync customer waits for a lane [FLASHSALE_SYNC_TIMEOUT, default 10s].") var syncTimeout: String?
     @Option(help: "Lease of each delivered payment message [FLASHSALE_VISIBILITY_TIMEOUT, default 30s].") var visibilityTimeout: String?
     @Option(help: "Deliveries before a message is dead-lettered [FLASHSALE_MAX_RECEIVES, default 5].") var maxReceives: String?
+    @Option(help: "How long a payment message is kept before it is dropped, up to 14d; its order is then settled [FLASHSALE_MESSAGE_RETENTION, default 4d].") var messageRetention: String?
     @Option(help: "How long shutdown waits for charges in progress [FLASHSALE_SHUTDOWN_DEADLINE, default 10s].") var shutdownDeadline: String?
     @Option(help: "First retry backoff after a transient payment error [FLASHSALE_RETRY_BACKOFF, default 500ms].") var retryBackoff: String?
+    @Option(help: "Time between the reconciler's sweeps for orders nothing else will settle [FLASHSALE_RECONCILE_INTERVAL, default 1s].") var reconcileInterval: String?
     @Option(help: "Bearer token for admin routes; unset means loopback clients only [FLASHSALE_ADMIN_TOKEN].") var adminToken: String?
     @Option(help: "The product sold by POST /buy [FLASHSALE_FLASH_PRODUCT, default iphone_16].") var flashProduct: String?
     @Flag(help: "Refuse items whose product is not in the catalog [FLASHSALE_STRICT_CATALOG].") var strictCatalog = false
@@ -44,6 +47,9 @@ struct ServeCommand: AsyncParsableCommand {
             guard let model = LatencyModel(parsing: text) else {
                 throw ValidationError("--payment-latency must be like 3s, 30ms, 20ms..40ms or exp:3s, not '\(text)'")
             }
+            guard model.longest <= Self.longest else {
+                throw ValidationError("--payment-latency must be at most \(Self.longest.shortDescription), not '\(text)'")
+            }
             config.payment.latency = model
         }
         config.payment.declineRate = try Settings.double(paymentDeclineRate, env: "FLASHSALE_PAYMENT_DECLINE_RATE", default: 0, range: 0...1)
@@ -51,22 +57,31 @@ struct ServeCommand: AsyncParsableCommand {
         let concurrency = try Settings.int(paymentConcurrency, env: "FLASHSALE_PAYMENT_CONCURRENCY", default: 0, range: 0...1_000_000)
         config.payment.concurrencyLimit = concurrency == 0 ? nil : concurrency
         config.syncLanes = try Settings.int(syncLanes, env: "FLASHSALE_SYNC_LANES", default: config.syncLanes, range: 1...100_000)
-        config.syncTimeout = try Settings.duration(syncTimeout, env: "FLASHSALE_SYNC_TIMEOUT", default: config.syncTimeout)
-        config.visibilityTimeout = try Settings.duration(visibilityTimeout, env: "FLASHSALE_VISIBILITY_TIMEOUT", default: config.visibilityTimeout)
+        config.syncTimeout = try Settings.duration(syncTimeout, env: "FLASHSALE_SYNC_TIMEOUT", default: config.syncTimeout,
+                                                   range: .milliseconds(1)...Self.longest)
+        // A lease is stored in whole milliseconds: a shorter one would be none at all.
+        config.visibilityTimeout = try Settings.duration(visibilityTimeout, env: "FLASHSALE_VISIBILITY_TIMEOUT", default: config.visibilityTimeout,
+                                                         range: .milliseconds(1)...QueueLimits.maxVisibilityTimeout)
         config.maxReceives = try Settings.int(maxReceives, env: "FLASHSALE_MAX_RECEIVES", default: config.maxReceives, range: 1...1000)
-        config.shutdownDeadline = try Settings.duration(shutdownDeadline, env: "FLASHSALE_SHUTDOWN_DEADLINE", default: config.shutdownDeadline)
-        config.retryBackoff = try Settings.duration(retryBackoff, env: "FLASHSALE_RETRY_BACKOFF", default: config.retryBackoff)
+        config.messageRetention = try Settings.duration(messageRetention, env: "FLASHSALE_MESSAGE_RETENTION", default: config.messageRetention,
+                                                        range: .milliseconds(1)...QueueLimits.maxRetention)
+        config.shutdownDeadline = try Settings.duration(shutdownDeadline, env: "FLASHSALE_SHUTDOWN_DEADLINE", default: config.shutdownDeadline,
+                                                        range: .zero...Self.longest)
+        config.retryBackoff = try Settings.duration(retryBackoff, env: "FLASHSALE_RETRY_BACKOFF", default: config.retryBackoff,
+                                                    range: .zero...Self.longest)
+        config.reconcileInterval = try Settings.duration(reconcileInterval, env: "FLASHSALE_RECONCILE_INTERVAL", default: config.reconcileInterval,
+                                                         range: .milliseconds(10)...Self.longest)
         config.adminToken = Settings.value(adminToken, env: "FLASHSALE_ADMIN_TOKEN")
         config.flashProduct = Settings.string(flashProduct, env: "FLASHSALE_FLASH_PRODUCT", default: config.flashProduct)
         config.strictCatalog = Settings.flag(strictCatalog, env: "FLASHSALE_STRICT_CATALOG")
         let mode = Settings.string(synchronous, env: "FLASHSALE_SYNCHRONOUS", default: "FULL").uppercased()
         guard let sync = SQLiteDatabase.Synchronous(rawValue: mode) else { throw ValidationError("--synchronous must be FULL or NORMAL") }
         config.synchronous = sync
-        guard config.visibilityTimeout > .zero, config.visibilityTimeout <= .seconds(43_200) else {
-            throw ValidationError("--visibility-timeout must be more than 0 and at most 12h")
-        }
         return config
     }
+
+    /// The longest any duration setting of `serve` may be (but the lease, which SQS caps at 12 h).
+    static let longest: Duration = .seconds(86_400)
 
     func run() async throws {
         let config = try resolve()

@@ -17,9 +17,14 @@ enum Settings {
     static func int(_ flag: String?, env: String, default fallback: Int, range: ClosedRange<Int>? = nil) throws -> Int {
         guard let text = value(flag, env: env) else { return fallback }
         guard let number = Int(text), range?.contains(number) ?? true else {
-            throw ValidationError("\(env.lowercased().replacingOccurrences(of: "flashsale_", with: "--").replacingOccurrences(of: "_", with: "-")) must be a whole number\(range.map { " in \($0.lowerBound)...\($0.upperBound)" } ?? ""), not '\(text)'")
+            throw ValidationError("\(flagName(env)) must be a whole number\(range.map { " in \($0.lowerBound)...\($0.upperBound)" } ?? ""), not '\(text)'")
         }
         return number
+    }
+
+    /// `--sync-timeout` for `FLASHSALE_SYNC_TIMEOUT`.
+    static func flagName(_ env: String) -> String {
+        env.lowercased().replacingOccurrences(of: "flashsale_", with: "--").replacingOccurrences(of: "_", with: "-")
     }
 
     static func double(_ flag: String?, env: String, default fallback: Double, range: ClosedRange<Double>) throws -> Double {
@@ -30,10 +35,14 @@ enum Settings {
         return number
     }
 
-    static func duration(_ flag: String?, env: String, default fallback: Duration) throws -> Duration {
+    /// A duration flag within `range` (a value too large to represent is refused, never a crash).
+    static func duration(_ flag: String?, env: String, default fallback: Duration, range: ClosedRange<Duration>) throws -> Duration {
         guard let text = value(flag, env: env) else { return fallback }
         guard let duration = Duration(parsing: text) else {
-            throw ValidationError("\(env) must be a duration such as 3s, 30ms, 1.5s or 2m, not '\(text)'")
+            throw ValidationError("\(flagName(env)) must be a duration such as 3s, 30ms, 1.5s or 2m, not '\(text)'")
+        }
+        guard range.contains(duration) else {
+            throw ValidationError("\(flagName(env)) must be from \(range.lowerBound.shortDescription) to \(range.upperBound.shortDescription), not '\(text)'")
         }
         return duration
     }

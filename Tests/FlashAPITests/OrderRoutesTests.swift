@@ -164,21 +164,27 @@ struct OrderRoutesTests {
 
 @Suite("Sync checkout timeouts")
 struct SyncTimeoutTests {
-    @Test func aCustomerWhoStillWaitsTooLongGets504AndIsNotCharged() async throws {
-        let system = try await EmbeddedSystem.open(TestSystem.configuration(latency: .seconds(1)), logger: TestSystem.logger)
+    @Test func aCustomerWhoWouldWaitPastTheLimitForALaneGets504AndIsNotCharged() async throws {
+        let system = try await EmbeddedSystem.open(TestSystem.configuration(latency: .milliseconds(5)), logger: TestSystem.logger)
         var services = system.services
-        // The lanes expect 1 ms charges, so nobody is refused up front; the gateway takes 1 s.
+        // The lanes expect 1 ms charges, so nobody is refused up front.
         services.lanes = CheckoutLanes(lanes: 1, expectedServiceTime: .milliseconds(1))
-        services.syncTimeout = .milliseconds(200)
+        services.syncTimeout = .milliseconds(600)
         let lanes = services.lanes
         let app = buildApplication(services, host: "127.0.0.1", port: 0, logger: TestSystem.logger)
         try await app.test(.ahc(.http)) { client in
-            async let first = client.call(.post, "/orders/sync", json: seedOrder)
-            try await expectEventually { lanes.busy == 1 }
+            // Someone holds the only lane for longer than the limit.
+            #expect(await lanes.enter(timeout: .seconds(1)))
+            let arrived = ContinuousClock.now
             let late = try await client.call(.post, "/orders/sync", json: seedOrder)
+            let waited = ContinuousClock.now - arrived
+            lanes.leave(serviceTime: nil)
             #expect(late.status == .gatewayTimeout)
             #expect(late.errorCode == "timeout")
-            #expect(try await first.status == .ok)
+            #expect(late.string("error", "message")?.contains("nothing was charged") == true)
+            #expect(waited < .milliseconds(600) + .seconds(1))
+            // A customer who gets the lane in time is served.
+            #expect(try await client.call(.post, "/orders/sync", json: seedOrder).string("status") == "completed")
         }
         #expect(try await system.ledger.entries().count == 1)
         #expect(try await system.store.counts().total == 1)

@@ -95,9 +95,11 @@ struct APIClient: Sendable {
         func int(_ path: String...) -> Int? { json?.at(path)?.int }
     }
 
-    func call(_ method: HTTPMethod, _ path: String, json: String? = nil, timeout: TimeAmount = .seconds(30)) async throws -> Reply {
+    func call(_ method: HTTPMethod, _ path: String, json: String? = nil, headers: [(String, String)] = [],
+              timeout: TimeAmount = .seconds(30)) async throws -> Reply {
         var request = HTTPClientRequest(url: base + path)
         request.method = method
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
         if let json {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(string: json))

@@ -34,9 +34,10 @@ struct WorkerPoolTests {
                  channel: .async, idempotencyKey: nil)
     }
 
-    /// Runs the system's worker pool in a service group while `body` runs, then shuts it down gracefully.
+    /// Runs the system's worker pool and reconciler in a service group while `body` runs, then
+    /// shuts them down gracefully.
     static func withRunningPool(_ system: EmbeddedSystem, _ body: @Sendable (ServiceGroup) async throws -> Void) async throws {
-        let group = ServiceGroup(configuration: .init(services: [system.workers], logger: logger))
+        let group = ServiceGroup(configuration: .init(services: [system.workers, system.reconciler], logger: logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             do {
@@ -130,7 +131,9 @@ struct WorkerPoolTests {
         #expect(order.failureReason?.contains("dead-lettered") == true)
         #expect(order.attempts == 3)
         #expect(try await system.paymentsQueue.statistics().deadLettered == 1)
-        #expect(try await system.ledger.entries().isEmpty)
+        // Failed only after the gateway confirmed no charge, and voided it so none can follow.
+        #expect(try await system.ledger.entries()[id]?.outcome == .voided)
+        #expect(try await system.services.gateway.statistics().charges == 0)
         try system.database.close()
     }
 
@@ -202,6 +205,47 @@ extension ServerConfiguration {
     func with(path: String) -> ServerConfiguration {
         var copy = self
         copy.dataPath = path
+        return copy
+    }
+}
+
+@Suite("Worker pool: deliveries that count")
+struct UntriedDeliveryTests {
+    @Test func messagesGivenBackFromThePrefetchBufferAtShutdownKeepTheirDeliveries() async throws {
+        var config = WorkerPoolTests.configuration(workers: 2, latency: .milliseconds(600))
+        config.maxReceives = 1
+        let system = try await EmbeddedSystem.open(config, logger: WorkerPoolTests.logger)
+        for n in 0..<10 { _ = try await system.store.placeQueued(WorkerPoolTests.order(n)) }
+        let group = ServiceGroup(configuration: .init(services: [system.workers, system.reconciler], logger: WorkerPoolTests.logger))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            try await WorkerPoolTests().expectEventually { system.workers.busy == 2 }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        // Two charged; the rest (buffered ones included) are back, untried: pending, no attempt.
+        let counts = try await system.store.counts()
+        #expect(counts.completed == 2)
+        #expect(counts.pending == 8)
+        #expect(try await system.paymentsQueue.statistics().visible == 8)
+        try system.database.close()
+        // With --max-receives 1, a counted give-back would dead-letter them on the next receive.
+        let restarted = try await EmbeddedSystem.open(
+            WorkerPoolTests.configuration(workers: 4, latency: .milliseconds(5)).with(path: config.dataPath).with(maxReceives: 1),
+            logger: WorkerPoolTests.logger)
+        try await WorkerPoolTests.withRunningPool(restarted) { _ in
+            try await WorkerPoolTests().expectEventually { try await restarted.store.counts().completed == 10 }
+        }
+        #expect(try await restarted.paymentsQueue.statistics().deadLettered == 0)
+        #expect(try await restarted.ledger.entries().count == 10)
+        try restarted.database.close()
+    }
+}
+
+extension ServerConfiguration {
+    func with(maxReceives: Int) -> ServerConfiguration {
+        var copy = self
+        copy.maxReceives = maxReceives
         return copy
     }
 }

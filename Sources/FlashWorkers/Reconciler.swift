@@ -1,0 +1,243 @@
+import FlashCore
+import FlashOrders
+import FlashQueue
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Settles the orders that nothing else will ever look at again, by the rule of
+/// ``OrderSettler``: a Service beside the worker pool.
+///
+/// Two loops:
+/// - The sweep, every ``Configuration/interval``: enforces the payments queue's retention (so it
+///   holds when nobody receives), then pages through the open orders for orphans (sync orders
+///   whose request is over, queued orders whose message is no longer in the payments queue:
+///   purged, expired or dead-lettered) and settles them. A page is a range of the store's open
+///   orders index, so a sweep costs the open orders, not the history. Orders the gateway cannot
+///   answer for stay open and are tried at the next sweep (counted in ``Statistics/unresolved``).
+/// - The dead-letter handler: long-polls the dead-letter queue and settles each message's order
+///   at once; one message that cannot be settled goes back for a short backoff without holding
+///   up the rest. Settled messages stay parked in the dead-letter queue for inspection.
+///
+/// Safe in several processes at once: the gateway's void is atomic, and the store changes an
+/// open order only once.
+public final class Reconciler: Service {
+    /// The reconciler's settings.
+    public struct Configuration: Sendable {
+        /// Time between sweeps.
+        public var interval: Duration
+        /// Open orders read per page of a sweep.
+        public var pageSize: Int
+        /// Open orders one sweep reads at most; the next sweep goes on from there.
+        public var rowsPerSweep: Int
+        /// Settlements in progress at once.
+        public var concurrency: Int
+        /// How soon a dead letter whose order could not be settled (the gateway did not answer)
+        /// is tried again.
+        public var deadLetterRetry: Duration
+
+        public init(interval: Duration = .seconds(1), pageSize: Int = 500, rowsPerSweep: Int = 20_000, concurrency: Int = 16,
+                    deadLetterRetry: Duration = .seconds(5)) {
+            self.interval = interval
+            self.pageSize = pageSize
+            self.rowsPerSweep = rowsPerSweep
+            self.concurrency = concurrency
+            self.deadLetterRetry = deadLetterRetry
+        }
+    }
+
+    /// What this process's reconciler has done (the durable settlement counts are the store's).
+    public struct Statistics: Sendable, Hashable {
+        /// Sweeps run.
+        public var sweeps = 0
+        /// Orphans the last complete pass could not settle (the gateway did not answer).
+        public var unresolved = 0
+        /// When the last sweep ended (Unix ms), if any.
+        public var lastSweepMillis: Int64?
+    }
+
+    /// The outcome of settling a set of orphans.
+    public struct Pass: Sendable, Hashable {
+        public var completed = 0
+        public var failed = 0
+        public var unresolved = 0
+
+        public init() {}
+    }
+
+    public let configuration: Configuration
+    let store: any OrderStore
+    let settler: OrderSettler
+    let paymentsQueue: any MessageQueue
+    let deadLetterQueue: (any MessageQueue)?
+    let processed: RateMeter
+    let logger: Logger
+    private let state = Mutex(Statistics())
+    /// Where the next sweep's scan starts (0: the first open order).
+    private let cursor = Atomic<Int64>(0)
+    /// Orphans left unresolved in the scan pass in progress.
+    private let passUnresolved = Atomic<Int>(0)
+
+    public init(configuration: Configuration = Configuration(), store: any OrderStore, settler: OrderSettler,
+                paymentsQueue: any MessageQueue, deadLetterQueue: (any MessageQueue)?, processed: RateMeter, logger: Logger) {
+        self.configuration = configuration
+        self.store = store
+        self.settler = settler
+        self.paymentsQueue = paymentsQueue
+        self.deadLetterQueue = deadLetterQueue
+        self.processed = processed
+        self.logger = logger
+    }
+
+    /// This process's figures.
+    public var statistics: Statistics { state.withLock { $0 } }
+
+    /// Runs both loops until graceful shutdown (or cancellation).
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.sweepLoop() }
+                group.addTask { await self.deadLetterLoop() }
+            }
+        }
+    }
+
+    // MARK: Sweeping
+
+    private func sweepLoop() async {
+        while !Task.isCancelled {
+            await sweep()
+            do { try await Task.sleep(for: configuration.interval) } catch { return }
+        }
+    }
+
+    /// One sweep: retention, then up to ``Configuration/rowsPerSweep`` open orders from where
+    /// the last sweep stopped.
+    public func sweep() async {
+        do {
+            let dropped = try await paymentsQueue.sweepExpired()
+            if dropped > 0 { logger.warning("messages dropped past retention; their orders will be settled", metadata: ["dropped": "\(dropped)"]) }
+        } catch {
+            logger.error("retention sweep failed", metadata: ["error": "\(error)"])
+        }
+        var read = 0
+        while read < configuration.rowsPerSweep, !Task.isCancelled {
+            let from = cursor.load(ordering: .relaxed)
+            let scan: OrphanScan
+            do {
+                scan = try await store.orphans(after: from, limit: configuration.pageSize, now: WallClock.nowMillis())
+            } catch {
+                logger.error("orphan scan failed", metadata: ["error": "\(error)"])
+                break
+            }
+            read += configuration.pageSize
+            let pass = await settle(scan.orphans)
+            passUnresolved.add(pass.unresolved, ordering: .relaxed)
+            if let next = scan.nextCursor {
+                cursor.store(next, ordering: .relaxed)
+            } else {
+                // A whole pass over the open orders is done: start the next one from the first.
+                cursor.store(0, ordering: .relaxed)
+                let unresolved = passUnresolved.exchange(0, ordering: .relaxed)
+                state.withLock { $0.unresolved = unresolved }
+                break
+            }
+        }
+        state.withLock {
+            $0.sweeps += 1
+            $0.lastSweepMillis = WallClock.nowMillis()
+        }
+    }
+
+    /// Scans every open order now and settles the orphans (for a purge, which has just made
+    /// some), giving up after `budget`; whatever is left is the sweeps' to settle.
+    public func settleOrphansNow(budget: Duration) async -> Pass {
+        let deadline = ContinuousClock.now + budget
+        var total = Pass()
+        var from: Int64 = 0
+        while ContinuousClock.now < deadline {
+            guard let scan = try? await store.orphans(after: from, limit: configuration.pageSize, now: WallClock.nowMillis()) else { break }
+            let pass = await settle(scan.orphans)
+            total.completed += pass.completed
+            total.failed += pass.failed
+            total.unresolved += pass.unresolved
+            guard let next = scan.nextCursor else { break }
+            from = next
+        }
+        return total
+    }
+
+    /// Settles orphans, ``Configuration/concurrency`` at a time.
+    func settle(_ orphans: [Orphan]) async -> Pass {
+        guard !orphans.isEmpty else { return Pass() }
+        return await withTaskGroup(of: Settled.self) { group in
+            var pass = Pass()
+            var next = 0
+            func record(_ settled: Settled) {
+                switch settled {
+                case .completed: pass.completed += 1
+                case .failed: pass.failed += 1
+                case .unresolved: pass.unresolved += 1
+                case .unchanged: break
+                }
+            }
+            for orphan in orphans {
+                if next >= configuration.concurrency, let settled = await group.next() { record(settled) }
+                next += 1
+                group.addTask { await self.settle(orphan.orderID, why: "payment abandoned (\(orphan.reason.rawValue))") }
+            }
+            for await settled in group { record(settled) }
+            return pass
+        }
+    }
+
+    enum Settled: Sendable { case completed, failed, unresolved, unchanged }
+
+    private func settle(_ orderID: String, why: String) async -> Settled {
+        do {
+            switch try await settler.settle(orderID, why: why) {
+            case let .settled(order):
+                processed.record()
+                logger.notice("order settled", metadata: ["order_id": "\(orderID)", "status": "\(order.status.rawValue)", "why": "\(why)"])
+                return order.status == .completed ? .completed : .failed
+            case .alreadyFinal, .notFound:
+                return .unchanged
+            }
+        } catch {
+            logger.warning("could not settle order; will try again", metadata: ["order_id": "\(orderID)", "error": "\(error)"])
+            return .unresolved
+        }
+    }
+
+    // MARK: Dead letters
+
+    /// How long a dead letter stays hidden while it is being handled.
+    static let handlingLease: Duration = .seconds(60)
+
+    private func deadLetterLoop() async {
+        guard let deadLetterQueue else { return }
+        while !Task.isCancelled {
+            let messages: [ReceivedMessage]
+            do {
+                messages = try await deadLetterQueue.receive(maxMessages: QueueLimits.maxBatchSize, wait: QueueLimits.maxWait,
+                                                             visibilityTimeout: Self.handlingLease)
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.error("dead-letter receive failed", metadata: ["error": "\(error)"])
+                do { try await Task.sleep(for: .seconds(1)) } catch { return }
+                continue
+            }
+            // Each message on its own: one that fails does not hold up the others.
+            for message in messages {
+                var park = QueueLimits.maxVisibilityTimeout
+                if let orderID = PaymentMessage.orderID(in: message.body) {
+                    let settled = await settle(orderID, why: "payment abandoned after \(message.receiveCount) deliveries (dead-lettered)")
+                    if settled == .unresolved { park = configuration.deadLetterRetry }
+                }
+                // Settled (or not an order at all): parked for inspection, hidden for 12 h at a time.
+                try? await deadLetterQueue.changeVisibility(message.receiptHandle, timeout: park)
+            }
+        }
+    }
+}

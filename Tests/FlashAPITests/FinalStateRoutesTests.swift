@@ -1,0 +1,174 @@
+import FlashCore
+import FlashAPI
+import FlashServer
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Synchronization
+import Testing
+
+/// Prices, idempotency and sync deadlines as a client meets them over HTTP.
+@Suite("Prices, idempotency and deadlines over HTTP")
+struct FinalStateRoutesTests {
+    static func key(_ value: String) -> HTTPFields { [HTTPField.Name("Idempotency-Key")!: value] }
+
+    @Test func aCatalogProductIsChargedAtTheCatalogsPriceWhateverTheClientSends() async throws {
+        try await TestSystem.withLiveSystem(TestSystem.configuration()) { system, client in
+            _ = try await client.call(.put, "/products/CAM", json: #"{"stock": 5, "price": 250}"#)
+            let cheap = #"{"customer_id": 7, "items": [{"product_id": "CAM", "price": 0.01}, {"product_id": "CABLE", "quantity": 2, "price": 4.5}]}"#
+            let sync = try await client.call(.post, "/orders/sync", json: cheap)
+            #expect(sync.status == .ok)
+            #expect(sync.string("status") == "completed")
+            // CAM at the catalog's 250; CABLE is not in the catalog, so the client's price fills in.
+            #expect(sync["total"] == .number(259, integer: 259))
+            let id = try #require(sync.string("order_id"))
+            #expect(try await system.ledger.entries()[id]?.amount == 259)
+            let queued = try await client.call(.post, "/orders/async", json: cheap)
+            let order = try await client.call(.get, "/orders/\(try #require(queued.string("order_id")))")
+            #expect(order["total"] == .number(259, integer: 259))
+        }
+    }
+
+    @Test func strictCatalogRefusesProductsItDoesNotKnow() async throws {
+        var config = TestSystem.configuration()
+        config.strictCatalog = true
+        try await TestSystem.withLiveSystem(config) { _, client in
+            let reply = try await client.call(.post, "/orders/async", json: #"{"customer_id": 7, "items": [{"product_id": "GHOST", "price": 1}]}"#)
+            #expect(reply.status == .conflict)
+            #expect(reply.errorCode == "unknown_product")
+        }
+    }
+
+    @Test func aRepeatedKeyWithADifferentBodyIs422AndChangesNothing() async throws {
+        try await TestSystem.withLiveSystem(TestSystem.configuration()) { system, client in
+            _ = try await client.call(.put, "/products/TV", json: #"{"stock": 3, "price": 300}"#)
+            let body = #"{"customer_id": 1, "items": [{"product_id": "TV"}]}"#
+            let first = try await client.call(.post, "/orders/async", json: body, headers: Self.key("cart-1"))
+            #expect(first.status == .accepted)
+            // Same request, other spacing and field order: the same order.
+            let same = try await client.call(.post, "/orders/async", json: #"{"items":[{"product_id":"TV"}],"customer_id":1}"#, headers: Self.key("cart-1"))
+            #expect(same.status == .accepted)
+            #expect(same.string("order_id") == first.string("order_id"))
+            for other in [#"{"customer_id": 1, "items": [{"product_id": "TV", "quantity": 2}]}"#,
+                          #"{"customer_id": 1, "items": [{"product_id": "RADIO"}]}"#] {
+                let reply = try await client.call(.post, "/orders/async", json: other, headers: Self.key("cart-1"))
+                #expect(reply.status == .unprocessableContent, "\(other)")
+                #expect(reply.errorCode == "idempotency_mismatch")
+            }
+            // The same key on the other endpoint is another request too.
+            let sync = try await client.call(.post, "/orders/sync", json: body, headers: Self.key("cart-1"))
+            #expect(sync.errorCode == "idempotency_mismatch")
+            #expect(try await system.store.counts().total == 1)
+            #expect(try await client.call(.get, "/products/TV").int("reserved") == 1)
+            #expect(try await system.paymentsQueue.statistics().visible == 1)
+        }
+    }
+
+    @Test func aKeyIsScopedToItsCustomer() async throws {
+        try await TestSystem.withLiveSystem(TestSystem.configuration()) { system, client in
+            let alice = try await client.call(.post, "/orders/async", json: #"{"customer_id": "alice", "items": [{"product_id": "A"}]}"#, headers: Self.key("k1"))
+            let bob = try await client.call(.post, "/orders/async", json: #"{"customer_id": "bob", "items": [{"product_id": "A"}]}"#, headers: Self.key("k1"))
+            #expect(alice.status == .accepted)
+            #expect(bob.status == .accepted)
+            #expect(alice.string("order_id") != bob.string("order_id"))
+            // A client order id names one order; another customer cannot take it or read it back.
+            let mine = try await client.call(.post, "/orders/async", json: #"{"order_id": "o-1", "customer_id": "alice", "items": [{"product_id": "A"}]}"#)
+            #expect(mine.status == .accepted)
+            let theirs = try await client.call(.post, "/orders/async", json: #"{"order_id": "o-1", "customer_id": "bob", "items": [{"product_id": "A"}]}"#)
+            #expect(theirs.status == .conflict)
+            #expect(theirs.errorCode == "order_id_conflict")
+            #expect(theirs.string("order_id") == nil)
+            #expect(try await system.store.counts().total == 3)
+        }
+    }
+
+    @Test func noSyncCustomerWaitsPastTheLimitEvenBehindTheGatewaysOwnLimit() async throws {
+        var config = TestSystem.configuration(latency: .seconds(5))
+        config.syncLanes = 8
+        config.syncTimeout = .milliseconds(800)
+        config.payment.concurrencyLimit = 1
+        try await TestSystem.withLiveSystem(config) { system, client in
+            let replies = Replies()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for n in 0..<4 {
+                    group.addTask {
+                        let started = ContinuousClock.now
+                        let reply = try await client.call(.post, "/orders/sync", json: #"{"customer_id": \#(n), "items": [{"product_id": "A", "price": 5}]}"#)
+                        replies.add((Int(reply.status.code), ContinuousClock.now - started, reply.string("status")))
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let all = replies.all
+            #expect(all.count == 4)
+            for (status, took, _) in all {
+                // Held until the deadline, give or take a loaded test machine; never until the
+                // gateway's 5 s (let alone 4 × 5 s in line at its single slot).
+                #expect(took < .milliseconds(800) + .milliseconds(1500), "answered after \(took)")
+                #expect(status == 200 || status == 504)
+            }
+            // A charge the gateway let in was decided when it arrived: completed, in time. Those
+            // still waiting at the gateway's door at their deadline were voided: failed, 504.
+            let completed = all.filter { $0.0 == 200 && $0.2 == "completed" }.count
+            let timedOut = all.filter { $0.0 == 504 }.count
+            #expect(completed >= 1)
+            #expect(timedOut >= 1)
+            #expect(completed + timedOut == 4)
+            let stats = try await system.services.gateway.statistics()
+            #expect(stats.charges == completed)
+            #expect(stats.voided == timedOut)
+            let counts = try await system.store.counts()
+            #expect((counts.completed, counts.failed, counts.processing) == (completed, timedOut, 0))
+        }
+    }
+
+    @Test func aSyncReplayWhileTheFirstIsChargingSaysSoAndTheLaterReplayGetsTheOrder() async throws {
+        var config = TestSystem.configuration(latency: .milliseconds(600))
+        config.syncLanes = 2
+        try await TestSystem.withLiveSystem(config) { system, client in
+            let body = #"{"customer_id": 3, "items": [{"product_id": "A", "price": 5}]}"#
+            async let first = client.call(.post, "/orders/sync", json: body, headers: Self.key("pay-1"))
+            try await expectEventually { system.services.lanes.busy == 1 }
+            let replay = try await client.call(.post, "/orders/sync", json: body, headers: Self.key("pay-1"))
+            #expect(replay.status == .conflict)
+            #expect(replay.errorCode == "request_in_progress")
+            #expect(replay.headers[.retryAfter] != nil)
+            let done = try await first
+            #expect(done.string("status") == "completed")
+            let later = try await client.call(.post, "/orders/sync", json: body, headers: Self.key("pay-1"))
+            #expect(later.status == .ok)
+            #expect(later.string("order_id") == done.string("order_id"))
+            #expect(try await system.ledger.entries().count == 1)
+        }
+    }
+
+    @Test func purgingThePaymentsQueueSettlesTheOrdersItOrphans() async throws {
+        try await TestSystem.withLiveSystem(TestSystem.configuration()) { _, client in
+            _ = try await client.call(.put, "/products/TV", json: #"{"stock": 5, "price": 300}"#)
+            for n in 0..<3 {
+                #expect(try await client.call(.post, "/orders/async", json: #"{"customer_id": \#(n), "items": [{"product_id": "TV"}]}"#).status == .accepted)
+            }
+            #expect(try await client.call(.get, "/products/TV").int("reserved") == 3)
+            let purge = try await client.call(.post, "/admin/queues/payments/purge")
+            #expect(purge.status == .ok)
+            #expect(purge.int("purged") == 3)
+            #expect(purge.int("orders_settled", "failed") == 3)
+            #expect(purge.int("orders_unresolved") == 0)
+            let tv = try await client.call(.get, "/products/TV")
+            #expect(tv.int("stock") == 5)
+            #expect(tv.int("reserved") == 0)
+            let stats = try await client.call(.get, "/stats")
+            #expect(stats.int("orders", "failed") == 3)
+            #expect(stats.int("orders", "pending") == 0)
+            #expect(stats.int("reconciler", "failed") == 3)
+            #expect(stats.int("payments", "voided") == 3)
+        }
+    }
+}
+
+/// Replies gathered from many client tasks: status, time taken, order status.
+final class Replies: Sendable {
+    private let list = Mutex<[(Int, Duration, String?)]>([])
+    func add(_ reply: (Int, Duration, String?)) { list.withLock { $0.append(reply) } }
+    var all: [(Int, Duration, String?)] { list.withLock { $0 } }
+}

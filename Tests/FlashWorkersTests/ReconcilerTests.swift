@@ -1,0 +1,191 @@
+import FlashCore
+import FlashOrders
+import FlashPayments
+import FlashQueue
+import FlashServer
+import FlashWorkers
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+/// A gateway that cannot be reached for some orders' outcomes (as when the provider is down):
+/// the simulator for everything else.
+final class UnreachableForSome: PaymentGateway {
+    let inner: any PaymentGateway
+    let unreachable = Mutex<Set<String>>([])
+
+    init(_ inner: any PaymentGateway) { self.inner = inner }
+
+    func charge(orderID: String, amount: Double) async throws -> PaymentOutcome {
+        try await inner.charge(orderID: orderID, amount: amount)
+    }
+
+    func finalOutcome(orderID: String) async throws -> PaymentOutcome {
+        if unreachable.withLock({ $0.contains(orderID) }) { throw TransientPaymentError("gateway unreachable (test)") }
+        return try await inner.finalOutcome(orderID: orderID)
+    }
+
+    func statistics() async throws -> PaymentStatistics { try await inner.statistics() }
+    var expectedLatency: Duration { inner.expectedLatency }
+}
+
+@Suite("Reconciler and the rule of final states")
+struct ReconcilerTests {
+    typealias Pool = WorkerPoolTests
+
+    static func product(_ system: EmbeddedSystem, _ id: String) async throws -> Product {
+        try #require(try await system.store.product(id: id))
+    }
+
+    static func order(_ n: Int, product: String) -> NewOrder {
+        NewOrder(id: TimeOrderedID.make(), customerID: "c\(n)", items: [OrderItem(productID: product, quantity: 1, price: nil)],
+                 channel: .async, idempotencyKey: nil)
+    }
+
+    @Test func aPurgedOrderNeverChargedFailsAndItsStockComesBack() async throws {
+        let system = try await EmbeddedSystem.open(Pool.configuration(workers: 0, latency: .milliseconds(5)), logger: Pool.logger)
+        _ = try await system.store.putProduct(id: "TV", stock: 5, perCustomerLimit: nil, price: 300)
+        var ids: [String] = []
+        for n in 0..<3 { ids.append(try await system.store.placeQueued(Self.order(n, product: "TV")).order.id) }
+        // One of them was charged before the purge (its worker got that far).
+        _ = try await system.services.gateway.charge(orderID: ids[0], amount: 300)
+        try await system.paymentsQueue.purge()
+        await system.reconciler.sweep()
+        #expect(try await system.store.order(id: ids[0])?.status == .completed)
+        for id in ids.dropFirst() {
+            let order = try #require(try await system.store.order(id: id))
+            #expect(order.status == .failed)
+            #expect(order.failureReason?.contains("payment message gone") == true)
+        }
+        let tv = try await Self.product(system, "TV")
+        #expect((tv.stock, tv.reserved, tv.sold) == (4, 0, 1))
+        #expect(try await system.store.settlementCounts() == SettlementCounts(completed: 1, failed: 2))
+        // Never charged, and now never chargeable: a late charge for a failed order takes nothing.
+        #expect(try await system.services.gateway.charge(orderID: ids[1], amount: 300) == .voided)
+        #expect(try await system.services.gateway.statistics().charges == 1)
+        try system.database.close()
+    }
+
+    @Test func ordersWhoseMessagesOutliveRetentionAreSettledEvenWithNoWorkers() async throws {
+        var config = Pool.configuration(workers: 0, latency: .milliseconds(5))
+        config.messageRetention = .milliseconds(300)
+        let system = try await EmbeddedSystem.open(config, logger: Pool.logger)
+        _ = try await system.store.putProduct(id: "CAM", stock: 2, perCustomerLimit: nil, price: 250)
+        let id = try await system.store.placeQueued(Self.order(1, product: "CAM")).order.id
+        try await Task.sleep(for: .milliseconds(400))
+        await system.reconciler.sweep()
+        #expect(try await system.store.order(id: id)?.status == .failed)
+        #expect(try await system.paymentsQueue.statistics().expired == 1)
+        #expect(try await Self.product(system, "CAM").stock == 2)
+        try system.database.close()
+    }
+
+    @Test func aSyncOrderWhoseRequestDiedIsSettledOnceItsHoldEnds() async throws {
+        let system = try await EmbeddedSystem.open(Pool.configuration(workers: 0, latency: .milliseconds(5)), logger: Pool.logger)
+        _ = try await system.store.putProduct(id: "TV", stock: 2, perCustomerLimit: nil, price: 300)
+        let now = WallClock.nowMillis()
+        let charged = NewOrder(id: "sync-charged", customerID: "a", items: [OrderItem(productID: "TV", quantity: 1, price: nil)],
+                               channel: .sync, idempotencyKey: nil)
+        let uncharged = NewOrder(id: "sync-uncharged", customerID: "b", items: [OrderItem(productID: "TV", quantity: 1, price: nil)],
+                                 channel: .sync, idempotencyKey: nil)
+        let held = NewOrder(id: "sync-held", customerID: "c", items: [OrderItem(productID: "X", quantity: 1, price: 1)],
+                            channel: .sync, idempotencyKey: nil)
+        _ = try await system.store.placeImmediate(charged, holdUntil: now + 300)
+        _ = try await system.store.placeImmediate(uncharged, holdUntil: now + 300)
+        _ = try await system.store.placeImmediate(held, holdUntil: now + 60_000)
+        // The request charged one of them, then its process died.
+        _ = try await system.services.gateway.charge(orderID: "sync-charged", amount: 300)
+        await system.reconciler.sweep()
+        #expect(try await system.store.order(id: "sync-charged")?.status == .processing)  // still held by its request
+        try await Task.sleep(for: .milliseconds(400))
+        await system.reconciler.sweep()
+        #expect(try await system.store.order(id: "sync-charged")?.status == .completed)
+        #expect(try await system.store.order(id: "sync-uncharged")?.status == .failed)
+        #expect(try await system.store.order(id: "sync-held")?.status == .processing)
+        let tv = try await Self.product(system, "TV")
+        #expect((tv.stock, tv.reserved, tv.sold) == (1, 0, 1))
+        try system.database.close()
+    }
+
+    @Test func anOrderChargedThenDeadLetteredEndsCompletedAndStaysSold() async throws {
+        var config = Pool.configuration(workers: 2, latency: .milliseconds(5), visibility: .milliseconds(200))
+        config.maxReceives = 1
+        let system = try await EmbeddedSystem.open(config, logger: Pool.logger)
+        _ = try await system.store.putProduct(id: "PS5", stock: 1, perCustomerLimit: nil, price: 499)
+        let id = try await system.store.placeQueued(Self.order(1, product: "PS5")).order.id
+        // A worker took the message, the gateway decided the charge, and the process died.
+        _ = try await system.paymentsQueue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .milliseconds(200))
+        _ = try await system.services.gateway.charge(orderID: id, amount: 499)
+        try await Pool.withRunningPool(system) { _ in
+            try await WorkerPoolTests().expectEventually { try await system.store.order(id: id)?.status.isTerminal == true }
+        }
+        let order = try #require(try await system.store.order(id: id))
+        #expect(order.status == .completed)
+        #expect(try await system.paymentsQueue.statistics().deadLettered == 1)
+        let ps5 = try await Self.product(system, "PS5")
+        #expect((ps5.stock, ps5.reserved, ps5.sold) == (0, 0, 1))
+        #expect(try await system.services.gateway.statistics().charges == 1)
+        try system.database.close()
+    }
+
+    @Test func aDeadLetterThatCannotBeSettledDoesNotHoldUpTheRestOfItsBatch() async throws {
+        var config = Pool.configuration(workers: 0, latency: .milliseconds(5), visibility: .milliseconds(100))
+        config.maxReceives = 1
+        let system = try await EmbeddedSystem.open(config, logger: Pool.logger)
+        var placed: [String] = []
+        for n in 0..<4 { placed.append(try await system.store.placeQueued(Self.order(n, product: "P")).order.id) }
+        let ids = placed
+        // Every message is delivered once and abandoned; the next receive dead-letters them all.
+        _ = try await system.paymentsQueue.receive(maxMessages: 10, wait: .zero, visibilityTimeout: .milliseconds(100))
+        try await Task.sleep(for: .milliseconds(150))
+        #expect(try await system.paymentsQueue.receive(maxMessages: 10, wait: .zero).isEmpty)
+        #expect(try await system.paymentsQueue.statistics().deadLettered == 4)
+        // The gateway cannot be asked about the first order; the sweep is kept out of the way.
+        let gateway = UnreachableForSome(system.services.gateway)
+        gateway.unreachable.withLock { $0 = [ids[0]] }
+        let reconciler = Reconciler(
+            configuration: .init(interval: .seconds(3600), deadLetterRetry: .milliseconds(300)), store: system.store,
+            settler: OrderSettler(store: system.store, gateway: gateway), paymentsQueue: system.paymentsQueue,
+            deadLetterQueue: system.services.deadLetterQueue, processed: RateMeter(), logger: Pool.logger)
+        let group = ServiceGroup(configuration: .init(services: [reconciler], logger: Pool.logger))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            let pool = WorkerPoolTests()
+            try await pool.expectEventually(timeout: .seconds(5)) {
+                var settled = 0
+                for id in ids.dropFirst() where try await system.store.order(id: id)?.status == .failed { settled += 1 }
+                return settled == 3
+            }
+            // Unknown outcome: left open, not failed.
+            #expect(try await system.store.order(id: ids[0])?.status.isTerminal == false)
+            gateway.unreachable.withLock { $0 = [] }
+            try await pool.expectEventually(timeout: .seconds(5)) { try await system.store.order(id: ids[0])?.status == .failed }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        try system.database.close()
+    }
+
+    @Test func reconcilersRunningAtOnceSettleEachOrderOnce() async throws {
+        let system = try await EmbeddedSystem.open(Pool.configuration(workers: 0, latency: .milliseconds(5)), logger: Pool.logger)
+        _ = try await system.store.putProduct(id: "P", stock: 100, perCustomerLimit: nil, price: 1)
+        for n in 0..<60 { _ = try await system.store.placeQueued(Self.order(n, product: "P")) }
+        try await system.paymentsQueue.purge()
+        let others = (0..<3).map { _ in
+            Reconciler(store: system.store, settler: OrderSettler(store: system.store, gateway: system.services.gateway),
+                       paymentsQueue: system.paymentsQueue, deadLetterQueue: nil, processed: RateMeter(), logger: Pool.logger)
+        }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await system.reconciler.sweep() }
+            for other in others { group.addTask { await other.sweep() } }
+        }
+        #expect(try await system.store.settlementCounts() == SettlementCounts(completed: 0, failed: 60))
+        #expect(try await system.store.counts().failed == 60)
+        let product = try await Self.product(system, "P")
+        #expect((product.stock, product.reserved) == (100, 0))
+        #expect(try await system.services.gateway.statistics().voided == 60)
+        try system.database.close()
+    }
+}
