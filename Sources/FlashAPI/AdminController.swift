@@ -9,7 +9,8 @@ import Hummingbird
 /// left without a message by the rule of final states (the reconciler's pass, run at once):
 /// charged → completed, never charged → voided and failed, stock released. Orders the gateway
 /// cannot answer for yet (or that take longer than ``settleBudget``) are left to the
-/// reconciler's sweeps; the reply says how many.
+/// reconciler's sweeps; the reply says how many (`orders_unresolved`), and `settling_complete`
+/// is false when the budget ran out before every open order was looked at.
 struct AdminController {
     /// How long a purge request spends settling orphaned orders before leaving the rest to the sweeps.
     static let settleBudget: Duration = .seconds(20)
@@ -33,7 +34,8 @@ struct AdminController {
         if let reconciler = services.reconciler { pass = await reconciler.settleOrphansNow(budget: Self.settleBudget) }
         return Response.json(.ok, """
             {"queue":\(JSONText.quoted(name)),"purged":\(before.total),\
-            "orders_settled":{"completed":\(pass.completed),"failed":\(pass.failed)},"orders_unresolved":\(pass.unresolved)}
+            "orders_settled":{"completed":\(pass.completed),"failed":\(pass.failed)},"orders_unresolved":\(pass.unresolved),\
+            "settling_complete":\(services.reconciler == nil ? false : pass.complete)}
             """)
     }
 }

@@ -52,7 +52,8 @@ struct OrdersController<Context: RequestContext> {
         // and start no charge without a margin of time left to wait for its answer.
         let margin = min(SyncLimits.answerMargin, timeout / 10)
         let chargeDeadline = deadline - margin
-        guard await lanes.enter(timeout: chargeDeadline - margin - ContinuousClock.now) else {
+        let laneWait = chargeDeadline - margin - ContinuousClock.now
+        guard laneWait > .zero, await lanes.enter(timeout: laneWait) else {
             throw APIError(.gatewayTimeout, code: "timeout",
                            message: "no checkout lane freed up within \(timeout.shortDescription); nothing was charged")
         }
@@ -96,13 +97,17 @@ struct OrdersController<Context: RequestContext> {
             group.addTask {
                 var lastError = "payment gateway unavailable"
                 for attempt in 0..<3 {
+                    // Past the deadline (cancelled), no new attempt may start.
+                    if Task.isCancelled { return nil }
                     do {
                         return .decided(try await services.gateway.charge(orderID: order.id, amount: order.total))
                     } catch is CancellationError {
                         return nil
+                    } catch is PaymentNotSent {
+                        return nil
                     } catch {
                         lastError = "\(error)"
-                        try? await Task.sleep(for: .milliseconds(50 << attempt))
+                        do { try await Task.sleep(for: .milliseconds(50 << attempt)) } catch { return nil }
                     }
                 }
                 return .gaveUp(lastError)
@@ -125,14 +130,16 @@ struct OrdersController<Context: RequestContext> {
         }
         let settlement: OrderSettler.Settlement
         do {
-            settlement = try await services.settler.settle(order.id, why: "payment not completed: \(what)", counted: false)
+            // The customer has waited their limit: the gateway gets a short while to say.
+            let settler = OrderSettler(store: services.store, gateway: services.gateway, gatewayTimeout: SyncLimits.settleTimeout)
+            settlement = try await settler.settle(order.id, why: "payment not completed: \(what)", counted: false)
         } catch {
             throw APIError(.gatewayTimeout, code: "timeout",
                            message: "\(what), and it cannot tell yet whether order '\(order.id)' was charged; the order will be settled by that answer (GET /orders/\(order.id))")
         }
         switch settlement {
         case let .settled(stored), let .alreadyFinal(stored):
-            services.processed.record()
+            if case .settled = settlement { services.processed.record() }
             if stored.status == .completed { return Response.json(.ok, OrderJSON.order(stored)) }
             throw APIError(.gatewayTimeout, code: "timeout",
                            message: "\(what); order '\(order.id)' failed and nothing was charged")
@@ -174,6 +181,8 @@ enum SyncLimits {
     /// How long before the deadline the charge is given up, to answer in time (at most a tenth
     /// of the timeout); a lane is not taken with less than twice this left.
     static let answerMargin: Duration = .milliseconds(200)
+    /// How long the gateway is given, at the deadline, to say whether an unanswered charge was made.
+    static let settleTimeout: Duration = .seconds(1)
 }
 
 /// The first steps every order endpoint shares: read, validate, refuse cleanly.

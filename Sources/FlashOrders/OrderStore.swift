@@ -58,6 +58,29 @@ public enum PlacementConflict: Error, Sendable, Hashable, CustomStringConvertibl
     }
 }
 
+/// An order after a finish or a settlement, and whether that call changed it.
+public struct FinishedOrder: Sendable, Hashable {
+    public var order: Order
+    /// False when the order was already completed or failed (someone else finished it).
+    public var changed: Bool
+
+    public init(order: Order, changed: Bool) {
+        self.order = order
+        self.changed = changed
+    }
+}
+
+/// A delivery a consumer gives back untried, with the order it was for (if it named one).
+public struct UntriedDelivery: Sendable, Hashable {
+    public var orderID: String?
+    public var receipt: ReceiptHandle
+
+    public init(orderID: String?, receipt: ReceiptHandle) {
+        self.orderID = orderID
+        self.receipt = receipt
+    }
+}
+
 /// Why the reconciler looked at an open order: nothing else will.
 public enum OrphanReason: String, Sendable, Hashable {
     /// A sync order whose request is over (its hold ran out): the request died or lost track.
@@ -141,14 +164,17 @@ public protocol OrderStore: Sendable {
     @discardableResult
     func finish(_ orderID: String, result: OrderResult) async throws -> Order?
 
-    /// ``finish(_:result:)`` on the reconciler's word, counted in ``settlementCounts()`` when it
-    /// changed the order.
-    @discardableResult
-    func settle(_ orderID: String, result: OrderResult) async throws -> Order?
+    /// ``finish(_:result:)`` for a settlement: says whether this call changed the order (it was
+    /// still open), and with `counted`, counts it in ``settlementCounts()`` when it did.
+    func settle(_ orderID: String, result: OrderResult, counted: Bool) async throws -> FinishedOrder?
 
     /// Scans up to `limit` open orders after `cursor` (0: from the start) for orphans: sync
     /// orders whose hold ended before `now` (Unix ms), queued orders whose message is gone.
     func orphans(after cursor: Int64, limit: Int, now: Int64) async throws -> OrphanScan
+
+    /// Up to `limit` open sync orders whose hold ended before `now` (Unix ms), oldest hold first:
+    /// a direct look-up, so a dead request's order is settled soon whatever the backlog.
+    func expiredHolds(now: Int64, limit: Int) async throws -> [Orphan]
 
     /// What the reconciler has settled.
     func settlementCounts() async throws -> SettlementCounts
@@ -173,6 +199,8 @@ public protocol QueueAcknowledgingOrderStore: OrderStore {
     @discardableResult
     func finish(_ orderID: String, result: OrderResult, deleting receipt: ReceiptHandle) async throws -> Order?
 
-    /// ``OrderStore/returnUntried(_:)`` and ``MessageQueue/returnUntried(_:)``, atomically.
-    func returnUntried(_ orderIDs: [String], receipts: [ReceiptHandle]) async throws
+    /// ``MessageQueue/returnUntried(_:)`` and, for each delivery whose receipt was still current,
+    /// ``OrderStore/returnUntried(_:)`` of its order, atomically. (A stale receipt's message was
+    /// delivered again meanwhile: the attempt now on the order is that delivery's.)
+    func returnUntried(_ deliveries: [UntriedDelivery]) async throws
 }

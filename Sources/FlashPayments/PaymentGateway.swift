@@ -21,13 +21,23 @@ public struct TransientPaymentError: Error, Sendable, Hashable, CustomStringConv
     public var description: String { message }
 }
 
+/// The charge was cancelled before it reached the gateway: nothing was decided and nothing
+/// charged, so the attempt does not count (a worker gives its message back untried).
+public struct PaymentNotSent: Error, Sendable, Hashable, CustomStringConvertible {
+    public init() {}
+    public var description: String { "the charge was cancelled before it reached the gateway" }
+}
+
 /// A payment gateway: the slow step of the flash sale.
 ///
 /// `charge` is idempotent by order id: charging an order again returns the first outcome and
 /// takes no money.
 public protocol PaymentGateway: Sendable {
     /// Charges `amount` for `orderID`. Throws ``TransientPaymentError`` when the attempt failed
-    /// without charging (retry later), and `CancellationError` if cancelled before deciding.
+    /// without charging (retry later), ``PaymentNotSent`` if cancelled before the charge reached
+    /// the gateway, and `CancellationError` if cancelled after (the charge may be decided: ask
+    /// again, or ask ``finalOutcome(orderID:)``). An implementation that talks to a remote
+    /// provider bounds every call with a timeout.
     func charge(orderID: String, amount: Double) async throws -> PaymentOutcome
 
     /// The outcome that stands for `orderID`'s charge, for settling an order that nobody is

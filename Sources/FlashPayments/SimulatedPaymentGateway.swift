@@ -39,8 +39,11 @@ public final class SimulatedPaymentGateway: PaymentGateway {
     public var expectedLatency: Duration { configuration.latency.mean }
 
     public func charge(orderID: String, amount: Double) async throws -> PaymentOutcome {
+        // Cancelled while waiting for a slot (or before): the charge never reached the gateway.
         if let limit {
-            guard await limit.acquire() else { throw CancellationError() }
+            guard await limit.acquire() else { throw PaymentNotSent() }
+        } else if Task.isCancelled {
+            throw PaymentNotSent()
         }
         defer { limit?.release() }
         var generator = SystemRandomNumberGenerator()

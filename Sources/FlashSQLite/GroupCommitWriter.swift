@@ -21,11 +21,22 @@ import Synchronization
 /// Hand-written on purpose: GRDB serialises writes but runs each in its own transaction.
 final class GroupCommitWriter: Sendable {
     /// One queued operation: `run` executes it inside the group's transaction, keeps its result
-    /// and returns its error, if it failed; `finish` resumes its caller with that result, or with
-    /// the error that undid its transaction.
+    /// and says how it ended; `finish` resumes its caller with that result, or with the error
+    /// that undid its transaction.
     struct Operation: Sendable {
-        let run: @Sendable (Database) -> Error?
+        let run: @Sendable (Database) -> End
         let finish: @Sendable (Error?) -> Void
+    }
+
+    /// How an operation's run ended.
+    enum End {
+        /// Its writes stand (until the group commits).
+        case succeeded
+        /// It failed and its savepoint was rolled back: the group goes on.
+        case failed(Error)
+        /// It failed and its writes could not be undone on their own: the whole transaction
+        /// must be rolled back (SQLite may already have done so).
+        case poisoned(Error)
     }
 
     private struct State {
@@ -66,21 +77,26 @@ final class GroupCommitWriter: Sendable {
                 run: { db in
                     do {
                         try db.execute(sql: "SAVEPOINT op")
-                        do {
-                            box.result = .success(try body(db))
-                            try db.execute(sql: "RELEASE SAVEPOINT op")
-                        } catch {
-                            // Both fail harmlessly if SQLite already rolled the whole transaction back.
-                            try? db.execute(sql: "ROLLBACK TO SAVEPOINT op")
-                            try? db.execute(sql: "RELEASE SAVEPOINT op")
-                            box.result = .failure(error)
-                            return error
-                        }
                     } catch {
                         box.result = .failure(error)
-                        return error
+                        return .poisoned(error)
                     }
-                    return nil
+                    do {
+                        box.result = .success(try body(db))
+                        try db.execute(sql: "RELEASE SAVEPOINT op")
+                        return .succeeded
+                    } catch let bodyError {
+                        box.result = .failure(bodyError)
+                        do {
+                            try db.execute(sql: "ROLLBACK TO SAVEPOINT op")
+                            try db.execute(sql: "RELEASE SAVEPOINT op")
+                            return .failed(bodyError)
+                        } catch {
+                            // The savepoint is gone (SQLite rolled the transaction back) or cannot
+                            // be undone: releasing it would commit half an operation.
+                            return .poisoned(bodyError)
+                        }
+                    }
                 },
                 finish: { commitError in
                     if let commitError {
@@ -147,28 +163,41 @@ final class GroupCommitWriter: Sendable {
             var next = first
             var lost: Error?
             while next < group.count {
-                let error = group[next].run(db)
+                let end = group[next].run(db)
                 next += 1
-                if !db.isInsideTransaction {
+                if case let .poisoned(error) = end {
+                    lost = error
+                } else if !db.isInsideTransaction {
                     // SQLite rolled the whole transaction back under this operation.
-                    lost = error ?? DatabaseError(resultCode: .SQLITE_ABORT, message: "the transaction was rolled back")
-                    break
+                    if case let .failed(error) = end { lost = error }
+                    lost = lost ?? DatabaseError(resultCode: .SQLITE_ABORT, message: "the transaction was rolled back")
                 }
+                if lost != nil { break }
             }
             if let lost {
+                if db.isInsideTransaction { rollBack(db) }
                 for index in first..<next { failures[index] = lost }
             } else {
                 do {
                     try db.execute(sql: "COMMIT")
                     anyCommitted = true
                 } catch {
-                    if db.isInsideTransaction { try? db.execute(sql: "ROLLBACK") }
+                    if db.isInsideTransaction { rollBack(db) }
                     for index in first..<next { failures[index] = error }
                 }
             }
             first = next
         }
         return (failures, anyCommitted)
+    }
+
+    /// Rolls the open transaction back. If even that fails, the connection is stuck inside a
+    /// transaction and every later write would fail: stop the process, so that it restarts on a
+    /// clean connection (nothing uncommitted was acknowledged).
+    private func rollBack(_ db: Database) {
+        try? db.execute(sql: "ROLLBACK")
+        if db.isInsideTransaction { try? db.execute(sql: "ROLLBACK") }
+        if db.isInsideTransaction { fatalError("SQLite connection stuck inside a transaction after ROLLBACK failed twice") }
     }
 }
 

@@ -147,13 +147,16 @@ public final class SQLiteMessageQueue: MessageQueue {
 
     public func returnUntried(_ receipts: [ReceiptHandle]) async throws {
         guard !receipts.isEmpty else { return }
-        try await database.write { db in try self.returnUntried(receipts, in: db) }
+        _ = try await database.write { db in try self.returnUntried(receipts, in: db) }
     }
 
-    /// ``returnUntried(_:)`` inside a transaction the caller owns.
-    public func returnUntried(_ receipts: [ReceiptHandle], in db: Database) throws {
-        try SQLiteQueueStorage.returnUntried(db, to: record, receipts: receipts, now: WallClock.nowMillis())
+    /// ``returnUntried(_:)`` inside a transaction the caller owns; returns, per receipt, whether
+    /// it was current (a stale one changed nothing).
+    @discardableResult
+    public func returnUntried(_ receipts: [ReceiptHandle], in db: Database) throws -> [Bool] {
+        let current = try SQLiteQueueStorage.returnUntried(db, to: record, receipts: receipts, now: WallClock.nowMillis())
         database.writer.touch(record.id)
+        return current
     }
 
     @discardableResult
@@ -169,9 +172,12 @@ public final class SQLiteMessageQueue: MessageQueue {
         try await database.write { [record] db in try SQLiteQueueStorage.purge(db, queue: record) }
     }
 
-    /// Whether the message stored at row `seq` is still in this queue (visible, leased or delayed).
-    func contains(seq: Int64, in db: Database) throws -> Bool {
-        try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM \(record.table) WHERE seq = ?)"), arguments: [seq]) ?? false
+    /// Whether message `messageID`, stored at row `seq`, is still in this queue (visible, leased
+    /// or delayed). The id is checked too: a row number alone is reused once the rows above it
+    /// are gone (after a purge, or when the queue drains).
+    func contains(seq: Int64, messageID: String, in db: Database) throws -> Bool {
+        try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM \(record.table) WHERE seq = ? AND message_id = ?)"),
+                          arguments: [seq, messageID]) ?? false
     }
 
     public func statistics() async throws -> QueueStatistics {

@@ -178,51 +178,52 @@ public final class SQLiteOrderStore: OrderStore {
     }
 
     public func returnUntried(_ orderIDs: [String]) async throws {
-        try await returnUntried(orderIDs, deliveries: nil)
+        guard !orderIDs.isEmpty else { return }
+        let repended = try await database.write { db in try Self.returnUntried(orderIDs, db) }
+        tallyRepended(repended)
     }
 
-    private func returnUntried(_ orderIDs: [String], deliveries: (SQLiteMessageQueue, [ReceiptHandle])?) async throws {
-        guard !orderIDs.isEmpty || deliveries?.1.isEmpty == false else { return }
-        let repended = try await database.write { db -> Int in
-            if let (queue, receipts) = deliveries { try queue.returnUntried(receipts, in: db) }
-            let select = try db.cachedStatement(sql: "SELECT status, attempts FROM fs_orders WHERE order_id = ?")
-            let update = try db.cachedStatement(sql: """
-                UPDATE fs_orders
-                SET attempts = attempts - 1, updated_at = ?1,
-                    status = CASE WHEN attempts <= 1 THEN 'pending' ELSE status END,
-                    processing_at = CASE WHEN attempts <= 1 THEN NULL ELSE processing_at END
-                WHERE order_id = ?2 AND status = 'processing' AND attempts > 0
-                """)
-            let now = WallClock.nowMillis()
-            var repended = 0
-            for id in orderIDs {
-                guard let row = try Row.fetchOne(select, arguments: [id]), row[0] as String == OrderStatus.processing.rawValue else { continue }
-                let attempts: Int = row[1]
-                try update.execute(arguments: [now, id])
-                if attempts == 1, db.changesCount == 1 { repended += 1 }
-            }
-            return repended
+    /// Reverts one attempt of each order (see ``OrderStore/returnUntried(_:)``); returns how many
+    /// went back to pending.
+    private static func returnUntried(_ orderIDs: [String], _ db: Database) throws -> Int {
+        let select = try db.cachedStatement(sql: "SELECT status, attempts FROM fs_orders WHERE order_id = ?")
+        let update = try db.cachedStatement(sql: """
+            UPDATE fs_orders
+            SET attempts = attempts - 1, updated_at = ?1,
+                status = CASE WHEN attempts <= 1 THEN 'pending' ELSE status END,
+                processing_at = CASE WHEN attempts <= 1 THEN NULL ELSE processing_at END
+            WHERE order_id = ?2 AND status = 'processing' AND attempts > 0
+            """)
+        let now = WallClock.nowMillis()
+        var repended = 0
+        for id in orderIDs {
+            guard let row = try Row.fetchOne(select, arguments: [id]), row[0] as String == OrderStatus.processing.rawValue else { continue }
+            let attempts: Int = row[1]
+            try update.execute(arguments: [now, id])
+            if attempts == 1, db.changesCount == 1 { repended += 1 }
         }
-        if repended > 0 {
-            tally.withLock {
-                $0.processing -= repended
-                $0.pending += repended
-            }
+        return repended
+    }
+
+    private func tallyRepended(_ count: Int) {
+        guard count > 0 else { return }
+        tally.withLock {
+            $0.processing -= count
+            $0.pending += count
         }
     }
 
     @discardableResult
     public func finish(_ orderID: String, result: OrderResult) async throws -> Order? {
-        try await finish(orderID, result: result, deletingFrom: nil, counted: false)
+        try await finish(orderID, result: result, deletingFrom: nil, counted: false)?.order
     }
 
-    @discardableResult
-    public func settle(_ orderID: String, result: OrderResult) async throws -> Order? {
-        try await finish(orderID, result: result, deletingFrom: nil, counted: true)
+    public func settle(_ orderID: String, result: OrderResult, counted: Bool) async throws -> FinishedOrder? {
+        try await finish(orderID, result: result, deletingFrom: nil, counted: counted)
     }
 
     private func finish(_ orderID: String, result: OrderResult, deletingFrom delivery: (SQLiteMessageQueue, ReceiptHandle)?,
-                        counted: Bool) async throws -> Order? {
+                        counted: Bool) async throws -> FinishedOrder? {
         let (order, previous) = try await database.write { db -> (Order?, OrderStatus?) in
             if let (queue, receipt) = delivery {
                 do {
@@ -265,7 +266,7 @@ public final class SQLiteOrderStore: OrderStore {
                 $0[order.status] += 1
             }
         }
-        return order
+        return order.map { FinishedOrder(order: $0, changed: previous != nil) }
     }
 
     // MARK: Reconciling
@@ -276,7 +277,7 @@ public final class SQLiteOrderStore: OrderStore {
             // The partial index holds only open orders, so a page costs its own rows, however
             // many orders have finished.
             let rows = try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT seq, order_id, channel, hold_until, message_seq, created_at FROM fs_orders INDEXED BY fs_orders_open
+                SELECT seq, order_id, channel, hold_until, message_seq, message_id, created_at FROM fs_orders INDEXED BY fs_orders_open
                 WHERE status IN ('pending', 'processing') AND seq > ? ORDER BY seq LIMIT ?
                 """), arguments: [cursor, limit])
             var orphans: [Orphan] = []
@@ -287,13 +288,24 @@ public final class SQLiteOrderStore: OrderStore {
                     if hold < now { orphans.append(Orphan(orderID: id, reason: .syncRequestEnded)) }
                 } else if let queue {
                     let seq: Int64? = row["message_seq"]
-                    if try seq.map({ try queue.contains(seq: $0, in: db) }) != true {
+                    let messageID: String? = row["message_id"]
+                    let live = if let seq, let messageID { try queue.contains(seq: seq, messageID: messageID, in: db) } else { false }
+                    if !live {
                         orphans.append(Orphan(orderID: id, reason: .messageGone))
                     }
                 }
             }
             let last: Int64? = rows.last?["seq"]
             return OrphanScan(orphans: orphans, nextCursor: rows.count < limit ? nil : last)
+        }
+    }
+
+    public func expiredHolds(now: Int64, limit: Int) async throws -> [Orphan] {
+        try await database.read { db in
+            try String.fetchAll(db.cachedStatement(sql: """
+                SELECT order_id FROM fs_orders INDEXED BY fs_orders_sync_holds
+                WHERE channel = 'sync' AND status IN ('pending', 'processing') AND hold_until < ? ORDER BY hold_until LIMIT ?
+                """), arguments: [now, limit]).map { Orphan(orderID: $0, reason: .syncRequestEnded) }
         }
     }
 
@@ -313,12 +325,25 @@ public final class SQLiteOrderStore: OrderStore {
             """).execute(arguments: [name, amount])
     }
 
-    /// Orders stored before schema v2 know their message by id only: find its row once.
+    /// Orders stored before schema v2 know their message by id only: find its row once. The
+    /// queue table has no index on `message_id` (sends would pay for it), so a temporary one
+    /// makes this one pass instead of a scan of the queue per open order.
     private static func backfillMessageRows(_ database: SQLiteDatabase, queue: SQLiteMessageQueue) async throws {
+        let needed = try await database.read { db in
+            try Bool.fetchOne(db, sql: """
+                SELECT EXISTS (SELECT 1 FROM fs_orders INDEXED BY fs_orders_open
+                               WHERE status IN ('pending', 'processing') AND message_seq IS NULL AND message_id IS NOT NULL)
+                """) ?? false
+        }
+        guard needed else { return }
+        let table = queue.record.table
         try await database.write { db in
             try db.execute(sql: """
-                UPDATE fs_orders SET message_seq = (SELECT q.seq FROM \(queue.record.table) q WHERE q.message_id = fs_orders.message_id)
-                WHERE message_seq IS NULL AND message_id IS NOT NULL AND status IN ('pending', 'processing')
+                CREATE INDEX IF NOT EXISTS \(table)_backfill ON \(table)(message_id);
+                UPDATE fs_orders SET message_seq = (SELECT q.seq FROM \(table) q WHERE q.message_id = fs_orders.message_id)
+                WHERE seq IN (SELECT seq FROM fs_orders INDEXED BY fs_orders_open
+                              WHERE status IN ('pending', 'processing') AND message_seq IS NULL AND message_id IS NOT NULL);
+                DROP INDEX \(table)_backfill;
                 """)
         }
     }
@@ -363,12 +388,18 @@ extension SQLiteOrderStore: QueueAcknowledgingOrderStore {
     @discardableResult
     public func finish(_ orderID: String, result: OrderResult, deleting receipt: ReceiptHandle) async throws -> Order? {
         guard let queue = paymentsQueue else { throw QueueError.receiptHandleInvalid(receipt.rawValue) }
-        return try await finish(orderID, result: result, deletingFrom: (queue, receipt), counted: false)
+        return try await finish(orderID, result: result, deletingFrom: (queue, receipt), counted: false)?.order
     }
 
-    public func returnUntried(_ orderIDs: [String], receipts: [ReceiptHandle]) async throws {
-        guard let queue = paymentsQueue else { throw QueueError.receiptHandleInvalid(receipts.first?.rawValue ?? "") }
-        try await returnUntried(orderIDs, deliveries: (queue, receipts))
+    public func returnUntried(_ deliveries: [UntriedDelivery]) async throws {
+        guard !deliveries.isEmpty else { return }
+        guard let queue = paymentsQueue else { throw QueueError.receiptHandleInvalid(deliveries[0].receipt.rawValue) }
+        let repended = try await database.write { db -> Int in
+            let current = try queue.returnUntried(deliveries.map(\.receipt), in: db)
+            let orderIDs = zip(deliveries, current).compactMap { $1 ? $0.orderID : nil }
+            return try Self.returnUntried(orderIDs, db)
+        }
+        tallyRepended(repended)
     }
 }
 

@@ -96,22 +96,25 @@ enum SQLiteQueueStorage {
     }
 
     /// Gives deliveries back untried: visible now, the delivery uncounted, the receipt retired.
-    /// Returns how many of the receipts were current.
+    /// Returns, per receipt, whether it was current.
     @discardableResult
-    static func returnUntried(_ db: Database, to queue: QueueRecord, receipts: [ReceiptHandle], now: Int64) throws -> Int {
+    static func returnUntried(_ db: Database, to queue: QueueRecord, receipts: [ReceiptHandle], now: Int64) throws -> [Bool] {
         let statement = try db.cachedStatement(sql: """
             UPDATE \(queue.table)
             SET visible_at = ?, receive_count = MAX(0, receive_count - 1), receipt = 0,
                 first_received_at = CASE WHEN receive_count <= 1 THEN 0 ELSE first_received_at END
             WHERE seq = ? AND receipt = ?
             """)
-        var returned = 0
+        var current: [Bool] = []
         for receipt in receipts {
-            guard let (seq, token) = try? ReceiptCodec.decode(receipt, queueID: queue.id) else { continue }
+            guard let (seq, token) = try? ReceiptCodec.decode(receipt, queueID: queue.id) else {
+                current.append(false)
+                continue
+            }
             try statement.execute(arguments: [now, seq, token])
-            returned += db.changesCount
+            current.append(db.changesCount == 1)
         }
-        return returned
+        return current
     }
 
     static func purge(_ db: Database, queue: QueueRecord) throws {

@@ -5,7 +5,8 @@ import GRDB
 /// v2 ("final states"): an order keeps the row of its payment message (`message_seq`) so the
 /// reconciler can tell in one look-up whether the message is still queued; a sync order keeps
 /// the time its request answers for it until (`hold_until`); idempotency keys are unique per
-/// customer and keep the request's fingerprint; a partial index lists the open orders; the
+/// customer and keep the request's fingerprint; partial indexes list the open orders and the
+/// open sync orders by hold; the
 /// ledger marks voided charges; `fs_counters` holds durable counters (the reconciler's). Each queue's messages live in a table of its own
 /// (`fs_q<id>`, created with the queue): its rowid then orders that queue's messages by send
 /// time, so "oldest message" and retention are index-free look-ups at the table's left edge.
@@ -91,6 +92,7 @@ enum SQLiteSchema {
                 DROP INDEX fs_orders_idempotency;
                 CREATE UNIQUE INDEX fs_orders_idempotency ON fs_orders(customer_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
                 CREATE INDEX fs_orders_open ON fs_orders(seq) WHERE status IN ('pending', 'processing');
+                CREATE INDEX fs_orders_sync_holds ON fs_orders(hold_until) WHERE channel = 'sync' AND status IN ('pending', 'processing');
                 UPDATE fs_orders SET hold_until = created_at + 600000 WHERE channel = 'sync' AND status IN ('pending', 'processing');
                 ALTER TABLE fs_payment_ledger ADD COLUMN voided INTEGER NOT NULL DEFAULT 0;
                 CREATE TABLE fs_counters (

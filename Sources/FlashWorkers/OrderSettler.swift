@@ -1,3 +1,4 @@
+import FlashCore
 import FlashOrders
 import FlashPayments
 
@@ -24,26 +25,28 @@ public struct OrderSettler: Sendable {
 
     let store: any OrderStore
     let gateway: any PaymentGateway
+    /// How long the gateway is given to answer; past it the outcome counts as unknown.
+    public let gatewayTimeout: Duration
 
-    public init(store: any OrderStore, gateway: any PaymentGateway) {
+    public init(store: any OrderStore, gateway: any PaymentGateway, gatewayTimeout: Duration = .seconds(10)) {
         self.store = store
         self.gateway = gateway
+        self.gatewayTimeout = gatewayTimeout
     }
 
     /// Settles an open order that nobody is charging any more. `why` says what happened to it
     /// (it becomes part of the failure reason when nothing was charged). Throws when the
     /// gateway cannot tell the outcome; the order is then unchanged.
     ///
-    /// - Parameter counted: count the settlement as the reconciler's (``OrderStore/settle(_:result:)``).
+    /// - Parameter counted: count the settlement as the reconciler's (``OrderStore/settle(_:result:counted:)``).
     public func settle(_ orderID: String, why: String, counted: Bool = true) async throws -> Settlement {
         guard let order = try await store.order(id: orderID) else { return .notFound }
         if order.status.isTerminal { return .alreadyFinal(order) }
-        let outcome = try await gateway.finalOutcome(orderID: orderID)
+        let outcome = try await withTimeout(gatewayTimeout) { [gateway] in try await gateway.finalOutcome(orderID: orderID) }
         let result = OrderResult(outcome, voided: "\(why): no charge was made, and none will be")
-        let stored = counted ? try await store.settle(orderID, result: result) : try await store.finish(orderID, result: result)
-        guard let stored else { return .notFound }
+        guard let stored = try await store.settle(orderID, result: result, counted: counted) else { return .notFound }
         // Another settler (or the worker) may have finished it meanwhile: report what stands.
-        return stored.status == order.status ? .alreadyFinal(stored) : .settled(stored)
+        return stored.changed ? .settled(stored.order) : .alreadyFinal(stored.order)
     }
 }
 

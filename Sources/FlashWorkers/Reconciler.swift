@@ -60,10 +60,25 @@ public final class Reconciler: Service {
     public struct Pass: Sendable, Hashable {
         public var completed = 0
         public var failed = 0
+        /// Orphans the gateway could not answer for (or that wait for their next try).
         public var unresolved = 0
+        /// Whether every open order was looked at (false when the time budget ran out first).
+        public var complete = true
 
         public init() {}
     }
+
+    /// When an orphan the gateway could not answer for may be asked about again: the first retry
+    /// after ``firstRetry``, doubling up to ``longestRetry``, so an outage does not turn every
+    /// sweep into thousands of failing calls.
+    private struct Backoff {
+        var until: ContinuousClock.Instant
+        var failures: Int
+    }
+    static let firstRetry: Duration = .seconds(1)
+    static let longestRetry: Duration = .seconds(300)
+    /// Orphans with a backoff kept at most; past it the memory is cleared (all are tried again).
+    static let backoffCapacity = 100_000
 
     public let configuration: Configuration
     let store: any OrderStore
@@ -77,6 +92,7 @@ public final class Reconciler: Service {
     private let cursor = Atomic<Int64>(0)
     /// Orphans left unresolved in the scan pass in progress.
     private let passUnresolved = Atomic<Int>(0)
+    private let backoffs = Mutex<[String: Backoff]>([:])
 
     public init(configuration: Configuration = Configuration(), store: any OrderStore, settler: OrderSettler,
                 paymentsQueue: any MessageQueue, deadLetterQueue: (any MessageQueue)?, processed: RateMeter, logger: Logger) {
@@ -116,9 +132,20 @@ public final class Reconciler: Service {
     public func sweep() async {
         do {
             let dropped = try await paymentsQueue.sweepExpired()
-            if dropped > 0 { logger.warning("messages dropped past retention; their orders will be settled", metadata: ["dropped": "\(dropped)"]) }
+            if dropped > 0 {
+                logger.warning("messages dropped past retention; their orders will be settled", metadata: ["dropped": "\(dropped)"])
+                // The oldest messages went: their orders are at the start of the scan.
+                cursor.store(0, ordering: .relaxed)
+            }
         } catch {
             logger.error("retention sweep failed", metadata: ["error": "\(error)"])
+        }
+        // Sync orders whose request ended: looked up directly, whatever the backlog.
+        do {
+            let holds = try await store.expiredHolds(now: WallClock.nowMillis(), limit: configuration.pageSize)
+            _ = await settle(holds)
+        } catch {
+            logger.error("expired-hold look-up failed", metadata: ["error": "\(error)"])
         }
         var read = 0
         while read < configuration.rowsPerSweep, !Task.isCancelled {
@@ -155,13 +182,17 @@ public final class Reconciler: Service {
         let deadline = ContinuousClock.now + budget
         var total = Pass()
         var from: Int64 = 0
+        total.complete = false
         while ContinuousClock.now < deadline {
             guard let scan = try? await store.orphans(after: from, limit: configuration.pageSize, now: WallClock.nowMillis()) else { break }
             let pass = await settle(scan.orphans)
             total.completed += pass.completed
             total.failed += pass.failed
             total.unresolved += pass.unresolved
-            guard let next = scan.nextCursor else { break }
+            guard let next = scan.nextCursor else {
+                total.complete = true
+                break
+            }
             from = next
         }
         return total
@@ -194,8 +225,12 @@ public final class Reconciler: Service {
     enum Settled: Sendable { case completed, failed, unresolved, unchanged }
 
     private func settle(_ orderID: String, why: String) async -> Settled {
+        let now = ContinuousClock.now
+        if let backoff = backoffs.withLock({ $0[orderID] }), backoff.until > now { return .unresolved }
         do {
-            switch try await settler.settle(orderID, why: why) {
+            let settlement = try await settler.settle(orderID, why: why)
+            backoffs.withLock { _ = $0.removeValue(forKey: orderID) }
+            switch settlement {
             case let .settled(order):
                 processed.record()
                 logger.notice("order settled", metadata: ["order_id": "\(orderID)", "status": "\(order.status.rawValue)", "why": "\(why)"])
@@ -204,7 +239,17 @@ public final class Reconciler: Service {
                 return .unchanged
             }
         } catch {
-            logger.warning("could not settle order; will try again", metadata: ["order_id": "\(orderID)", "error": "\(error)"])
+            let failures = backoffs.withLock { backoffs -> Int in
+                if backoffs.count >= Self.backoffCapacity { backoffs.removeAll() }
+                let failures = (backoffs[orderID]?.failures ?? 0) + 1
+                let delay = min(Self.longestRetry, Self.firstRetry * (1 << min(failures - 1, 16)))
+                backoffs[orderID] = Backoff(until: ContinuousClock.now + delay, failures: failures)
+                return failures
+            }
+            if failures == 1 || failures.isMultiple(of: 10) {
+                logger.warning("could not settle order; will try again", metadata: [
+                    "order_id": "\(orderID)", "error": "\(error)", "failures": "\(failures)"])
+            }
             return .unresolved
         }
     }

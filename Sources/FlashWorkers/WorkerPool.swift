@@ -143,14 +143,19 @@ public final class WorkerPool: Service {
             let wanted = await dispatcher.demand()
             if wanted == 0 { return }
             var jobs: [Job] = []
+            var received: [ReceivedMessage] = []
             do {
-                let messages = try await queue.receive(maxMessages: wanted, wait: configuration.receiveWait,
-                                                       visibilityTimeout: configuration.visibilityTimeout)
-                jobs = try await prepare(messages)
-            } catch is CancellationError {
+                received = try await queue.receive(maxMessages: wanted, wait: configuration.receiveWait,
+                                                   visibilityTimeout: configuration.visibilityTimeout)
+                jobs = try await prepare(received)
             } catch {
-                logger.error("receive failed", metadata: ["error": "\(error)"])
-                try? await Task.sleep(for: .milliseconds(200))
+                if !(error is CancellationError) { logger.error("receive failed", metadata: ["error": "\(error)"]) }
+                // Received but not prepared (the store failed): nothing was tried, so the
+                // deliveries go back uncounted; the orders were not touched.
+                if jobs.isEmpty, !received.isEmpty {
+                    await returnUntried(received.map { Job(message: $0, order: nil, orderID: nil, leasedAt: .now) })
+                }
+                if !(error is CancellationError) { try? await Task.sleep(for: .milliseconds(200)) }
             }
             await returnUntried(dispatcher.deliver(jobs, reserved: wanted))
         }
@@ -219,32 +224,71 @@ public final class WorkerPool: Service {
         }
     }
 
+    /// What ended one of a charge's three tasks.
+    private enum ChargeEvent: Sendable {
+        case charged(Result<PaymentOutcome, Error>)
+        case heartbeatFailed(Error)
+        case hardStop
+    }
+
     /// Charges while a heartbeat keeps the lease, and stops if shutdown's deadline passes.
+    ///
+    /// When the heartbeat fails or the hard stop comes, the charge is cancelled and its own end
+    /// decides what happened: an outcome that arrived all the same stands; a charge that never
+    /// reached the gateway throws ``NotStarted`` (the delivery goes back untried); anything else
+    /// throws (the delivery counts, and the gateway's ledger answers the next one).
     private func chargeWithHeartbeat(_ job: Job, orderID: String, amount: Double) async throws -> PaymentOutcome {
         let lease = configuration.visibilityTimeout
         let stopGeneration = hardStop.generation(0)
         if stopping.load(ordering: .relaxed), stopGeneration > 0 { throw NotStarted() }
-        return try await withThrowingTaskGroup(of: PaymentOutcome?.self) { group in
-            group.addTask { try await self.gateway.charge(orderID: orderID, amount: amount) }
+        return try await withThrowingTaskGroup(of: ChargeEvent?.self) { group in
+            group.addTask {
+                do {
+                    return .charged(.success(try await self.gateway.charge(orderID: orderID, amount: amount)))
+                } catch {
+                    return .charged(.failure(error))
+                }
+            }
             group.addTask {
                 // Heartbeat: extend the lease whenever half of it has passed.
                 var leaseStart = job.leasedAt
-                while !Task.isCancelled {
-                    try await Task.sleep(until: leaseStart + lease / 2, clock: .continuous)
-                    try await self.queue.changeVisibility(job.message.receiptHandle, timeout: lease)
-                    leaseStart = .now
+                do {
+                    while true {
+                        try await Task.sleep(until: leaseStart + lease / 2, clock: .continuous)
+                        try await self.queue.changeVisibility(job.message.receiptHandle, timeout: lease)
+                        leaseStart = .now
+                    }
+                } catch is CancellationError {
+                    return nil
+                } catch {
+                    return .heartbeatFailed(error)
                 }
-                return nil
             }
             group.addTask {
                 await self.hardStop.wait(0, after: stopGeneration)
-                throw CancellationError()
+                return Task.isCancelled ? nil : .hardStop
             }
-            defer { group.cancelAll() }
-            while let result = try await group.next() {
-                if let outcome = result { return outcome }
+            var interruption: Error?
+            while let event = try await group.next() {
+                switch event {
+                case let .charged(.success(outcome)):
+                    group.cancelAll()
+                    return outcome
+                case let .charged(.failure(error)):
+                    group.cancelAll()
+                    if error is PaymentNotSent { throw NotStarted() }
+                    throw interruption ?? error
+                case let .heartbeatFailed(error):
+                    interruption = error
+                    group.cancelAll()
+                case .hardStop:
+                    interruption = CancellationError()
+                    group.cancelAll()
+                case nil:
+                    continue
+                }
             }
-            throw CancellationError()
+            throw interruption ?? CancellationError()
         }
     }
 
@@ -289,8 +333,10 @@ public final class WorkerPool: Service {
     }
 
     private func giveBack(_ message: ReceivedMessage, after delay: Duration) async {
+        // Leases are whole milliseconds: a shorter, non-zero backoff becomes 1 ms, not an error.
+        let timeout = delay > .zero ? max(.milliseconds(1), min(delay, QueueLimits.maxVisibilityTimeout)) : .zero
         do {
-            try await queue.changeVisibility(message.receiptHandle, timeout: min(delay, QueueLimits.maxVisibilityTimeout))
+            try await queue.changeVisibility(message.receiptHandle, timeout: timeout)
         } catch {
             logger.debug("give back failed", metadata: ["message_id": "\(message.messageID)", "error": "\(error)"])
         }
@@ -304,7 +350,9 @@ public final class WorkerPool: Service {
         let orderIDs = jobs.compactMap { $0.order?.status == .processing ? $0.orderID : nil }
         do {
             if let atomic = acknowledgingStore {
-                try await atomic.returnUntried(orderIDs, receipts: receipts)
+                try await atomic.returnUntried(jobs.map {
+                    UntriedDelivery(orderID: $0.order?.status == .processing ? $0.orderID : nil, receipt: $0.message.receiptHandle)
+                })
             } else {
                 try await store.returnUntried(orderIDs)
                 try await queue.returnUntried(receipts)

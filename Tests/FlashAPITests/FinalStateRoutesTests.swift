@@ -109,10 +109,11 @@ struct FinalStateRoutesTests {
             }
             // A charge the gateway let in was decided when it arrived: completed, in time. Those
             // still waiting at the gateway's door at their deadline were voided: failed, 504.
+            // (How many of each depends on timing: a customer giving up frees the slot, and a
+            // later customer's charge may get in before its own deadline.)
             let completed = all.filter { $0.0 == 200 && $0.2 == "completed" }.count
             let timedOut = all.filter { $0.0 == 504 }.count
             #expect(completed >= 1)
-            #expect(timedOut >= 1)
             #expect(completed + timedOut == 4)
             let stats = try await system.services.gateway.statistics()
             #expect(stats.charges == completed)

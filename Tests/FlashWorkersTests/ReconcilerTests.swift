@@ -92,14 +92,12 @@ struct ReconcilerTests {
                                  channel: .sync, idempotencyKey: nil)
         let held = NewOrder(id: "sync-held", customerID: "c", items: [OrderItem(productID: "X", quantity: 1, price: 1)],
                             channel: .sync, idempotencyKey: nil)
-        _ = try await system.store.placeImmediate(charged, holdUntil: now + 300)
-        _ = try await system.store.placeImmediate(uncharged, holdUntil: now + 300)
+        // Two requests died (their holds have ended); one is still within its hold.
+        _ = try await system.store.placeImmediate(charged, holdUntil: now - 1)
+        _ = try await system.store.placeImmediate(uncharged, holdUntil: now - 1)
         _ = try await system.store.placeImmediate(held, holdUntil: now + 60_000)
-        // The request charged one of them, then its process died.
+        // One request charged its order before its process died.
         _ = try await system.services.gateway.charge(orderID: "sync-charged", amount: 300)
-        await system.reconciler.sweep()
-        #expect(try await system.store.order(id: "sync-charged")?.status == .processing)  // still held by its request
-        try await Task.sleep(for: .milliseconds(400))
         await system.reconciler.sweep()
         #expect(try await system.store.order(id: "sync-charged")?.status == .completed)
         #expect(try await system.store.order(id: "sync-uncharged")?.status == .failed)
@@ -188,4 +186,18 @@ struct ReconcilerTests {
         #expect(try await system.services.gateway.statistics().voided == 60)
         try system.database.close()
     }
+
+    @Test func aMessageRowReusedAfterAPurgeDoesNotHideTheOrdersThePurgeOrphaned() async throws {
+        let system = try await EmbeddedSystem.open(Pool.configuration(workers: 0, latency: .milliseconds(5)), logger: Pool.logger)
+        var old: [String] = []
+        for n in 0..<3 { old.append(try await system.store.placeQueued(Self.order(n, product: "P")).order.id) }
+        try await system.paymentsQueue.purge()
+        // The emptied table hands out its first rows again.
+        let fresh = try await system.store.placeQueued(Self.order(9, product: "P")).order.id
+        await system.reconciler.sweep()
+        for id in old { #expect(try await system.store.order(id: id)?.status == .failed, "\(id)") }
+        #expect(try await system.store.order(id: fresh)?.status == .pending)
+        try system.database.close()
+    }
+
 }

@@ -242,6 +242,46 @@ struct UntriedDeliveryTests {
     }
 }
 
+@Suite("Worker pool: a charge that never reached the gateway")
+struct NotSentChargeTests {
+    @Test func aChargeStillWaitingForTheGatewaysSlotAtTheHardStopGoesBackUntried() async throws {
+        var config = WorkerPoolTests.configuration(workers: 2, latency: .seconds(30))
+        config.payment.concurrencyLimit = 1
+        config.shutdownDeadline = .milliseconds(200)
+        config.maxReceives = 1
+        let system = try await EmbeddedSystem.open(config, logger: WorkerPoolTests.logger)
+        let first = try await system.store.placeQueued(WorkerPoolTests.order(1)).order.id
+        let second = try await system.store.placeQueued(WorkerPoolTests.order(2)).order.id
+        let group = ServiceGroup(configuration: .init(services: [system.workers, system.reconciler], logger: WorkerPoolTests.logger))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            // One charge holds the gateway's only slot; the other waits at its door.
+            try await WorkerPoolTests().expectEventually {
+                let decided = try await system.ledger.entries().count
+                return system.workers.busy == 2 && decided == 1
+            }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        try system.database.close()
+        let restarted = try await EmbeddedSystem.open(
+            WorkerPoolTests.configuration(workers: 2, latency: .milliseconds(5)).with(path: config.dataPath).with(maxReceives: 1),
+            logger: WorkerPoolTests.logger)
+        try await WorkerPoolTests.withRunningPool(restarted) { _ in
+            try await WorkerPoolTests().expectEventually { try await restarted.store.counts().completed == 2 }
+        }
+        // The decided charge's delivery counted (dead-lettered, then settled as charged); the
+        // one that never reached the gateway did not: it was simply charged after the restart.
+        #expect(try await restarted.paymentsQueue.statistics().deadLettered == 1)
+        #expect(try await restarted.store.order(id: first)?.status == .completed)
+        let order = try #require(try await restarted.store.order(id: second))
+        #expect(order.status == .completed)
+        #expect(order.attempts == 1)
+        #expect(try await restarted.ledger.entries().count == 2)
+        try restarted.database.close()
+    }
+}
+
 extension ServerConfiguration {
     func with(maxReceives: Int) -> ServerConfiguration {
         var copy = self
