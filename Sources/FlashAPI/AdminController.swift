@@ -29,9 +29,12 @@ struct AdminController {
             throw APIError.notFound("no queue named '\(name)'; queues: \(queues.map(\.name).joined(separator: ", "))")
         }
         let before = try await queue.statistics()
-        try await queue.purge()
         var pass = Reconciler.Pass()
-        if let reconciler = services.reconciler { pass = await reconciler.settleOrphansNow(budget: Self.settleBudget) }
+        if let reconciler = services.reconciler {
+            pass = try await reconciler.purge(queue, settlingWithin: Self.settleBudget)
+        } else {
+            try await queue.purge()
+        }
         return Response.json(.ok, """
             {"queue":\(JSONText.quoted(name)),"purged":\(before.total),\
             "orders_settled":{"completed":\(pass.completed),"failed":\(pass.failed)},"orders_unresolved":\(pass.unresolved),\

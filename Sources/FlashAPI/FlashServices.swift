@@ -55,11 +55,6 @@ public struct FlashServices: Sendable {
     }
 }
 
-extension FlashServices {
-    /// The rule of final states over this store and gateway.
-    public var settler: OrderSettler { OrderSettler(store: store, gateway: gateway) }
-}
-
 /// Who may call the admin routes: bearer-token holders when a token is set, else loopback clients.
 public struct AdminPolicy: Sendable {
     /// The token admin requests must bear (`Authorization: Bearer …`); nil means loopback only.

@@ -168,9 +168,9 @@ public protocol OrderStore: Sendable {
     /// still open), and with `counted`, counts it in ``settlementCounts()`` when it did.
     func settle(_ orderID: String, result: OrderResult, counted: Bool) async throws -> FinishedOrder?
 
-    /// Scans up to `limit` open orders after `cursor` (0: from the start) for orphans: sync
-    /// orders whose hold ended before `now` (Unix ms), queued orders whose message is gone.
-    func orphans(after cursor: Int64, limit: Int, now: Int64) async throws -> OrphanScan
+    /// Scans up to `limit` open orders after `cursor` (0: from the start) for queued orders whose
+    /// message is gone (sync orders have none: ``expiredHolds(now:limit:)`` finds theirs).
+    func orphans(after cursor: Int64, limit: Int) async throws -> OrphanScan
 
     /// Up to `limit` open sync orders whose hold ended before `now` (Unix ms), oldest hold first:
     /// a direct look-up, so a dead request's order is settled soon whatever the backlog.

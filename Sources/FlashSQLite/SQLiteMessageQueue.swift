@@ -65,9 +65,8 @@ public final class SQLiteMessageQueue: MessageQueue {
     /// returns the message's row in this queue.
     @discardableResult
     func insert(messageID: String, body: String, now: Int64, in db: Database) throws -> Int64 {
-        let seq = try SQLiteQueueStorage.insert(db, into: record, messageID: messageID, body: body, now: now, delayMillis: record.delayMillis)
-        database.writer.touch(record.id)
-        return seq
+        defer { database.writer.touch(record.id) }
+        return try SQLiteQueueStorage.insert(db, into: record, messageID: messageID, body: body, now: now, delayMillis: record.delayMillis)
     }
 
     // MARK: Receiving

@@ -55,7 +55,9 @@ public final class SQLiteOrderStore: OrderStore {
         let paymentsQueueID = paymentsQueue?.record.id
         let placement = try await database.write { [topic] db -> Placement in
             if let existing = try Self.existing(db, order: order) { return Placement(order: existing, messageID: existing.messageID, created: false) }
-            let fingerprint = order.fingerprint
+            // Only a request that can be repeated keeps its fingerprint (none is built on the common
+            // path); it is taken from the items as sent, before catalog prices fill in.
+            let fingerprint = order.idempotencyKey != nil || order.idChosenByClient ? order.fingerprint : nil
             let reservation = try SQLiteInventory.reserve(db, items: order.items, customerID: order.customerID,
                                                           strictCatalog: strict || order.requiresCatalog)
             // A catalog price is the price: the client's only fills in where the catalog has none.
@@ -70,11 +72,8 @@ public final class SQLiteOrderStore: OrderStore {
             if status == .pending {
                 let body = PaymentMessage(orderID: order.id, customerID: order.customerID, total: total).body
                 // The message shares the order's timestamp: queue positions compare the two.
-                let published = try topic.publish(body, at: now, in: db)
-                messageID = published.messageID
-                messageSeq = paymentsQueueID.flatMap { published.rows[$0] }
+                (messageID, messageSeq) = try topic.publish(body, at: now, in: db, rowIn: paymentsQueueID)
             }
-            let keyed = order.idempotencyKey != nil || order.idChosenByClient
             try db.cachedStatement(sql: """
                 INSERT INTO fs_orders (order_id, idempotency_key, customer_id, items, total, status, channel, attempts,
                                        reserved, message_id, created_at, updated_at, processing_at,
@@ -84,7 +83,7 @@ public final class SQLiteOrderStore: OrderStore {
                     order.id, order.idempotencyKey, order.customerID, Self.encodeItems(order.items), total,
                     status.rawValue, order.channel.rawValue, status == .processing ? 1 : 0,
                     SQLiteInventory.encode(reservation.units), messageID, now, now, status == .processing ? now : nil,
-                    messageSeq, holdUntil, keyed ? fingerprint : nil,
+                    messageSeq, holdUntil, fingerprint,
                 ])
             let stored = Order(
                 id: order.id, customerID: order.customerID, items: order.items, total: total, status: status,
@@ -271,29 +270,21 @@ public final class SQLiteOrderStore: OrderStore {
 
     // MARK: Reconciling
 
-    public func orphans(after cursor: Int64, limit: Int, now: Int64) async throws -> OrphanScan {
-        let queue = paymentsQueue
+    public func orphans(after cursor: Int64, limit: Int) async throws -> OrphanScan {
+        guard let queue = paymentsQueue else { return OrphanScan(orphans: [], nextCursor: nil) }
         return try await database.read { db in
             // The partial index holds only open orders, so a page costs its own rows, however
-            // many orders have finished.
+            // many orders have finished. Sync orders have no message: ``expiredHolds`` finds them.
             let rows = try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT seq, order_id, channel, hold_until, message_seq, message_id, created_at FROM fs_orders INDEXED BY fs_orders_open
+                SELECT seq, order_id, channel, message_seq, message_id FROM fs_orders INDEXED BY fs_orders_open
                 WHERE status IN ('pending', 'processing') AND seq > ? ORDER BY seq LIMIT ?
                 """), arguments: [cursor, limit])
             var orphans: [Orphan] = []
-            for row in rows {
-                let id: String = row["order_id"]
-                if row["channel"] as String == OrderChannel.sync.rawValue {
-                    let hold: Int64 = row["hold_until"] ?? ((row["created_at"] as Int64) + 600_000)
-                    if hold < now { orphans.append(Orphan(orderID: id, reason: .syncRequestEnded)) }
-                } else if let queue {
-                    let seq: Int64? = row["message_seq"]
-                    let messageID: String? = row["message_id"]
-                    let live = if let seq, let messageID { try queue.contains(seq: seq, messageID: messageID, in: db) } else { false }
-                    if !live {
-                        orphans.append(Orphan(orderID: id, reason: .messageGone))
-                    }
-                }
+            for row in rows where row["channel"] as String != OrderChannel.sync.rawValue {
+                let seq: Int64? = row["message_seq"]
+                let messageID: String? = row["message_id"]
+                let live = if let seq, let messageID { try queue.contains(seq: seq, messageID: messageID, in: db) } else { false }
+                if !live { orphans.append(Orphan(orderID: row["order_id"], reason: .messageGone)) }
             }
             let last: Int64? = rows.last?["seq"]
             return OrphanScan(orphans: orphans, nextCursor: rows.count < limit ? nil : last)

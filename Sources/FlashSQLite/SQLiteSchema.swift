@@ -6,8 +6,10 @@ import GRDB
 /// reconciler can tell in one look-up whether the message is still queued; a sync order keeps
 /// the time its request answers for it until (`hold_until`); idempotency keys are unique per
 /// customer and keep the request's fingerprint; partial indexes list the open orders and the
-/// open sync orders by hold; the
-/// ledger marks voided charges; `fs_counters` holds durable counters (the reconciler's). Each queue's messages live in a table of its own
+/// open sync orders by hold; the ledger marks voided charges; `fs_counters` holds durable
+/// counters (the reconciler's).
+///
+/// Each queue's messages live in a table of its own
 /// (`fs_q<id>`, created with the queue): its rowid then orders that queue's messages by send
 /// time, so "oldest message" and retention are index-free look-ups at the table's left edge.
 enum SQLiteSchema {

@@ -42,19 +42,21 @@ public final class SQLiteTopic: Topic {
     /// Publishes inside a transaction the caller owns (see ``SQLiteDatabase``), e.g. together with
     /// the order row the message announces. Returns the message id, shared by every queue's copy.
     public func publish(_ body: String, in db: Database) throws -> String {
-        try publish(body, at: WallClock.nowMillis(), in: db).messageID
+        try publish(body, at: WallClock.nowMillis(), in: db, rowIn: nil).messageID
     }
 
     /// Publishes with a given send time (Unix ms), e.g. the timestamp of the order it announces.
-    /// Returns the message id and, by queue id, the row each subscribed queue stored it in.
-    func publish(_ body: String, at now: Int64, in db: Database) throws -> (messageID: String, rows: [Int64: Int64]) {
+    /// Returns the message id and the row the queue with id `rowIn` stored it in (nil if that
+    /// queue is not subscribed).
+    func publish(_ body: String, at now: Int64, in db: Database, rowIn queueID: Int64?) throws -> (messageID: String, row: Int64?) {
         try validate(body)
         let id = TimeOrderedID.make()
-        var rows: [Int64: Int64] = [:]
+        var row: Int64?
         for queue in subscribers.withLock({ $0 }) {
-            rows[queue.record.id] = try queue.insert(messageID: id, body: body, now: now, in: db)
+            let seq = try queue.insert(messageID: id, body: body, now: now, in: db)
+            if queue.record.id == queueID { row = seq }
         }
-        return (id, rows)
+        return (id, row)
     }
 
     private func validate(_ body: String) throws {

@@ -10,9 +10,9 @@ import Synchronization
 ///
 /// Two loops:
 /// - The sweep, every ``Configuration/interval``: enforces the payments queue's retention (so it
-///   holds when nobody receives), then pages through the open orders for orphans (sync orders
-///   whose request is over, queued orders whose message is no longer in the payments queue:
-///   purged, expired or dead-lettered) and settles them. A page is a range of the store's open
+///   holds when nobody receives), settles the sync orders whose request is over (looked up by
+///   their hold), then pages through the open orders for queued orders whose message is no
+///   longer in the payments queue (purged, expired or dead-lettered) and settles them. A page is a range of the store's open
 ///   orders index, so a sweep costs the open orders, not the history. Orders the gateway cannot
 ///   answer for stay open and are tried at the next sweep (counted in ``Statistics/unresolved``).
 /// - The dead-letter handler: long-polls the dead-letter queue and settles each message's order
@@ -97,6 +97,9 @@ public final class Reconciler: Service {
     /// Orphans left unresolved in the scan pass in progress.
     private let passUnresolved = Atomic<Int>(0)
     private let backoffs = Mutex<[String: Backoff]>([:])
+    /// Held by a sweep and by a purge with its settling pass, so that a sweep cannot settle the
+    /// orders a purge orphaned before the purge's own pass counts them.
+    private let exclusive = AsyncSemaphore(permits: 1)
 
     public init(configuration: Configuration = Configuration(), store: any OrderStore, settler: OrderSettler,
                 paymentsQueue: any MessageQueue, deadLetterQueue: (any MessageQueue)?, processed: RateMeter, logger: Logger) {
@@ -134,6 +137,8 @@ public final class Reconciler: Service {
     /// One sweep: retention, then up to ``Configuration/rowsPerSweep`` open orders from where
     /// the last sweep stopped.
     public func sweep() async {
+        guard await exclusive.acquire() else { return }
+        defer { exclusive.release() }
         do {
             let dropped = try await paymentsQueue.sweepExpired()
             if dropped > 0 {
@@ -153,18 +158,16 @@ public final class Reconciler: Service {
         }
         var read = 0
         while read < configuration.rowsPerSweep, !Task.isCancelled {
-            let from = cursor.load(ordering: .relaxed)
-            let scan: OrphanScan
+            let page: (pass: Pass, next: Int64?)
             do {
-                scan = try await store.orphans(after: from, limit: configuration.pageSize, now: WallClock.nowMillis())
+                page = try await settlePage(after: cursor.load(ordering: .relaxed))
             } catch {
                 logger.error("orphan scan failed", metadata: ["error": "\(error)"])
                 break
             }
             read += configuration.pageSize
-            let pass = await settle(scan.orphans)
-            passUnresolved.add(pass.unresolved, ordering: .relaxed)
-            if let next = scan.nextCursor {
+            passUnresolved.add(page.pass.unresolved, ordering: .relaxed)
+            if let next = page.next {
                 cursor.store(next, ordering: .relaxed)
             } else {
                 // A whole pass over the open orders is done: start the next one from the first.
@@ -180,26 +183,41 @@ public final class Reconciler: Service {
         }
     }
 
-    /// Scans every open order now and settles the orphans (for a purge, which has just made
-    /// some), giving up after `budget`; whatever is left is the sweeps' to settle.
-    public func settleOrphansNow(budget: Duration) async -> Pass {
+    /// Purges `queue`, then scans every open order and settles the orphans the purge made,
+    /// giving up after `budget` (whatever is left is the sweeps' to settle). No sweep runs in
+    /// between, so the pass counts what the purge orphaned.
+    public func purge(_ queue: any MessageQueue, settlingWithin budget: Duration) async throws -> Pass {
+        guard await exclusive.acquire() else { throw CancellationError() }
+        defer { exclusive.release() }
+        try await queue.purge()
+        return await settleOrphans(budget: budget)
+    }
+
+    /// Scans every open order now and settles the orphans, giving up after `budget`.
+    private func settleOrphans(budget: Duration) async -> Pass {
         let deadline = ContinuousClock.now + budget
         var total = Pass()
         var from: Int64 = 0
         total.complete = false
         while ContinuousClock.now < deadline {
-            guard let scan = try? await store.orphans(after: from, limit: configuration.pageSize, now: WallClock.nowMillis()) else { break }
-            let pass = await settle(scan.orphans)
-            total.completed += pass.completed
-            total.failed += pass.failed
-            total.unresolved += pass.unresolved
-            guard let next = scan.nextCursor else {
+            guard let page = try? await settlePage(after: from) else { break }
+            total.completed += page.pass.completed
+            total.failed += page.pass.failed
+            total.unresolved += page.pass.unresolved
+            guard let next = page.next else {
                 total.complete = true
                 break
             }
             from = next
         }
         return total
+    }
+
+    /// Reads one page of open orders after `cursor` and settles its orphans; returns what that
+    /// came to and where the next page starts (nil after the last).
+    private func settlePage(after cursor: Int64) async throws -> (pass: Pass, next: Int64?) {
+        let scan = try await store.orphans(after: cursor, limit: configuration.pageSize)
+        return (await settle(scan.orphans), scan.nextCursor)
     }
 
     /// Settles orphans, ``Configuration/concurrency`` at a time.

@@ -345,17 +345,16 @@ public final class WorkerPool: Service {
     /// Gives jobs back untried: their deliveries and their orders' attempts uncounted.
     private func returnUntried(_ jobs: [Job]) async {
         guard !jobs.isEmpty else { return }
-        let receipts = jobs.map(\.message.receiptHandle)
         // Only orders that startProcessing moved on: open ones (a finished order was left alone).
-        let orderIDs = jobs.compactMap { $0.order?.status == .processing ? $0.orderID : nil }
+        let deliveries = jobs.map {
+            UntriedDelivery(orderID: $0.order?.status == .processing ? $0.orderID : nil, receipt: $0.message.receiptHandle)
+        }
         do {
             if let atomic = acknowledgingStore {
-                try await atomic.returnUntried(jobs.map {
-                    UntriedDelivery(orderID: $0.order?.status == .processing ? $0.orderID : nil, receipt: $0.message.receiptHandle)
-                })
+                try await atomic.returnUntried(deliveries)
             } else {
-                try await store.returnUntried(orderIDs)
-                try await queue.returnUntried(receipts)
+                try await store.returnUntried(deliveries.compactMap(\.orderID))
+                try await queue.returnUntried(deliveries.map(\.receipt))
             }
         } catch {
             logger.error("returning untried messages failed; their leases will run out", metadata: ["error": "\(error)"])

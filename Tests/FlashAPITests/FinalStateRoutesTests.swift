@@ -124,12 +124,13 @@ struct FinalStateRoutesTests {
     }
 
     @Test func aSyncReplayWhileTheFirstIsChargingSaysSoAndTheLaterReplayGetsTheOrder() async throws {
-        var config = TestSystem.configuration(latency: .milliseconds(600))
+        var config = TestSystem.configuration(latency: .seconds(3))
         config.syncLanes = 2
         try await TestSystem.withLiveSystem(config) { system, client in
             let body = #"{"customer_id": 3, "items": [{"product_id": "A", "price": 5}]}"#
             async let first = client.call(.post, "/orders/sync", json: body, headers: Self.key("pay-1"))
-            try await expectEventually { system.services.lanes.busy == 1 }
+            // The first request has stored its order and is charging (for 3 s).
+            try await expectEventually { try await system.store.counts().processing == 1 }
             let replay = try await client.call(.post, "/orders/sync", json: body, headers: Self.key("pay-1"))
             #expect(replay.status == .conflict)
             #expect(replay.errorCode == "request_in_progress")
