@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "flashsale", targets: ["flashsale"]),
         .library(name: "FlashQueue", targets: ["FlashQueue"]),
+        .library(name: "FlashBackend", targets: ["FlashBackend"]),
         .library(name: "FlashSQLite", targets: ["FlashSQLite"]),
         .library(name: "FlashAPI", targets: ["FlashAPI"]),
     ],
@@ -33,37 +34,44 @@ let package = Package(
         .target(name: "FlashOrders", dependencies: ["FlashCore", "FlashQueue"]),
         // The payment gateway protocol and its simulator.
         .target(name: "FlashPayments", dependencies: ["FlashCore"]),
-        // The embedded backend: one SQLite file holds queues, orders, stock and the ledger.
-        .target(name: "FlashSQLite", dependencies: [
+        // What a backend supplies (a Service owning its resources), the fleet registry, /stats.
+        .target(name: "FlashBackend", dependencies: [
             "FlashCore", "FlashQueue", "FlashOrders", "FlashPayments",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        // The embedded backend: one SQLite file holds queues, orders, stock, the ledger, the fleet.
+        .target(name: "FlashSQLite", dependencies: [
+            "FlashCore", "FlashQueue", "FlashOrders", "FlashPayments", "FlashBackend",
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // The elastic pool of payment workers (a Service).
         .target(name: "FlashWorkers", dependencies: [
-            "FlashCore", "FlashQueue", "FlashOrders", "FlashPayments",
+            "FlashCore", "FlashQueue", "FlashOrders", "FlashPayments", "FlashBackend",
             .product(name: "DequeModule", package: "swift-collections"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // The HTTP API (Hummingbird 2) over the protocols above.
         .target(name: "FlashAPI", dependencies: [
-            "FlashCore", "FlashQueue", "FlashOrders", "FlashPayments", "FlashWorkers",
+            "FlashCore", "FlashQueue", "FlashOrders", "FlashPayments", "FlashBackend", "FlashWorkers",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
-        // Wires the embedded system (SQLite + API + workers) from one configuration.
+        // The composition root: a backend, the API and/or the workers, from one configuration.
         .target(name: "FlashServer", dependencies: [
-            "FlashCore", "FlashQueue", "FlashSQLite", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashAPI",
+            "FlashCore", "FlashQueue", "FlashBackend", "FlashSQLite", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashAPI",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // The load generator, queue monitor, capacity planner and the lab.
         .target(name: "FlashLab", dependencies: [
-            "FlashCore", "FlashServer",
+            "FlashCore", "FlashBackend", "FlashServer",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "Logging", package: "swift-log"),
@@ -72,7 +80,7 @@ let package = Package(
         .executableTarget(name: "flashsale", dependencies: [
             "FlashServer", "FlashLab",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
-            "FlashCore", "FlashQueue", "FlashSQLite", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashAPI",
+            "FlashCore", "FlashQueue", "FlashBackend", "FlashSQLite", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashAPI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
@@ -81,21 +89,22 @@ let package = Package(
         .testTarget(name: "FlashQueueTests", dependencies: ["FlashCore", "FlashQueue", "FlashSQLite"]),
         // Drives the real `flashsale` binary over loopback: kill -9, SIGTERM, storms of requests.
         .testTarget(name: "FlashEndToEndTests", dependencies: [
-            "FlashCore",
+            "FlashCore", "FlashBackend",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),
         .testTarget(name: "FlashLabTests", dependencies: [
             "FlashCore", "FlashLab", "FlashServer",
             .product(name: "Histogram", package: "hdrhistogram-swift"),
         ]),
-        .testTarget(name: "FlashOrdersTests", dependencies: ["FlashCore", "FlashOrders"]),
+        // The order-store and inventory contract suite, parameterised over backends.
+        .testTarget(name: "FlashOrdersTests", dependencies: ["FlashCore", "FlashQueue", "FlashOrders", "FlashBackend", "FlashSQLite"]),
         .testTarget(name: "FlashWorkersTests", dependencies: [
-            "FlashCore", "FlashQueue", "FlashSQLite", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashServer",
+            "FlashCore", "FlashQueue", "FlashBackend", "FlashSQLite", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashServer",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "FlashAPITests", dependencies: [
-            "FlashCore", "FlashQueue", "FlashSQLite", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashAPI", "FlashServer",
+            "FlashCore", "FlashQueue", "FlashBackend", "FlashSQLite", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashAPI", "FlashServer",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -1,3 +1,4 @@
+import Foundation
 import FlashCore
 import Hummingbird
 import NIOCore
@@ -72,5 +73,11 @@ extension Response {
         var fields = headers
         fields[.contentType] = "application/json; charset=utf-8"
         return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    /// A JSON response from encoded bytes.
+    static func json(_ status: HTTPResponse.Status, _ body: Data) -> Response {
+        Response(status: status, headers: [.contentType: "application/json; charset=utf-8"],
+                 body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 }

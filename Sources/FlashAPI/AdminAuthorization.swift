@@ -1,6 +1,17 @@
 import Hummingbird
 import NIOCore
 
+/// The admin check, once for every admin route (they are one route group behind it).
+struct AdminMiddleware: RouterMiddleware {
+    let policy: AdminPolicy
+
+    func handle(_ request: Request, context: FlashRequestContext,
+                next: (Request, FlashRequestContext) async throws -> Response) async throws -> Response {
+        try policy.authorize(request, remoteAddress: context.remoteAddress)
+        return try await next(request, context)
+    }
+}
+
 extension AdminPolicy {
     /// Checks an admin request: with a token, `Authorization: Bearer <token>` (401 when missing,
     /// 403 when wrong); without one, only loopback clients (403 otherwise).

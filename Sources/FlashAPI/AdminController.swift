@@ -15,22 +15,23 @@ struct AdminController {
     /// How long a purge request spends settling orphaned orders before leaving the rest to the sweeps.
     static let settleBudget: Duration = .seconds(20)
 
-    let services: FlashServices
+    let paymentsQueue: any MessageQueue
+    let deadLetterQueue: (any MessageQueue)?
+    let reconciler: Reconciler?
 
     func addRoutes(to routes: inout RouteTable<FlashRequestContext>) {
-        routes.on("/admin/queues/:name/purge", method: .post, use: purge)
+        routes.on("/admin/queues/:name/purge", method: .post, admin: true, use: purge)
     }
 
     @Sendable func purge(_ request: Request, context: FlashRequestContext) async throws -> Response {
-        try services.admin.authorize(request, remoteAddress: context.remoteAddress)
         let name = try context.parameters.require("name")
-        let queues = [services.paymentsQueue] + (services.deadLetterQueue.map { [$0] } ?? [])
+        let queues = [paymentsQueue] + (deadLetterQueue.map { [$0] } ?? [])
         guard let queue = queues.first(where: { $0.name == name }) else {
             throw APIError.notFound("no queue named '\(name)'; queues: \(queues.map(\.name).joined(separator: ", "))")
         }
         let before = try await queue.statistics()
         var pass = Reconciler.Pass()
-        if let reconciler = services.reconciler {
+        if let reconciler = reconciler {
             pass = try await reconciler.purge(queue, settlingWithin: Self.settleBudget)
         } else {
             try await queue.purge()
@@ -38,7 +39,7 @@ struct AdminController {
         return Response.json(.ok, """
             {"queue":\(JSONText.quoted(name)),"purged":\(before.total),\
             "orders_settled":{"completed":\(pass.completed),"failed":\(pass.failed)},"orders_unresolved":\(pass.unresolved),\
-            "settling_complete":\(services.reconciler == nil ? false : pass.complete)}
+            "settling_complete":\(reconciler == nil ? false : pass.complete)}
             """)
     }
 }

@@ -9,27 +9,28 @@ import Hummingbird
 /// the transaction that stores the order and its message, so no unit is lost to a failure after
 /// the decrement; and `/buy` answers as soon as the order is durable.
 struct FlashSaleController {
-    let services: FlashServices
+    let store: any OrderStore
     let catalog: any Catalog
+    let flashProduct: String
+    let accepted: RateMeter
 
     func addRoutes(to routes: inout RouteTable<FlashRequestContext>) {
-        routes.on("/reset-stock/:count", method: .post, use: resetStock)
+        routes.on("/reset-stock/:count", method: .post, admin: true, use: resetStock)
         routes.on("/stock", method: .get, use: stock)
         routes.on("/buy", method: .post, use: buy)
     }
 
     @Sendable func resetStock(_ request: Request, context: FlashRequestContext) async throws -> Response {
-        try services.admin.authorize(request, remoteAddress: context.remoteAddress)
         let text = try context.parameters.require("count")
         guard let count = Int(text), count >= 1, count <= ProductsController.maxUnits else {
             throw APIError.badRequest("invalid_count", "the stock count must be a whole number from 1 to \(ProductsController.maxUnits), not '\(text)'")
         }
-        let product = try await catalog.setStock(id: services.flashProduct, stock: count)
+        let product = try await catalog.setStock(id: flashProduct, stock: count)
         return Response.json(.ok, #"{"message":"Stock reset to \#(product.stock)","product_id":\#(JSONText.quoted(product.productID)),"stock":\#(product.stock)}"#)
     }
 
     @Sendable func stock(_ request: Request, context: FlashRequestContext) async throws -> Response {
-        let stock = try await catalog.product(id: services.flashProduct)?.stock ?? 0
+        let stock = try await catalog.product(id: flashProduct)?.stock ?? 0
         return Response.json(.ok, #"{"stock":\#(stock)}"#)
     }
 
@@ -56,12 +57,12 @@ struct FlashSaleController {
             }
         }
         let order = NewOrder(id: TimeOrderedID.make(), customerID: customer,
-                             items: [OrderItem(productID: services.flashProduct, quantity: 1, price: nil)],
+                             items: [OrderItem(productID: flashProduct, quantity: 1, price: nil)],
                              channel: .buy, idempotencyKey: try OrderIntake.idempotencyKey(request), requiresCatalog: true,
                              idChosenByClient: false)
         let placement: Placement
         do {
-            placement = try await services.store.placeQueued(order)
+            placement = try await store.placeQueued(order)
         } catch let conflict as PlacementConflict {
             throw OrderIntake.apiError(conflict)
         } catch let refusal as InventoryRefusal {
@@ -73,7 +74,7 @@ struct FlashSaleController {
                 throw APIError(.badRequest, code: "limit_exceeded", message: "Fail: limit of \(limit) per customer reached")
             }
         }
-        if placement.created { services.accepted.record() }
+        if placement.created { accepted.record() }
         return Response.json(.ok, #"{"order_id":\#(JSONText.quoted(placement.order.id)),"status":"\#(placement.order.status.rawValue)","message":"Order Queued..."}"#)
     }
 }

@@ -1,32 +1,32 @@
+import FlashBackend
 import FlashCore
 import FlashOrders
 import FlashPayments
 import FlashQueue
 import FlashWorkers
 
-/// Everything the API works with, behind the component protocols (DESIGN.md).
+/// What the composition root hands the HTTP layer. ``buildRouter(_:routes:)`` gives each
+/// controller only the parts it uses.
 public struct FlashServices: Sendable {
-    /// Orders, their stock reservations and their payment messages.
+    /// Orders, their stock reservations and their payment messages (its `paymentsQueue` too).
     public var store: any OrderStore
-    /// The queue the workers read (for statistics).
-    public var paymentsQueue: any MessageQueue
-    /// Its dead-letter queue, if any.
+    /// The payments queue's dead-letter queue, if any.
     public var deadLetterQueue: (any MessageQueue)?
     /// The payment gateway the sync endpoint charges.
     public var gateway: any PaymentGateway
-    /// The in-process worker pool, if this process runs one.
-    public var workers: WorkerPool?
-    /// The reconciler, if this process runs one (a purge settles the orders it orphans with it).
+    /// This process in the fleet: the live processes and their figures.
+    public var membership: FleetMembership
+    /// The reconciler (a purge settles the orders it orphans with it).
     public var reconciler: Reconciler?
     /// The sync endpoint's checkout lanes.
     public var lanes: CheckoutLanes
     /// How long a sync customer waits at most.
     public var syncTimeout: Duration
-    /// Orders accepted per second (async and buy).
+    /// Orders this process accepted per second (async and buy).
     public var accepted: RateMeter
-    /// Orders finished per second.
+    /// Orders this process finished per second.
     public var processed: RateMeter
-    /// Products and stock; nil when the store has no catalog.
+    /// Products and stock; nil when the backend has no catalog.
     public var catalog: (any Catalog)?
     /// Who may call admin routes.
     public var admin: AdminPolicy
@@ -35,14 +35,14 @@ public struct FlashServices: Sendable {
     /// When the service started (Unix ms).
     public var startedAtMillis: Int64
 
-    public init(store: any OrderStore, paymentsQueue: any MessageQueue, deadLetterQueue: (any MessageQueue)? = nil, gateway: any PaymentGateway, workers: WorkerPool?,
-                reconciler: Reconciler? = nil, lanes: CheckoutLanes, syncTimeout: Duration, accepted: RateMeter = RateMeter(), processed: RateMeter,
-                catalog: (any Catalog)? = nil, admin: AdminPolicy = AdminPolicy(token: nil), flashProduct: String = "iphone_16") {
+    public init(store: any OrderStore, deadLetterQueue: (any MessageQueue)? = nil, gateway: any PaymentGateway,
+                membership: FleetMembership, reconciler: Reconciler? = nil, lanes: CheckoutLanes, syncTimeout: Duration,
+                accepted: RateMeter = RateMeter(), processed: RateMeter, catalog: (any Catalog)? = nil,
+                admin: AdminPolicy = AdminPolicy(token: nil), flashProduct: String = "iphone_16") {
         self.store = store
-        self.paymentsQueue = paymentsQueue
         self.deadLetterQueue = deadLetterQueue
         self.gateway = gateway
-        self.workers = workers
+        self.membership = membership
         self.reconciler = reconciler
         self.lanes = lanes
         self.syncTimeout = syncTimeout

@@ -1,3 +1,4 @@
+import FlashBackend
 import FlashCore
 import FlashOrders
 import FlashPayments
@@ -7,7 +8,14 @@ import Hummingbird
 
 /// `POST /orders/sync`, `POST /orders/async`, `GET /orders/{id}`.
 struct OrdersController<Context: RequestContext> {
-    let services: FlashServices
+    let store: any OrderStore
+    let gateway: any PaymentGateway
+    let lanes: CheckoutLanes
+    let syncTimeout: Duration
+    let accepted: RateMeter
+    let processed: RateMeter
+    /// The fleet's figures, for the ETA of a pending order.
+    let membership: FleetMembership
 
     func addRoutes(to routes: inout RouteTable<Context>) {
         routes.on("/orders/async", method: .post, use: placeAsync)
@@ -20,8 +28,8 @@ struct OrdersController<Context: RequestContext> {
     /// Validates, stores the order with its message in one transaction, answers 202.
     @Sendable func placeAsync(_ request: Request, context: Context) async throws -> Response {
         let order = try await OrderIntake.newOrder(from: request, context: context, channel: .async)
-        let placement = try await OrderIntake.placeQueued(order, store: services.store)
-        if placement.created { services.accepted.record() }
+        let placement = try await OrderIntake.placeQueued(order, store: store)
+        if placement.created { accepted.record() }
         return Response.json(.accepted, OrderJSON.accepted(orderID: placement.order.id, messageID: placement.messageID,
                                                            status: placement.order.status))
     }
@@ -37,10 +45,9 @@ struct OrdersController<Context: RequestContext> {
     /// saying nothing was charged; the gateway cannot tell → 504 saying the order will be
     /// settled (the reconciler takes it once its hold ends).
     @Sendable func placeSync(_ request: Request, context: Context) async throws -> Response {
-        let timeout = services.syncTimeout
+        let timeout = syncTimeout
         let deadline = ContinuousClock.now + timeout
         let order = try await OrderIntake.newOrder(from: request, context: context, channel: .sync)
-        let lanes = services.lanes
         let predicted = lanes.predictedWait
         if predicted > timeout {
             let retryAfter = max(1, Int(predicted.asSeconds.rounded(.up)))
@@ -62,7 +69,7 @@ struct OrdersController<Context: RequestContext> {
         // Until the deadline (and a grace for this request's own settlement) the order is this
         // request's; after it, the reconciler's.
         let holdUntil = WallClock.nowMillis() + (deadline - ContinuousClock.now).asMilliseconds + SyncLimits.holdGrace.asMilliseconds
-        let placement = try await OrderIntake.place(order, store: services.store) { try await $0.placeImmediate($1, holdUntil: holdUntil) }
+        let placement = try await OrderIntake.place(order, store: store) { try await $0.placeImmediate($1, holdUntil: holdUntil) }
         guard placement.created else {
             if placement.order.status.isTerminal { return Response.json(.ok, OrderJSON.order(placement.order)) }
             throw APIError(.conflict, code: "request_in_progress",
@@ -74,8 +81,8 @@ struct OrdersController<Context: RequestContext> {
         serviceTime = ContinuousClock.now - started
         if case let .decided(outcome) = charged {
             let result = OrderResult(outcome, voided: "payment voided: the order was settled as never charged")
-            let finished = try await services.store.finish(placement.order.id, result: result) ?? placement.order
-            services.processed.record()
+            let finished = try await store.finish(placement.order.id, result: result) ?? placement.order
+            processed.record()
             return Response.json(.ok, OrderJSON.order(finished))
         }
         return try await settleUnanswered(placement.order, charged)
@@ -100,7 +107,7 @@ struct OrdersController<Context: RequestContext> {
                     // Past the deadline (cancelled), no new attempt may start.
                     if Task.isCancelled { return nil }
                     do {
-                        return .decided(try await services.gateway.charge(orderID: order.id, amount: order.total))
+                        return .decided(try await gateway.charge(orderID: order.id, amount: order.total))
                     } catch is CancellationError {
                         return nil
                     } catch is PaymentNotSent {
@@ -124,14 +131,14 @@ struct OrdersController<Context: RequestContext> {
 
     /// The charge did not come back with an answer: settle the order by the rule, then answer.
     private func settleUnanswered(_ order: Order, _ charged: SyncCharge) async throws -> Response {
-        let limit = services.syncTimeout.shortDescription
+        let limit = syncTimeout.shortDescription
         let what = if case let .gaveUp(error) = charged { "the payment gateway kept failing (\(error))" } else {
             "the payment gateway did not answer within the \(limit) limit"
         }
         let settlement: OrderSettler.Settlement
         do {
             // The customer has waited their limit: the gateway gets a short while to say.
-            let settler = OrderSettler(store: services.store, gateway: services.gateway, gatewayTimeout: SyncLimits.settleTimeout)
+            let settler = OrderSettler(store: store, gateway: gateway, gatewayTimeout: SyncLimits.settleTimeout)
             settlement = try await settler.settle(order.id, why: "payment not completed: \(what)", counted: false)
         } catch {
             throw APIError(.gatewayTimeout, code: "timeout",
@@ -139,7 +146,7 @@ struct OrdersController<Context: RequestContext> {
         }
         switch settlement {
         case let .settled(stored), let .alreadyFinal(stored):
-            if case .settled = settlement { services.processed.record() }
+            if case .settled = settlement { processed.record() }
             if stored.status == .completed { return Response.json(.ok, OrderJSON.order(stored)) }
             throw APIError(.gatewayTimeout, code: "timeout",
                            message: "\(what); order '\(order.id)' failed and nothing was charged")
@@ -152,11 +159,11 @@ struct OrdersController<Context: RequestContext> {
 
     @Sendable func show(_ request: Request, context: Context) async throws -> Response {
         let id = try context.parameters.require("id")
-        guard let order = try await services.store.order(id: id) else {
+        guard let order = try await store.order(id: id) else {
             throw APIError.notFound("no order with id '\(id)'")
         }
         guard order.status == .pending else { return Response.json(.ok, OrderJSON.order(order)) }
-        let position = try await services.store.queuePosition(of: order)
+        let position = try await store.queuePosition(of: order)
         var eta: Int64?
         if let position, let rate = processingRate, rate > 0 {
             eta = WallClock.nowMillis() + Int64((Double(position + 1) / rate * 1000).rounded())
@@ -164,13 +171,15 @@ struct OrdersController<Context: RequestContext> {
         return Response.json(.ok, OrderJSON.order(order, queuePosition: position, estimatedCompletionMillis: eta))
     }
 
-    /// Orders per second the workers finish: measured, or W / latency before any were measured.
+    /// Orders per second the fleet's workers finish (at the last heartbeat): measured, or
+    /// W / latency before any were measured.
     private var processingRate: Double? {
-        let measured = services.processed.perSecond
+        let fleet = membership.lastSeenFleet
+        let measured = fleet.reduce(0) { $0 + $1.processedPerSecond }
         if measured > 0 { return measured }
-        guard let workers = services.workers, workers.workerCount > 0 else { return nil }
-        let latency = services.gateway.expectedLatency.asSeconds
-        return latency > 0 ? Double(workers.workerCount) / latency : nil
+        let workers = fleet.reduce(0) { $0 + $1.workers }
+        let latency = gateway.expectedLatency.asSeconds
+        return workers > 0 && latency > 0 ? Double(workers) / latency : nil
     }
 }
 

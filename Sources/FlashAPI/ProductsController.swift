@@ -4,19 +4,17 @@ import Hummingbird
 
 /// `PUT /products/{id}` (admin) and `GET /products/{id}`: the catalog behind the inventory gate.
 struct ProductsController {
-    let services: FlashServices
     let catalog: any Catalog
 
     /// Largest stock or limit accepted.
     static let maxUnits = 1_000_000_000
 
     func addRoutes(to routes: inout RouteTable<FlashRequestContext>) {
-        routes.on("/products/:id", method: .put, use: put)
+        routes.on("/products/:id", method: .put, admin: true, use: put)
         routes.on("/products/:id", method: .get, use: show)
     }
 
     @Sendable func put(_ request: Request, context: FlashRequestContext) async throws -> Response {
-        try services.admin.authorize(request, remoteAddress: context.remoteAddress)
         let id = try ProductsController.productID(context)
         var request = request
         let body = try await request.collectBody(upTo: context.maxUploadSize)

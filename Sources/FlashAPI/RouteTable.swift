@@ -4,15 +4,23 @@ import Hummingbird
 /// which Hummingbird's router would answer 404.
 struct RouteTable<Context: RequestContext> {
     let router: Router<Context>
+    /// The group behind the admin check.
+    let admin: RouterGroup<Context>
     private var methodsByPath: [(path: RouterPath, methods: [HTTPRequest.Method])] = []
 
-    init(router: Router<Context>) {
+    init(router: Router<Context>, admin: RouterGroup<Context>) {
         self.router = router
+        self.admin = admin
     }
 
-    mutating func on(_ path: RouterPath, method: HTTPRequest.Method,
+    /// Adds a route; an `admin` one goes in the group behind ``AdminMiddleware``.
+    mutating func on(_ path: RouterPath, method: HTTPRequest.Method, admin isAdmin: Bool = false,
                      use handler: @escaping @Sendable (Request, Context) async throws -> Response) {
-        router.on(path, method: method, use: handler)
+        if isAdmin {
+            admin.on(path, method: method, use: handler)
+        } else {
+            router.on(path, method: method, use: handler)
+        }
         if let index = methodsByPath.firstIndex(where: { $0.path.description == path.description }) {
             methodsByPath[index].methods.append(method)
         } else {

@@ -1,43 +1,77 @@
+import FlashBackend
 import FlashCore
+import FlashOrders
+import FlashPayments
+import FlashQueue
+import FlashWorkers
+import Foundation
 import Hummingbird
 
-/// `GET /health` and `GET /stats`: the figures the monitor, the lab and the dashboard read.
+/// `GET /health`, `GET /stats` and `GET /workers`: the figures the monitor, the lab and the
+/// dashboard read. Every process serves them (a worker on its side port), and every process
+/// answers for the whole fleet: counts are the backend's stored counters, workers and rates
+/// the live processes' heartbeats.
 struct SystemController<Context: RequestContext> {
-    let services: FlashServices
+    let store: any OrderStore
+    let gateway: any PaymentGateway
+    let deadLetterQueue: (any MessageQueue)?
+    let membership: FleetMembership
+    let reconciler: Reconciler?
+    let lanes: CheckoutLanes
+    let startedAtMillis: Int64
 
     func addRoutes(to routes: inout RouteTable<Context>) {
         routes.on("/health", method: .get, use: health)
         routes.on("/stats", method: .get, use: stats)
+        routes.on("/workers", method: .get, use: workers)
     }
 
     @Sendable func health(_ request: Request, context: Context) async throws -> Response {
-        let uptime = Double(WallClock.nowMillis() - services.startedAtMillis) / 1000
-        return Response.json(.ok, #"{"status":"healthy","uptime_seconds":\#(JSONText.number((uptime * 10).rounded() / 10)),"workers":\#(services.workers?.workerCount ?? 0)}"#)
+        let uptime = Double(WallClock.nowMillis() - startedAtMillis) / 1000
+        let workers = membership.record().workers
+        return Response.json(.ok, #"{"status":"healthy","uptime_seconds":\#(JSONText.number((uptime * 10).rounded() / 10)),"workers":\#(workers),"process_id":\#(JSONText.quoted(membership.processID))}"#)
     }
 
-    /// The contract: orders, queue, workers, payments, rates (names fixed; outside tools read them).
+    /// The ``SystemStats`` contract.
     @Sendable func stats(_ request: Request, context: Context) async throws -> Response {
-        let orders = try await services.store.counts()
-        let queue = try await services.paymentsQueue.statistics()
-        let payments = try await services.gateway.statistics()
-        let settled = try await services.store.settlementCounts()
-        let reconciler = services.reconciler?.statistics
-        let workers = services.workers
-        let rate = { (value: Double) in JSONText.number((value * 100).rounded() / 100) }
-        let body = """
-            {"orders":{"total":\(orders.total),"pending":\(orders.pending),"processing":\(orders.processing),\
-            "completed":\(orders.completed),"failed":\(orders.failed)},\
-            "queue":{"visible":\(queue.visible),"in_flight":\(queue.inFlight),"delayed":\(queue.delayed),\
-            "dead_letter":\(queue.deadLettered),"oldest_age_seconds":\(rate(queue.oldestAgeSeconds))},\
-            "workers":{"count":\(workers?.workerCount ?? 0),"busy":\(workers?.busy ?? 0)},\
-            "payments":{"charges":\(payments.charges),"declines":\(payments.declines),\
-            "duplicate_charges_prevented":\(payments.duplicateChargesPrevented),"voided":\(payments.voided)},\
-            "reconciler":{"completed":\(settled.completed),"failed":\(settled.failed),\
-            "unresolved":\(reconciler?.unresolved ?? 0),"sweeps":\(reconciler?.sweeps ?? 0)},\
-            "rates":{"accepted_per_second":\(rate(services.accepted.perSecond)),\
-            "processed_per_second":\(rate(services.processed.perSecond))},\
-            "sync":{"lanes":\(services.lanes.lanes),"busy":\(services.lanes.busy),"waiting":\(services.lanes.waiting)}}
-            """
-        return Response.json(.ok, body)
+        try Response.json(.ok, Self.encoder.encode(try await snapshot()))
+    }
+
+    /// The live processes, like Sidekiq's process list.
+    @Sendable func workers(_ request: Request, context: Context) async throws -> Response {
+        let processes = try await membership.liveProcesses()
+        return try Response.json(.ok, Self.encoder.encode(FleetList(processes: processes, workers: processes.reduce(0) { $0 + $1.workers },
+                                                             busy: processes.reduce(0) { $0 + $1.busy })))
+    }
+
+    func snapshot() async throws -> SystemStats {
+        let orders = try await store.counts()
+        let queue = try await store.paymentsQueue.statistics()
+        let payments = try await gateway.statistics()
+        let settled = try await store.settlementCounts()
+        let own = reconciler?.statistics
+        let processes = try await membership.liveProcesses()
+        let rounded = { (value: Double) in (value * 100).rounded() / 100 }
+        return SystemStats(
+            orders: .init(total: orders.total, pending: orders.pending, processing: orders.processing,
+                          completed: orders.completed, failed: orders.failed),
+            queue: .init(visible: queue.visible, inFlight: queue.inFlight, delayed: queue.delayed, deadLetter: queue.deadLettered,
+                         oldestAgeSeconds: rounded(queue.oldestAgeSeconds)),
+            workers: .init(count: processes.reduce(0) { $0 + $1.workers }, busy: processes.reduce(0) { $0 + $1.busy },
+                           processes: processes.filter { $0.workers > 0 }.count),
+            payments: .init(charges: payments.charges, declines: payments.declines,
+                            duplicateChargesPrevented: payments.duplicateChargesPrevented, voided: payments.voided),
+            reconciler: .init(completed: settled.completed, failed: settled.failed, unresolved: own?.unresolved ?? 0, sweeps: own?.sweeps ?? 0),
+            rates: .init(acceptedPerSecond: rounded(processes.reduce(0) { $0 + $1.acceptedPerSecond }),
+                         processedPerSecond: rounded(processes.reduce(0) { $0 + $1.processedPerSecond })),
+            sync: .init(lanes: lanes.lanes, busy: lanes.busy, waiting: lanes.waiting),
+            processes: processes)
+    }
+
+    static var encoder: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
     }
 }
+

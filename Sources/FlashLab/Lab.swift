@@ -60,15 +60,15 @@ public struct Lab: Sendable {
         return results
     }
 
-    func serverConfiguration(workers: Int, name: String) -> ServerConfiguration {
-        var config = ServerConfiguration()
-        config.dataPath = work + "/\(name)-\(UUID().uuidString.prefix(8)).db"
-        config.workers = workers
+    func serverConfiguration(workers: Int, name: String) -> FlashConfiguration {
+        var config = FlashConfiguration()
+        config.backend.path = work + "/\(name)-\(UUID().uuidString.prefix(8)).db"
+        config.workers.count = workers
         config.payment.latency = .fixed(.nanoseconds(Int64(configuration.scaled(configuration.paymentTime) * 1e9)))
-        config.syncLanes = 1
-        config.syncTimeout = .nanoseconds(Int64(configuration.scaled(configuration.syncTimeout) * 1e9))
-        config.visibilityTimeout = .seconds(30)
-        config.shutdownDeadline = .seconds(1)
+        config.api.syncLanes = 1
+        config.api.syncTimeout = .nanoseconds(Int64(configuration.scaled(configuration.syncTimeout) * 1e9))
+        config.queue.visibilityTimeout = .seconds(30)
+        config.workers.shutdownDeadline = .seconds(1)
         return config
     }
 

@@ -9,13 +9,13 @@ import Synchronization
 enum LabServer {
     /// Runs `body` with a started server's base URL and system; shuts it down afterwards.
     static func with<T: Sendable>(
-        _ configuration: ServerConfiguration, logger: Logger,
-        _ body: @escaping @Sendable (String, EmbeddedSystem) async throws -> T
+        _ configuration: FlashConfiguration, logger: Logger,
+        _ body: @escaping @Sendable (String, FlashSystem) async throws -> T
     ) async throws -> T {
         var config = configuration
-        config.host = "127.0.0.1"
-        config.port = 0
-        let system = try await EmbeddedSystem.open(config, logger: logger)
+        config.http.host = "127.0.0.1"
+        config.http.port = 0
+        let system = try await FlashSystem.open(config, logger: logger)
         let port = BoundPort()
         let app = system.application(logger: logger) { bound in port.set(bound) }
         let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
@@ -39,8 +39,8 @@ enum LabServer {
             for try await result in tasks where result != nil { value = result }
             return value!
         }
-        try system.database.close()
-        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: config.dataPath + suffix) }
+        try await system.close()
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: config.backend.path + suffix) }
         return result
     }
 }

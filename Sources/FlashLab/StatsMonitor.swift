@@ -1,26 +1,36 @@
 import AsyncHTTPClient
+import FlashBackend
 import FlashCore
 import Foundation
 import NIOCore
 
-/// One reading of a server's `GET /stats`.
+
+/// One reading of a server's `GET /stats` (the shared ``SystemStats`` type), with when it was taken.
 public struct StatsSample: Sendable {
     public var elapsed: Double
     public var unixTime: Double
-    public var visible: Int
-    public var inFlight: Int
-    public var delayed: Int
-    public var deadLetter: Int
-    public var pending: Int
-    public var processing: Int
-    public var completed: Int
-    public var failed: Int
-    public var total: Int
-    public var workers: Int
-    public var busy: Int
-    public var acceptedPerSecond: Double
-    public var processedPerSecond: Double
-    public var charges: Int
+    public var stats: SystemStats
+
+    public init(stats: SystemStats, elapsed: Double, unixTime: Double) {
+        self.stats = stats
+        self.elapsed = elapsed
+        self.unixTime = unixTime
+    }
+
+    public var visible: Int { stats.queue.visible }
+    public var inFlight: Int { stats.queue.inFlight }
+    public var delayed: Int { stats.queue.delayed }
+    public var deadLetter: Int { stats.queue.deadLetter }
+    public var pending: Int { stats.orders.pending }
+    public var processing: Int { stats.orders.processing }
+    public var completed: Int { stats.orders.completed }
+    public var failed: Int { stats.orders.failed }
+    public var total: Int { stats.orders.total }
+    public var workers: Int { stats.workers.count }
+    public var busy: Int { stats.workers.busy }
+    public var acceptedPerSecond: Double { stats.rates.acceptedPerSecond }
+    public var processedPerSecond: Double { stats.rates.processedPerSecond }
+    public var charges: Int { stats.payments.charges }
 
     /// Orders waiting in the queue: visible + in flight + delayed (what the seeds' CloudWatch showed).
     public var queueDepth: Int { visible + inFlight + delayed }
@@ -29,29 +39,6 @@ public struct StatsSample: Sendable {
 
     public var csvRow: String {
         "\(Int(unixTime)),\(String(format: "%.2f", elapsed)),\(visible),\(inFlight),\(delayed),\(deadLetter),\(pending),\(processing),\(completed),\(failed),\(total),\(workers),\(busy),\(String(format: "%.2f", acceptedPerSecond)),\(String(format: "%.2f", processedPerSecond))"
-    }
-
-    /// Parses a `/stats` reply.
-    public init?(json: JSONValue, elapsed: Double, unixTime: Double) {
-        func int(_ a: String, _ b: String) -> Int? { json.at([a, b])?.int }
-        func double(_ a: String, _ b: String) -> Double { json.at([a, b])?.double ?? 0 }
-        guard let visible = int("queue", "visible"), let completed = int("orders", "completed") else { return nil }
-        self.elapsed = elapsed
-        self.unixTime = unixTime
-        self.visible = visible
-        self.inFlight = int("queue", "in_flight") ?? 0
-        self.delayed = int("queue", "delayed") ?? 0
-        self.deadLetter = int("queue", "dead_letter") ?? 0
-        self.pending = int("orders", "pending") ?? 0
-        self.processing = int("orders", "processing") ?? 0
-        self.completed = completed
-        self.failed = int("orders", "failed") ?? 0
-        self.total = int("orders", "total") ?? 0
-        self.workers = int("workers", "count") ?? 0
-        self.busy = int("workers", "busy") ?? 0
-        self.acceptedPerSecond = double("rates", "accepted_per_second")
-        self.processedPerSecond = double("rates", "processed_per_second")
-        self.charges = int("payments", "charges") ?? 0
     }
 }
 
@@ -69,10 +56,10 @@ public struct StatsMonitor: Sendable {
     public static func read(_ http: HTTPClient, url: String, elapsed: Double) async throws -> StatsSample {
         let response = try await http.execute(HTTPClientRequest(url: url + "/stats"), timeout: .seconds(10))
         let body = try await response.body.collect(upTo: 1 << 20)
-        guard response.status == .ok, let json = try? JSONValue.parse(body.readableBytesView),
-              let sample = StatsSample(json: json, elapsed: elapsed, unixTime: Date().timeIntervalSince1970)
-        else { throw MonitorError("\(url)/stats did not answer with flashsale statistics (HTTP \(response.status.code))") }
-        return sample
+        guard response.status == .ok, let stats = try? JSONDecoder().decode(SystemStats.self, from: Data(body.readableBytesView)) else {
+            throw MonitorError("\(url)/stats did not answer with flashsale statistics (HTTP \(response.status.code))")
+        }
+        return StatsSample(stats: stats, elapsed: elapsed, unixTime: Date().timeIntervalSince1970)
     }
 
     /// Samples until `until` returns true (checked after each sample) or the task is cancelled.

@@ -127,16 +127,27 @@ public struct SettlementCounts: Sendable, Hashable {
     }
 }
 
-/// Orders and their status, with the atomic steps the API and the workers need.
+/// Orders and their status: the storage primitives a backend supplies, with their atomicity
+/// contract. The rules they apply (inventory, prices, transitions, the payment message) are the
+/// core's (``InventoryRules``, ``Order/startingAttempt(now:)`` and its siblings, ``PaymentMessage``);
+/// a backend only stores their results, atomically as each method says. Every backend passes the
+/// same contract suite (`Tests/FlashOrdersTests/OrderStoreContractTests.swift`).
 ///
-/// A backend stores an order, its stock reservation and (for queued orders) its payment
-/// message in one transaction: a returned ``Placement`` is durable, message included.
+/// **Placing.** An order, its stock reservation and (for queued orders) its payment message
+/// commit in one transaction: a returned ``Placement`` is durable, message included, and a
+/// refused one stored nothing. The gate's check-then-reserve runs on rows no concurrent
+/// placement can change before the commit, so stock never goes below zero with any number of
+/// processes.
 ///
-/// Idempotency is scoped to the customer: a key names at most one order per customer, and a
+/// **Idempotency** is scoped to the customer: a key names at most one order per customer, and a
 /// repeat must be the same request (``NewOrder/fingerprint``), else ``PlacementConflict``.
-/// A catalog product is always charged at the catalog's price; a client's price only fills in
-/// for products the catalog has no price for.
+///
+/// **Counts** are stored counters moved in the same transactions as the orders, so
+/// ``counts()`` is exact for every process sharing the store and costs no scan.
 public protocol OrderStore: Sendable {
+    /// The queue the payment messages of queued orders go to (and the workers read).
+    var paymentsQueue: any MessageQueue { get }
+
     /// Stores a new order as `pending` and enqueues its payment message, atomically.
     /// A repeated idempotency key or client order id returns the first order (`created == false`).
     /// Throws ``InventoryRefusal`` when the inventory gate refuses it, ``PlacementConflict`` for
@@ -151,21 +162,27 @@ public protocol OrderStore: Sendable {
     /// The order with this id.
     func order(id: String) async throws -> Order?
 
-    /// Marks these orders `processing` and counts a payment attempt for each; returns every
-    /// order found by id (orders already completed or failed are returned unchanged).
+    /// Applies ``Order/startingAttempt(now:)`` to each of these orders; returns every order found
+    /// by id (orders already completed or failed are returned unchanged).
     func startProcessing(_ orderIDs: [String]) async throws -> [String: Order]
 
-    /// Undoes ``startProcessing(_:)`` for orders whose deliveries were given back untried: one
-    /// attempt fewer, and `pending` again if that was their only one.
-    func returnUntried(_ orderIDs: [String]) async throws
+    /// Gives deliveries back untried (``MessageQueue/returnUntried(_:)``) and, for each one whose
+    /// receipt was still current, applies ``Order/returningUntried(now:)`` to its order. Atomic on
+    /// a backend that holds the queue; otherwise the queue first, so a crash between the two
+    /// leaves an attempt counted, never one uncounted that was tried.
+    func returnUntried(_ deliveries: [UntriedDelivery]) async throws
 
-    /// Marks the order completed or failed (reserved stock becomes sold, or goes back).
-    /// An order already completed or failed is left as it is. Returns the order as stored.
+    /// Applies ``Order/finishing(_:now:)`` (reserved stock becomes sold, or goes back) and, with a
+    /// receipt, deletes that delivery's payment message. An order already finished is left as it
+    /// is; a stale receipt deletes nothing (the result, the gateway's idempotent answer, stands).
+    /// Atomic on a backend that holds the queue; otherwise the order first, then the message
+    /// (a crash between leaves a message whose redelivery finds the order finished).
+    /// Returns the order as stored.
     @discardableResult
-    func finish(_ orderID: String, result: OrderResult) async throws -> Order?
+    func finish(_ orderID: String, result: OrderResult, deleting receipt: ReceiptHandle?) async throws -> Order?
 
-    /// ``finish(_:result:)`` for a settlement: says whether this call changed the order (it was
-    /// still open), and with `counted`, counts it in ``settlementCounts()`` when it did.
+    /// ``finish(_:result:deleting:)`` for a settlement: says whether this call changed the order
+    /// (it was still open), and with `counted`, counts it in ``settlementCounts()`` when it did.
     func settle(_ orderID: String, result: OrderResult, counted: Bool) async throws -> FinishedOrder?
 
     /// Scans up to `limit` open orders after `cursor` (0: from the start) for queued orders whose
@@ -176,31 +193,25 @@ public protocol OrderStore: Sendable {
     /// a direct look-up, so a dead request's order is settled soon whatever the backlog.
     func expiredHolds(now: Int64, limit: Int) async throws -> [Orphan]
 
-    /// What the reconciler has settled.
+    /// What the reconciler has settled (stored: the whole fleet's).
     func settlementCounts() async throws -> SettlementCounts
 
-    /// Orders by status.
+    /// Orders by status (stored counters: the whole fleet's).
     func counts() async throws -> OrderCounts
-
-    /// Roughly how many queued orders are ahead of this pending one.
-    func queuePosition(of order: Order) async throws -> Int?
 }
 
-/// A store that also holds the payments queue (the embedded SQLite backend), and so can record
-/// an order's result and delete its message in one transaction: no window in which one is done
-/// and the other is not.
-public protocol QueueAcknowledgingOrderStore: OrderStore {
-    /// Whether `queueName` is the queue this store can delete from.
-    func acknowledges(queueName: String) -> Bool
-
-    /// ``OrderStore/finish(_:result:)`` and the message's deletion, atomically. A stale receipt
-    /// (the lease ran out, or the message was purged) deletes nothing, but the result is still
-    /// recorded: it is the gateway's idempotent answer, the same any other delivery would get.
+extension OrderStore {
+    /// Finishes an order without a delivery to delete (the sync endpoint, the reconciler).
     @discardableResult
-    func finish(_ orderID: String, result: OrderResult, deleting receipt: ReceiptHandle) async throws -> Order?
+    public func finish(_ orderID: String, result: OrderResult) async throws -> Order? {
+        try await finish(orderID, result: result, deleting: nil)
+    }
 
-    /// ``MessageQueue/returnUntried(_:)`` and, for each delivery whose receipt was still current,
-    /// ``OrderStore/returnUntried(_:)`` of its order, atomically. (A stale receipt's message was
-    /// delivered again meanwhile: the attempt now on the order is that delivery's.)
-    func returnUntried(_ deliveries: [UntriedDelivery]) async throws
+    /// Roughly how many queued orders are ahead of this pending one: the visible messages sent
+    /// at or before it (an estimate: messages of other producers, and leased ones, are not
+    /// ordered exactly).
+    public func queuePosition(of order: Order) async throws -> Int? {
+        guard order.status == .pending else { return nil }
+        return try await paymentsQueue.countVisible(sentAtOrBefore: order.createdAt)
+    }
 }

@@ -7,13 +7,15 @@ public protocol PaymentLedger: Sendable {
     func outcome(for orderID: String) async throws -> PaymentOutcome?
 
     /// Records `outcome` for `orderID` unless an outcome is already there. Returns the outcome
-    /// that stands and whether this call recorded it.
+    /// that stands and whether this call recorded it. A charge (not a void) that finds a charge
+    /// or decline standing counts as a duplicate prevented.
     func record(orderID: String, amount: Double, outcome: PaymentOutcome) async throws -> (outcome: PaymentOutcome, recorded: Bool)
 
     /// Every entry, by order id (for audits and tests).
     func entries() async throws -> [String: LedgerEntry]
 
-    /// Entries by outcome.
+    /// Entries by outcome, and duplicates prevented (a durable ledger keeps them as stored
+    /// counters: the same for every process that shares it).
     func counts() async throws -> LedgerCounts
 }
 
@@ -22,11 +24,19 @@ public struct LedgerCounts: Sendable, Hashable {
     public var approved: Int
     public var declined: Int
     public var voided: Int
+    /// Charges that found the order already decided, and took nothing.
+    public var duplicates: Int
 
-    public init(approved: Int = 0, declined: Int = 0, voided: Int = 0) {
+    public init(approved: Int = 0, declined: Int = 0, voided: Int = 0, duplicates: Int = 0) {
         self.approved = approved
         self.declined = declined
         self.voided = voided
+        self.duplicates = duplicates
+    }
+
+    /// Whether recording `requested` over `standing` prevented a duplicate charge.
+    public static func isDuplicate(requested: PaymentOutcome, standing: PaymentOutcome) -> Bool {
+        requested != .voided && standing != .voided
     }
 
     /// Counts `outcome` once.
@@ -55,6 +65,7 @@ public struct LedgerEntry: Sendable, Hashable {
 /// A ledger in memory: for tests and for gateways whose record need not outlive the process.
 public final class InMemoryPaymentLedger: PaymentLedger {
     private let lines = Mutex<[String: LedgerEntry]>([:])
+    private let duplicates = Atomic<Int>(0)
 
     public init() {}
 
@@ -63,11 +74,13 @@ public final class InMemoryPaymentLedger: PaymentLedger {
     }
 
     public func record(orderID: String, amount: Double, outcome: PaymentOutcome) async throws -> (outcome: PaymentOutcome, recorded: Bool) {
-        lines.withLock { lines in
+        let result = lines.withLock { lines in
             if let existing = lines[orderID] { return (existing.outcome, false) }
             lines[orderID] = LedgerEntry(orderID: orderID, amount: amount, outcome: outcome)
             return (outcome, true)
         }
+        if !result.1, LedgerCounts.isDuplicate(requested: outcome, standing: result.0) { duplicates.add(1, ordering: .relaxed) }
+        return result
     }
 
     public func entries() async throws -> [String: LedgerEntry] {
@@ -78,6 +91,7 @@ public final class InMemoryPaymentLedger: PaymentLedger {
         lines.withLock { lines in
             var counts = LedgerCounts()
             for line in lines.values { counts.add(line.outcome) }
+            counts.duplicates = duplicates.load(ordering: .relaxed)
             return counts
         }
     }

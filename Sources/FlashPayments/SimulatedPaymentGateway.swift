@@ -27,7 +27,7 @@ public final class SimulatedPaymentGateway: PaymentGateway {
     public let configuration: Configuration
     private let ledger: any PaymentLedger
     private let limit: AsyncSemaphore?
-    /// What only this process saw: duplicates prevented, transient errors.
+    /// What only this process saw: transient errors.
     private let counters = Mutex(PaymentStatistics())
 
     public init(configuration: Configuration, ledger: any PaymentLedger = InMemoryPaymentLedger()) {
@@ -51,8 +51,8 @@ public final class SimulatedPaymentGateway: PaymentGateway {
         if Double.random(in: 0..<1, using: &generator) < configuration.transientErrorRate {
             // A retry of an order already decided gets its first outcome, not a new failure.
             if let decided = try await ledger.outcome(for: orderID) {
-                counters.withLock { $0.duplicateChargesPrevented += 1 }
-                return decided
+                // Through the ledger, so the duplicate is counted where every process sees it.
+                return try await ledger.record(orderID: orderID, amount: amount, outcome: decided).outcome
             }
             try await Task.sleep(for: latency)
             counters.withLock { $0.transientErrors += 1 }
@@ -97,9 +97,6 @@ public final class SimulatedPaymentGateway: PaymentGateway {
         }
         guard let decision else { throw CancellationError() }
         let (standing, recorded) = try decision.get()
-        // A repeat of a decided charge is a duplicate prevented; a charge refused because the
-        // order was voided meanwhile is not (nothing had been charged).
-        if !recorded, standing != .voided { counters.withLock { $0.duplicateChargesPrevented += 1 } }
         if recorded, !waited { throw CancellationError() }
         return standing
     }
@@ -113,10 +110,11 @@ public final class SimulatedPaymentGateway: PaymentGateway {
     public func statistics() async throws -> PaymentStatistics {
         let counts = try await ledger.counts()
         return counters.withLock { counters in
-            // The ledger is the truth for what was decided (it outlives restarts); the counters
-            // hold what only this process saw.
+            // The ledger is the truth for what was decided and what it refused to charge twice
+            // (it outlives restarts and is shared by the fleet); the counters hold what only this
+            // process saw.
             PaymentStatistics(charges: counts.approved, declines: counts.declined,
-                              duplicateChargesPrevented: counters.duplicateChargesPrevented,
+                              duplicateChargesPrevented: counts.duplicates,
                               transientErrors: counters.transientErrors, voided: counts.voided)
         }
     }

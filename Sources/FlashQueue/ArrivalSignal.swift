@@ -18,8 +18,12 @@ public final class ArrivalSignal<Key: Hashable & Sendable>: Sendable {
 
     private struct State {
         var generations: [Key: UInt64] = [:]
+        /// Moved by ``notifyAll()``: part of every key's generation.
+        var epoch: UInt64 = 0
         var waiters: [UInt64: Waiter] = [:]
         var nextWaiterID: UInt64 = 0
+
+        func generation(_ key: Key) -> UInt64 { generations[key, default: 0] &+ epoch }
     }
 
     private let state = Mutex(State())
@@ -28,7 +32,7 @@ public final class ArrivalSignal<Key: Hashable & Sendable>: Sendable {
 
     /// The current generation of `key`.
     public func generation(_ key: Key) -> UInt64 {
-        state.withLock { $0.generations[key, default: 0] }
+        state.withLock { $0.generation(key) }
     }
 
     /// Marks `key` as changed and wakes everyone waiting on it.
@@ -40,6 +44,18 @@ public final class ArrivalSignal<Key: Hashable & Sendable>: Sendable {
                 if let continuation = waiter.continuation { woken.append(continuation) }
                 state.waiters[id] = nil
             }
+            return woken
+        }
+        for continuation in woken { continuation.resume() }
+    }
+
+    /// Marks every key as changed and wakes every waiter (a change the caller cannot attribute
+    /// to one key, such as a commit by another process).
+    public func notifyAll() {
+        let woken: [CheckedContinuation<Void, Never>] = state.withLock { state in
+            state.epoch &+= 1
+            let woken = state.waiters.values.compactMap(\.continuation)
+            state.waiters = state.waiters.filter { $0.value.continuation == nil }
             return woken
         }
         for continuation in woken { continuation.resume() }
@@ -69,7 +85,7 @@ public final class ArrivalSignal<Key: Hashable & Sendable>: Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let resumeNow = state.withLock { state -> Bool in
-                    if state.generations[key, default: 0] != generation { return true }
+                    if state.generation(key) != generation { return true }
                     if state.waiters[id]?.cancelled == true {
                         state.waiters[id] = nil
                         return true

@@ -58,6 +58,11 @@ public protocol MessageQueue: Sendable {
 
     /// Approximate counts, as SQS reports them.
     func statistics() async throws -> QueueStatistics
+
+    /// Roughly how many visible messages were sent at or before `millis` (Unix ms): how many are
+    /// ahead of a message sent then. An estimate; a backend that cannot order by send time may
+    /// answer with all visible messages.
+    func countVisible(sentAtOrBefore millis: Int64) async throws -> Int
 }
 
 extension MessageQueue {

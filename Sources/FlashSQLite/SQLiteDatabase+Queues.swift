@@ -44,7 +44,6 @@ extension SQLiteDatabase {
 
     /// Creates a topic if needed, with its existing subscriptions.
     public func createTopic(_ name: String) async throws -> SQLiteTopic {
-        if let topic = catalog.withLock({ $0.topics[name] }) { return topic }
         let (id, queueNames) = try await write { db -> (Int64, [String]) in
             try db.execute(sql: "INSERT OR IGNORE INTO fs_topics (name) VALUES (?)", arguments: [name])
             let id = try Int64.fetchOne(db, sql: "SELECT id FROM fs_topics WHERE name = ?", arguments: [name])!
@@ -53,6 +52,7 @@ extension SQLiteDatabase {
                 """, arguments: [id])
             return (id, queues)
         }
+        if let topic = catalog.withLock({ $0.topics[name] }) { return topic }
         var subscribers: [SQLiteMessageQueue] = []
         for queueName in queueNames { subscribers.append(try await queue(named: queueName)) }
         let topic = SQLiteTopic(database: self, id: id, name: name, subscribers: subscribers)
@@ -64,7 +64,7 @@ extension SQLiteDatabase {
     }
 
     private func register(record: QueueRecord, deadLetter: QueueRecord?) -> SQLiteMessageQueue {
-        let queue = SQLiteMessageQueue(database: self, record: record, deadLetter: deadLetter)
+        let queue = SQLiteMessageQueue(database: connection, record: record, deadLetter: deadLetter)
         return catalog.withLock { catalog in
             if let existing = catalog.queues[record.name], existing.record == record, existing.deadLetter == deadLetter {
                 return existing

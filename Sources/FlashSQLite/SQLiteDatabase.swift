@@ -37,23 +37,64 @@ public final class SQLiteDatabase: Sendable {
 
     /// The file's path.
     public let path: String
+    let connection: SQLiteConnection
+    let catalog = Mutex(QueueCatalog())
+
+    /// Opens (creating if needed) the database file at `path`. Several processes may open the
+    /// same file at once (schema migrations included).
+    public init(path: String, synchronous: Synchronous = .full) throws {
+        self.path = path
+        self.connection = try SQLiteConnection(path: path, synchronous: synchronous)
+    }
+
+    /// Runs `body` in a group-committed transaction; returns once the transaction is durable.
+    ///
+    /// If `body` throws, its writes are rolled back (and only its), and the error is rethrown.
+    public func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await connection.write(body)
+    }
+
+    /// Runs `body` on a read-only snapshot, concurrently with writes.
+    public func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await connection.read(body)
+    }
+
+    /// How many commits and grouped operations the writer has run.
+    public var writerStatistics: WriterStatistics { connection.writer.currentStatistics }
+
+    /// Wakes this process's long-polling receivers when another process commits to the file,
+    /// until the task is cancelled. See ``SQLiteConnection/watchOtherProcesses(every:)``.
+    public func watchOtherProcesses(every interval: Duration) async {
+        await connection.watchOtherProcesses(every: interval)
+    }
+
+    /// Closes the file. Pending writes finish first.
+    public func close() throws {
+        try connection.pool.close()
+    }
+}
+
+/// The open file: the connection pool, the group-commit writer and the arrival signal. Queues,
+/// topics and stores hold it (strongly); it holds none of them, so nothing forms a cycle.
+final class SQLiteConnection: Sendable {
+    let path: String
     let pool: DatabasePool
     let writer: GroupCommitWriter
     let arrivals: ArrivalSignal<Int64>
-    let catalog = Mutex(QueueCatalog())
 
-    /// Opens (creating if needed) the database file at `path`.
-    public init(path: String, synchronous: Synchronous = .full) throws {
-        self.path = path
+    init(path: String, synchronous: SQLiteDatabase.Synchronous) throws {
         var configuration = Configuration()
-        configuration.busyMode = .timeout(10)
+        // Writers of several processes queue for the file's write lock (`BEGIN IMMEDIATE`);
+        // SQLite's busy handler waits for it rather than failing with SQLITE_BUSY.
+        configuration.busyMode = .timeout(60)
         configuration.maximumReaderCount = 4
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = \(synchronous.rawValue)")
         }
         let pool = try DatabasePool(path: path, configuration: configuration)
-        try SQLiteSchema.migrator.migrate(pool)
+        try Self.migrate(pool)
         let arrivals = ArrivalSignal<Int64>()
+        self.path = path
         self.pool = pool
         self.arrivals = arrivals
         self.writer = GroupCommitWriter(pool: pool) { keys in
@@ -61,23 +102,51 @@ public final class SQLiteDatabase: Sendable {
         }
     }
 
-    /// Runs `body` in a group-committed transaction; returns once the transaction is durable.
-    ///
-    /// If `body` throws, its writes are rolled back (and only its), and the error is rethrown.
-    public func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    /// Applies the migrations. Two processes opening a new file at once may both try one: each
+    /// migration is a transaction, so the loser's fails whole and, retried, finds it applied.
+    private static func migrate(_ pool: DatabasePool) throws {
+        var attempt = 0
+        while true {
+            do {
+                try SQLiteSchema.migrator.migrate(pool)
+                return
+            } catch {
+                attempt += 1
+                if attempt >= 5 { throw error }
+                usleep(UInt32(20_000 * attempt))
+            }
+        }
+    }
+
+    func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try await writer.write(body)
     }
 
-    /// Runs `body` on a read-only snapshot, concurrently with writes.
-    public func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try await pool.read(body)
     }
 
-    /// How many commits and grouped operations the writer has run.
-    public var writerStatistics: WriterStatistics { writer.currentStatistics }
-
-    /// Closes the file. Pending writes finish first.
-    public func close() throws {
-        try pool.close()
+    /// Cross-process wake-ups. SQLite has no notifications between processes, so this polls:
+    /// every `interval` it reads `PRAGMA data_version` on a connection of its own, a number that
+    /// changes when any other connection commits to the file. When it has changed, every
+    /// long-polling receiver of this process looks again (a read of its queue's earliest
+    /// `visible_at`; a receive only if a message is visible). The cost is one pragma per
+    /// interval per process (~2 µs each), plus one index read per waiting receiver when the file
+    /// changed; the wake-up lags a commit by at most `interval`. In-process commits wake
+    /// receivers directly, without waiting for the poll.
+    func watchOtherProcesses(every interval: Duration) async {
+        var configuration = Configuration()
+        configuration.readonly = true
+        configuration.busyMode = .timeout(5)
+        guard let watcher = try? DatabaseQueue(path: path, configuration: configuration) else { return }
+        defer { try? watcher.close() }
+        var last: Int64?
+        while !Task.isCancelled {
+            if let version = try? await watcher.read({ db in try Int64.fetchOne(db, sql: "PRAGMA data_version") }) {
+                if let last, last != version { arrivals.notifyAll() }
+                last = version
+            }
+            try? await Task.sleep(for: interval)
+        }
     }
 }

@@ -2,87 +2,62 @@ import FlashCore
 import FlashOrders
 import GRDB
 
-/// The inventory gate's SQL: reservations are made in the transaction that stores the order,
-/// so a unit is reserved exactly when its order exists. SQLite runs one writer at a time, so a
-/// check-then-decrement inside that transaction is atomic whatever the concurrency.
+/// The inventory gate's storage primitives on SQLite; the rules are ``InventoryRules``.
+///
+/// Atomicity: they run in the transaction that stores (or settles) the order, and SQLite runs
+/// one writer at a time across every process on the file (`BEGIN IMMEDIATE`), so the level read
+/// by ``level(_:productID:customerID:)`` cannot change before the reservation commits.
 enum SQLiteInventory {
-    /// What a reservation took, and the catalog prices of the products it found.
-    struct Reservation {
-        var units: [(String, Int)] = []
-        var prices: [String: Double] = [:]
-    }
-
-    /// Reserves every item's units for `customerID`, all or nothing (the caller's savepoint rolls
-    /// back on a throw). Returns the reservation to keep with the order: product → units.
-    static func reserve(_ db: Database, items: [OrderItem], customerID: String, strictCatalog: Bool) throws -> Reservation {
-        var wanted: [(String, Int)] = []
-        for item in items {
-            if let index = wanted.firstIndex(where: { $0.0 == item.productID }) {
-                wanted[index].1 += item.quantity
-            } else {
-                wanted.append((item.productID, item.quantity))
-            }
-        }
+    /// Reserves every item's units for `customerID` by the gate's rules, all or nothing (the
+    /// caller's savepoint rolls back on a throw). Returns the reservation to keep with the
+    /// order and the catalog prices found.
+    static func reserve(_ db: Database, items: [OrderItem], customerID: String, strictCatalog: Bool) throws -> (Reservation, [String: Double]) {
         var reservation = Reservation()
-        let lookup = try db.cachedStatement(sql: "SELECT stock, per_customer_limit, price FROM fs_products WHERE product_id = ?")
-        for (productID, quantity) in wanted {
-            guard let row = try Row.fetchOne(lookup, arguments: [productID]) else {
-                if strictCatalog { throw InventoryRefusal.unknownProduct(productID: productID) }
-                continue
-            }
-            let stock: Int = row[0]
-            let limit: Int? = row[1]
-            if let price: Double = row[2] { reservation.prices[productID] = price }
-            if let limit {
-                let bought = try Int.fetchOne(db.cachedStatement(sql: """
-                    SELECT quantity FROM fs_customer_purchases WHERE product_id = ? AND customer_id = ?
-                    """), arguments: [productID, customerID]) ?? 0
-                if bought + quantity > limit { throw InventoryRefusal.limitExceeded(productID: productID, limit: limit) }
-            }
-            guard stock >= quantity else { throw InventoryRefusal.soldOut(productID: productID) }
+        var prices: [String: Double] = [:]
+        for wanted in InventoryRules.wantedUnits(items) {
+            let level = try level(db, productID: wanted.productID, customerID: customerID)
+            if let price = level?.price { prices[wanted.productID] = price }
+            guard try InventoryRules.decide(productID: wanted.productID, quantity: wanted.quantity, level: level, strictCatalog: strictCatalog),
+                  let level
+            else { continue }
             try db.cachedStatement(sql: """
                 UPDATE fs_products SET stock = stock - ?1, reserved = reserved + ?1 WHERE product_id = ?2
-                """).execute(arguments: [quantity, productID])
-            if limit != nil {
+                """).execute(arguments: [wanted.quantity, wanted.productID])
+            if level.perCustomerLimit != nil {
                 try db.cachedStatement(sql: """
                     INSERT INTO fs_customer_purchases (product_id, customer_id, quantity) VALUES (?1, ?2, ?3)
                     ON CONFLICT(product_id, customer_id) DO UPDATE SET quantity = quantity + ?3
-                    """).execute(arguments: [productID, customerID, quantity])
+                    """).execute(arguments: [wanted.productID, customerID, wanted.quantity])
             }
-            reservation.units.append((productID, quantity))
+            reservation.units.append(wanted)
         }
-        return reservation
+        return (reservation, prices)
     }
 
-    /// Turns a reservation into sales (completed) or gives its units back (failed).
-    static func settle(_ db: Database, reservation: [(String, Int)], customerID: String, sold: Bool) throws {
-        for (productID, quantity) in reservation {
-            if sold {
+    /// A product's level for one customer; nil when it is not in the catalog.
+    static func level(_ db: Database, productID: String, customerID: String) throws -> StockLevel? {
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT stock, per_customer_limit, price FROM fs_products WHERE product_id = ?"),
+                                         arguments: [productID])
+        else { return nil }
+        let limit: Int? = row[1]
+        let bought = limit == nil ? 0 : try Int.fetchOne(db.cachedStatement(sql: """
+            SELECT quantity FROM fs_customer_purchases WHERE product_id = ? AND customer_id = ?
+            """), arguments: [productID, customerID]) ?? 0
+        return StockLevel(stock: row[0], perCustomerLimit: limit, price: row[2], boughtByCustomer: bought)
+    }
+
+    /// Applies ``InventoryRules/settlement(of:sold:)``.
+    static func settle(_ db: Database, reservation: Reservation, customerID: String, sold: Bool) throws {
+        for change in InventoryRules.settlement(of: reservation, sold: sold) {
+            try db.cachedStatement(sql: """
+                UPDATE fs_products SET stock = stock + ?1, reserved = reserved + ?2, sold = sold + ?3 WHERE product_id = ?4
+                """).execute(arguments: [change.stock, change.reserved, change.sold, change.productID])
+            if change.customerBought != 0 {
                 try db.cachedStatement(sql: """
-                    UPDATE fs_products SET reserved = reserved - ?1, sold = sold + ?1 WHERE product_id = ?2
-                    """).execute(arguments: [quantity, productID])
-            } else {
-                try db.cachedStatement(sql: """
-                    UPDATE fs_products SET reserved = reserved - ?1, stock = stock + ?1 WHERE product_id = ?2
-                    """).execute(arguments: [quantity, productID])
-                try db.cachedStatement(sql: """
-                    UPDATE fs_customer_purchases SET quantity = MAX(0, quantity - ?1) WHERE product_id = ?2 AND customer_id = ?3
-                    """).execute(arguments: [quantity, productID, customerID])
+                    UPDATE fs_customer_purchases SET quantity = MAX(0, quantity + ?1) WHERE product_id = ?2 AND customer_id = ?3
+                    """).execute(arguments: [change.customerBought, change.productID, customerID])
             }
         }
-    }
-
-    static func encode(_ reservation: [(String, Int)]) -> String? {
-        guard !reservation.isEmpty else { return nil }
-        return "{" + reservation.map { "\(JSONText.quoted($0.0)):\($0.1)" }.joined(separator: ",") + "}"
-    }
-
-    static func decode(_ text: String?) -> [(String, Int)] {
-        guard let text, let members = (try? JSONValue.parse(Array(text.utf8)))?.object else { return [] }
-        return members.compactMap { key, value in
-            if case let .number(_, integer?) = value { return (key, Int(integer)) }
-            return nil
-        }.sorted { $0.0 < $1.0 }
     }
 
     static func product(_ db: Database, id: String) throws -> Product? {

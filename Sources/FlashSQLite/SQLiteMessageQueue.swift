@@ -6,16 +6,15 @@ import Synchronization
 /// A queue with SQS semantics stored in the embedded SQLite database.
 ///
 /// Get one from ``SQLiteDatabase/createQueue(_:attributes:)`` or ``SQLiteDatabase/queue(named:)``.
-/// It is valid while its ``SQLiteDatabase`` is alive: the database's catalog holds its queues, so
-/// a queue refers back to the database without owning it (no reference cycle).
+/// It holds the open file (strongly), which holds no queue: valid until the database is closed.
 public final class SQLiteMessageQueue: MessageQueue {
     public let name: String
     let record: QueueRecord
     let deadLetter: QueueRecord?
-    unowned(unsafe) let database: SQLiteDatabase
+    let database: SQLiteConnection
     private let lastSweep = Atomic<Int64>(0)
 
-    init(database: SQLiteDatabase, record: QueueRecord, deadLetter: QueueRecord?) {
+    init(database: SQLiteConnection, record: QueueRecord, deadLetter: QueueRecord?) {
         self.database = database
         self.name = record.name
         self.record = record
@@ -75,14 +74,25 @@ public final class SQLiteMessageQueue: MessageQueue {
         try QueueLimits.validateReceive(maxMessages: maxMessages, wait: wait, visibilityTimeout: visibilityTimeout)
         let visibility = visibilityTimeout?.asMilliseconds ?? record.visibilityTimeoutMillis
         let deadline = ContinuousClock.now + wait
+        var looked = false
         while true {
             let generation = database.arrivals.generation(record.id)
-            let outcome = try await receiveOnce(maxMessages: maxMessages, visibilityMillis: visibility)
-            if !outcome.messages.isEmpty { return outcome.messages }
+            var next: Int64?
+            if looked {
+                // Woken (a send, a lease ending, another process's commit): look before taking the
+                // write lock, so that wake-ups that find nothing cost a read, not a transaction.
+                next = try await database.read { [record] db in try SQLiteQueueStorage.earliestVisibleAt(db, queue: record) }
+            }
+            if !looked || next.map({ $0 <= WallClock.nowMillis() }) == true {
+                let outcome = try await receiveOnce(maxMessages: maxMessages, visibilityMillis: visibility)
+                if !outcome.messages.isEmpty { return outcome.messages }
+                next = outcome.nextVisibleAt
+            }
+            looked = true
             let now = ContinuousClock.now
             guard now < deadline, !Task.isCancelled else { return [] }
             var timeout = deadline - now
-            if let next = outcome.nextVisibleAt {
+            if let next {
                 // A delayed or leased message becomes visible then: wake for it without a send.
                 let untilVisible = Duration.milliseconds(max(1, next - WallClock.nowMillis()))
                 timeout = min(timeout, untilVisible)
@@ -187,7 +197,6 @@ public final class SQLiteMessageQueue: MessageQueue {
 }
 
 extension SQLiteMessageQueue {
-    /// Visible messages sent at or before `millis`: roughly, how many are ahead of a message sent then.
     public func countVisible(sentAtOrBefore millis: Int64) async throws -> Int {
         try await database.read { [record] db in
             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(record.table) WHERE visible_at <= ?", arguments: [min(millis, WallClock.nowMillis())]) ?? 0

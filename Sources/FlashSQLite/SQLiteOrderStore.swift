@@ -4,96 +4,77 @@ import FlashQueue
 import GRDB
 import Synchronization
 
-/// Orders, stock and payment messages in the embedded database.
+/// Orders, stock and payment messages in the embedded database: ``OrderStore``'s primitives on
+/// SQLite, with the core's rules (``InventoryRules``, the ``Order`` transitions, ``PaymentMessage``).
 ///
-/// Placing a queued order is one transaction: the order row, its stock reservation and its
-/// message on the `orders` topic commit together (group-committed with concurrent orders). The
-/// order keeps the row of its message in the payments queue, so the reconciler can tell with
-/// one primary-key look-up whether anything will still deliver it.
-/// Counts by status are kept in memory (counted once at open) so `/stats` costs no table scan;
-/// the SQLite backend has one process per file, so they are exact. Valid while its
-/// ``SQLiteDatabase`` is alive (it refers to it without owning it, as queues do).
+/// Placing a queued order is one transaction: the order row, its stock reservation, its counter
+/// and its message on the `orders` topic commit together (group-committed with concurrent
+/// orders). The order keeps the row of its message in the payments queue, so the reconciler can
+/// tell with one primary-key look-up whether anything will still deliver it. The store holds
+/// the payments queue, so recording a result and deleting the message is one transaction too.
 public final class SQLiteOrderStore: OrderStore {
-    unowned(unsafe) let database: SQLiteDatabase
+    let database: SQLiteDatabase
     let topic: SQLiteTopic
-    let paymentsQueue: SQLiteMessageQueue?
+    let queue: SQLiteMessageQueue
     /// Refuse items whose product is not in the catalog.
     public let strictCatalog: Bool
-    private let tally: Mutex<OrderCounts>
 
     /// - Parameters:
     ///   - topic: where queued orders' payment messages are published.
-    ///   - paymentsQueue: the queue the workers read, for queue-position estimates.
-    public init(database: SQLiteDatabase, topic: SQLiteTopic, paymentsQueue: SQLiteMessageQueue?, strictCatalog: Bool = false) async throws {
+    ///   - paymentsQueue: the topic's subscriber the workers read.
+    public init(database: SQLiteDatabase, topic: SQLiteTopic, paymentsQueue: SQLiteMessageQueue, strictCatalog: Bool = false) async throws {
         self.database = database
         self.topic = topic
-        self.paymentsQueue = paymentsQueue
+        self.queue = paymentsQueue
         self.strictCatalog = strictCatalog
-        if let paymentsQueue { try await Self.backfillMessageRows(database, queue: paymentsQueue) }
-        let counts = try await database.read { db -> OrderCounts in
-            var counts = OrderCounts()
-            for row in try Row.fetchAll(db, sql: "SELECT status, COUNT(*) FROM fs_orders GROUP BY status") {
-                if let status = OrderStatus(rawValue: row[0]) { counts[status] = row[1] }
-            }
-            return counts
-        }
-        tally = Mutex(counts)
+        try await Self.backfillMessageRows(database, queue: paymentsQueue)
     }
+
+    public var paymentsQueue: any MessageQueue { queue }
 
     // MARK: Placing
 
     public func placeQueued(_ order: NewOrder) async throws -> Placement {
-        try await place(order, status: .pending, holdUntil: nil)
+        try await place(order, queued: true, holdUntil: nil)
     }
 
     public func placeImmediate(_ order: NewOrder, holdUntil: Int64) async throws -> Placement {
-        try await place(order, status: .processing, holdUntil: holdUntil)
+        try await place(order, queued: false, holdUntil: holdUntil)
     }
 
-    private func place(_ order: NewOrder, status: OrderStatus, holdUntil: Int64?) async throws -> Placement {
+    private func place(_ order: NewOrder, queued: Bool, holdUntil: Int64?) async throws -> Placement {
         let strict = strictCatalog
-        let paymentsQueueID = paymentsQueue?.record.id
-        let placement = try await database.write { [topic] db -> Placement in
+        let paymentsQueueID = queue.record.id
+        return try await database.write { [topic] db -> Placement in
             if let existing = try Self.existing(db, order: order) { return Placement(order: existing, messageID: existing.messageID, created: false) }
-            // Only a request that can be repeated keeps its fingerprint (none is built on the common
-            // path); it is taken from the items as sent, before catalog prices fill in.
-            let fingerprint = order.idempotencyKey != nil || order.idChosenByClient ? order.fingerprint : nil
-            let reservation = try SQLiteInventory.reserve(db, items: order.items, customerID: order.customerID,
-                                                          strictCatalog: strict || order.requiresCatalog)
-            // A catalog price is the price: the client's only fills in where the catalog has none.
-            var order = order
-            for index in order.items.indices {
-                if let price = reservation.prices[order.items[index].productID] { order.items[index].price = price }
-            }
+            // The fingerprint is taken from the items as sent, before catalog prices fill in.
+            let fingerprint = order.storedFingerprint
+            let (reservation, prices) = try SQLiteInventory.reserve(db, items: order.items, customerID: order.customerID,
+                                                                    strictCatalog: strict || order.requiresCatalog)
+            let order = order.priced(by: prices)
             let now = WallClock.nowMillis()
-            let total = order.total
             var messageID: String?
             var messageSeq: Int64?
-            if status == .pending {
-                let body = PaymentMessage(orderID: order.id, customerID: order.customerID, total: total).body
+            if queued {
+                let body = PaymentMessage(orderID: order.id, customerID: order.customerID, total: order.total).body
                 // The message shares the order's timestamp: queue positions compare the two.
                 (messageID, messageSeq) = try topic.publish(body, at: now, in: db, rowIn: paymentsQueueID)
             }
+            let stored = Order.placed(order, queued: queued, messageID: messageID, now: now)
             try db.cachedStatement(sql: """
                 INSERT INTO fs_orders (order_id, idempotency_key, customer_id, items, total, status, channel, attempts,
                                        reserved, message_id, created_at, updated_at, processing_at,
                                        message_seq, hold_until, request_fingerprint)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """).execute(arguments: [
-                    order.id, order.idempotencyKey, order.customerID, Self.encodeItems(order.items), total,
-                    status.rawValue, order.channel.rawValue, status == .processing ? 1 : 0,
-                    SQLiteInventory.encode(reservation.units), messageID, now, now, status == .processing ? now : nil,
+                    stored.id, order.idempotencyKey, stored.customerID, Self.encodeItems(stored.items), stored.total,
+                    stored.status.rawValue, stored.channel.rawValue, stored.attempts,
+                    reservation.encoded, messageID, now, now, stored.processingAt,
                     messageSeq, holdUntil, fingerprint,
                 ])
-            let stored = Order(
-                id: order.id, customerID: order.customerID, items: order.items, total: total, status: status,
-                channel: order.channel, attempts: status == .processing ? 1 : 0, failureReason: nil,
-                createdAt: now, updatedAt: now, processingAt: status == .processing ? now : nil, finishedAt: nil,
-                messageID: messageID)
+            try SQLiteSchema.addToCounter(db, OrderCounts.counterName(stored.status), 1)
             return Placement(order: stored, messageID: messageID, created: true)
         }
-        if placement.created { tally.withLock { $0[status] += 1 } }
-        return placement
     }
 
     /// The order a repeated request names: by the customer's idempotency key, else by the
@@ -125,106 +106,81 @@ public final class SQLiteOrderStore: OrderStore {
     // MARK: Reading
 
     public func order(id: String) async throws -> Order? {
-        try await database.read { db in
-            try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM fs_orders WHERE order_id = ?"), arguments: [id]).map(Self.decodeOrder)
-        }
+        try await database.read { db in try Self.order(db, id: id) }
+    }
+
+    static func order(_ db: Database, id: String) throws -> Order? {
+        try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM fs_orders WHERE order_id = ?"), arguments: [id]).map(decodeOrder)
     }
 
     public func counts() async throws -> OrderCounts {
-        tally.withLock { $0 }
-    }
-
-    public func queuePosition(of order: Order) async throws -> Int? {
-        guard order.status == .pending, let queue = paymentsQueue else { return nil }
-        return try await queue.countVisible(sentAtOrBefore: order.createdAt)
+        try await database.read { db in
+            let counters = try SQLiteSchema.counters(db)
+            var counts = OrderCounts()
+            for status in OrderStatus.allCases { counts[status] = counters[OrderCounts.counterName(status)] ?? 0 }
+            return counts
+        }
     }
 
     // MARK: Processing
 
+    /// Stores an order's new state (one of the core's transitions) and moves the status counters.
+    private static func store(_ order: Order, from previous: OrderStatus, _ db: Database) throws {
+        try db.cachedStatement(sql: """
+            UPDATE fs_orders SET status = ?, attempts = ?, failure_reason = ?, updated_at = ?, processing_at = ?, finished_at = ?
+            WHERE order_id = ?
+            """).execute(arguments: [order.status.rawValue, order.attempts, order.failureReason, order.updatedAt,
+                                     order.processingAt, order.finishedAt, order.id])
+        if order.status != previous {
+            try SQLiteSchema.addToCounter(db, OrderCounts.counterName(previous), -1)
+            try SQLiteSchema.addToCounter(db, OrderCounts.counterName(order.status), 1)
+        }
+    }
+
     public func startProcessing(_ orderIDs: [String]) async throws -> [String: Order] {
-        let (orders, started) = try await database.write { db -> ([String: Order], Int) in
+        try await database.write { db in
             let now = WallClock.nowMillis()
             var orders: [String: Order] = [:]
-            var started = 0
-            let select = try db.cachedStatement(sql: "SELECT * FROM fs_orders WHERE order_id = ?")
-            let update = try db.cachedStatement(sql: """
-                UPDATE fs_orders SET status = 'processing', attempts = attempts + 1, updated_at = ?1,
-                                     processing_at = COALESCE(processing_at, ?1)
-                WHERE order_id = ?2
-                """)
             for id in orderIDs {
-                guard let row = try Row.fetchOne(select, arguments: [id]) else { continue }
-                var order = Self.decodeOrder(row)
-                if !order.status.isTerminal {
-                    try update.execute(arguments: [now, id])
-                    if order.status == .pending { started += 1 }
-                    order.status = .processing
-                    order.attempts += 1
-                    order.updatedAt = now
-                    order.processingAt = order.processingAt ?? now
+                guard let order = try Self.order(db, id: id) else { continue }
+                if let started = order.startingAttempt(now: now) {
+                    try Self.store(started, from: order.status, db)
+                    orders[id] = started
+                } else {
+                    orders[id] = order
                 }
-                orders[id] = order
             }
-            return (orders, started)
+            return orders
         }
-        if started > 0 {
-            tally.withLock {
-                $0.pending -= started
-                $0.processing += started
+    }
+
+    public func returnUntried(_ deliveries: [UntriedDelivery]) async throws {
+        guard !deliveries.isEmpty else { return }
+        try await database.write { [queue] db in
+            let current = try queue.returnUntried(deliveries.map(\.receipt), in: db)
+            let now = WallClock.nowMillis()
+            // A stale receipt's message was delivered again meanwhile: the attempt now on the
+            // order is that delivery's.
+            for (delivery, isCurrent) in zip(deliveries, current) where isCurrent {
+                guard let id = delivery.orderID, let order = try Self.order(db, id: id),
+                      let returned = order.returningUntried(now: now) else { continue }
+                try Self.store(returned, from: order.status, db)
             }
-        }
-        return orders
-    }
-
-    public func returnUntried(_ orderIDs: [String]) async throws {
-        guard !orderIDs.isEmpty else { return }
-        let repended = try await database.write { db in try Self.returnUntried(orderIDs, db) }
-        tallyRepended(repended)
-    }
-
-    /// Reverts one attempt of each order (see ``OrderStore/returnUntried(_:)``); returns how many
-    /// went back to pending.
-    private static func returnUntried(_ orderIDs: [String], _ db: Database) throws -> Int {
-        let select = try db.cachedStatement(sql: "SELECT status, attempts FROM fs_orders WHERE order_id = ?")
-        let update = try db.cachedStatement(sql: """
-            UPDATE fs_orders
-            SET attempts = attempts - 1, updated_at = ?1,
-                status = CASE WHEN attempts <= 1 THEN 'pending' ELSE status END,
-                processing_at = CASE WHEN attempts <= 1 THEN NULL ELSE processing_at END
-            WHERE order_id = ?2 AND status = 'processing' AND attempts > 0
-            """)
-        let now = WallClock.nowMillis()
-        var repended = 0
-        for id in orderIDs {
-            guard let row = try Row.fetchOne(select, arguments: [id]), row[0] as String == OrderStatus.processing.rawValue else { continue }
-            let attempts: Int = row[1]
-            try update.execute(arguments: [now, id])
-            if attempts == 1, db.changesCount == 1 { repended += 1 }
-        }
-        return repended
-    }
-
-    private func tallyRepended(_ count: Int) {
-        guard count > 0 else { return }
-        tally.withLock {
-            $0.processing -= count
-            $0.pending += count
         }
     }
 
     @discardableResult
-    public func finish(_ orderID: String, result: OrderResult) async throws -> Order? {
-        try await finish(orderID, result: result, deletingFrom: nil, counted: false)?.order
+    public func finish(_ orderID: String, result: OrderResult, deleting receipt: ReceiptHandle?) async throws -> Order? {
+        try await finish(orderID, result: result, deleting: receipt, counted: false)?.order
     }
 
     public func settle(_ orderID: String, result: OrderResult, counted: Bool) async throws -> FinishedOrder? {
-        try await finish(orderID, result: result, deletingFrom: nil, counted: counted)
+        try await finish(orderID, result: result, deleting: nil, counted: counted)
     }
 
-    private func finish(_ orderID: String, result: OrderResult, deletingFrom delivery: (SQLiteMessageQueue, ReceiptHandle)?,
-                        counted: Bool) async throws -> FinishedOrder? {
-        let (order, previous) = try await database.write { db -> (Order?, OrderStatus?) in
-            if let (queue, receipt) = delivery {
+    private func finish(_ orderID: String, result: OrderResult, deleting receipt: ReceiptHandle?, counted: Bool) async throws -> FinishedOrder? {
+        try await database.write { [queue] db -> FinishedOrder? in
+            if let receipt {
                 do {
                     try queue.delete(receipt, in: db)
                 } catch QueueError.receiptHandleInvalid {
@@ -232,47 +188,26 @@ public final class SQLiteOrderStore: OrderStore {
                 }
             }
             guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM fs_orders WHERE order_id = ?"), arguments: [orderID]) else {
-                return (nil, nil)
+                return nil
             }
-            var order = Self.decodeOrder(row)
-            guard !order.status.isTerminal else { return (order, nil) }
-            let previous = order.status
-            let now = WallClock.nowMillis()
-            switch result {
-            case .completed:
-                order.status = .completed
-            case let .failed(reason):
-                order.status = .failed
-                order.failureReason = reason
-            }
-            order.updatedAt = now
-            order.finishedAt = now
-            try db.cachedStatement(sql: """
-                UPDATE fs_orders SET status = ?, failure_reason = ?, updated_at = ?, finished_at = ? WHERE order_id = ?
-                """).execute(arguments: [order.status.rawValue, order.failureReason, now, now, orderID])
-            let reservation = SQLiteInventory.decode(row["reserved"])
+            let order = Self.decodeOrder(row)
+            guard let finished = order.finishing(result, now: WallClock.nowMillis()) else { return FinishedOrder(order: order, changed: false) }
+            try Self.store(finished, from: order.status, db)
+            let reservation = Reservation(encoded: row["reserved"])
             if !reservation.isEmpty {
-                try SQLiteInventory.settle(db, reservation: reservation, customerID: order.customerID, sold: order.status == .completed)
+                try SQLiteInventory.settle(db, reservation: reservation, customerID: order.customerID, sold: finished.status == .completed)
             }
             if counted {
-                try Self.addToCounter(db, order.status == .completed ? Self.settledCompleted : Self.settledFailed, 1)
+                try SQLiteSchema.addToCounter(db, finished.status == .completed ? Self.settledCompleted : Self.settledFailed, 1)
             }
-            return (order, previous)
+            return FinishedOrder(order: finished, changed: true)
         }
-        if let previous, let order {
-            tally.withLock {
-                $0[previous] -= 1
-                $0[order.status] += 1
-            }
-        }
-        return order.map { FinishedOrder(order: $0, changed: previous != nil) }
     }
 
     // MARK: Reconciling
 
     public func orphans(after cursor: Int64, limit: Int) async throws -> OrphanScan {
-        guard let queue = paymentsQueue else { return OrphanScan(orphans: [], nextCursor: nil) }
-        return try await database.read { db in
+        try await database.read { [queue] db in
             // The partial index holds only open orders, so a page costs its own rows, however
             // many orders have finished. Sync orders have no message: ``expiredHolds`` finds them.
             let rows = try Row.fetchAll(db.cachedStatement(sql: """
@@ -302,19 +237,13 @@ public final class SQLiteOrderStore: OrderStore {
 
     public func settlementCounts() async throws -> SettlementCounts {
         try await database.read { db in
-            let values = try Dictionary(uniqueKeysWithValues: Row.fetchAll(db, sql: "SELECT name, value FROM fs_counters").map { ($0[0] as String, $0[1] as Int) })
+            let values = try SQLiteSchema.counters(db)
             return SettlementCounts(completed: values[Self.settledCompleted] ?? 0, failed: values[Self.settledFailed] ?? 0)
         }
     }
 
     static let settledCompleted = "reconciler.completed"
     static let settledFailed = "reconciler.failed"
-
-    static func addToCounter(_ db: Database, _ name: String, _ amount: Int) throws {
-        try db.cachedStatement(sql: """
-            INSERT INTO fs_counters (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = value + ?2
-            """).execute(arguments: [name, amount])
-    }
 
     /// Orders stored before schema v2 know their message by id only: find its row once. The
     /// queue table has no index on `message_id` (sends would pay for it), so a temporary one
@@ -368,29 +297,6 @@ public final class SQLiteOrderStore: OrderStore {
             attempts: row["attempts"], failureReason: row["failure_reason"],
             createdAt: row["created_at"], updatedAt: row["updated_at"],
             processingAt: row["processing_at"], finishedAt: row["finished_at"], messageID: row["message_id"])
-    }
-}
-
-extension SQLiteOrderStore: QueueAcknowledgingOrderStore {
-    public func acknowledges(queueName: String) -> Bool {
-        paymentsQueue?.name == queueName
-    }
-
-    @discardableResult
-    public func finish(_ orderID: String, result: OrderResult, deleting receipt: ReceiptHandle) async throws -> Order? {
-        guard let queue = paymentsQueue else { throw QueueError.receiptHandleInvalid(receipt.rawValue) }
-        return try await finish(orderID, result: result, deletingFrom: (queue, receipt), counted: false)?.order
-    }
-
-    public func returnUntried(_ deliveries: [UntriedDelivery]) async throws {
-        guard !deliveries.isEmpty else { return }
-        guard let queue = paymentsQueue else { throw QueueError.receiptHandleInvalid(deliveries[0].receipt.rawValue) }
-        let repended = try await database.write { db -> Int in
-            let current = try queue.returnUntried(deliveries.map(\.receipt), in: db)
-            let orderIDs = zip(deliveries, current).compactMap { $1 ? $0.orderID : nil }
-            return try Self.returnUntried(orderIDs, db)
-        }
-        tallyRepended(repended)
     }
 }
 

@@ -1,25 +1,14 @@
 import FlashCore
 import FlashPayments
 import GRDB
-import Synchronization
 
 /// The payment simulator's ledger, in the database file: it outlives `kill -9`, so a charge
 /// decided before a crash is not taken again when the order's message comes back.
 public final class SQLitePaymentLedger: PaymentLedger {
-    unowned(unsafe) let database: SQLiteDatabase
-    private let tally: Mutex<LedgerCounts>
+    let database: SQLiteDatabase
 
-    /// Opens the ledger of `database`, counting its entries once.
-    public init(database: SQLiteDatabase) async throws {
+    public init(database: SQLiteDatabase) {
         self.database = database
-        let counts = try await database.read { db -> LedgerCounts in
-            let row = try Row.fetchOne(db, sql: "SELECT COALESCE(SUM(approved), 0), COALESCE(SUM(voided), 0), COUNT(*) FROM fs_payment_ledger")
-            let approved: Int = row?[0] ?? 0
-            let voided: Int = row?[1] ?? 0
-            let all: Int = row?[2] ?? 0
-            return LedgerCounts(approved: approved, declined: all - approved - voided, voided: voided)
-        }
-        tally = Mutex(counts)
     }
 
     public func outcome(for orderID: String) async throws -> PaymentOutcome? {
@@ -39,10 +28,16 @@ public final class SQLitePaymentLedger: PaymentLedger {
                 INSERT INTO fs_payment_ledger (order_id, amount, approved, charge_id, reason, created_at, voided) VALUES (?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT(order_id) DO NOTHING
                 """).execute(arguments: [orderID, amount, approved, chargeID, reason, WallClock.nowMillis(), outcome == .voided])
-            if db.changesCount == 1 { return (outcome, true) }
-            return (try Self.outcome(db, orderID: orderID) ?? outcome, false)
+            if db.changesCount == 1 {
+                try SQLiteSchema.addToCounter(db, Self.counterName(outcome), 1)
+                return (outcome, true)
+            }
+            let standing = try Self.outcome(db, orderID: orderID) ?? outcome
+            if LedgerCounts.isDuplicate(requested: outcome, standing: standing) {
+                try SQLiteSchema.addToCounter(db, "payments.duplicates", 1)
+            }
+            return (standing, false)
         }
-        if result.1 { tally.withLock { $0.add(outcome) } }
         return result
     }
 
@@ -58,7 +53,19 @@ public final class SQLitePaymentLedger: PaymentLedger {
     }
 
     public func counts() async throws -> LedgerCounts {
-        tally.withLock { $0 }
+        try await database.read { db in
+            let counters = try SQLiteSchema.counters(db)
+            return LedgerCounts(approved: counters["payments.approved"] ?? 0, declined: counters["payments.declined"] ?? 0,
+                                voided: counters["payments.voided"] ?? 0, duplicates: counters["payments.duplicates"] ?? 0)
+        }
+    }
+
+    static func counterName(_ outcome: PaymentOutcome) -> String {
+        switch outcome {
+        case .approved: "payments.approved"
+        case .declined: "payments.declined"
+        case .voided: "payments.voided"
+        }
     }
 
     static func outcome(_ db: Database, orderID: String) throws -> PaymentOutcome? {

@@ -81,6 +81,12 @@ enum SQLiteQueueStorage {
         return ReceiveOutcome(messages: messages, nextVisibleAt: next)
     }
 
+    /// The earliest `visible_at` of the queue's messages (one step down the index), nil when
+    /// the queue is empty: whether a receive now would find anything, without taking the lock.
+    static func earliestVisibleAt(_ db: Database, queue: QueueRecord) throws -> Int64? {
+        try Int64.fetchOne(db.cachedStatement(sql: "SELECT visible_at FROM \(queue.table) ORDER BY visible_at LIMIT 1"))
+    }
+
     static func delete(_ db: Database, from queue: QueueRecord, receipt: ReceiptHandle) throws {
         let (seq, token) = try ReceiptCodec.decode(receipt, queueID: queue.id)
         try db.cachedStatement(sql: "DELETE FROM \(queue.table) WHERE seq = ? AND receipt = ?")

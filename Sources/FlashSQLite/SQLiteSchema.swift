@@ -103,7 +103,49 @@ enum SQLiteSchema {
                 ) WITHOUT ROWID;
                 """)
         }
+        migrator.registerMigration("v3-fleet") { db in
+            // Counts by status and ledger tallies become stored counters, moved in the same
+            // transactions as the rows they count: exact for every process on the file, O(1) to read.
+            try db.execute(sql: """
+                INSERT INTO fs_counters (name, value)
+                    SELECT 'orders.' || status, COUNT(*) FROM fs_orders WHERE true GROUP BY status
+                    ON CONFLICT(name) DO UPDATE SET value = excluded.value;
+                INSERT INTO fs_counters (name, value)
+                    SELECT 'payments.approved', COALESCE(SUM(approved), 0) FROM fs_payment_ledger WHERE true
+                    ON CONFLICT(name) DO UPDATE SET value = excluded.value;
+                INSERT INTO fs_counters (name, value)
+                    SELECT 'payments.voided', COALESCE(SUM(voided), 0) FROM fs_payment_ledger WHERE true
+                    ON CONFLICT(name) DO UPDATE SET value = excluded.value;
+                INSERT INTO fs_counters (name, value)
+                    SELECT 'payments.declined', COUNT(*) - COALESCE(SUM(approved), 0) - COALESCE(SUM(voided), 0) FROM fs_payment_ledger WHERE true
+                    ON CONFLICT(name) DO UPDATE SET value = excluded.value;
+                CREATE TABLE fs_processes (
+                    id TEXT PRIMARY KEY,
+                    kind TEXT NOT NULL,
+                    host TEXT NOT NULL,
+                    pid INTEGER NOT NULL,
+                    workers INTEGER NOT NULL,
+                    busy INTEGER NOT NULL,
+                    accepted_per_second REAL NOT NULL,
+                    processed_per_second REAL NOT NULL,
+                    started_at INTEGER NOT NULL,
+                    heartbeat_at INTEGER NOT NULL
+                ) WITHOUT ROWID;
+                """)
+        }
         return migrator
+    }
+
+    /// Adds `amount` to a stored counter, inside the caller's transaction.
+    static func addToCounter(_ db: Database, _ name: String, _ amount: Int) throws {
+        try db.cachedStatement(sql: """
+            INSERT INTO fs_counters (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = value + ?2
+            """).execute(arguments: [name, amount])
+    }
+
+    /// Every stored counter.
+    static func counters(_ db: Database) throws -> [String: Int] {
+        try Dictionary(uniqueKeysWithValues: Row.fetchAll(db.cachedStatement(sql: "SELECT name, value FROM fs_counters")).map { ($0[0] as String, $0[1] as Int) })
     }
 
     /// The table holding the messages of queue `id`.

@@ -9,19 +9,23 @@ import Synchronization
 public final class SQLiteTopic: Topic {
     public let name: String
     let id: Int64
-    unowned(unsafe) let database: SQLiteDatabase
+    let connection: SQLiteConnection
+    /// The database whose catalog holds this topic (weak: the catalog holds the topic).
+    private weak let database: SQLiteDatabase?
     private let subscribers: Mutex<[SQLiteMessageQueue]>
 
     init(database: SQLiteDatabase, id: Int64, name: String, subscribers: [SQLiteMessageQueue]) {
         self.database = database
+        self.connection = database.connection
         self.id = id
         self.name = name
         self.subscribers = Mutex(subscribers)
     }
 
     public func subscribe(queue name: String) async throws {
+        guard let database else { throw QueueError.queueDoesNotExist(name) }
         let queue = try await database.queue(named: name)
-        try await database.write { [id] db in
+        try await connection.write { [id] db in
             try db.execute(sql: "INSERT OR IGNORE INTO fs_subscriptions (topic_id, queue_id) VALUES (?, ?)",
                            arguments: [id, queue.record.id])
         }
@@ -36,7 +40,7 @@ public final class SQLiteTopic: Topic {
 
     public func publish(_ body: String) async throws -> String {
         try validate(body)
-        return try await database.write { db in try self.publish(body, in: db) }
+        return try await connection.write { db in try self.publish(body, in: db) }
     }
 
     /// Publishes inside a transaction the caller owns (see ``SQLiteDatabase``), e.g. together with

@@ -19,7 +19,7 @@ import Synchronization
 ///
 /// A delivery counts against maxReceiveCount only if it was tried: messages received but never
 /// started (the prefetch buffer at shutdown) go back *untried*, their delivery and the order's
-/// attempt uncounted (``QueueAcknowledgingOrderStore/returnUntried(_:receipts:)``). A kill -9
+/// attempt uncounted (``OrderStore/returnUntried(_:)``). A kill -9
 /// cannot give anything back: those deliveries count, as SQS counts them.
 ///
 /// Graceful shutdown: stop receiving, give back buffered messages untried, let charges in
@@ -53,10 +53,9 @@ public final class WorkerPool: Service {
     }
 
     public let configuration: Configuration
+    /// The store's payments queue: the one this pool reads.
     let queue: any MessageQueue
     let store: any OrderStore
-    /// The store, when it can record a result and delete the message in one transaction.
-    let acknowledgingStore: (any QueueAcknowledgingOrderStore)?
     let gateway: any PaymentGateway
     let logger: Logger
     /// Orders finished (completed or failed) per second.
@@ -66,13 +65,12 @@ public final class WorkerPool: Service {
     let hardStop = ArrivalSignal<Int>()
     let stopping = Atomic<Bool>(false)
 
-    public init(configuration: Configuration, queue: any MessageQueue,
-                store: any OrderStore, gateway: any PaymentGateway, processed: RateMeter = RateMeter(), logger: Logger) {
+    /// A pool that charges the orders of `store`, reading their messages from its payments queue.
+    public init(configuration: Configuration, store: any OrderStore, gateway: any PaymentGateway,
+                processed: RateMeter = RateMeter(), logger: Logger) {
         self.configuration = configuration
-        self.queue = queue
+        self.queue = store.paymentsQueue
         self.store = store
-        let atomic = store as? any QueueAcknowledgingOrderStore
-        self.acknowledgingStore = atomic?.acknowledges(queueName: queue.name) == true ? atomic : nil
         self.gateway = gateway
         self.processed = processed
         self.logger = logger
@@ -303,12 +301,7 @@ public final class WorkerPool: Service {
         do {
             switch verdict {
             case let .finished(result):
-                if let atomic = acknowledgingStore {
-                    try await atomic.finish(job.orderID!, result: result, deleting: job.message.receiptHandle)
-                } else {
-                    try await store.finish(job.orderID!, result: result)
-                    try await queue.delete(job.message.receiptHandle)
-                }
+                try await store.finish(job.orderID!, result: result, deleting: job.message.receiptHandle)
                 processed.record()
             case .alreadyFinished:
                 try await queue.delete(job.message.receiptHandle)
@@ -350,12 +343,7 @@ public final class WorkerPool: Service {
             UntriedDelivery(orderID: $0.order?.status == .processing ? $0.orderID : nil, receipt: $0.message.receiptHandle)
         }
         do {
-            if let atomic = acknowledgingStore {
-                try await atomic.returnUntried(deliveries)
-            } else {
-                try await store.returnUntried(deliveries.compactMap(\.orderID))
-                try await queue.returnUntried(deliveries.map(\.receipt))
-            }
+            try await store.returnUntried(deliveries)
         } catch {
             logger.error("returning untried messages failed; their leases will run out", metadata: ["error": "\(error)"])
         }

@@ -27,14 +27,14 @@ struct FlashSaleBenchCommand: AsyncParsableCommand {
     func run() async throws {
         var logger = Logger(label: "bench")
         logger.logLevel = .error
-        var config = ServerConfiguration()
-        config.dataPath = NSTemporaryDirectory() + "flashsale-bench-sale-\(UUID().uuidString).db"
-        config.port = 0
-        config.workers = workers
+        var config = FlashConfiguration()
+        config.backend.path = NSTemporaryDirectory() + "flashsale-bench-sale-\(UUID().uuidString).db"
+        config.http.port = 0
+        config.workers.count = workers
         guard let latency = Duration(parsing: paymentLatency) else { throw ValidationError("--payment-latency must be a duration") }
         config.payment.latency = .fixed(latency)
-        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: config.dataPath + suffix) } }
-        let system = try await EmbeddedSystem.open(config, logger: logger)
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: config.backend.path + suffix) } }
+        let system = try await FlashSystem.open(config, logger: logger)
         let port = Mutex<Int?>(nil)
         let app = system.application(logger: logger) { bound in port.withLock { $0 = bound } }
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(
@@ -50,10 +50,10 @@ struct FlashSaleBenchCommand: AsyncParsableCommand {
             try await tasks.waitForAll()
         }
         try await http.shutdown()
-        try system.database.close()
+        try await system.close()
     }
 
-    func runSale(http: HTTPClient, base: String, system: EmbeddedSystem) async throws {
+    func runSale(http: HTTPClient, base: String, system: FlashSystem) async throws {
         var reset = HTTPClientRequest(url: "\(base)/reset-stock/\(stock)")
         reset.method = .POST
         _ = try await http.execute(reset, timeout: .seconds(10))
@@ -79,7 +79,7 @@ struct FlashSaleBenchCommand: AsyncParsableCommand {
         }
         let decided = clock.now - started
         let accepted = statuses[200] ?? 0, refused = statuses[400] ?? 0
-        let left = try await system.store.product(id: system.configuration.flashProduct)?.stock ?? -1
+        let left = try await system.catalog.product(id: system.configuration.api.flashProduct)?.stock ?? -1
         while try await system.store.counts().completed + system.store.counts().failed < accepted {
             try await Task.sleep(for: .milliseconds(20))
         }

@@ -51,15 +51,14 @@ struct WorkersBenchCommand: AsyncParsableCommand {
         let theory = Double(workers) / latency.asSeconds
         let waves = { (count: Int) in (count + workers - 1) / workers }
         let orders = waves(max(Int(theory * seconds), workers * 5, 50)) * workers
-        var config = ServerConfiguration()
-        config.dataPath = (directory as NSString).appendingPathComponent("flashsale-bench-workers-\(UUID().uuidString).db")
-        config.workers = workers
+        var config = FlashConfiguration()
+        config.backend.path = (directory as NSString).appendingPathComponent("flashsale-bench-workers-\(UUID().uuidString).db")
+        config.workers.count = workers
         config.payment.latency = .fixed(latency)
-        config.visibilityTimeout = .seconds(60)
-        let system = try await EmbeddedSystem.open(config, logger: logger)
+        config.queue.visibilityTimeout = .seconds(60)
+        let system = try await FlashSystem.open(config, logger: logger)
         defer {
-            try? system.database.close()
-            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: config.dataPath + suffix) }
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: config.backend.path + suffix) }
         }
         // Fill the queue: 64 concurrent producers.
         let store = system.store
@@ -77,7 +76,7 @@ struct WorkersBenchCommand: AsyncParsableCommand {
             }
             try await group.waitForAll()
         }
-        let group = ServiceGroup(configuration: .init(services: [system.workers], logger: logger))
+        let group = ServiceGroup(configuration: .init(services: [system.backend, system.workers!], logger: logger))
         let clock = ContinuousClock()
         var low: ContinuousClock.Instant?
         var high: ContinuousClock.Instant?

@@ -31,7 +31,7 @@ struct FinalStateRoutesTests {
 
     @Test func strictCatalogRefusesProductsItDoesNotKnow() async throws {
         var config = TestSystem.configuration()
-        config.strictCatalog = true
+        config.backend.strictCatalog = true
         try await TestSystem.withLiveSystem(config) { _, client in
             let reply = try await client.call(.post, "/orders/async", json: #"{"customer_id": 7, "items": [{"product_id": "GHOST", "price": 1}]}"#)
             #expect(reply.status == .conflict)
@@ -84,8 +84,8 @@ struct FinalStateRoutesTests {
 
     @Test func noSyncCustomerWaitsPastTheLimitEvenBehindTheGatewaysOwnLimit() async throws {
         var config = TestSystem.configuration(latency: .seconds(5))
-        config.syncLanes = 8
-        config.syncTimeout = .milliseconds(800)
+        config.api.syncLanes = 8
+        config.api.syncTimeout = .milliseconds(800)
         config.payment.concurrencyLimit = 1
         try await TestSystem.withLiveSystem(config) { system, client in
             let replies = Replies()
@@ -125,7 +125,7 @@ struct FinalStateRoutesTests {
 
     @Test func aSyncReplayWhileTheFirstIsChargingSaysSoAndTheLaterReplayGetsTheOrder() async throws {
         var config = TestSystem.configuration(latency: .seconds(3))
-        config.syncLanes = 2
+        config.api.syncLanes = 2
         try await TestSystem.withLiveSystem(config) { system, client in
             let body = #"{"customer_id": 3, "items": [{"product_id": "A", "price": 5}]}"#
             async let first = client.call(.post, "/orders/sync", json: body, headers: Self.key("pay-1"))

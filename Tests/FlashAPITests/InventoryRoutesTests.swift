@@ -88,7 +88,7 @@ struct InventoryRoutesTests {
 
     @Test func strictCatalogRefusesUnknownProducts() async throws {
         var config = TestSystem.configuration()
-        config.strictCatalog = true
+        config.backend.strictCatalog = true
         try await TestSystem.withLiveSystem(config) { _, client in
             let reply = try await client.call(.post, "/orders/async", json: order(customer: "1", [("GHOST", 1)]))
             #expect(reply.status == .conflict)
@@ -194,7 +194,7 @@ struct InventoryRoutesTests {
 
     @Test func adminRoutesNeedTheTokenWhenOneIsSet() async throws {
         var config = TestSystem.configuration()
-        config.adminToken = "s3cret"
+        config.api.adminToken = "s3cret"
         try await TestSystem.withLiveSystem(config) { _, client in
             let none = try await client.call(.post, "/reset-stock/5")
             #expect(none.status == .unauthorized)

@@ -128,7 +128,7 @@ struct OrderRoutesTests {
 
     @Test func syncRefusesAtOnceWhenThePredictedWaitIsTooLong() async throws {
         var config = TestSystem.configuration(latency: .milliseconds(800))
-        config.syncTimeout = .milliseconds(300)
+        config.api.syncTimeout = .milliseconds(300)
         try await TestSystem.withLiveSystem(config) { system, client in
             // A customer holds the only lane (the test takes it itself: no race with the clock).
             let lanes = system.services.lanes
@@ -168,7 +168,7 @@ struct OrderRoutesTests {
 @Suite("Sync checkout timeouts")
 struct SyncTimeoutTests {
     @Test func aCustomerWhoWouldWaitPastTheLimitForALaneGets504AndIsNotCharged() async throws {
-        let system = try await EmbeddedSystem.open(TestSystem.configuration(latency: .milliseconds(5)), logger: TestSystem.logger)
+        let system = try await FlashSystem.open(TestSystem.configuration(latency: .milliseconds(5)), logger: TestSystem.logger)
         var services = system.services
         // The lanes expect 1 ms charges, so nobody is refused up front.
         services.lanes = CheckoutLanes(lanes: 1, expectedServiceTime: .milliseconds(1))
@@ -191,6 +191,6 @@ struct SyncTimeoutTests {
         }
         #expect(try await system.ledger.entries().count == 1)
         #expect(try await system.store.counts().total == 1)
-        try system.database.close()
+        try await system.close()
     }
 }

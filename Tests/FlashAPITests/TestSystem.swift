@@ -12,15 +12,15 @@ import Testing
 
 /// A fresh embedded system on a temporary database, for one test.
 enum TestSystem {
-    static func configuration(workers: Int = 0, latency: Duration = .milliseconds(5)) -> ServerConfiguration {
-        var config = ServerConfiguration()
+    static func configuration(workers: Int = 0, latency: Duration = .milliseconds(5)) -> FlashConfiguration {
+        var config = FlashConfiguration()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("flashsale-api-\(UUID().uuidString)")
         try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        config.dataPath = directory.appendingPathComponent("flashsale.db").path
-        config.port = 0
-        config.workers = workers
+        config.backend.path = directory.appendingPathComponent("flashsale.db").path
+        config.http.port = 0
+        config.workers.count = workers
         config.payment.latency = .fixed(latency)
-        config.shutdownDeadline = .seconds(2)
+        config.workers.shutdownDeadline = .seconds(2)
         return config
     }
 
@@ -32,13 +32,13 @@ enum TestSystem {
 
     /// Runs `body` against the system served over real loopback HTTP.
     static func withLiveSystem(
-        _ config: ServerConfiguration,
-        _ body: @escaping @Sendable (EmbeddedSystem, any TestClientProtocol) async throws -> Void
+        _ config: FlashConfiguration,
+        _ body: @escaping @Sendable (FlashSystem, any TestClientProtocol) async throws -> Void
     ) async throws {
-        let system = try await EmbeddedSystem.open(config, logger: logger)
+        let system = try await FlashSystem.open(config, logger: logger)
         let app = system.application(logger: logger)
         try await app.test(.ahc(.http)) { client in try await body(system, client) }
-        try system.database.close()
+        try await system.close()
     }
 }
 

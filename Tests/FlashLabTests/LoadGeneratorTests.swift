@@ -13,12 +13,12 @@ struct LoadGeneratorTests {
         return logger
     }
 
-    static func server(workers: Int = 0, latency: Duration = .milliseconds(5), syncTimeout: Duration = .seconds(10)) -> ServerConfiguration {
-        var config = ServerConfiguration()
-        config.dataPath = NSTemporaryDirectory() + "flashsale-load-\(UUID().uuidString).db"
-        config.workers = workers
+    static func server(workers: Int = 0, latency: Duration = .milliseconds(5), syncTimeout: Duration = .seconds(10)) -> FlashConfiguration {
+        var config = FlashConfiguration()
+        config.backend.path = NSTemporaryDirectory() + "flashsale-load-\(UUID().uuidString).db"
+        config.workers.count = workers
         config.payment.latency = .fixed(latency)
-        config.syncTimeout = syncTimeout
+        config.api.syncTimeout = syncTimeout
         return config
     }
 

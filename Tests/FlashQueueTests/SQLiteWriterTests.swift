@@ -43,7 +43,7 @@ struct SQLiteWriterTests {
 
     /// Waits until `count` operations wait for the writer's next group.
     static func waitForQueue(_ database: SQLiteDatabase, count: Int) async throws {
-        try await until { database.writer.waitingOperations >= count }
+        try await until { database.connection.writer.waitingOperations >= count }
     }
 
     @Test func aTransactionRolledBackUnderAGroupFailsOnlyWhatItUndidAndCommitsTheRest() async throws {

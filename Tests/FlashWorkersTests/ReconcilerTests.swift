@@ -35,8 +35,8 @@ final class UnreachableForSome: PaymentGateway {
 struct ReconcilerTests {
     typealias Pool = WorkerPoolTests
 
-    static func product(_ system: EmbeddedSystem, _ id: String) async throws -> Product {
-        try #require(try await system.store.product(id: id))
+    static func product(_ system: FlashSystem, _ id: String) async throws -> Product {
+        try #require(try await system.catalog.product(id: id))
     }
 
     static func order(_ n: Int, product: String) -> NewOrder {
@@ -45,8 +45,8 @@ struct ReconcilerTests {
     }
 
     @Test func aPurgedOrderNeverChargedFailsAndItsStockComesBack() async throws {
-        let system = try await EmbeddedSystem.open(Pool.configuration(workers: 0, latency: .milliseconds(5)), logger: Pool.logger)
-        _ = try await system.store.putProduct(id: "TV", stock: 5, perCustomerLimit: nil, price: 300)
+        let system = try await FlashSystem.open(Pool.configuration(workers: 0, latency: .milliseconds(5)), logger: Pool.logger)
+        _ = try await system.catalog.putProduct(id: "TV", stock: 5, perCustomerLimit: nil, price: 300)
         var ids: [String] = []
         for n in 0..<3 { ids.append(try await system.store.placeQueued(Self.order(n, product: "TV")).order.id) }
         // One of them was charged before the purge (its worker got that far).
@@ -65,26 +65,26 @@ struct ReconcilerTests {
         // Never charged, and now never chargeable: a late charge for a failed order takes nothing.
         #expect(try await system.services.gateway.charge(orderID: ids[1], amount: 300) == .voided)
         #expect(try await system.services.gateway.statistics().charges == 1)
-        try system.database.close()
+        try await system.close()
     }
 
     @Test func ordersWhoseMessagesOutliveRetentionAreSettledEvenWithNoWorkers() async throws {
         var config = Pool.configuration(workers: 0, latency: .milliseconds(5))
-        config.messageRetention = .milliseconds(300)
-        let system = try await EmbeddedSystem.open(config, logger: Pool.logger)
-        _ = try await system.store.putProduct(id: "CAM", stock: 2, perCustomerLimit: nil, price: 250)
+        config.queue.messageRetention = .milliseconds(300)
+        let system = try await FlashSystem.open(config, logger: Pool.logger)
+        _ = try await system.catalog.putProduct(id: "CAM", stock: 2, perCustomerLimit: nil, price: 250)
         let id = try await system.store.placeQueued(Self.order(1, product: "CAM")).order.id
         try await Task.sleep(for: .milliseconds(400))
         await system.reconciler.sweep()
         #expect(try await system.store.order(id: id)?.status == .failed)
         #expect(try await system.paymentsQueue.statistics().expired == 1)
         #expect(try await Self.product(system, "CAM").stock == 2)
-        try system.database.close()
+        try await system.close()
     }
 
     @Test func aSyncOrderWhoseRequestDiedIsSettledOnceItsHoldEnds() async throws {
-        let system = try await EmbeddedSystem.open(Pool.configuration(workers: 0, latency: .milliseconds(5)), logger: Pool.logger)
-        _ = try await system.store.putProduct(id: "TV", stock: 2, perCustomerLimit: nil, price: 300)
+        let system = try await FlashSystem.open(Pool.configuration(workers: 0, latency: .milliseconds(5)), logger: Pool.logger)
+        _ = try await system.catalog.putProduct(id: "TV", stock: 2, perCustomerLimit: nil, price: 300)
         let now = WallClock.nowMillis()
         let charged = NewOrder(id: "sync-charged", customerID: "a", items: [OrderItem(productID: "TV", quantity: 1, price: nil)],
                                channel: .sync, idempotencyKey: nil)
@@ -104,14 +104,14 @@ struct ReconcilerTests {
         #expect(try await system.store.order(id: "sync-held")?.status == .processing)
         let tv = try await Self.product(system, "TV")
         #expect((tv.stock, tv.reserved, tv.sold) == (1, 0, 1))
-        try system.database.close()
+        try await system.close()
     }
 
     @Test func anOrderChargedThenDeadLetteredEndsCompletedAndStaysSold() async throws {
         var config = Pool.configuration(workers: 2, latency: .milliseconds(5), visibility: .milliseconds(200))
-        config.maxReceives = 1
-        let system = try await EmbeddedSystem.open(config, logger: Pool.logger)
-        _ = try await system.store.putProduct(id: "PS5", stock: 1, perCustomerLimit: nil, price: 499)
+        config.queue.maxReceives = 1
+        let system = try await FlashSystem.open(config, logger: Pool.logger)
+        _ = try await system.catalog.putProduct(id: "PS5", stock: 1, perCustomerLimit: nil, price: 499)
         let id = try await system.store.placeQueued(Self.order(1, product: "PS5")).order.id
         // A worker took the message, the gateway decided the charge, and the process died.
         _ = try await system.paymentsQueue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .milliseconds(200))
@@ -125,13 +125,13 @@ struct ReconcilerTests {
         let ps5 = try await Self.product(system, "PS5")
         #expect((ps5.stock, ps5.reserved, ps5.sold) == (0, 0, 1))
         #expect(try await system.services.gateway.statistics().charges == 1)
-        try system.database.close()
+        try await system.close()
     }
 
     @Test func aDeadLetterThatCannotBeSettledDoesNotHoldUpTheRestOfItsBatch() async throws {
         var config = Pool.configuration(workers: 0, latency: .milliseconds(5), visibility: .milliseconds(100))
-        config.maxReceives = 1
-        let system = try await EmbeddedSystem.open(config, logger: Pool.logger)
+        config.queue.maxReceives = 1
+        let system = try await FlashSystem.open(config, logger: Pool.logger)
         var placed: [String] = []
         for n in 0..<4 { placed.append(try await system.store.placeQueued(Self.order(n, product: "P")).order.id) }
         let ids = placed
@@ -163,12 +163,12 @@ struct ReconcilerTests {
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
         }
-        try system.database.close()
+        try await system.close()
     }
 
     @Test func reconcilersRunningAtOnceSettleEachOrderOnce() async throws {
-        let system = try await EmbeddedSystem.open(Pool.configuration(workers: 0, latency: .milliseconds(5)), logger: Pool.logger)
-        _ = try await system.store.putProduct(id: "P", stock: 100, perCustomerLimit: nil, price: 1)
+        let system = try await FlashSystem.open(Pool.configuration(workers: 0, latency: .milliseconds(5)), logger: Pool.logger)
+        _ = try await system.catalog.putProduct(id: "P", stock: 100, perCustomerLimit: nil, price: 1)
         for n in 0..<60 { _ = try await system.store.placeQueued(Self.order(n, product: "P")) }
         try await system.paymentsQueue.purge()
         let others = (0..<3).map { _ in
@@ -184,11 +184,11 @@ struct ReconcilerTests {
         let product = try await Self.product(system, "P")
         #expect((product.stock, product.reserved) == (100, 0))
         #expect(try await system.services.gateway.statistics().voided == 60)
-        try system.database.close()
+        try await system.close()
     }
 
     @Test func aMessageRowReusedAfterAPurgeDoesNotHideTheOrdersThePurgeOrphaned() async throws {
-        let system = try await EmbeddedSystem.open(Pool.configuration(workers: 0, latency: .milliseconds(5)), logger: Pool.logger)
+        let system = try await FlashSystem.open(Pool.configuration(workers: 0, latency: .milliseconds(5)), logger: Pool.logger)
         var old: [String] = []
         for n in 0..<3 { old.append(try await system.store.placeQueued(Self.order(n, product: "P")).order.id) }
         try await system.paymentsQueue.purge()
@@ -197,7 +197,7 @@ struct ReconcilerTests {
         await system.reconciler.sweep()
         for id in old { #expect(try await system.store.order(id: id)?.status == .failed, "\(id)") }
         #expect(try await system.store.order(id: fresh)?.status == .pending)
-        try system.database.close()
+        try await system.close()
     }
 
 }

@@ -10,16 +10,16 @@ import Testing
 
 @Suite("Worker pool")
 struct WorkerPoolTests {
-    static func configuration(workers: Int, latency: Duration, visibility: Duration = .seconds(30)) -> ServerConfiguration {
-        var config = ServerConfiguration()
+    static func configuration(workers: Int, latency: Duration, visibility: Duration = .seconds(30)) -> FlashConfiguration {
+        var config = FlashConfiguration()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("flashsale-workers-\(UUID().uuidString)")
         try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        config.dataPath = directory.appendingPathComponent("flashsale.db").path
-        config.workers = workers
+        config.backend.path = directory.appendingPathComponent("flashsale.db").path
+        config.workers.count = workers
         config.payment.latency = .fixed(latency)
-        config.visibilityTimeout = visibility
-        config.retryBackoff = .milliseconds(10)
-        config.shutdownDeadline = .seconds(5)
+        config.queue.visibilityTimeout = visibility
+        config.workers.retryBackoff = .milliseconds(10)
+        config.workers.shutdownDeadline = .seconds(5)
         return config
     }
 
@@ -36,8 +36,8 @@ struct WorkerPoolTests {
 
     /// Runs the system's worker pool and reconciler in a service group while `body` runs, then
     /// shuts them down gracefully.
-    static func withRunningPool(_ system: EmbeddedSystem, _ body: @Sendable (ServiceGroup) async throws -> Void) async throws {
-        let group = ServiceGroup(configuration: .init(services: [system.workers, system.reconciler], logger: logger))
+    static func withRunningPool(_ system: FlashSystem, _ body: @Sendable (ServiceGroup) async throws -> Void) async throws {
+        let group = ServiceGroup(configuration: .init(services: [system.workers!, system.reconciler], logger: logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             do {
@@ -63,7 +63,7 @@ struct WorkerPoolTests {
     }
 
     @Test func processesEveryOrderAndChargesEachExactlyOnce() async throws {
-        let system = try await EmbeddedSystem.open(Self.configuration(workers: 5, latency: .milliseconds(10)), logger: Self.logger)
+        let system = try await FlashSystem.open(Self.configuration(workers: 5, latency: .milliseconds(10)), logger: Self.logger)
         var ids: [String] = []
         for n in 0..<60 { ids.append(try await system.store.placeQueued(Self.order(n)).order.id) }
         try await Self.withRunningPool(system) { _ in
@@ -76,11 +76,11 @@ struct WorkerPoolTests {
         let order = try #require(try await system.store.order(id: ids[0]))
         #expect(order.status == .completed)
         #expect(order.attempts == 1)
-        try system.database.close()
+        try await system.close()
     }
 
     @Test func aDeliveryLostWithItsWorkerComesBackAfterTheLease() async throws {
-        let system = try await EmbeddedSystem.open(Self.configuration(workers: 2, latency: .milliseconds(10), visibility: .milliseconds(300)), logger: Self.logger)
+        let system = try await FlashSystem.open(Self.configuration(workers: 2, latency: .milliseconds(10), visibility: .milliseconds(300)), logger: Self.logger)
         let id = try await system.store.placeQueued(Self.order(1)).order.id
         // A worker took the message and died without acknowledging it.
         let taken = try await system.paymentsQueue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .milliseconds(300))
@@ -89,11 +89,11 @@ struct WorkerPoolTests {
             try await expectEventually { try await system.store.order(id: id)?.status == .completed }
         }
         #expect(try await system.ledger.entries().count == 1)
-        try system.database.close()
+        try await system.close()
     }
 
     @Test func aChargeDecidedBeforeACrashIsNotTakenAgain() async throws {
-        let system = try await EmbeddedSystem.open(Self.configuration(workers: 2, latency: .milliseconds(10)), logger: Self.logger)
+        let system = try await FlashSystem.open(Self.configuration(workers: 2, latency: .milliseconds(10)), logger: Self.logger)
         let placed = try await system.store.placeQueued(Self.order(1, price: 25))
         // The process charged this order, then was killed before recording the result.
         _ = try await system.services.gateway.charge(orderID: placed.order.id, amount: 25)
@@ -103,11 +103,11 @@ struct WorkerPoolTests {
         #expect(try await system.ledger.entries().count == 1)
         #expect(try await system.services.gateway.statistics().duplicateChargesPrevented == 1)
         #expect(try await system.services.gateway.statistics().charges == 1)
-        try system.database.close()
+        try await system.close()
     }
 
     @Test func heartbeatKeepsALongChargeLeased() async throws {
-        let system = try await EmbeddedSystem.open(Self.configuration(workers: 1, latency: .milliseconds(2500), visibility: .seconds(1)), logger: Self.logger)
+        let system = try await FlashSystem.open(Self.configuration(workers: 1, latency: .milliseconds(2500), visibility: .seconds(1)), logger: Self.logger)
         let id = try await system.store.placeQueued(Self.order(1)).order.id
         try await Self.withRunningPool(system) { _ in
             try await expectEventually { try await system.store.order(id: id)?.status == .completed }
@@ -115,14 +115,14 @@ struct WorkerPoolTests {
         // Without the heartbeat the 1 s lease would lapse twice during the 2.5 s charge.
         #expect(try await system.store.order(id: id)?.attempts == 1)
         #expect(try await system.services.gateway.statistics().duplicateChargesPrevented == 0)
-        try system.database.close()
+        try await system.close()
     }
 
     @Test func transientFailuresEndInTheDeadLetterQueueAndFailTheOrder() async throws {
         var config = Self.configuration(workers: 2, latency: .milliseconds(5))
         config.payment.transientErrorRate = 1
-        config.maxReceives = 3
-        let system = try await EmbeddedSystem.open(config, logger: Self.logger)
+        config.queue.maxReceives = 3
+        let system = try await FlashSystem.open(config, logger: Self.logger)
         let id = try await system.store.placeQueued(Self.order(1)).order.id
         try await Self.withRunningPool(system) { _ in
             try await expectEventually { try await system.store.order(id: id)?.status == .failed }
@@ -134,27 +134,27 @@ struct WorkerPoolTests {
         // Failed only after the gateway confirmed no charge, and voided it so none can follow.
         #expect(try await system.ledger.entries()[id]?.outcome == .voided)
         #expect(try await system.services.gateway.statistics().charges == 0)
-        try system.database.close()
+        try await system.close()
     }
 
     @Test func anUndecodableMessageIsDeadLetteredAndTheRestGoOn() async throws {
-        let system = try await EmbeddedSystem.open(Self.configuration(workers: 2, latency: .milliseconds(5)), logger: Self.logger)
+        let system = try await FlashSystem.open(Self.configuration(workers: 2, latency: .milliseconds(5)), logger: Self.logger)
         _ = try await system.paymentsQueue.send("this is not an order")
         let id = try await system.store.placeQueued(Self.order(1)).order.id
         try await Self.withRunningPool(system) { _ in
             try await expectEventually { try await system.store.order(id: id)?.status == .completed }
             try await expectEventually { try await system.paymentsQueue.statistics().deadLettered == 1 }
         }
-        try system.database.close()
+        try await system.close()
     }
 
     @Test func gracefulShutdownFinishesChargesInProgressAndGivesBackTheRest() async throws {
-        let system = try await EmbeddedSystem.open(Self.configuration(workers: 2, latency: .milliseconds(600)), logger: Self.logger)
+        let system = try await FlashSystem.open(Self.configuration(workers: 2, latency: .milliseconds(600)), logger: Self.logger)
         for n in 0..<6 { _ = try await system.store.placeQueued(Self.order(n)) }
-        let group = ServiceGroup(configuration: .init(services: [system.workers], logger: Self.logger))
+        let group = ServiceGroup(configuration: .init(services: [system.workers!], logger: Self.logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
-            try await expectEventually { system.workers.busy == 2 }
+            try await expectEventually { system.workers!.busy == 2 }
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
         }
@@ -165,46 +165,46 @@ struct WorkerPoolTests {
         let queue = try await system.paymentsQueue.statistics()
         #expect(queue.visible == 4)
         #expect(queue.inFlight == 0)
-        try system.database.close()
+        try await system.close()
         // After a restart everything completes, each order charged once.
-        let restarted = try await EmbeddedSystem.open(Self.configuration(workers: 4, latency: .milliseconds(5)).with(path: system.configuration.dataPath), logger: Self.logger)
+        let restarted = try await FlashSystem.open(Self.configuration(workers: 4, latency: .milliseconds(5)).with(path: system.configuration.backend.path), logger: Self.logger)
         try await Self.withRunningPool(restarted) { _ in
             try await expectEventually { try await restarted.store.counts().completed == 6 }
         }
         #expect(try await restarted.ledger.entries().count == 6)
-        try restarted.database.close()
+        try await restarted.close()
     }
 
     @Test func shutdownDeadlineAbandonsAChargeAndGivesItsMessageBack() async throws {
         var config = Self.configuration(workers: 1, latency: .seconds(30))
-        config.shutdownDeadline = .milliseconds(200)
-        let system = try await EmbeddedSystem.open(config, logger: Self.logger)
+        config.workers.shutdownDeadline = .milliseconds(200)
+        let system = try await FlashSystem.open(config, logger: Self.logger)
         let id = try await system.store.placeQueued(Self.order(1)).order.id
-        let group = ServiceGroup(configuration: .init(services: [system.workers], logger: Self.logger))
+        let group = ServiceGroup(configuration: .init(services: [system.workers!], logger: Self.logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
-            try await expectEventually { system.workers.busy == 1 }
+            try await expectEventually { system.workers!.busy == 1 }
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
         }
         #expect(try await system.paymentsQueue.statistics().visible == 1)
         #expect(try await system.store.order(id: id)?.status != .completed)
-        try system.database.close()
+        try await system.close()
         // The gateway may have decided the abandoned charge; after a restart the order completes
         // and the ledger still holds one charge for it.
-        let restarted = try await EmbeddedSystem.open(Self.configuration(workers: 1, latency: .milliseconds(5)).with(path: config.dataPath), logger: Self.logger)
+        let restarted = try await FlashSystem.open(Self.configuration(workers: 1, latency: .milliseconds(5)).with(path: config.backend.path), logger: Self.logger)
         try await Self.withRunningPool(restarted) { _ in
             try await expectEventually { try await restarted.store.order(id: id)?.status == .completed }
         }
         #expect(try await restarted.ledger.entries().count == 1)
-        try restarted.database.close()
+        try await restarted.close()
     }
 }
 
-extension ServerConfiguration {
-    func with(path: String) -> ServerConfiguration {
+extension FlashConfiguration {
+    func with(path: String) -> FlashConfiguration {
         var copy = self
-        copy.dataPath = path
+        copy.backend.path = path
         return copy
     }
 }
@@ -213,13 +213,13 @@ extension ServerConfiguration {
 struct UntriedDeliveryTests {
     @Test func messagesGivenBackFromThePrefetchBufferAtShutdownKeepTheirDeliveries() async throws {
         var config = WorkerPoolTests.configuration(workers: 2, latency: .milliseconds(600))
-        config.maxReceives = 1
-        let system = try await EmbeddedSystem.open(config, logger: WorkerPoolTests.logger)
+        config.queue.maxReceives = 1
+        let system = try await FlashSystem.open(config, logger: WorkerPoolTests.logger)
         for n in 0..<10 { _ = try await system.store.placeQueued(WorkerPoolTests.order(n)) }
-        let group = ServiceGroup(configuration: .init(services: [system.workers, system.reconciler], logger: WorkerPoolTests.logger))
+        let group = ServiceGroup(configuration: .init(services: [system.workers!, system.reconciler], logger: WorkerPoolTests.logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
-            try await WorkerPoolTests().expectEventually { system.workers.busy == 2 }
+            try await WorkerPoolTests().expectEventually { system.workers!.busy == 2 }
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
         }
@@ -228,17 +228,17 @@ struct UntriedDeliveryTests {
         #expect(counts.completed == 2)
         #expect(counts.pending == 8)
         #expect(try await system.paymentsQueue.statistics().visible == 8)
-        try system.database.close()
+        try await system.close()
         // With --max-receives 1, a counted give-back would dead-letter them on the next receive.
-        let restarted = try await EmbeddedSystem.open(
-            WorkerPoolTests.configuration(workers: 4, latency: .milliseconds(5)).with(path: config.dataPath).with(maxReceives: 1),
+        let restarted = try await FlashSystem.open(
+            WorkerPoolTests.configuration(workers: 4, latency: .milliseconds(5)).with(path: config.backend.path).with(maxReceives: 1),
             logger: WorkerPoolTests.logger)
         try await WorkerPoolTests.withRunningPool(restarted) { _ in
             try await WorkerPoolTests().expectEventually { try await restarted.store.counts().completed == 10 }
         }
         #expect(try await restarted.paymentsQueue.statistics().deadLettered == 0)
         #expect(try await restarted.ledger.entries().count == 10)
-        try restarted.database.close()
+        try await restarted.close()
     }
 }
 
@@ -247,25 +247,25 @@ struct NotSentChargeTests {
     @Test func aChargeStillWaitingForTheGatewaysSlotAtTheHardStopGoesBackUntried() async throws {
         var config = WorkerPoolTests.configuration(workers: 2, latency: .seconds(30))
         config.payment.concurrencyLimit = 1
-        config.shutdownDeadline = .milliseconds(200)
-        config.maxReceives = 1
-        let system = try await EmbeddedSystem.open(config, logger: WorkerPoolTests.logger)
+        config.workers.shutdownDeadline = .milliseconds(200)
+        config.queue.maxReceives = 1
+        let system = try await FlashSystem.open(config, logger: WorkerPoolTests.logger)
         let first = try await system.store.placeQueued(WorkerPoolTests.order(1)).order.id
         let second = try await system.store.placeQueued(WorkerPoolTests.order(2)).order.id
-        let group = ServiceGroup(configuration: .init(services: [system.workers, system.reconciler], logger: WorkerPoolTests.logger))
+        let group = ServiceGroup(configuration: .init(services: [system.workers!, system.reconciler], logger: WorkerPoolTests.logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             // One charge holds the gateway's only slot; the other waits at its door.
             try await WorkerPoolTests().expectEventually {
                 let decided = try await system.ledger.entries().count
-                return system.workers.busy == 2 && decided == 1
+                return system.workers!.busy == 2 && decided == 1
             }
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
         }
-        try system.database.close()
-        let restarted = try await EmbeddedSystem.open(
-            WorkerPoolTests.configuration(workers: 2, latency: .milliseconds(5)).with(path: config.dataPath).with(maxReceives: 1),
+        try await system.close()
+        let restarted = try await FlashSystem.open(
+            WorkerPoolTests.configuration(workers: 2, latency: .milliseconds(5)).with(path: config.backend.path).with(maxReceives: 1),
             logger: WorkerPoolTests.logger)
         try await WorkerPoolTests.withRunningPool(restarted) { _ in
             try await WorkerPoolTests().expectEventually { try await restarted.store.counts().completed == 2 }
@@ -278,14 +278,14 @@ struct NotSentChargeTests {
         #expect(order.status == .completed)
         #expect(order.attempts == 1)
         #expect(try await restarted.ledger.entries().count == 2)
-        try restarted.database.close()
+        try await restarted.close()
     }
 }
 
-extension ServerConfiguration {
-    func with(maxReceives: Int) -> ServerConfiguration {
+extension FlashConfiguration {
+    func with(maxReceives: Int) -> FlashConfiguration {
         var copy = self
-        copy.maxReceives = maxReceives
+        copy.queue.maxReceives = maxReceives
         return copy
     }
 }

@@ -1,0 +1,37 @@
+import FlashOrders
+import FlashPayments
+import FlashQueue
+import ServiceLifecycle
+
+/// Everything a process of flashsale stores, behind the core's protocols: orders with their
+/// inventory, the payments queue and its dead letters, the payment ledger, the fleet registry.
+///
+/// A backend is a `Service` that owns its resources (files, connections): it runs until the
+/// service group shuts down gracefully, then closes them. Put it first in a service group, so
+/// that it is shut down last, after every component that uses it. Outside a service group,
+/// call ``shutdown()``.
+///
+/// The SQLite backend (`FlashSQLite`) is the reference implementation. A new backend is a module
+/// that implements this protocol and passes the contract suites (the queue's and the order
+/// store's, in `Tests/`); the API and the worker pool see only these protocols.
+/// See docs/ARCHITECTURE.md, "The backend contract".
+public protocol FlashBackend: Service {
+    /// Orders and their stock reservations; its `paymentsQueue` is the queue the workers read.
+    var orders: any OrderStore { get }
+    /// Products and stock.
+    var catalog: any Catalog { get }
+    /// The payments queue's dead-letter queue, if redrive is on.
+    var deadLetterQueue: (any MessageQueue)? { get }
+    /// The ledger behind the simulated payment gateway.
+    var ledger: any PaymentLedger { get }
+    /// The live processes sharing this backend.
+    var fleet: any FleetRegistry { get }
+
+    /// Closes the backend's resources; idempotent. ``run()`` calls it at graceful shutdown.
+    func shutdown() async throws
+}
+
+extension FlashBackend {
+    /// The queue the payment messages go to.
+    public var paymentsQueue: any MessageQueue { orders.paymentsQueue }
+}

@@ -1,0 +1,162 @@
+/// The body of `GET /stats`: one type for the server that writes it and every client that reads
+/// it (the monitor, the lab, the tests). Field names are fixed; outside tools read them.
+///
+/// Orders, payments and the reconciler's settlements are stored counters: exact for the whole
+/// fleet. Workers and rates add up the live processes' last heartbeats (`processes`).
+public struct SystemStats: Sendable, Hashable, Codable {
+    public struct Orders: Sendable, Hashable, Codable {
+        public var total: Int
+        public var pending: Int
+        public var processing: Int
+        public var completed: Int
+        public var failed: Int
+
+        public init(total: Int, pending: Int, processing: Int, completed: Int, failed: Int) {
+            self.total = total
+            self.pending = pending
+            self.processing = processing
+            self.completed = completed
+            self.failed = failed
+        }
+    }
+
+    public struct Queue: Sendable, Hashable, Codable {
+        public var visible: Int
+        public var inFlight: Int
+        public var delayed: Int
+        public var deadLetter: Int
+        public var oldestAgeSeconds: Double
+
+        public init(visible: Int, inFlight: Int, delayed: Int, deadLetter: Int, oldestAgeSeconds: Double) {
+            self.visible = visible
+            self.inFlight = inFlight
+            self.delayed = delayed
+            self.deadLetter = deadLetter
+            self.oldestAgeSeconds = oldestAgeSeconds
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case visible, delayed
+            case inFlight = "in_flight"
+            case deadLetter = "dead_letter"
+            case oldestAgeSeconds = "oldest_age_seconds"
+        }
+    }
+
+    /// The fleet's workers: the sum over live processes.
+    public struct Workers: Sendable, Hashable, Codable {
+        public var count: Int
+        public var busy: Int
+        /// Live processes running workers.
+        public var processes: Int
+
+        public init(count: Int, busy: Int, processes: Int) {
+            self.count = count
+            self.busy = busy
+            self.processes = processes
+        }
+    }
+
+    public struct Payments: Sendable, Hashable, Codable {
+        public var charges: Int
+        public var declines: Int
+        public var duplicateChargesPrevented: Int
+        public var voided: Int
+
+        public init(charges: Int, declines: Int, duplicateChargesPrevented: Int, voided: Int) {
+            self.charges = charges
+            self.declines = declines
+            self.duplicateChargesPrevented = duplicateChargesPrevented
+            self.voided = voided
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case charges, declines, voided
+            case duplicateChargesPrevented = "duplicate_charges_prevented"
+        }
+    }
+
+    public struct Reconciler: Sendable, Hashable, Codable {
+        /// Settled as completed (stored: the fleet's).
+        public var completed: Int
+        /// Settled as failed (stored: the fleet's).
+        public var failed: Int
+        /// Orphans this process's reconciler could not settle yet.
+        public var unresolved: Int
+        /// This process's sweeps.
+        public var sweeps: Int
+
+        public init(completed: Int, failed: Int, unresolved: Int, sweeps: Int) {
+            self.completed = completed
+            self.failed = failed
+            self.unresolved = unresolved
+            self.sweeps = sweeps
+        }
+    }
+
+    /// The fleet's rates: the sum over live processes.
+    public struct Rates: Sendable, Hashable, Codable {
+        public var acceptedPerSecond: Double
+        public var processedPerSecond: Double
+
+        public init(acceptedPerSecond: Double, processedPerSecond: Double) {
+            self.acceptedPerSecond = acceptedPerSecond
+            self.processedPerSecond = processedPerSecond
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case acceptedPerSecond = "accepted_per_second"
+            case processedPerSecond = "processed_per_second"
+        }
+    }
+
+    /// This process's sync checkout lanes.
+    public struct Sync: Sendable, Hashable, Codable {
+        public var lanes: Int
+        public var busy: Int
+        public var waiting: Int
+
+        public init(lanes: Int, busy: Int, waiting: Int) {
+            self.lanes = lanes
+            self.busy = busy
+            self.waiting = waiting
+        }
+    }
+
+    public var orders: Orders
+    public var queue: Queue
+    public var workers: Workers
+    public var payments: Payments
+    public var reconciler: Reconciler
+    public var rates: Rates
+    public var sync: Sync
+    /// Every live process sharing the backend, this one included.
+    public var processes: [ProcessRecord]
+
+    public init(orders: Orders, queue: Queue, workers: Workers, payments: Payments, reconciler: Reconciler, rates: Rates,
+                sync: Sync, processes: [ProcessRecord]) {
+        self.orders = orders
+        self.queue = queue
+        self.workers = workers
+        self.payments = payments
+        self.reconciler = reconciler
+        self.rates = rates
+        self.sync = sync
+        self.processes = processes
+    }
+}
+
+/// The body of `GET /workers`.
+public struct FleetList: Sendable, Hashable, Codable {
+    /// The live processes, oldest start first.
+    public var processes: [ProcessRecord]
+    /// Their workers, and how many were busy at their last heartbeats.
+    public var workers: Int
+    public var busy: Int
+
+    public init(processes: [ProcessRecord], workers: Int, busy: Int) {
+        self.processes = processes
+        self.workers = workers
+        self.busy = busy
+    }
+}

@@ -1,0 +1,83 @@
+import FlashBackend
+import FlashOrders
+import FlashPayments
+import FlashQueue
+import ServiceLifecycle
+import Synchronization
+
+/// The embedded backend: one SQLite file holds the `orders` topic, the `payments` queue and its
+/// dead letters, the orders with their stock, the payment ledger and the fleet registry.
+///
+/// A Service (as postgres-nio's `PostgresClient` is): it owns the file, runs the cross-process
+/// wake-up poll while the service group runs, and closes the file at graceful shutdown.
+/// Several processes on one host may share the file (WAL); see ``Configuration/wakePoll``.
+public final class SQLiteBackend: FlashBackend {
+    /// Everything the SQLite backend can be told.
+    public struct Configuration: Sendable {
+        /// The database file.
+        public var path: String
+        public var synchronous: SQLiteDatabase.Synchronous
+        /// The payments queue's settings (lease, receives before dead-lettering, retention).
+        public var paymentsQueue: QueueAttributes
+        /// Refuse items whose product is not in the catalog.
+        public var strictCatalog: Bool
+        /// How often this process looks for commits by other processes on the file, to wake its
+        /// long-polling receivers (``SQLiteDatabase/watchOtherProcesses(every:)``).
+        public var wakePoll: Duration
+
+        public init(path: String = "./flashsale.db", synchronous: SQLiteDatabase.Synchronous = .full,
+                    paymentsQueue: QueueAttributes = QueueAttributes(visibilityTimeout: .seconds(30), maxReceiveCount: 5),
+                    strictCatalog: Bool = false, wakePoll: Duration = .milliseconds(20)) {
+            self.path = path
+            self.synchronous = synchronous
+            self.paymentsQueue = paymentsQueue
+            self.strictCatalog = strictCatalog
+            self.wakePoll = wakePoll
+        }
+    }
+
+    public let configuration: Configuration
+    /// The open file (for SQLite-specific tools: the queue bench, writer statistics).
+    public let database: SQLiteDatabase
+    public let store: SQLiteOrderStore
+    public let payments: SQLiteMessageQueue
+    public let deadLetters: SQLiteMessageQueue?
+    public let sqliteLedger: SQLitePaymentLedger
+    public let registry: SQLiteFleetRegistry
+    private let closed = Mutex(false)
+
+    /// Opens (or creates) the file and the queues, topic and tables in it.
+    public init(configuration: Configuration) async throws {
+        self.configuration = configuration
+        let database = try SQLiteDatabase(path: configuration.path, synchronous: configuration.synchronous)
+        let payments = try await database.createQueue("payments", attributes: configuration.paymentsQueue)
+        let topic = try await database.createTopic("orders")
+        try await topic.subscribe(queue: "payments")
+        self.database = database
+        self.payments = payments
+        self.deadLetters = if let name = payments.deadLetterQueueName { try await database.queue(named: name) } else { nil }
+        self.store = try await SQLiteOrderStore(database: database, topic: topic, paymentsQueue: payments,
+                                                strictCatalog: configuration.strictCatalog)
+        self.sqliteLedger = SQLitePaymentLedger(database: database)
+        self.registry = SQLiteFleetRegistry(database: database)
+    }
+
+    public var orders: any OrderStore { store }
+    public var catalog: any Catalog { store }
+    public var deadLetterQueue: (any MessageQueue)? { deadLetters }
+    public var ledger: any PaymentLedger { sqliteLedger }
+    public var fleet: any FleetRegistry { registry }
+
+    /// Polls for other processes' commits until graceful shutdown, then closes the file.
+    public func run() async throws {
+        await cancelWhenGracefulShutdown { [database, configuration] in
+            await database.watchOtherProcesses(every: configuration.wakePoll)
+        }
+        try await shutdown()
+    }
+
+    public func shutdown() async throws {
+        guard !closed.withLock({ closed in defer { closed = true }; return closed }) else { return }
+        try database.close()
+    }
+}

@@ -1,0 +1,75 @@
+import FlashPayments
+import FlashSQLite
+
+/// Everything a flashsale process can be told, one type per concern. `serve` and `worker` read
+/// the same types from the same flags and `FLASHSALE_…` variables (see the CLI's option groups).
+public struct FlashConfiguration: Sendable {
+    public var http = HTTPConfiguration()
+    public var backend = BackendConfiguration()
+    public var queue = QueueConfiguration()
+    public var payment = SimulatedPaymentGateway.Configuration(latency: .fixed(.seconds(3)))
+    public var workers = WorkerConfiguration()
+    public var api = APIConfiguration()
+
+    public init() {}
+}
+
+/// Where a process listens.
+public struct HTTPConfiguration: Sendable {
+    public var host = "127.0.0.1"
+    /// 0 picks a free port.
+    public var port = 8080
+
+    public init() {}
+}
+
+/// Which backend, and how to open it (today the SQLite file; the PostgreSQL issue adds a URL).
+public struct BackendConfiguration: Sendable {
+    /// The database file.
+    public var path = "./flashsale.db"
+    public var synchronous: SQLiteDatabase.Synchronous = .full
+    /// Refuse items whose product is not in the catalog.
+    public var strictCatalog = false
+
+    public init() {}
+}
+
+/// The payments queue's settings.
+public struct QueueConfiguration: Sendable {
+    /// The lease of each delivered payment message.
+    public var visibilityTimeout: Duration = .seconds(30)
+    /// Deliveries before a message is dead-lettered.
+    public var maxReceives = 5
+    /// How long a payment message is kept before it is dropped (SQS's MessageRetentionPeriod).
+    public var messageRetention: Duration = .seconds(4 * 86_400)
+
+    public init() {}
+}
+
+/// The worker pool and the reconciler.
+public struct WorkerConfiguration: Sendable {
+    /// Payment workers in this process (0: none).
+    public var count = 10
+    /// How long shutdown waits for charges in progress.
+    public var shutdownDeadline: Duration = .seconds(10)
+    /// First retry backoff after a transient payment error.
+    public var retryBackoff: Duration = .milliseconds(500)
+    /// Time between the reconciler's sweeps.
+    public var reconcileInterval: Duration = .seconds(1)
+
+    public init() {}
+}
+
+/// The order API.
+public struct APIConfiguration: Sendable {
+    /// Checkout lanes of the sync endpoint.
+    public var syncLanes = 1
+    /// How long a sync customer waits at most.
+    public var syncTimeout: Duration = .seconds(10)
+    /// The token admin requests must bear; nil means loopback clients only.
+    public var adminToken: String?
+    /// The product sold by `POST /buy`.
+    public var flashProduct = "iphone_16"
+
+    public init() {}
+}

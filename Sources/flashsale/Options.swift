@@ -1,0 +1,115 @@
+import ArgumentParser
+import FlashCore
+import FlashPayments
+import FlashQueue
+import FlashServer
+import FlashSQLite
+import Logging
+
+// One option group per concern of ``FlashConfiguration``, shared by `serve` and `worker` (and
+// the commands to come). Every option falls back to its FLASHSALE_… variable, then its default
+// (see ``Settings``).
+
+/// The longest any duration setting may be (but the lease, which SQS caps at 12 h).
+let longestSetting: Duration = .seconds(86_400)
+
+/// `--data`, `--synchronous`, `--strict-catalog` and the payments queue's settings.
+struct BackendOptions: ParsableArguments {
+    @Option(help: "Database file, shared by every process of the fleet on this host [FLASHSALE_DATA, default ./flashsale.db].") var data: String?
+    @Option(help: "SQLite synchronous mode: FULL (survives power loss) or NORMAL (survives kill -9 only) [FLASHSALE_SYNCHRONOUS, default FULL].") var synchronous: String?
+    @Flag(help: "Refuse items whose product is not in the catalog [FLASHSALE_STRICT_CATALOG].") var strictCatalog = false
+    @Option(help: "Lease of each delivered payment message [FLASHSALE_VISIBILITY_TIMEOUT, default 30s].") var visibilityTimeout: String?
+    @Option(help: "Deliveries before a message is dead-lettered [FLASHSALE_MAX_RECEIVES, default 5].") var maxReceives: String?
+    @Option(help: "How long a payment message is kept before it is dropped, up to 14d; its order is then settled [FLASHSALE_MESSAGE_RETENTION, default 4d].") var messageRetention: String?
+
+    func resolve(into config: inout FlashConfiguration) throws {
+        config.backend.path = Settings.string(data, env: "FLASHSALE_DATA", default: config.backend.path)
+        let mode = Settings.string(synchronous, env: "FLASHSALE_SYNCHRONOUS", default: "FULL").uppercased()
+        guard let sync = SQLiteDatabase.Synchronous(rawValue: mode) else { throw ValidationError("--synchronous must be FULL or NORMAL") }
+        config.backend.synchronous = sync
+        config.backend.strictCatalog = Settings.flag(strictCatalog, env: "FLASHSALE_STRICT_CATALOG")
+        // A lease is stored in whole milliseconds: a shorter one would be none at all.
+        config.queue.visibilityTimeout = try Settings.duration(visibilityTimeout, env: "FLASHSALE_VISIBILITY_TIMEOUT", default: config.queue.visibilityTimeout,
+                                                               range: .milliseconds(1)...QueueLimits.maxVisibilityTimeout)
+        config.queue.maxReceives = try Settings.int(maxReceives, env: "FLASHSALE_MAX_RECEIVES", default: config.queue.maxReceives, range: 1...1000)
+        config.queue.messageRetention = try Settings.duration(messageRetention, env: "FLASHSALE_MESSAGE_RETENTION", default: config.queue.messageRetention,
+                                                              range: .milliseconds(1)...QueueLimits.maxRetention)
+    }
+}
+
+/// The simulated payment gateway.
+struct PaymentOptions: ParsableArguments {
+    @Option(help: "Time per charge: 3s, 30ms, 20ms..40ms (uniform) or exp:3s [FLASHSALE_PAYMENT_LATENCY, default 3s].") var paymentLatency: String?
+    @Option(help: "Fraction of charges declined, 0...1 [FLASHSALE_PAYMENT_DECLINE_RATE, default 0].") var paymentDeclineRate: String?
+    @Option(help: "Fraction of charge attempts failing transiently, 0...1 [FLASHSALE_PAYMENT_ERROR_RATE, default 0].") var paymentErrorRate: String?
+    @Option(help: "Charges the gateway runs at once, per process; 0 is no limit [FLASHSALE_PAYMENT_CONCURRENCY, default 0].") var paymentConcurrency: String?
+
+    func resolve(into config: inout FlashConfiguration) throws {
+        if let text = Settings.value(paymentLatency, env: "FLASHSALE_PAYMENT_LATENCY") {
+            guard let model = LatencyModel(parsing: text) else {
+                throw ValidationError("--payment-latency must be like 3s, 30ms, 20ms..40ms or exp:3s, not '\(text)'")
+            }
+            guard model.longest <= longestSetting else {
+                throw ValidationError("--payment-latency must be at most \(longestSetting.shortDescription), not '\(text)'")
+            }
+            config.payment.latency = model
+        }
+        config.payment.declineRate = try Settings.double(paymentDeclineRate, env: "FLASHSALE_PAYMENT_DECLINE_RATE", default: 0, range: 0...1)
+        config.payment.transientErrorRate = try Settings.double(paymentErrorRate, env: "FLASHSALE_PAYMENT_ERROR_RATE", default: 0, range: 0...1)
+        let concurrency = try Settings.int(paymentConcurrency, env: "FLASHSALE_PAYMENT_CONCURRENCY", default: 0, range: 0...1_000_000)
+        config.payment.concurrencyLimit = concurrency == 0 ? nil : concurrency
+    }
+}
+
+/// The worker pool and the reconciler.
+struct WorkerOptions: ParsableArguments {
+    @Option(help: "Payment workers in this process [FLASHSALE_WORKERS, default 10; serve: 0 runs the API only].") var workers: String?
+    @Option(help: "How long shutdown waits for charges in progress [FLASHSALE_SHUTDOWN_DEADLINE, default 10s].") var shutdownDeadline: String?
+    @Option(help: "First retry backoff after a transient payment error [FLASHSALE_RETRY_BACKOFF, default 500ms].") var retryBackoff: String?
+    @Option(help: "Time between the reconciler's sweeps for orders nothing else will settle [FLASHSALE_RECONCILE_INTERVAL, default 1s].") var reconcileInterval: String?
+
+    func resolve(into config: inout FlashConfiguration, minimumWorkers: Int) throws {
+        config.workers.count = try Settings.int(workers, env: "FLASHSALE_WORKERS", default: config.workers.count, range: minimumWorkers...100_000)
+        config.workers.shutdownDeadline = try Settings.duration(shutdownDeadline, env: "FLASHSALE_SHUTDOWN_DEADLINE", default: config.workers.shutdownDeadline,
+                                                                range: .zero...longestSetting)
+        config.workers.retryBackoff = try Settings.duration(retryBackoff, env: "FLASHSALE_RETRY_BACKOFF", default: config.workers.retryBackoff,
+                                                            range: .zero...longestSetting)
+        config.workers.reconcileInterval = try Settings.duration(reconcileInterval, env: "FLASHSALE_RECONCILE_INTERVAL", default: config.workers.reconcileInterval,
+                                                                 range: .milliseconds(10)...longestSetting)
+    }
+}
+
+/// The order API: checkout lanes, admin access, the seed engine's product.
+struct APIOptions: ParsableArguments {
+    @Option(help: "Checkout lanes of the sync endpoint [FLASHSALE_SYNC_LANES, default 1].") var syncLanes: String?
+    @Option(help: "Longest a sync customer waits for a lane [FLASHSALE_SYNC_TIMEOUT, default 10s].") var syncTimeout: String?
+    @Option(help: "Bearer token for admin routes; unset means loopback clients only [FLASHSALE_ADMIN_TOKEN].") var adminToken: String?
+    @Option(help: "The product sold by POST /buy [FLASHSALE_FLASH_PRODUCT, default iphone_16].") var flashProduct: String?
+
+    func resolve(into config: inout FlashConfiguration) throws {
+        config.api.syncLanes = try Settings.int(syncLanes, env: "FLASHSALE_SYNC_LANES", default: config.api.syncLanes, range: 1...100_000)
+        config.api.syncTimeout = try Settings.duration(syncTimeout, env: "FLASHSALE_SYNC_TIMEOUT", default: config.api.syncTimeout,
+                                                       range: .milliseconds(1)...longestSetting)
+        config.api.adminToken = Settings.value(adminToken, env: "FLASHSALE_ADMIN_TOKEN")
+        config.api.flashProduct = Settings.string(flashProduct, env: "FLASHSALE_FLASH_PRODUCT", default: config.api.flashProduct)
+    }
+}
+
+/// `--log-level`.
+struct LogOptions: ParsableArguments {
+    @Option(help: "Log level: trace, debug, info, notice, warning, error [FLASHSALE_LOG_LEVEL, default info].") var logLevel: String?
+
+    /// Bootstraps logging to standard error; returns the process's logger.
+    func bootstrap() throws -> Logger {
+        let levelText = Settings.string(logLevel, env: "FLASHSALE_LOG_LEVEL", default: "info")
+        guard let level = Logger.Level(rawValue: levelText) else { throw ValidationError("unknown log level '\(levelText)'") }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: "flashsale")
+        logger.logLevel = level
+        return logger
+    }
+}

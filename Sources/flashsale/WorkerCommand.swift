@@ -1,0 +1,58 @@
+import ArgumentParser
+import FlashServer
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+
+/// `flashsale worker`: a pool of payment workers (and the reconciler) on the database the API
+/// writes to; no order API. Run as many as the gateway allows; each registers in the fleet.
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Run a pool of payment workers (and the reconciler) on the database an API process writes to.",
+        discussion: """
+            Every option falls back to its FLASHSALE_… environment variable, then to its default. Several worker \
+            processes (and one or more `serve --workers 0`) may share one --data file on one host. With --port, \
+            /health, /stats and /workers are served on that port.
+            """)
+
+    @Option(help: "Address of the side port [FLASHSALE_HOST, default 127.0.0.1].") var host: String?
+    @Option(help: "Serve /health, /stats and /workers on this port; 0 picks a free one; none if unset [FLASHSALE_WORKER_PORT].") var port: String?
+    @OptionGroup var backend: BackendOptions
+    @OptionGroup var workers: WorkerOptions
+    @OptionGroup var payment: PaymentOptions
+    @OptionGroup var log: LogOptions
+
+    func resolve() throws -> (FlashConfiguration, sidePort: Bool) {
+        var config = FlashConfiguration()
+        config.http.host = Settings.string(host, env: "FLASHSALE_HOST", default: config.http.host)
+        let side = Settings.value(port, env: "FLASHSALE_WORKER_PORT")
+        if side != nil { config.http.port = try Settings.int(port, env: "FLASHSALE_WORKER_PORT", default: 0, range: 0...65535) }
+        try backend.resolve(into: &config)
+        try workers.resolve(into: &config, minimumWorkers: 1)
+        try payment.resolve(into: &config)
+        return (config, side != nil)
+    }
+
+    func run() async throws {
+        let (config, sidePort) = try resolve()
+        let logger = try log.bootstrap()
+        let system = try await FlashSystem.open(config, role: .worker, logger: logger)
+        logger.info("flashsale worker starting", metadata: [
+            "data": "\(config.backend.path)", "workers": "\(config.workers.count)", "process_id": "\(system.membership.processID)",
+        ])
+        let ready = "flashsale worker \(system.membership.processID) running \(config.workers.count) workers"
+        if sidePort {
+            let app = system.application(logger: logger) { port in
+                FileHandle.standardOutput.write(Data("\(ready); listening on http://\(config.http.host):\(port)\n".utf8))
+            }
+            try await app.runService()
+        } else {
+            let group = ServiceGroup(configuration: .init(services: system.runningServices, gracefulShutdownSignals: [.sigterm, .sigint],
+                                                          logger: logger))
+            FileHandle.standardOutput.write(Data("\(ready)\n".utf8))
+            try await group.run()
+        }
+    }
+}
