@@ -185,7 +185,8 @@ struct SyncTimeoutTests {
             #expect(late.status == .gatewayTimeout)
             #expect(late.errorCode == "timeout")
             #expect(late.string("error", "message")?.contains("nothing was charged") == true)
-            #expect(waited < .milliseconds(600) + .seconds(1))
+            // The lane is held until this call returns: any bound shows the deadline, not the lane, ended it.
+            #expect(waited < .milliseconds(600) + .seconds(4))
             // A customer who gets the lane in time is served.
             #expect(try await client.call(.post, "/orders/sync", json: seedOrder).string("status") == "completed")
         }

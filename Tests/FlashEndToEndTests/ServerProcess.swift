@@ -5,7 +5,7 @@ import NIOCore
 import NIOHTTP1
 import Testing
 
-/// A real `flashsale serve` process on a free loopback port.
+/// A real `flashsale serve` (or `flashsale worker`, with its side port) process on a free loopback port.
 final class ServerProcess: @unchecked Sendable {
     let process = Process()
     let logPath: String
@@ -25,13 +25,13 @@ final class ServerProcess: @unchecked Sendable {
         return directory.appendingPathComponent("flashsale.db").path
     }
 
-    /// Starts `flashsale serve --port 0 --data dataPath …arguments` and waits until it listens.
-    init(dataPath: String, arguments: [String]) async throws {
+    /// Starts `flashsale <command> --port 0 --data dataPath …arguments` and waits until it listens.
+    init(_ command: String = "serve", dataPath: String, arguments: [String]) async throws {
         logPath = dataPath + ".\(UUID().uuidString.prefix(8)).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.executableURL = URL(fileURLWithPath: Self.binary)
-        process.arguments = ["serve", "--port", "0", "--data", dataPath, "--log-level", "warning"] + arguments
+        process.arguments = [command, "--port", "0", "--data", dataPath, "--log-level", "warning"] + arguments
         process.standardOutput = log
         process.standardError = log
         try process.run()

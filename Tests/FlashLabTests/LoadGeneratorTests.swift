@@ -123,7 +123,8 @@ struct LabTests {
         config.workerCounts = [1, 50]
         config.syncNormalDuration = 60
         config.syncFlashDuration = 60
-        config.saleDuration = 60
+        // 0.3 s of sale: long enough that orders arrive even on a box busy with other tests.
+        config.saleDuration = 300
         config.asyncUsers = 4
         config.syncFlashUsers = 4
         let results = try await Lab(configuration: config).run { _ in }

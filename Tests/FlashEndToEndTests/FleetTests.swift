@@ -1,0 +1,139 @@
+import AsyncHTTPClient
+import FlashBackend
+import FlashCore
+import Foundation
+import NIOHTTP1
+import Synchronization
+import Testing
+
+/// Several processes on one SQLite file: `serve --workers 0` and `flashsale worker`s.
+@Suite("A fleet of processes on one file", .serialized)
+struct FleetTests {
+    static let workerArguments = ["--workers", "12", "--payment-latency", "20ms", "--visibility-timeout", "2s"]
+
+    static func stats(_ client: APIClient) async throws -> SystemStats {
+        let response = try await client.http.execute(HTTPClientRequest(url: client.base + "/stats"), timeout: .seconds(10))
+        let body = try await response.body.collect(upTo: 1 << 20)
+        return try JSONDecoder().decode(SystemStats.self, from: Data(body.readableBytesView))
+    }
+
+    static func workerProcesses(_ stats: SystemStats) -> [ProcessRecord] {
+        stats.processes.filter { $0.kind == .worker }
+    }
+
+    @Test func anAPIAndThreeWorkersProcessEveryOrderOnceThroughAKill9AndARestart() async throws {
+        let data = ServerProcess.temporaryDataPath()
+        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            let api = try await ServerProcess(dataPath: data, arguments: ["--workers", "0"])
+            let client = APIClient(http: http, base: api.baseURL)
+            var workers: [ServerProcess] = []
+            for _ in 0..<3 { workers.append(try await ServerProcess("worker", dataPath: data, arguments: Self.workerArguments)) }
+            try await expectEventually(timeout: .seconds(20)) { Self.workerProcesses(try await Self.stats(client)).count == 3 }
+            let fleet = try await Self.stats(client)
+            #expect(fleet.workers.count == 36)
+            #expect(fleet.workers.processes == 3)
+            #expect(fleet.processes.filter { $0.kind == .api }.count == 1)
+
+            // 5,000 orders from 32 clients; one worker is killed with kill -9 mid-run.
+            let total = 5_000
+            let accepted = Acknowledged()
+            let sending = Sending()
+            let victim = workers[0]
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<32 {
+                    group.addTask {
+                        while true {
+                            let n = sending.next.add(1, ordering: .relaxed).oldValue
+                            guard n < total else { return }
+                            let reply = try await client.call(.POST, "/orders/async", json: #"{"customer_id":"c\#(n)","items":[{"product_id":"PROD-001","quantity":1,"price":10}]}"#)
+                            if reply.status == 202, let id = reply.string("order_id") { accepted.add(id) } else { sending.refused.withLock { $0.append(reply.status) } }
+                        }
+                    }
+                }
+                group.addTask {
+                    while try await Self.stats(client).orders.completed < 1_000 { try await Task.sleep(for: .milliseconds(20)) }
+                    victim.kill9()
+                }
+                try await group.waitForAll()
+            }
+            #expect(sending.refused.withLock { $0 }.isEmpty, "no order refused (SQLITE_BUSY would be a 5xx): \(sending.refused.withLock { $0.prefix(5) })")
+            #expect(accepted.count == total)
+
+            // The dead worker drops out of every process's view; a restarted one comes in.
+            try await expectEventually(timeout: .seconds(20)) { Self.workerProcesses(try await Self.stats(client)).count == 2 }
+            let replacement = try await ServerProcess("worker", dataPath: data, arguments: Self.workerArguments)
+            try await expectEventually(timeout: .seconds(20)) { Self.workerProcesses(try await Self.stats(client)).count == 3 }
+
+            // Every order completes (the dead worker's leases run out and go to the others), each
+            // charged once; every process reports the same exact totals.
+            try await expectEventually(timeout: .seconds(90)) { try await Self.stats(client).orders.completed == total }
+            let final = try await Self.stats(client)
+            #expect(final.orders == SystemStats.Orders(total: total, pending: 0, processing: 0, completed: total, failed: 0))
+            #expect(final.payments.charges == total)
+            #expect(final.queue.visible == 0 && final.queue.inFlight == 0 && final.queue.deadLetter == 0)
+            let side = APIClient(http: http, base: replacement.baseURL)
+            let seenByWorker = try await Self.stats(side)
+            #expect(seenByWorker.orders == final.orders)
+            #expect(seenByWorker.payments.charges == total)
+            #expect(Set(Self.workerProcesses(seenByWorker).map(\.pid)) == Set(Self.workerProcesses(final).map(\.pid)))
+            for id in accepted.ids.shuffled().prefix(100) {
+                #expect(try await client.call(.GET, "/orders/\(id)").string("status") == "completed")
+            }
+            // No process logged a lock error.
+            for process in [api, workers[1], workers[2], replacement] {
+                let log = (try? String(contentsOfFile: process.logPath, encoding: .utf8)) ?? ""
+                #expect(!log.contains("database is locked"), "\(log.suffix(500))")
+            }
+            // A clean stop leaves the registry at once.
+            #expect(try await replacement.terminate() == 0)
+            #expect(Self.workerProcesses(try await Self.stats(client)).count == 2)
+            for worker in workers.dropFirst() { _ = try await worker.terminate() }
+            _ = try await api.terminate()
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+        try await http.shutdown()
+    }
+
+    @Test func aWorkerInAnotherProcessWakesPromptlyForANewOrder() async throws {
+        let data = ServerProcess.temporaryDataPath()
+        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            let api = try await ServerProcess(dataPath: data, arguments: ["--workers", "0"])
+            let worker = try await ServerProcess("worker", dataPath: data, arguments: ["--workers", "2", "--payment-latency", "1ms"])
+            let client = APIClient(http: http, base: api.baseURL)
+            try await expectEventually(timeout: .seconds(20)) { Self.workerProcesses(try await Self.stats(client)).count == 1 }
+            // The worker is idle in a 20 s long poll; each order must not wait for it to end.
+            try await Task.sleep(for: .milliseconds(300))
+            var slowest: Duration = .zero
+            for n in 0..<5 {
+                let reply = try await client.call(.POST, "/orders/async", json: #"{"customer_id":"w\#(n)","items":[{"product_id":"P","quantity":1,"price":1}]}"#)
+                let id = try #require(reply.string("order_id"))
+                let sent = ContinuousClock.now
+                while try await client.call(.GET, "/orders/\(id)").string("status") != "completed" {
+                    #expect(ContinuousClock.now - sent < .seconds(5), "order \(n) waited for the long poll")
+                    if ContinuousClock.now - sent > .seconds(5) { break }
+                    try await Task.sleep(for: .milliseconds(5))
+                }
+                slowest = max(slowest, ContinuousClock.now - sent)
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            // Generous for a loaded CI box; a missed wake-up would take the whole 20 s poll.
+            #expect(slowest < .seconds(2), "slowest pickup \(slowest)")
+            _ = try await worker.terminate()
+            _ = try await api.terminate()
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+        try await http.shutdown()
+    }
+}
+
+/// Shared by the sending tasks: the next order number, and the statuses of refused orders.
+final class Sending: Sendable {
+    let next = Atomic<Int>(0)
+    let refused = Mutex<[Int]>([])
+}

@@ -1,0 +1,269 @@
+import FlashBackend
+import FlashCore
+import FlashOrders
+import FlashQueue
+import FlashSQLite
+import Foundation
+import Testing
+
+/// Every backend the order-store and inventory contract runs against. PostgreSQL joins this
+/// list when it exists.
+enum OrderBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
+    case sqlite
+
+    var testDescription: String { rawValue }
+
+    /// A fresh, empty store.
+    func makeStore(strictCatalog: Bool = false) async throws -> StoreHarness {
+        switch self {
+        case .sqlite:
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("flashsale-orders-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            let path = directory.appendingPathComponent("orders.db").path
+            return StoreHarness(open: {
+                try await SQLiteBackend(configuration: .init(path: path, strictCatalog: strictCatalog))
+            })
+        }
+    }
+}
+
+/// Opens a store's backend; each ``open()`` is another client of the same store, as another
+/// process would be.
+struct StoreHarness: Sendable {
+    let open: @Sendable () async throws -> any FlashBackend
+
+    /// Runs `body` with one open backend, shutting it down afterwards.
+    func with(_ body: (any FlashBackend) async throws -> Void) async throws {
+        let backend = try await open()
+        do {
+            try await body(backend)
+            try await backend.shutdown()
+        } catch {
+            try? await backend.shutdown()
+            throw error
+        }
+    }
+}
+
+/// The contract of ``OrderStore`` and the inventory gate (``Catalog``), written once and run
+/// against every backend: placement with reservation, limits, prices, settle and release,
+/// idempotency, untried deliveries, stored counts, and all of it under concurrency from several
+/// clients of one store.
+@Suite("Order store and inventory contract")
+struct OrderStoreContractTests {
+    static func order(_ customer: String, _ items: [(String, Int, Double?)], key: String? = nil, id: String? = nil) -> NewOrder {
+        NewOrder(id: id ?? TimeOrderedID.make(), customerID: customer,
+                 items: items.map { OrderItem(productID: $0.0, quantity: $0.1, price: $0.2) },
+                 channel: .async, idempotencyKey: key, idChosenByClient: id != nil)
+    }
+
+    @Test(arguments: OrderBackend.allCases)
+    func aQueuedOrderIsStoredWithItsReservationAndItsMessage(_ backend: OrderBackend) async throws {
+        try await backend.makeStore().with { backend in
+            _ = try await backend.catalog.putProduct(id: "TV", stock: 5, perCustomerLimit: nil, price: 300)
+            let placement = try await backend.orders.placeQueued(Self.order("c1", [("TV", 2, nil)]))
+            #expect(placement.created)
+            #expect(placement.order.status == .pending && placement.order.attempts == 0)
+            #expect(placement.order.total == 600)
+            #expect(try await backend.catalog.product(id: "TV") == Product(productID: "TV", stock: 3, reserved: 2, sold: 0, price: 300))
+            #expect(try await backend.orders.counts() == OrderCounts(pending: 1))
+            let messages = try await backend.paymentsQueue.receive(maxMessages: 10, wait: .zero)
+            #expect(messages.count == 1)
+            #expect(messages.first?.messageID == placement.messageID)
+            #expect(PaymentMessage.orderID(in: messages.first?.body ?? "") == placement.order.id)
+            #expect(try await backend.orders.order(id: placement.order.id) == placement.order)
+        }
+    }
+
+    @Test(arguments: OrderBackend.allCases)
+    func aRefusedOrderStoresNothingAndReservesNothing(_ backend: OrderBackend) async throws {
+        try await backend.makeStore().with { backend in
+            _ = try await backend.catalog.putProduct(id: "A", stock: 5, perCustomerLimit: nil, price: nil)
+            _ = try await backend.catalog.putProduct(id: "B", stock: 1, perCustomerLimit: nil, price: nil)
+            // All or nothing: A is available, B is not.
+            await #expect(throws: InventoryRefusal.soldOut(productID: "B")) {
+                try await backend.orders.placeQueued(Self.order("c1", [("A", 2, 1), ("B", 2, 1)]))
+            }
+            #expect(try await backend.catalog.product(id: "A")?.stock == 5)
+            #expect(try await backend.catalog.product(id: "A")?.reserved == 0)
+            #expect(try await backend.catalog.product(id: "B")?.stock == 1)
+            #expect(try await backend.orders.counts() == OrderCounts())
+            #expect(try await backend.paymentsQueue.statistics().total == 0)
+        }
+    }
+
+    @Test(arguments: OrderBackend.allCases)
+    func perCustomerLimitsCountOpenAndSoldUnitsAndFreeReleasedOnes(_ backend: OrderBackend) async throws {
+        try await backend.makeStore().with { backend in
+            _ = try await backend.catalog.putProduct(id: "PS5", stock: 10, perCustomerLimit: 2, price: 500)
+            let first = try await backend.orders.placeQueued(Self.order("ann", [("PS5", 1, nil)]))
+            _ = try await backend.orders.placeQueued(Self.order("ann", [("PS5", 1, nil)]))
+            await #expect(throws: InventoryRefusal.limitExceeded(productID: "PS5", limit: 2)) {
+                try await backend.orders.placeQueued(Self.order("ann", [("PS5", 1, nil)]))
+            }
+            // Another customer has a limit of their own.
+            _ = try await backend.orders.placeQueued(Self.order("bob", [("PS5", 2, nil)]))
+            // A failed order gives its units back to stock and to the customer's limit.
+            try await backend.orders.finish(first.order.id, result: .failed(reason: "declined"))
+            _ = try await backend.orders.placeQueued(Self.order("ann", [("PS5", 1, nil)]))
+            #expect(try await backend.catalog.product(id: "PS5") == Product(productID: "PS5", stock: 6, reserved: 4, sold: 0, perCustomerLimit: 2, price: 500))
+        }
+    }
+
+    @Test(arguments: OrderBackend.allCases)
+    func theCatalogDecidesPricesAndStrictCatalogsRefuseUnknownProducts(_ backend: OrderBackend) async throws {
+        try await backend.makeStore().with { backend in
+            _ = try await backend.catalog.putProduct(id: "TV", stock: 5, perCustomerLimit: nil, price: 300)
+            // The catalog's price wins; a product without one keeps the client's.
+            let placed = try await backend.orders.placeQueued(Self.order("c1", [("TV", 1, 1), ("GIFT", 2, 5)]))
+            #expect(placed.order.items.map(\.price) == [300, 5])
+            #expect(placed.order.total == 310)
+            await #expect(throws: InventoryRefusal.unknownProduct(productID: "GIFT")) {
+                var order = Self.order("c1", [("GIFT", 1, 5)])
+                order.requiresCatalog = true
+                return try await backend.orders.placeQueued(order)
+            }
+        }
+        try await backend.makeStore(strictCatalog: true).with { (backend: any FlashBackend) async throws in
+            await #expect(throws: InventoryRefusal.unknownProduct(productID: "GIFT")) {
+                try await backend.orders.placeQueued(Self.order("c1", [("GIFT", 1, 5)]))
+            }
+            #expect(try await backend.orders.counts().total == 0)
+        }
+    }
+
+    @Test(arguments: OrderBackend.allCases)
+    func finishingSellsOrReleasesOnceAndTheFirstResultStands(_ backend: OrderBackend) async throws {
+        try await backend.makeStore().with { backend in
+            _ = try await backend.catalog.putProduct(id: "TV", stock: 4, perCustomerLimit: nil, price: 300)
+            let paid = try await backend.orders.placeQueued(Self.order("c1", [("TV", 1, nil)])).order.id
+            let declined = try await backend.orders.placeQueued(Self.order("c2", [("TV", 2, nil)])).order.id
+            #expect(try await backend.orders.finish(paid, result: .completed)?.status == .completed)
+            let failed = try await backend.orders.finish(declined, result: .failed(reason: "card declined"))
+            #expect(failed?.status == .failed && failed?.failureReason == "card declined" && failed?.finishedAt != nil)
+            #expect(try await backend.catalog.product(id: "TV") == Product(productID: "TV", stock: 3, reserved: 0, sold: 1, price: 300))
+            // A second result changes nothing: not the order, not the stock, not the counts.
+            #expect(try await backend.orders.finish(paid, result: .failed(reason: "late"))?.status == .completed)
+            let settled = try await backend.orders.settle(declined, result: .completed, counted: true)
+            #expect(settled?.changed == false && settled?.order.status == .failed)
+            #expect(try await backend.catalog.product(id: "TV") == Product(productID: "TV", stock: 3, reserved: 0, sold: 1, price: 300))
+            #expect(try await backend.orders.counts() == OrderCounts(completed: 1, failed: 1))
+            #expect(try await backend.orders.settlementCounts() == SettlementCounts())
+            #expect(try await backend.orders.finish("no-such-order", result: .completed) == nil)
+        }
+    }
+
+    @Test(arguments: OrderBackend.allCases)
+    func deliveriesStartAttemptsFinishWithTheirMessageOrGoBackUntried(_ backend: OrderBackend) async throws {
+        try await backend.makeStore().with { backend in
+            let store = backend.orders
+            let a = try await store.placeQueued(Self.order("c1", [("P", 1, 10)])).order.id
+            let b = try await store.placeQueued(Self.order("c2", [("P", 1, 10)])).order.id
+            let messages = try await store.paymentsQueue.receive(maxMessages: 10, wait: .zero)
+            #expect(messages.count == 2)
+            let started = try await store.startProcessing([a, b])
+            #expect(started[a]?.status == .processing && started[a]?.attempts == 1)
+            #expect(try await store.counts() == OrderCounts(processing: 2))
+            let receipt = { (id: String) in messages.first { PaymentMessage.orderID(in: $0.body) == id }!.receiptHandle }
+            // Finished with its message: the message is gone in the same step.
+            try await store.finish(a, result: .completed, deleting: receipt(a))
+            // Given back untried: pending again, attempt and delivery uncounted.
+            try await store.returnUntried([UntriedDelivery(orderID: b, receipt: receipt(b))])
+            let back = try #require(try await store.order(id: b))
+            #expect(back.status == .pending && back.attempts == 0 && back.processingAt == nil)
+            #expect(try await store.counts() == OrderCounts(pending: 1, completed: 1))
+            let again = try await store.paymentsQueue.receive(maxMessages: 10, wait: .zero)
+            #expect(again.map { PaymentMessage.orderID(in: $0.body) } == [b])
+            #expect(again.first?.receiveCount == 1)
+            // A stale receipt deletes nothing, but the result (the gateway's answer) stands.
+            try await store.finish(b, result: .completed, deleting: receipt(b))
+            #expect(try await store.order(id: b)?.status == .completed)
+            #expect(try await store.paymentsQueue.statistics().inFlight == 1)
+            // A finished order is returned unchanged by a late delivery.
+            #expect(try await store.startProcessing([a])[a]?.attempts == 1)
+        }
+    }
+
+    @Test(arguments: OrderBackend.allCases)
+    func aRepeatedRequestGetsItsOrderAndADifferentOneIsRefused(_ backend: OrderBackend) async throws {
+        try await backend.makeStore().with { backend in
+            let store = backend.orders
+            let first = try await store.placeQueued(Self.order("ann", [("P", 1, 10)], key: "k1"))
+            let repeated = try await store.placeQueued(Self.order("ann", [("P", 1, 10)], key: "k1"))
+            #expect(!repeated.created && repeated.order.id == first.order.id && repeated.messageID == first.messageID)
+            await #expect(throws: PlacementConflict.idempotencyMismatch(key: "k1")) {
+                try await store.placeQueued(Self.order("ann", [("P", 2, 10)], key: "k1"))
+            }
+            // A key belongs to its customer.
+            #expect(try await store.placeQueued(Self.order("bob", [("P", 1, 10)], key: "k1")).created)
+            // A client's order id: the same request gets its order; another customer cannot take it.
+            let chosen = try await store.placeQueued(Self.order("ann", [("P", 1, 10)], id: "order-42"))
+            #expect(try await !store.placeQueued(Self.order("ann", [("P", 1, 10)], id: "order-42")).created)
+            await #expect(throws: PlacementConflict.orderIDTaken(orderID: "order-42")) {
+                try await store.placeQueued(Self.order("bob", [("P", 1, 10)], id: "order-42"))
+            }
+            #expect(chosen.order.id == "order-42")
+            #expect(try await store.counts().pending == 3)
+            #expect(try await store.paymentsQueue.statistics().total == 3)
+        }
+    }
+
+    @Test(arguments: OrderBackend.allCases)
+    func manyClientsOfOneStoreNeverOversellAndCountExactly(_ backend: OrderBackend) async throws {
+        let harness = try await backend.makeStore()
+        // Two clients of the same store, as two processes would be.
+        let one = try await harness.open()
+        let two = try await harness.open()
+        _ = try await one.catalog.putProduct(id: "GPU", stock: 50, perCustomerLimit: 1, price: 999)
+        let placed = try await withThrowingTaskGroup(of: String?.self) { group in
+            for n in 0..<300 {
+                let store = n % 2 == 0 ? one.orders : two.orders
+                // 150 customers, each trying twice: the limit of 1 holds too.
+                group.addTask {
+                    do {
+                        return try await store.placeQueued(Self.order("c\(n % 150)", [("GPU", 1, nil)])).order.id
+                    } catch is InventoryRefusal {
+                        return nil
+                    }
+                }
+            }
+            var ids: [String] = []
+            for try await id in group { if let id { ids.append(id) } }
+            return ids
+        }
+        #expect(placed.count == 50)
+        #expect(try await two.catalog.product(id: "GPU") == Product(productID: "GPU", stock: 0, reserved: 50, sold: 0, perCustomerLimit: 1, price: 999))
+        // Finished concurrently from both clients, some twice: each order moves once.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (index, id) in placed.enumerated() {
+                let result: OrderResult = index % 5 == 0 ? .failed(reason: "declined") : .completed
+                group.addTask { try await one.orders.finish(id, result: result) }
+                group.addTask { try await two.orders.finish(id, result: result) }
+            }
+            try await group.waitForAll()
+        }
+        let product = try #require(try await one.catalog.product(id: "GPU"))
+        #expect(product.sold == 40 && product.reserved == 0 && product.stock == 10)
+        #expect(product.stock + product.reserved + product.sold == 50)
+        // The stored counts are exact, whichever client asks.
+        #expect(try await one.orders.counts() == OrderCounts(completed: 40, failed: 10))
+        #expect(try await two.orders.counts() == OrderCounts(completed: 40, failed: 10))
+        try await one.shutdown()
+        try await two.shutdown()
+    }
+
+    @Test(arguments: OrderBackend.allCases)
+    func aPendingOrderKnowsRoughlyHowManyAreAheadOfIt(_ backend: OrderBackend) async throws {
+        try await backend.makeStore().with { backend in
+            var orders: [Order] = []
+            for n in 0..<4 {
+                orders.append(try await backend.orders.placeQueued(Self.order("c\(n)", [("P", 1, 1)])).order)
+                try await Task.sleep(for: .milliseconds(2))
+            }
+            #expect(try await backend.orders.queuePosition(of: orders[0]) == 1)
+            #expect(try await backend.orders.queuePosition(of: orders[3]) == 4)
+            let finished = try #require(try await backend.orders.finish(orders[1].id, result: .completed))
+            #expect(try await backend.orders.queuePosition(of: finished) == nil)
+        }
+    }
+}
