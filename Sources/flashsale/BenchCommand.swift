@@ -5,5 +5,5 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Run a benchmark and print its figures.",
-        subcommands: [QueueBenchCommand.self, WorkersBenchCommand.self, FlashSaleBenchCommand.self])
+        subcommands: [QueueBenchCommand.self, WorkersBenchCommand.self, FlashSaleBenchCommand.self, JSONBenchCommand.self])
 }

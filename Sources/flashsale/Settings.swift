@@ -3,6 +3,12 @@ import FlashCore
 import Foundation
 
 /// Resolves a setting: the command-line flag, else its `FLASHSALE_…` environment variable, else the default.
+///
+/// Written by hand rather than with swift-configuration (considered, 1.4 is in the mirror):
+/// ArgumentParser already parses, range-checks and documents every flag in the option groups
+/// (Options.swift), and the fallback is one environment look-up per flag. swift-configuration
+/// would be a second place that names every key, and its providers (files, reloading) have no
+/// use here yet; when a configuration file is wanted, it is the way to add it.
 enum Settings {
     static func value(_ flag: String?, env name: String) -> String? {
         if let flag { return flag }

@@ -3,7 +3,7 @@ import FlashQueue
 import Foundation
 import Testing
 
-/// The SQS contract (DESIGN.md, "Queue semantics"), written once and run against every backend.
+/// The SQS contract (docs/ARCHITECTURE.md, "The queue"), written once and run against every backend.
 @Suite("Queue contract")
 struct QueueContractTests {
     static let fast = QueueAttributes(visibilityTimeout: .milliseconds(200))
