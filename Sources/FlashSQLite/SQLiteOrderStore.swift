@@ -7,8 +7,7 @@ import Synchronization
 /// Orders, stock and payment messages in the embedded database: ``OrderStore``'s primitives on
 /// SQLite, with the core's rules (``InventoryRules``, the ``Order`` transitions, ``PaymentMessage``).
 ///
-/// Placing a queued order is one transaction: the order row, its stock reservation, its counter
-/// and its message on the `orders` topic commit together (group-committed with concurrent
+/// Placing a queued order is one transaction: the order row, its stock reservation and its message on the `orders` topic commit together (group-committed with concurrent
 /// orders). The order keeps the row of its message in the payments queue, so the reconciler can
 /// tell with one primary-key look-up whether anything will still deliver it. The store holds
 /// the payments queue, so recording a result and deleting the message is one transaction too.
@@ -72,7 +71,8 @@ public final class SQLiteOrderStore: OrderStore {
                     reservation.encoded, messageID, now, now, stored.processingAt,
                     messageSeq, holdUntil, fingerprint,
                 ])
-            try SQLiteSchema.addToCounter(db, OrderCounts.counterName(stored.status), 1)
+            // No counter write for a queued order (the accept path): pending is derived (see counts()).
+            if stored.status != .pending { try SQLiteSchema.addToCounter(db, OrderCounts.counterName(stored.status), 1) }
             return Placement(order: stored, messageID: messageID, created: true)
         }
     }
@@ -113,11 +113,17 @@ public final class SQLiteOrderStore: OrderStore {
         try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM fs_orders WHERE order_id = ?"), arguments: [id]).map(decodeOrder)
     }
 
+    /// Stored counters for processing, completed and failed; pending is the rest of all orders.
+    /// Orders are never deleted and `seq` is the rowid, so MAX(seq) (one step down the table's
+    /// b-tree) is the number of orders: placing a queued order, the accept path, writes no
+    /// counter. (If orders are ever pruned, a counter of pruned orders joins the sum.)
     public func counts() async throws -> OrderCounts {
         try await database.read { db in
             let counters = try SQLiteSchema.counters(db)
+            let total = try Int.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(seq), 0) FROM fs_orders")) ?? 0
             var counts = OrderCounts()
-            for status in OrderStatus.allCases { counts[status] = counters[OrderCounts.counterName(status)] ?? 0 }
+            for status in [OrderStatus.processing, .completed, .failed] { counts[status] = counters[OrderCounts.counterName(status)] ?? 0 }
+            counts.pending = total - counts.processing - counts.completed - counts.failed
             return counts
         }
     }
@@ -132,8 +138,9 @@ public final class SQLiteOrderStore: OrderStore {
             """).execute(arguments: [order.status.rawValue, order.attempts, order.failureReason, order.updatedAt,
                                      order.processingAt, order.finishedAt, order.id])
         if order.status != previous {
-            try SQLiteSchema.addToCounter(db, OrderCounts.counterName(previous), -1)
-            try SQLiteSchema.addToCounter(db, OrderCounts.counterName(order.status), 1)
+            // Pending has no counter of its own (see counts()).
+            if previous != .pending { try SQLiteSchema.addToCounter(db, OrderCounts.counterName(previous), -1) }
+            if order.status != .pending { try SQLiteSchema.addToCounter(db, OrderCounts.counterName(order.status), 1) }
         }
     }
 

@@ -108,7 +108,7 @@ enum SQLiteSchema {
             // transactions as the rows they count: exact for every process on the file, O(1) to read.
             try db.execute(sql: """
                 INSERT INTO fs_counters (name, value)
-                    SELECT 'orders.' || status, COUNT(*) FROM fs_orders WHERE true GROUP BY status
+                    SELECT 'orders.' || status, COUNT(*) FROM fs_orders WHERE status != 'pending' GROUP BY status
                     ON CONFLICT(name) DO UPDATE SET value = excluded.value;
                 INSERT INTO fs_counters (name, value)
                     SELECT 'payments.approved', COALESCE(SUM(approved), 0) FROM fs_payment_ledger WHERE true
