@@ -68,12 +68,16 @@ public final class SQLiteBackend: FlashBackend {
     public var ledger: any PaymentLedger { sqliteLedger }
     public var fleet: any FleetRegistry { registry }
 
-    /// Polls for other processes' commits until graceful shutdown, then closes the file.
+    /// Polls for other processes' commits until graceful shutdown, then closes the file (the
+    /// services that use it have stopped by then: the backend is first in the group, so last
+    /// to shut down). When the group is cancelled instead, every service stops at once and some
+    /// may still be giving messages back: the file is then left open, for them, until the
+    /// process exits.
     public func run() async throws {
-        await cancelWhenGracefulShutdown { [database, configuration] in
-            await database.watchOtherProcesses(every: configuration.wakePoll)
+        try await cancelWhenGracefulShutdown { [database, configuration] in
+            try await database.watchOtherProcesses(every: configuration.wakePoll)
         }
-        try await shutdown()
+        if Task.isShuttingDownGracefully { try await shutdown() }
     }
 
     public func shutdown() async throws {

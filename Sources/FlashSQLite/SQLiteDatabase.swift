@@ -64,8 +64,8 @@ public final class SQLiteDatabase: Sendable {
 
     /// Wakes this process's long-polling receivers when another process commits to the file,
     /// until the task is cancelled. See ``SQLiteConnection/watchOtherProcesses(every:)``.
-    public func watchOtherProcesses(every interval: Duration) async {
-        await connection.watchOtherProcesses(every: interval)
+    public func watchOtherProcesses(every interval: Duration) async throws {
+        try await connection.watchOtherProcesses(every: interval)
     }
 
     /// Closes the file. Pending writes finish first.
@@ -84,9 +84,14 @@ final class SQLiteConnection: Sendable {
 
     init(path: String, synchronous: SQLiteDatabase.Synchronous) throws {
         var configuration = Configuration()
-        // Writers of several processes queue for the file's write lock (`BEGIN IMMEDIATE`);
-        // SQLite's busy handler waits for it rather than failing with SQLITE_BUSY.
-        configuration.busyMode = .timeout(60)
+        // Writers of several processes contend for the file's write lock (`BEGIN IMMEDIATE`):
+        // a writer that finds it taken retries every 200 µs for up to 60 s rather than failing
+        // with SQLITE_BUSY. (SQLite's own timeout handler backs off to 100 ms sleeps, which lets a
+        // busy process take the lock again and again while the others sleep.)
+        configuration.busyMode = .callback { tries in
+            usleep(200)
+            return tries < 300_000
+        }
         configuration.maximumReaderCount = 4
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = \(synchronous.rawValue)")
@@ -134,16 +139,19 @@ final class SQLiteConnection: Sendable {
     /// interval per process (~2 µs each), plus one index read per waiting receiver when the file
     /// changed; the wake-up lags a commit by at most `interval`. In-process commits wake
     /// receivers directly, without waiting for the poll.
-    func watchOtherProcesses(every interval: Duration) async {
+    func watchOtherProcesses(every interval: Duration) async throws {
         var configuration = Configuration()
         configuration.readonly = true
         configuration.busyMode = .timeout(5)
-        guard let watcher = try? DatabaseQueue(path: path, configuration: configuration) else { return }
+        let watcher = try DatabaseQueue(path: path, configuration: configuration)
         defer { try? watcher.close() }
         var last: Int64?
         while !Task.isCancelled {
+            // A failed read (the file busy in recovery) is retried at the next tick.
             if let version = try? await watcher.read({ db in try Int64.fetchOne(db, sql: "PRAGMA data_version") }) {
-                if let last, last != version { arrivals.notifyAll() }
+                // The first reading has nothing to compare with: wake everyone once, for commits
+                // made before the watcher started.
+                if last != version { arrivals.notifyAll() }
                 last = version
             }
             try? await Task.sleep(for: interval)
