@@ -27,7 +27,7 @@ public final class SQLiteBackend: FlashBackend {
 
         public init(path: String = "./flashsale.db", synchronous: SQLiteDatabase.Synchronous = .full,
                     paymentsQueue: QueueAttributes = QueueAttributes(visibilityTimeout: .seconds(30), maxReceiveCount: 5),
-                    strictCatalog: Bool = false, wakePoll: Duration = .milliseconds(20)) {
+                    strictCatalog: Bool = false, wakePoll: Duration = .milliseconds(50)) {
             self.path = path
             self.synchronous = synchronous
             self.paymentsQueue = paymentsQueue

@@ -30,6 +30,8 @@ public struct BackendConfiguration: Sendable {
     public var synchronous: SQLiteDatabase.Synchronous = .full
     /// Refuse items whose product is not in the catalog.
     public var strictCatalog = false
+    /// How often a process looks for other processes' commits, to wake its idle receivers.
+    public var wakePoll: Duration = .milliseconds(50)
 
     public init() {}
 }

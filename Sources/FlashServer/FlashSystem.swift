@@ -43,7 +43,7 @@ public struct FlashSystem: Sendable {
             paymentsQueue: QueueAttributes(visibilityTimeout: configuration.queue.visibilityTimeout,
                                            maxReceiveCount: configuration.queue.maxReceives,
                                            retention: configuration.queue.messageRetention),
-            strictCatalog: configuration.backend.strictCatalog))
+            strictCatalog: configuration.backend.strictCatalog, wakePoll: configuration.backend.wakePoll))
         return compose(configuration, role: role, backend: backend, logger: logger)
     }
 

@@ -21,6 +21,7 @@ struct BackendOptions: ParsableArguments {
     @Option(help: "Lease of each delivered payment message [FLASHSALE_VISIBILITY_TIMEOUT, default 30s].") var visibilityTimeout: String?
     @Option(help: "Deliveries before a message is dead-lettered [FLASHSALE_MAX_RECEIVES, default 5].") var maxReceives: String?
     @Option(help: "How long a payment message is kept before it is dropped, up to 14d; its order is then settled [FLASHSALE_MESSAGE_RETENTION, default 4d].") var messageRetention: String?
+    @Option(help: "How often to look for other processes' commits on the file, to wake idle workers; longer costs less CPU and delays pickup [FLASHSALE_WAKE_POLL, default 50ms].") var wakePoll: String?
 
     func resolve(into config: inout FlashConfiguration) throws {
         config.backend.path = Settings.string(data, env: "FLASHSALE_DATA", default: config.backend.path)
@@ -32,6 +33,8 @@ struct BackendOptions: ParsableArguments {
         config.queue.visibilityTimeout = try Settings.duration(visibilityTimeout, env: "FLASHSALE_VISIBILITY_TIMEOUT", default: config.queue.visibilityTimeout,
                                                                range: .milliseconds(1)...QueueLimits.maxVisibilityTimeout)
         config.queue.maxReceives = try Settings.int(maxReceives, env: "FLASHSALE_MAX_RECEIVES", default: config.queue.maxReceives, range: 1...1000)
+        config.backend.wakePoll = try Settings.duration(wakePoll, env: "FLASHSALE_WAKE_POLL", default: config.backend.wakePoll,
+                                                        range: .milliseconds(1)...QueueLimits.maxWait)
         config.queue.messageRetention = try Settings.duration(messageRetention, env: "FLASHSALE_MESSAGE_RETENTION", default: config.queue.messageRetention,
                                                               range: .milliseconds(1)...QueueLimits.maxRetention)
     }
