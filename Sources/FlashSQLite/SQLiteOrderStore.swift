@@ -17,6 +17,8 @@ public final class SQLiteOrderStore: OrderStore {
     let queue: SQLiteMessageQueue
     /// Refuse items whose product is not in the catalog.
     public let strictCatalog: Bool
+    /// Where counter changes go: written once per counter per group commit.
+    let counters: GroupCommitWriter
 
     /// - Parameters:
     ///   - topic: where queued orders' payment messages are published.
@@ -26,6 +28,7 @@ public final class SQLiteOrderStore: OrderStore {
         self.topic = topic
         self.queue = paymentsQueue
         self.strictCatalog = strictCatalog
+        self.counters = database.connection.writer
         try await Self.backfillMessageRows(database, queue: paymentsQueue)
     }
 
@@ -44,7 +47,7 @@ public final class SQLiteOrderStore: OrderStore {
     private func place(_ order: NewOrder, queued: Bool, holdUntil: Int64?) async throws -> Placement {
         let strict = strictCatalog
         let paymentsQueueID = queue.record.id
-        return try await database.write { [topic] db -> Placement in
+        return try await database.write { [topic, counters] db -> Placement in
             if let existing = try Self.existing(db, order: order) { return Placement(order: existing, messageID: existing.messageID, created: false) }
             // The fingerprint is taken from the items as sent, before catalog prices fill in.
             let fingerprint = order.storedFingerprint
@@ -72,7 +75,7 @@ public final class SQLiteOrderStore: OrderStore {
                     messageSeq, holdUntil, fingerprint,
                 ])
             // No counter write for a queued order (the accept path): pending is derived (see counts()).
-            if stored.status != .pending { try SQLiteSchema.addToCounter(db, OrderCounts.counterName(stored.status), 1) }
+            if stored.status != .pending { counters.addToCounter(OrderCounts.counterName(stored.status), 1) }
             return Placement(order: stored, messageID: messageID, created: true)
         }
     }
@@ -130,40 +133,55 @@ public final class SQLiteOrderStore: OrderStore {
 
     // MARK: Processing
 
-    /// Stores an order's new state (one of the core's transitions) and moves the status counters.
-    private static func store(_ order: Order, from previous: OrderStatus, _ db: Database) throws {
+    /// Stores an order's new state (one of the core's transitions) and, unless the caller
+    /// batches them (`countMoves: false`), moves the status counters.
+    private static func store(_ order: Order, from previous: OrderStatus, _ db: Database, _ counters: GroupCommitWriter, countMoves: Bool = true) throws {
         try db.cachedStatement(sql: """
             UPDATE fs_orders SET status = ?, attempts = ?, failure_reason = ?, updated_at = ?, processing_at = ?, finished_at = ?
             WHERE order_id = ?
             """).execute(arguments: [order.status.rawValue, order.attempts, order.failureReason, order.updatedAt,
                                      order.processingAt, order.finishedAt, order.id])
-        if order.status != previous {
-            // Pending has no counter of its own (see counts()).
-            if previous != .pending { try SQLiteSchema.addToCounter(db, OrderCounts.counterName(previous), -1) }
-            if order.status != .pending { try SQLiteSchema.addToCounter(db, OrderCounts.counterName(order.status), 1) }
+        if countMoves, order.status != previous { move(1, from: previous, to: order.status, counters) }
+    }
+
+    /// Moves `count` orders between the status counters, in one statement. Pending has no
+    /// counter of its own (see counts()).
+    private static func move(_ count: Int, from previous: OrderStatus, to status: OrderStatus, _ counters: GroupCommitWriter) {
+        guard count != 0, previous != status else { return }
+        if previous == .pending || status == .pending {
+            let (name, amount) = previous == .pending ? (OrderCounts.counterName(status), count) : (OrderCounts.counterName(previous), -count)
+            counters.addToCounter(name, amount)
+            return
         }
+        counters.addToCounter(OrderCounts.counterName(status), count)
+        counters.addToCounter(OrderCounts.counterName(previous), -count)
     }
 
     public func startProcessing(_ orderIDs: [String]) async throws -> [String: Order] {
-        try await database.write { db in
+        try await database.write { [counters] db in
             let now = WallClock.nowMillis()
             var orders: [String: Order] = [:]
+            var started = 0
             for id in orderIDs {
                 guard let order = try Self.order(db, id: id) else { continue }
-                if let started = order.startingAttempt(now: now) {
-                    try Self.store(started, from: order.status, db)
-                    orders[id] = started
+                if let next = order.startingAttempt(now: now) {
+                    // Only pending → processing moves a counter (a redelivery stays processing):
+                    // one counter write for the whole batch.
+                    try Self.store(next, from: order.status, db, counters, countMoves: false)
+                    if order.status == .pending { started += 1 }
+                    orders[id] = next
                 } else {
                     orders[id] = order
                 }
             }
+            Self.move(started, from: .pending, to: .processing, counters)
             return orders
         }
     }
 
     public func returnUntried(_ deliveries: [UntriedDelivery]) async throws {
         guard !deliveries.isEmpty else { return }
-        try await database.write { [queue] db in
+        try await database.write { [queue, counters] db in
             let current = try queue.returnUntried(deliveries.map(\.receipt), in: db)
             let now = WallClock.nowMillis()
             // A stale receipt's message was delivered again meanwhile: the attempt now on the
@@ -171,7 +189,7 @@ public final class SQLiteOrderStore: OrderStore {
             for (delivery, isCurrent) in zip(deliveries, current) where isCurrent {
                 guard let id = delivery.orderID, let order = try Self.order(db, id: id),
                       let returned = order.returningUntried(now: now) else { continue }
-                try Self.store(returned, from: order.status, db)
+                try Self.store(returned, from: order.status, db, counters)
             }
         }
     }
@@ -186,7 +204,7 @@ public final class SQLiteOrderStore: OrderStore {
     }
 
     private func finish(_ orderID: String, result: OrderResult, deleting receipt: ReceiptHandle?, counted: Bool) async throws -> FinishedOrder? {
-        try await database.write { [queue] db -> FinishedOrder? in
+        try await database.write { [queue, counters] db -> FinishedOrder? in
             if let receipt {
                 do {
                     try queue.delete(receipt, in: db)
@@ -199,13 +217,13 @@ public final class SQLiteOrderStore: OrderStore {
             }
             let order = Self.decodeOrder(row)
             guard let finished = order.finishing(result, now: WallClock.nowMillis()) else { return FinishedOrder(order: order, changed: false) }
-            try Self.store(finished, from: order.status, db)
+            try Self.store(finished, from: order.status, db, counters)
             let reservation = Reservation(encoded: row["reserved"])
             if !reservation.isEmpty {
                 try SQLiteInventory.settle(db, reservation: reservation, customerID: order.customerID, sold: finished.status == .completed)
             }
             if counted {
-                try SQLiteSchema.addToCounter(db, finished.status == .completed ? Self.settledCompleted : Self.settledFailed, 1)
+                counters.addToCounter(finished.status == .completed ? Self.settledCompleted : Self.settledFailed, 1)
             }
             return FinishedOrder(order: finished, changed: true)
         }

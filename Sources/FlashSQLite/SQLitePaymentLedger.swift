@@ -16,7 +16,7 @@ public final class SQLitePaymentLedger: PaymentLedger {
     }
 
     public func record(orderID: String, amount: Double, outcome: PaymentOutcome) async throws -> (outcome: PaymentOutcome, recorded: Bool) {
-        let result = try await database.write { db -> (PaymentOutcome, Bool) in
+        let result = try await database.write { [counters = database.connection.writer] db -> (PaymentOutcome, Bool) in
             let (approved, chargeID, reason): (Bool, String?, String?) = switch outcome {
             case let .approved(chargeID): (true, chargeID, nil)
             case let .declined(reason): (false, nil, reason)
@@ -29,12 +29,12 @@ public final class SQLitePaymentLedger: PaymentLedger {
                 ON CONFLICT(order_id) DO NOTHING
                 """).execute(arguments: [orderID, amount, approved, chargeID, reason, WallClock.nowMillis(), outcome == .voided])
             if db.changesCount == 1 {
-                try SQLiteSchema.addToCounter(db, Self.counterName(outcome), 1)
+                counters.addToCounter(Self.counterName(outcome), 1)
                 return (outcome, true)
             }
             let standing = try Self.outcome(db, orderID: orderID) ?? outcome
             if LedgerCounts.isDuplicate(requested: outcome, standing: standing) {
-                try SQLiteSchema.addToCounter(db, "payments.duplicates", 1)
+                counters.addToCounter("payments.duplicates", 1)
             }
             return (standing, false)
         }

@@ -136,13 +136,6 @@ enum SQLiteSchema {
         return migrator
     }
 
-    /// Adds `amount` to a stored counter, inside the caller's transaction.
-    static func addToCounter(_ db: Database, _ name: String, _ amount: Int) throws {
-        try db.cachedStatement(sql: """
-            INSERT INTO fs_counters (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = value + ?2
-            """).execute(arguments: [name, amount])
-    }
-
     /// Every stored counter.
     static func counters(_ db: Database) throws -> [String: Int] {
         try Dictionary(uniqueKeysWithValues: Row.fetchAll(db.cachedStatement(sql: "SELECT name, value FROM fs_counters")).map { ($0[0] as String, $0[1] as Int) })
