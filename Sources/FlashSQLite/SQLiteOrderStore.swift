@@ -133,48 +133,33 @@ public final class SQLiteOrderStore: OrderStore {
 
     // MARK: Processing
 
-    /// Stores an order's new state (one of the core's transitions) and, unless the caller
-    /// batches them (`countMoves: false`), moves the status counters.
-    private static func store(_ order: Order, from previous: OrderStatus, _ db: Database, _ counters: GroupCommitWriter, countMoves: Bool = true) throws {
+    /// Stores an order's new state (one of the core's transitions) and moves the status counters
+    /// (buffered by the writer: summed per group commit). Pending has no counter of its own
+    /// (see counts()).
+    private static func store(_ order: Order, from previous: OrderStatus, _ db: Database, _ counters: GroupCommitWriter) throws {
         try db.cachedStatement(sql: """
             UPDATE fs_orders SET status = ?, attempts = ?, failure_reason = ?, updated_at = ?, processing_at = ?, finished_at = ?
             WHERE order_id = ?
             """).execute(arguments: [order.status.rawValue, order.attempts, order.failureReason, order.updatedAt,
                                      order.processingAt, order.finishedAt, order.id])
-        if countMoves, order.status != previous { move(1, from: previous, to: order.status, counters) }
-    }
-
-    /// Moves `count` orders between the status counters, in one statement. Pending has no
-    /// counter of its own (see counts()).
-    private static func move(_ count: Int, from previous: OrderStatus, to status: OrderStatus, _ counters: GroupCommitWriter) {
-        guard count != 0, previous != status else { return }
-        if previous == .pending || status == .pending {
-            let (name, amount) = previous == .pending ? (OrderCounts.counterName(status), count) : (OrderCounts.counterName(previous), -count)
-            counters.addToCounter(name, amount)
-            return
-        }
-        counters.addToCounter(OrderCounts.counterName(status), count)
-        counters.addToCounter(OrderCounts.counterName(previous), -count)
+        guard order.status != previous else { return }
+        if previous != .pending { counters.addToCounter(OrderCounts.counterName(previous), -1) }
+        if order.status != .pending { counters.addToCounter(OrderCounts.counterName(order.status), 1) }
     }
 
     public func startProcessing(_ orderIDs: [String]) async throws -> [String: Order] {
         try await database.write { [counters] db in
             let now = WallClock.nowMillis()
             var orders: [String: Order] = [:]
-            var started = 0
             for id in orderIDs {
                 guard let order = try Self.order(db, id: id) else { continue }
                 if let next = order.startingAttempt(now: now) {
-                    // Only pending → processing moves a counter (a redelivery stays processing):
-                    // one counter write for the whole batch.
-                    try Self.store(next, from: order.status, db, counters, countMoves: false)
-                    if order.status == .pending { started += 1 }
+                    try Self.store(next, from: order.status, db, counters)
                     orders[id] = next
                 } else {
                     orders[id] = order
                 }
             }
-            Self.move(started, from: .pending, to: .processing, counters)
             return orders
         }
     }
