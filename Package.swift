@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "FlashQueue", targets: ["FlashQueue"]),
         .library(name: "FlashBackend", targets: ["FlashBackend"]),
         .library(name: "FlashSQLite", targets: ["FlashSQLite"]),
+        .library(name: "FlashPostgres", targets: ["FlashPostgres"]),
         .library(name: "FlashAPI", targets: ["FlashAPI"]),
     ],
     dependencies: [
@@ -21,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // Small shared vocabulary: durations, ids, clocks.
@@ -47,6 +49,14 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
+        // The distributed backend: the same contract on PostgreSQL (postgres-nio), for many machines.
+        .target(name: "FlashPostgres", dependencies: [
+            "FlashCore", "FlashQueue", "FlashOrders", "FlashPayments", "FlashBackend",
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
         // The elastic pool of payment workers (a Service).
         .target(name: "FlashWorkers", dependencies: [
             "FlashCore", "FlashQueue", "FlashOrders", "FlashPayments", "FlashBackend",
@@ -64,7 +74,7 @@ let package = Package(
         ]),
         // The composition root: a backend, the API and/or the workers, from one configuration.
         .target(name: "FlashServer", dependencies: [
-            "FlashCore", "FlashQueue", "FlashBackend", "FlashSQLite", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashAPI",
+            "FlashCore", "FlashQueue", "FlashBackend", "FlashSQLite", "FlashPostgres", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashAPI",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -86,7 +96,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
-        .testTarget(name: "FlashQueueTests", dependencies: ["FlashCore", "FlashQueue", "FlashSQLite"]),
+        .testTarget(name: "FlashQueueTests", dependencies: ["FlashCore", "FlashQueue", "FlashSQLite", "FlashPostgres"]),
         // Drives the real `flashsale` binary over loopback: kill -9, SIGTERM, storms of requests.
         .testTarget(name: "FlashEndToEndTests", dependencies: [
             "FlashCore", "FlashBackend",
@@ -97,7 +107,7 @@ let package = Package(
             .product(name: "Histogram", package: "hdrhistogram-swift"),
         ]),
         // The order-store and inventory contract suite, parameterised over backends.
-        .testTarget(name: "FlashOrdersTests", dependencies: ["FlashCore", "FlashQueue", "FlashOrders", "FlashBackend", "FlashSQLite"]),
+        .testTarget(name: "FlashOrdersTests", dependencies: ["FlashCore", "FlashQueue", "FlashOrders", "FlashBackend", "FlashSQLite", "FlashPostgres"]),
         .testTarget(name: "FlashWorkersTests", dependencies: [
             "FlashCore", "FlashQueue", "FlashBackend", "FlashSQLite", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashServer",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,4 +1,5 @@
 import Foundation
+import FlashBackend
 import FlashCore
 import Hummingbird
 import NIOCore
@@ -38,6 +39,13 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return try await next(request, context)
         } catch let error as APIError {
             return try error.response(from: request, context: context)
+        } catch let error as BackendUnavailable {
+            // Nothing was stored: the client may safely repeat the request (with its idempotency key).
+            context.logger.warning("backend unavailable", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
+            let seconds = max(1, Int(error.retryAfter.components.seconds))
+            return APIError(.serviceUnavailable, code: "unavailable",
+                            message: "the order store cannot be reached right now; nothing was stored, try again",
+                            headers: [.retryAfter: "\(seconds)"]).toResponse()
         } catch let error as NIOTooManyBytesError {
             _ = error
             return APIError(.contentTooLarge, code: "payload_too_large", message: "the request body is over \(context.maxUploadSize) bytes")

@@ -35,3 +35,20 @@ extension FlashBackend {
     /// The queue the payment messages go to.
     public var paymentsQueue: any MessageQueue { orders.paymentsQueue }
 }
+
+/// The backend cannot be reached now (its server restarts, the network is down, no connection
+/// came free in time): nothing was stored by the call that threw it. The API answers 503 with
+/// `Retry-After`; workers pause and try again. The backend reconnects by itself.
+public struct BackendUnavailable: Error, Sendable, CustomStringConvertible {
+    /// What failed, for logs (never shown with credentials).
+    public var reason: String
+    /// When a client may try again.
+    public var retryAfter: Duration
+
+    public init(reason: String, retryAfter: Duration = .seconds(1)) {
+        self.reason = reason
+        self.retryAfter = retryAfter
+    }
+
+    public var description: String { "the database is unavailable: \(reason)" }
+}

@@ -153,3 +153,26 @@ public struct OrderCounts: Sendable, Hashable, Codable {
         }
     }
 }
+
+extension OrderItem {
+    /// The stored form of an order's items: a JSON array, as the API shows them.
+    public static func encodeList(_ items: [OrderItem]) -> String {
+        "[" + items.map { item in
+            var text = #"{"product_id":\#(JSONText.quoted(item.productID)),"quantity":\#(item.quantity)"#
+            if let price = item.price { text += #","price":\#(JSONText.number(price))"# }
+            return text + "}"
+        }.joined(separator: ",") + "]"
+    }
+
+    /// Items from their stored form (``encodeList(_:)``); unreadable entries are skipped.
+    public static func decodeList(_ text: String) -> [OrderItem] {
+        guard case let .array(list)? = try? JSONValue.parse(Array(text.utf8)) else { return [] }
+        return list.compactMap { value in
+            guard let object = value.object, case let .string(product)? = object["product_id"],
+                  case let .number(_, quantity?)? = object["quantity"] else { return nil }
+            var price: Double?
+            if case let .number(value, _)? = object["price"] { price = value }
+            return OrderItem(productID: product, quantity: Int(quantity), price: price)
+        }
+    }
+}

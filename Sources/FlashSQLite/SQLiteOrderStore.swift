@@ -69,7 +69,7 @@ public final class SQLiteOrderStore: OrderStore {
                                        message_seq, hold_until, request_fingerprint)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """).execute(arguments: [
-                    stored.id, order.idempotencyKey, stored.customerID, Self.encodeItems(stored.items), stored.total,
+                    stored.id, order.idempotencyKey, stored.customerID, OrderItem.encodeList(stored.items), stored.total,
                     stored.status.rawValue, stored.channel.rawValue, stored.attempts,
                     reservation.encoded, messageID, now, now, stored.processingAt,
                     messageSeq, holdUntil, fingerprint,
@@ -280,28 +280,9 @@ public final class SQLiteOrderStore: OrderStore {
 
     // MARK: Rows
 
-    static func encodeItems(_ items: [OrderItem]) -> String {
-        "[" + items.map { item in
-            var text = #"{"product_id":\#(JSONText.quoted(item.productID)),"quantity":\#(item.quantity)"#
-            if let price = item.price { text += #","price":\#(JSONText.number(price))"# }
-            return text + "}"
-        }.joined(separator: ",") + "]"
-    }
-
-    static func decodeItems(_ text: String) -> [OrderItem] {
-        guard case let .array(list)? = try? JSONValue.parse(Array(text.utf8)) else { return [] }
-        return list.compactMap { value in
-            guard let object = value.object, case let .string(product)? = object["product_id"],
-                  case let .number(_, quantity?)? = object["quantity"] else { return nil }
-            var price: Double?
-            if case let .number(value, _)? = object["price"] { price = value }
-            return OrderItem(productID: product, quantity: Int(quantity), price: price)
-        }
-    }
-
     static func decodeOrder(_ row: Row) -> Order {
         Order(
-            id: row["order_id"], customerID: row["customer_id"], items: decodeItems(row["items"]), total: row["total"],
+            id: row["order_id"], customerID: row["customer_id"], items: OrderItem.decodeList(row["items"]), total: row["total"],
             status: OrderStatus(rawValue: row["status"]) ?? .pending,
             channel: OrderChannel(rawValue: row["channel"]) ?? .async,
             attempts: row["attempts"], failureReason: row["failure_reason"],

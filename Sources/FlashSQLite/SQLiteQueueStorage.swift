@@ -196,21 +196,3 @@ enum SQLiteQueueStorage {
         try db.execute(sql: "UPDATE fs_queues SET expired_count = expired_count + ? WHERE id = ?", arguments: [count, queue.id])
     }
 }
-
-/// Receipt handles of the SQLite backend: `<queue id>-<row>-<delivery token>`.
-/// The token is random per delivery, so the handle of an earlier delivery no longer matches.
-enum ReceiptCodec {
-    static func encode(queueID: Int64, seq: Int64, token: Int64) -> ReceiptHandle {
-        ReceiptHandle("\(queueID)-\(seq)-\(String(UInt64(bitPattern: token), radix: 16))")
-    }
-
-    static func decode(_ handle: ReceiptHandle, queueID: Int64) throws(QueueError) -> (seq: Int64, token: Int64) {
-        let parts = handle.rawValue.split(separator: "-", omittingEmptySubsequences: false)
-        guard parts.count == 3,
-              let queue = Int64(parts[0]), queue == queueID,
-              let seq = Int64(parts[1]),
-              let token = UInt64(parts[2], radix: 16)
-        else { throw .receiptHandleInvalid(handle.rawValue) }
-        return (seq, Int64(bitPattern: token))
-    }
-}

@@ -1,3 +1,4 @@
+import FlashPostgres
 import FlashQueue
 import FlashSQLite
 import Foundation
@@ -13,16 +14,65 @@ protocol QueueHarness: Sendable {
     func close() async throws
 }
 
-/// Every backend the contract runs against. PostgreSQL and SQS join this list when they exist.
+/// Every backend the contract runs against: SQLite always, PostgreSQL when the test command
+/// started one (`FLASHSALE_TEST_POSTGRES`, see scripts/test). SQS joins this list when it exists.
 enum QueueBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
     case sqlite
+    case postgres
+
+    static var allCases: [QueueBackend] { TestPostgres.url == nil ? [.sqlite] : [.sqlite, .postgres] }
 
     var testDescription: String { rawValue }
 
     func makeHarness() async throws -> any QueueHarness {
         switch self {
         case .sqlite: return try SQLiteHarness(path: TemporaryFile.path("queue"))
+        case .postgres: return try await PostgresHarness(configuration: TestPostgres.freshSchema())
         }
+    }
+}
+
+/// The throwaway PostgreSQL the test command started, if any.
+enum TestPostgres {
+    static let url = ProcessInfo.processInfo.environment["FLASHSALE_TEST_POSTGRES"]
+
+    /// A configuration for a new, empty schema of the test database: every test has its own tables.
+    static func freshSchema() throws -> PostgresDatabase.Configuration {
+        var configuration = try PostgresDatabase.Configuration(url: try #require(url))
+        configuration.schema = "t_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        configuration.maxConnections = 6
+        return configuration
+    }
+}
+
+struct PostgresHarness: QueueHarness {
+    let configuration: PostgresDatabase.Configuration
+    let database: PostgresDatabase
+
+    init(configuration: PostgresDatabase.Configuration) async throws {
+        self.configuration = configuration
+        self.database = try await PostgresDatabase(configuration: configuration)
+    }
+
+    func queue(_ name: String, _ attributes: QueueAttributes) async throws -> any MessageQueue {
+        try await database.createQueue(name, attributes: attributes)
+    }
+
+    func existingQueue(_ name: String) async throws -> any MessageQueue {
+        try await database.queue(named: name)
+    }
+
+    func topic(_ name: String) async throws -> any Topic {
+        try await database.createTopic(name)
+    }
+
+    func reopened() async throws -> any QueueHarness {
+        await database.shutdown()
+        return try await PostgresHarness(configuration: configuration)
+    }
+
+    func close() async throws {
+        await database.shutdown()
     }
 }
 

@@ -1,0 +1,285 @@
+import FlashBackend
+import FlashCore
+import FlashQueue
+import Foundation
+import Logging
+import PostgresNIO
+import _ConnectionPoolModule
+import Synchronization
+
+/// One PostgreSQL database (or one schema in it) as flashsale uses it: a connection pool
+/// (postgres-nio's `PostgresClient`), the schema migrated at open, the queues and topics opened
+/// so far, and the LISTEN connection that wakes this process's long polls when any process
+/// sends.
+///
+/// Every call goes through ``transaction(_:)`` or ``query(_:)``, which bound the wait for a
+/// connection and turn a lost server into ``BackendUnavailable`` (the API's 503), and retry
+/// deadlocks and serialization failures. The pool reconnects by itself.
+public final class PostgresDatabase: Sendable {
+    /// Where the database is and how to use it.
+    public struct Configuration: Sendable {
+        public var host: String
+        public var port: Int
+        public var username: String
+        public var password: String?
+        public var database: String
+        /// The schema flashsale's tables live in (`?schema=` in the URL; PostgreSQL's default when nil).
+        public var schema: String?
+        /// TLS: `?sslmode=disable|prefer|require` (default `prefer`, as libpq).
+        public var sslMode: String
+        /// Connections in this process's pool.
+        public var maxConnections: Int
+        /// The longest a call waits for the database (a connection, then its statements) before
+        /// it fails with ``BackendUnavailable``.
+        public var operationTimeout: Duration
+
+        public init(host: String = "127.0.0.1", port: Int = 5432, username: String = "postgres", password: String? = nil,
+                    database: String = "postgres", schema: String? = nil, sslMode: String = "prefer",
+                    maxConnections: Int = 16, operationTimeout: Duration = .seconds(3)) {
+            self.host = host
+            self.port = port
+            self.username = username
+            self.password = password
+            self.database = database
+            self.schema = schema
+            self.sslMode = sslMode
+            self.maxConnections = maxConnections
+            self.operationTimeout = operationTimeout
+        }
+
+        /// Reads `postgres://user:password@host:port/database?schema=…&sslmode=…&pool=…`
+        /// (`postgresql://` too), as libpq and postgres-nio users write it.
+        public init(url text: String) throws {
+            guard let url = URLComponents(string: text), let scheme = url.scheme, ["postgres", "postgresql"].contains(scheme),
+                  let host = url.host, !host.isEmpty
+            else { throw DatabaseURLError(message: "expected postgres://user:password@host:port/database") }
+            self.init(host: host, port: url.port ?? 5432,
+                      username: url.user.flatMap { $0.removingPercentEncoding } ?? "postgres",
+                      password: url.password.flatMap { $0.removingPercentEncoding })
+            let path = url.path.hasPrefix("/") ? String(url.path.dropFirst()) : url.path
+            database = path.isEmpty ? username : (path.removingPercentEncoding ?? path)
+            for item in url.queryItems ?? [] {
+                switch item.name {
+                case "schema", "search_path": schema = item.value
+                case "sslmode": sslMode = item.value ?? "prefer"
+                case "pool":
+                    guard let value = item.value.flatMap(Int.init), value >= 2 else { throw DatabaseURLError(message: "pool must be a number ≥ 2") }
+                    maxConnections = value
+                default: break
+                }
+            }
+            guard ["disable", "prefer", "require"].contains(sslMode) else { throw DatabaseURLError(message: "sslmode must be disable, prefer or require") }
+            if let schema, schema.isEmpty || !schema.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) {
+                throw DatabaseURLError(message: "schema must be letters, digits and underscores")
+            }
+        }
+
+        /// The URL without its password, for logs.
+        public var redacted: String {
+            "postgres://\(username)@\(host):\(port)/\(database)" + (schema.map { "?schema=\($0)" } ?? "")
+        }
+    }
+
+    /// A malformed `--database` URL.
+    public struct DatabaseURLError: Error, CustomStringConvertible {
+        public var message: String
+        public var description: String { "invalid database URL: \(message)" }
+    }
+
+    public let configuration: Configuration
+    let client: PostgresClient
+    let logger: Logger
+    /// Bumped per queue when a message may have become visible: by this process's own commits at
+    /// once, by other processes' through NOTIFY.
+    let arrivals = ArrivalSignal<Int64>()
+    /// The NOTIFY channel of this database (and schema).
+    let channel: String
+    let catalog = Mutex(PostgresCatalog())
+    private let tasks = Mutex<[Task<Void, Never>]>([])
+    private let closed = Mutex(false)
+
+    /// Connects, applies the schema's migrations (under an advisory lock, so processes starting
+    /// together apply each once) and starts listening for other processes' sends.
+    public init(configuration: Configuration, logger: Logger = Logger(label: "flashsale.postgres")) async throws {
+        self.configuration = configuration
+        self.logger = logger
+        let tls: PostgresClient.Configuration.TLS = switch configuration.sslMode {
+        case "disable": .disable
+        case "require": .require(.makeClientConfiguration())
+        default: .prefer(.makeClientConfiguration())
+        }
+        var config = PostgresClient.Configuration(
+            host: configuration.host, port: configuration.port, username: configuration.username,
+            password: configuration.password, database: configuration.database, tls: tls)
+        config.options.maximumConnections = configuration.maxConnections
+        config.options.connectTimeout = .seconds(2)
+        if let schema = configuration.schema {
+            config.options.additionalStartupParameters = [("options", "-c search_path=\(schema)")]
+        }
+        let client = PostgresClient(configuration: config, backgroundLogger: logger)
+        self.client = client
+        self.channel = "flashsale_" + (configuration.schema ?? "public")
+        // The pool runs from here until shutdown, so the database works before (and outside) a
+        // service group: queues and the catalog are opened while the process composes itself.
+        tasks.withLock { $0.append(Task { await client.run() }) }
+        do {
+            if let schema = configuration.schema {
+                try await query("CREATE SCHEMA IF NOT EXISTS \(unescaped: "\"" + schema + "\"")")
+            }
+            try await PostgresSchema.migrate(self)
+        } catch {
+            await shutdown()
+            throw error
+        }
+        let listener = Task { [weak self] in
+            guard let self else { return }
+            await self.listen()
+        }
+        tasks.withLock { $0.append(listener) }
+    }
+
+    /// Stops listening and closes every connection; idempotent.
+    public func shutdown() async {
+        guard !closed.withLock({ closed in defer { closed = true }; return closed }) else { return }
+        let running = tasks.withLock { tasks in defer { tasks = [] }; return tasks }
+        for task in running { task.cancel() }
+        for task in running { await task.value }
+    }
+
+    // MARK: Running statements
+
+    /// Runs `body` in one transaction (BEGIN … COMMIT; rolled back if it throws). Deadlocks and
+    /// serialization failures are retried; a lost or unreachable server, or no answer within
+    /// ``Configuration/operationTimeout``, throws ``BackendUnavailable``.
+    func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        try await withRetries {
+            try await self.client.withConnection { connection in
+                try await connection.query("BEGIN", logger: self.logger)
+                do {
+                    let result = try await body(connection)
+                    try await connection.query("COMMIT", logger: self.logger)
+                    return result
+                } catch {
+                    // A failed ROLLBACK means the connection is gone: the server rolls back.
+                    _ = try? await connection.query("ROLLBACK", logger: self.logger)
+                    throw error
+                }
+            }
+        }
+    }
+
+    /// Runs one statement (atomic by itself) and collects its rows.
+    @discardableResult
+    func query(_ query: PostgresQuery) async throws -> [PostgresRow] {
+        try await withRetries {
+            try await self.client.withConnection { connection in
+                try await connection.query(query, logger: self.logger).get().rows
+            }
+        }
+    }
+
+    private func withRetries<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        var attempt = 0
+        while true {
+            do {
+                return try await withTimeout(configuration.operationTimeout, operation)
+            } catch {
+                if Self.isRetryable(error), attempt < 5 {
+                    attempt += 1
+                    try await Task.sleep(for: .milliseconds(Int64.random(in: 1...(5 << attempt))))
+                    continue
+                }
+                throw Self.translate(error)
+            }
+        }
+    }
+
+    /// SQLSTATE of a server error, if `error` is one.
+    static func sqlState(_ error: any Error) -> String? {
+        (error as? PSQLError)?.serverInfo?[.sqlState]
+    }
+
+    /// Deadlock detected, serialization failure: the transaction can run again as it is.
+    static func isRetryable(_ error: any Error) -> Bool {
+        guard let state = sqlState(error) else { return false }
+        return state == "40P01" || state == "40001"
+    }
+
+    /// A unique constraint refused a row (another process stored it first).
+    static func isUniqueViolation(_ error: any Error) -> Bool {
+        sqlState(error) == "23505"
+    }
+
+    /// Errors that mean "the database cannot be reached now" become ``BackendUnavailable``;
+    /// others pass unchanged.
+    static func translate(_ error: any Error) -> any Error {
+        if error is BackendUnavailable || error is CancellationError { return error }
+        if let timeout = error as? TimeoutError { return BackendUnavailable(reason: "no answer from PostgreSQL within \(timeout.limit.shortDescription)") }
+        if error is ConnectionPoolError { return BackendUnavailable(reason: "no connection to PostgreSQL (\(error))") }
+        if let error = error as? PSQLError {
+            switch error.code {
+            case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed,
+                 .sslUnsupported, .failedToAddSSLHandler, .queryCancelled:
+                return BackendUnavailable(reason: "PostgreSQL connection lost (\(error.code))")
+            case .server:
+                // Class 08: connection exception; 57P0x: the server is shutting down or starting;
+                // 53300: too many connections.
+                if let state = error.serverInfo?[.sqlState], state.hasPrefix("08") || state.hasPrefix("57P") || state == "53300" {
+                    return BackendUnavailable(reason: "PostgreSQL unavailable (SQLSTATE \(state))")
+                }
+            default:
+                break
+            }
+        }
+        return error
+    }
+
+    // MARK: Wake-ups
+
+    /// Tells this process's long polls (at once) and every other process's (NOTIFY, delivered at
+    /// commit) that queue `queueID` has new visible messages. For statements that send, the
+    /// NOTIFY rides in the statement itself (``notifySQL``); this is for the local half.
+    func touched(_ queueIDs: some Sequence<Int64>) {
+        for id in queueIDs { arrivals.notify(id) }
+    }
+
+    /// Holds one connection LISTENing on ``channel`` and wakes the long polls of the queue each
+    /// notification names. After a reconnect every poll is woken (notifications sent meanwhile
+    /// are lost); the polls also look at least once a second (``PostgresMessageQueue``).
+    private func listen() async {
+        while !Task.isCancelled {
+            do {
+                try await client.withConnection { connection in
+                    try await connection.listen(on: channel) { notifications in
+                        self.arrivals.notifyAll()
+                        for try await notification in notifications {
+                            if let id = Int64(notification.payload) { self.arrivals.notify(id) } else { self.arrivals.notifyAll() }
+                        }
+                    }
+                }
+            } catch {
+                if Task.isCancelled { return }
+                logger.debug("LISTEN connection lost; reconnecting", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .milliseconds(250))
+            }
+        }
+    }
+}
+
+/// The queues and topics a process has opened, by name.
+struct PostgresCatalog {
+    var queues: [String: PostgresMessageQueue] = [:]
+    var topics: [String: PostgresTopic] = [:]
+}
+
+extension PostgresRandomAccessRow {
+    /// Column `index` decoded as `T`.
+    func get<T: PostgresDecodable>(_ index: Int, as type: T.Type = T.self) throws -> T {
+        try self[index].decode(T.self)
+    }
+
+    /// Column `name` decoded as `T`.
+    func get<T: PostgresDecodable>(_ name: String, as type: T.Type = T.self) throws -> T {
+        try self[name].decode(T.self)
+    }
+}

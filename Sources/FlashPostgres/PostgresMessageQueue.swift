@@ -1,0 +1,384 @@
+import FlashCore
+import FlashQueue
+import PostgresNIO
+import Synchronization
+
+/// A queue as the PostgreSQL backend knows it: its id and settings (a row of `fs_queues`).
+struct PostgresQueueRecord: Sendable, Hashable {
+    var id: Int64
+    var name: String
+    var visibilityTimeoutMillis: Int64
+    var maxReceiveCount: Int
+    var retentionMillis: Int64
+    var delayMillis: Int64
+    var maxBodyBytes: Int
+    var deadLetterQueueID: Int64?
+
+    static let columns = "id, name, visibility_timeout_ms, max_receive_count, retention_ms, delay_ms, max_body_bytes, dead_letter_queue_id"
+
+    init(_ row: PostgresRow) throws {
+        let row = row.makeRandomAccess()
+        id = try row.get(0)
+        name = try row.get(1)
+        visibilityTimeoutMillis = try row.get(2)
+        maxReceiveCount = try row.get(3)
+        retentionMillis = try row.get(4)
+        delayMillis = try row.get(5)
+        maxBodyBytes = try row.get(6)
+        deadLetterQueueID = try row.get(7)
+    }
+}
+
+/// A queue with SQS semantics in PostgreSQL, shared by every process on the database.
+///
+/// - Receives claim up to ten visible rows with `FOR UPDATE SKIP LOCKED`, so concurrent receivers
+///   (in any process) never wait for each other nor get the same message, and lease them by
+///   moving `visible_at`; each delivery gets a fresh random receipt token, so a stale receipt
+///   matches no row. Expired rows are dropped and over-received ones move to the dead-letter
+///   queue in the same statement.
+/// - A send NOTIFYs the database's channel in its own transaction; every process LISTENs, so a
+///   long poll anywhere wakes at the commit. A poll also looks once a second, in case a
+///   notification was lost with a connection.
+/// - Times are the processes' wall clocks (Unix ms), as in the embedded backend: keep the
+///   machines' clocks in sync (NTP) and leases well above the skew.
+public final class PostgresMessageQueue: MessageQueue {
+    public let name: String
+    let record: PostgresQueueRecord
+    let deadLetter: PostgresQueueRecord?
+    let database: PostgresDatabase
+    private let lastSweep = Atomic<Int64>(0)
+
+    init(database: PostgresDatabase, record: PostgresQueueRecord, deadLetter: PostgresQueueRecord?) {
+        self.database = database
+        self.record = record
+        self.deadLetter = deadLetter
+        self.name = record.name
+    }
+
+    /// The name of the dead-letter queue, if redrive is on.
+    public var deadLetterQueueName: String? { deadLetter?.name }
+
+    // MARK: Sending
+
+    public func send(_ body: String, delay: Duration) async throws -> String {
+        try await sendBatch([OutgoingMessage(body, delay: delay)])[0]
+    }
+
+    public func sendBatch(_ messages: [OutgoingMessage]) async throws -> [String] {
+        try QueueLimits.validate(messages, maxBodyBytes: record.maxBodyBytes)
+        let now = WallClock.nowMillis()
+        let ids = messages.map { _ in TimeOrderedID.make() }
+        let bodies = messages.map(\.body)
+        let visibleAt = messages.map { now + ($0.delay == .zero ? record.delayMillis : $0.delay.asMilliseconds) }
+        try await database.query("""
+            WITH sent AS (
+                INSERT INTO fs_messages (queue_id, message_id, body, sent_at, visible_at)
+                SELECT \(record.id), m.id, m.body, \(now), m.visible_at
+                FROM unnest(\(ids)::text[], \(bodies)::text[], \(visibleAt)::bigint[]) WITH ORDINALITY AS m(id, body, visible_at, n)
+                ORDER BY m.n
+                RETURNING 1
+            )
+            SELECT pg_notify(\(database.channel), \(String(record.id))) FROM (SELECT 1 FROM sent LIMIT 1) AS any_sent
+            """)
+        database.touched([record.id])
+        return ids
+    }
+
+    // MARK: Receiving
+
+    public func receive(maxMessages: Int, wait: Duration, visibilityTimeout: Duration?) async throws -> [ReceivedMessage] {
+        try QueueLimits.validateReceive(maxMessages: maxMessages, wait: wait, visibilityTimeout: visibilityTimeout)
+        let visibility = visibilityTimeout?.asMilliseconds ?? record.visibilityTimeoutMillis
+        let deadline = ContinuousClock.now + wait
+        while true {
+            let generation = database.arrivals.generation(record.id)
+            let outcome = try await receiveOnce(maxMessages: maxMessages, visibilityMillis: visibility)
+            if !outcome.messages.isEmpty { return outcome.messages }
+            let now = ContinuousClock.now
+            guard now < deadline, !Task.isCancelled else { return [] }
+            // Look again when woken (a send anywhere), when a leased or delayed message comes due,
+            // and at least once a second (a NOTIFY lost with a connection).
+            var timeout = min(deadline - now, .seconds(1))
+            if let next = outcome.nextVisibleAt {
+                timeout = min(timeout, .milliseconds(max(1, next - WallClock.nowMillis())))
+            }
+            await database.arrivals.wait(record.id, after: generation, timeout: timeout)
+        }
+    }
+
+    private struct ReceiveOutcome {
+        var messages: [ReceivedMessage] = []
+        var nextVisibleAt: Int64?
+    }
+
+    private func receiveOnce(maxMessages: Int, visibilityMillis: Int64) async throws -> ReceiveOutcome {
+        let started = WallClock.nowMillis()
+        if started - lastSweep.load(ordering: .relaxed) > 1000 {
+            lastSweep.store(started, ordering: .relaxed)
+            try await sweepExpired()
+        }
+        var outcome = ReceiveOutcome()
+        var tries = 0
+        while outcome.messages.count < maxMessages, tries < 4 {
+            tries += 1
+            let claim = try await claim(maxMessages - outcome.messages.count, visibilityMillis: visibilityMillis)
+            outcome.messages += claim.leased
+            if claim.skipped == 0 { break }
+        }
+        if outcome.messages.isEmpty {
+            let rows = try await database.query("SELECT MIN(visible_at) FROM fs_messages WHERE queue_id = \(record.id)")
+            outcome.nextVisibleAt = try rows.first?.makeRandomAccess().get(0, as: Int64?.self)
+        }
+        return outcome
+    }
+
+    /// One claiming statement: leases up to `count` visible messages; drops expired ones and moves
+    /// over-received ones to the dead-letter queue (`skipped` counts those).
+    private func claim(_ count: Int, visibilityMillis: Int64) async throws -> (leased: [ReceivedMessage], skipped: Int) {
+        let now = WallClock.nowMillis()
+        let cutoff = now - record.retentionMillis
+        let maxReceives = deadLetter == nil ? 0 : record.maxReceiveCount
+        let deadLetterID = deadLetter?.id ?? 0
+        let expiredCounter = Self.expiredCounter(record.id)
+        let shard = Int.random(in: 0..<PostgresSchema.counterShards)
+        let rows = try await database.query("""
+            WITH picked AS (
+                SELECT seq, sent_at, receive_count FROM fs_messages
+                WHERE queue_id = \(record.id) AND visible_at <= \(now)
+                ORDER BY visible_at LIMIT \(count) FOR UPDATE SKIP LOCKED
+            ), expired AS (
+                DELETE FROM fs_messages m USING picked p WHERE m.seq = p.seq AND p.sent_at < \(cutoff) RETURNING m.seq
+            ), dead AS (
+                UPDATE fs_messages m SET queue_id = \(deadLetterID), visible_at = \(now), receipt = 0
+                FROM picked p
+                WHERE m.seq = p.seq AND p.sent_at >= \(cutoff) AND \(maxReceives) > 0 AND p.receive_count >= \(maxReceives)
+                RETURNING m.seq
+            ), leased AS (
+                UPDATE fs_messages m
+                SET visible_at = \(now + visibilityMillis), receive_count = m.receive_count + 1,
+                    receipt = 1 + floor(random() * 9007199254740990)::bigint,
+                    first_received_at = CASE WHEN m.first_received_at = 0 THEN \(now) ELSE m.first_received_at END
+                FROM picked p
+                WHERE m.seq = p.seq AND p.sent_at >= \(cutoff) AND NOT (\(maxReceives) > 0 AND p.receive_count >= \(maxReceives))
+                RETURNING m.seq, m.message_id, m.body, m.sent_at, m.receive_count, m.first_received_at, m.receipt
+            ), counted AS (
+                INSERT INTO fs_counters (name, shard, value)
+                SELECT \(expiredCounter), \(shard), COUNT(*) FROM expired HAVING COUNT(*) > 0
+                ON CONFLICT (name, shard) DO UPDATE SET value = fs_counters.value + excluded.value
+            ), woken AS (
+                SELECT pg_notify(\(database.channel), \(String(deadLetterID))) FROM (SELECT 1 FROM dead LIMIT 1) AS any_dead
+            )
+            SELECT 'L', seq, message_id, body, sent_at, receive_count, first_received_at, receipt FROM leased
+            UNION ALL SELECT 'S', seq, '', '', 0, 0, 0, 0 FROM expired
+            UNION ALL SELECT 'S', seq, '', '', 0, 0, 0, 0 FROM dead
+            UNION ALL SELECT 'W', 0, '', '', 0, 0, 0, 0 FROM woken
+            """)
+        var leased: [(Int64, ReceivedMessage)] = []
+        var skipped = 0
+        for row in rows {
+            let row = row.makeRandomAccess()
+            switch try row.get(0, as: String.self) {
+            case "L":
+                let seq: Int64 = try row.get(1)
+                leased.append((seq, ReceivedMessage(
+                    messageID: try row.get(2), receiptHandle: ReceiptCodec.encode(queueID: record.id, seq: seq, token: try row.get(7)),
+                    body: try row.get(3), receiveCount: try row.get(5), sentAtMillis: try row.get(4), firstReceivedAtMillis: try row.get(6))))
+            case "S":
+                skipped += 1
+            default:
+                break
+            }
+        }
+        if let deadLetter, skipped > 0 { database.touched([deadLetter.id]) }
+        // Oldest first, as SQS roughly delivers.
+        return (leased.sorted { $0.0 < $1.0 }.map(\.1), skipped)
+    }
+
+    static func expiredCounter(_ queueID: Int64) -> String { "queue.\(queueID).expired" }
+
+    // MARK: Acknowledging
+
+    public func changeVisibility(_ receipt: ReceiptHandle, timeout: Duration) async throws {
+        try QueueLimits.validateVisibility(timeout)
+        let (seq, token) = try ReceiptCodec.decode(receipt, queueID: record.id)
+        let now = WallClock.nowMillis()
+        let rows = try await database.query("""
+            WITH changed AS (
+                UPDATE fs_messages SET visible_at = \(now + timeout.asMilliseconds)
+                WHERE seq = \(seq) AND receipt = \(token) AND queue_id = \(record.id) RETURNING 1
+            )
+            SELECT pg_notify(\(database.channel), \(String(record.id))) FROM changed
+            """)
+        guard rows.count == 1 else { throw QueueError.receiptHandleInvalid(receipt.rawValue) }
+        // Long polls may have planned to wake at the old lease's end: let them look again.
+        database.touched([record.id])
+    }
+
+    public func delete(_ receipt: ReceiptHandle) async throws {
+        let results = try await deleteBatch([receipt])
+        try results[0].get()
+    }
+
+    public func deleteBatch(_ receipts: [ReceiptHandle]) async throws -> [Result<Void, QueueError>] {
+        try QueueLimits.validateBatchCount(receipts.count)
+        let deleted = try await database.transaction { [self] connection in try await self.delete(receipts, on: connection) }
+        return zip(receipts, deleted).map { receipt, done in done ? .success(()) : .failure(.receiptHandleInvalid(receipt.rawValue)) }
+    }
+
+    /// Deletes the deliveries inside a transaction the caller owns; returns, per receipt, whether
+    /// it was current (a stale or malformed one deleted nothing).
+    func delete(_ receipts: [ReceiptHandle], on connection: PostgresConnection) async throws -> [Bool] {
+        let decoded = receipts.map { try? ReceiptCodec.decode($0, queueID: record.id) }
+        let valid = decoded.compactMap { $0 }
+        guard !valid.isEmpty else { return decoded.map { _ in false } }
+        var gone: Set<Int64> = []
+        for try await seq in try await connection.query("""
+            DELETE FROM fs_messages m USING unnest(\(valid.map(\.seq))::bigint[], \(valid.map(\.token))::bigint[]) AS r(seq, receipt)
+            WHERE m.seq = r.seq AND m.receipt = r.receipt AND m.queue_id = \(record.id)
+            RETURNING m.seq
+            """, logger: database.logger).decode(Int64.self) {
+            gone.insert(seq)
+        }
+        return decoded.map { $0.map { gone.contains($0.seq) } ?? false }
+    }
+
+    public func returnUntried(_ receipts: [ReceiptHandle]) async throws {
+        guard !receipts.isEmpty else { return }
+        _ = try await database.transaction { [self] connection in try await self.returnUntried(receipts, on: connection) }
+        database.touched([record.id])
+    }
+
+    /// ``returnUntried(_:)`` inside a transaction the caller owns; returns, per receipt, whether
+    /// it was current (a stale one changed nothing).
+    func returnUntried(_ receipts: [ReceiptHandle], on connection: PostgresConnection) async throws -> [Bool] {
+        let decoded = receipts.map { try? ReceiptCodec.decode($0, queueID: record.id) }
+        let valid = decoded.compactMap { $0 }
+        guard !valid.isEmpty else { return decoded.map { _ in false } }
+        let now = WallClock.nowMillis()
+        var returned: Set<Int64> = []
+        for try await seq in try await connection.query("""
+            WITH given AS (
+                UPDATE fs_messages m
+                SET visible_at = \(now), receive_count = GREATEST(0, m.receive_count - 1), receipt = 0,
+                    first_received_at = CASE WHEN m.receive_count <= 1 THEN 0 ELSE m.first_received_at END
+                FROM unnest(\(valid.map(\.seq))::bigint[], \(valid.map(\.token))::bigint[]) AS r(seq, receipt)
+                WHERE m.seq = r.seq AND m.receipt = r.receipt AND m.queue_id = \(record.id)
+                RETURNING m.seq
+            ), woken AS (
+                SELECT pg_notify(\(database.channel), \(String(record.id))) FROM (SELECT 1 FROM given LIMIT 1) AS any_given
+            )
+            SELECT seq FROM given UNION ALL SELECT -1 FROM woken
+            """, logger: database.logger).decode(Int64.self) where seq >= 0 {
+            returned.insert(seq)
+        }
+        return decoded.map { $0.map { returned.contains($0.seq) } ?? false }
+    }
+
+    // MARK: Maintenance
+
+    /// Drops up to 5,000 messages past retention (oldest first, by the (queue, sent_at) index)
+    /// and counts them; the next sweep continues.
+    @discardableResult
+    public func sweepExpired() async throws -> Int {
+        let cutoff = WallClock.nowMillis() - record.retentionMillis
+        let shard = Int.random(in: 0..<PostgresSchema.counterShards)
+        let rows = try await database.query("""
+            WITH expired AS (
+                DELETE FROM fs_messages WHERE seq IN (
+                    SELECT seq FROM fs_messages WHERE queue_id = \(record.id) AND sent_at < \(cutoff)
+                    ORDER BY sent_at LIMIT 5000 FOR UPDATE SKIP LOCKED)
+                RETURNING 1
+            ), counted AS (
+                INSERT INTO fs_counters (name, shard, value)
+                SELECT \(Self.expiredCounter(record.id)), \(shard), COUNT(*) FROM expired HAVING COUNT(*) > 0
+                ON CONFLICT (name, shard) DO UPDATE SET value = fs_counters.value + excluded.value
+            )
+            SELECT COUNT(*)::bigint FROM expired
+            """)
+        return Int(try rows.first?.makeRandomAccess().get(0, as: Int64.self) ?? 0)
+    }
+
+    public func purge() async throws {
+        try await database.query("DELETE FROM fs_messages WHERE queue_id = \(record.id)")
+    }
+
+    public func statistics() async throws -> QueueStatistics {
+        let now = WallClock.nowMillis()
+        let rows = try await database.query("""
+            SELECT COUNT(*) FILTER (WHERE visible_at <= \(now)),
+                   COUNT(*) FILTER (WHERE visible_at > \(now) AND receive_count > 0),
+                   COUNT(*) FILTER (WHERE visible_at > \(now) AND receive_count = 0),
+                   MIN(sent_at),
+                   (SELECT COUNT(*) FROM fs_messages WHERE queue_id = \(deadLetter?.id ?? 0)),
+                   (SELECT COALESCE(SUM(value), 0)::bigint FROM fs_counters WHERE name = \(Self.expiredCounter(record.id)))
+            FROM fs_messages WHERE queue_id = \(record.id)
+            """)
+        guard let row = rows.first?.makeRandomAccess() else { return QueueStatistics(visible: 0, inFlight: 0, delayed: 0, deadLettered: 0, oldestAgeSeconds: 0, expired: 0) }
+        let oldest: Int64? = try row.get(3)
+        return QueueStatistics(
+            visible: Int(try row.get(0, as: Int64.self)),
+            inFlight: Int(try row.get(1, as: Int64.self)),
+            delayed: Int(try row.get(2, as: Int64.self)),
+            deadLettered: deadLetter == nil ? 0 : Int(try row.get(4, as: Int64.self)),
+            oldestAgeSeconds: oldest.map { max(0, Double(now - $0) / 1000) } ?? 0,
+            expired: Int(try row.get(5, as: Int64.self)))
+    }
+
+    public func countVisible(sentAtOrBefore millis: Int64) async throws -> Int {
+        let rows = try await database.query("""
+            SELECT COUNT(*)::bigint FROM fs_messages WHERE queue_id = \(record.id) AND visible_at <= \(min(millis, WallClock.nowMillis()))
+            """)
+        return Int(try rows.first?.makeRandomAccess().get(0, as: Int64.self) ?? 0)
+    }
+}
+
+/// A fan-out topic (SNS semantics, raw delivery) whose subscribers are queues in the same database:
+/// a publish inserts one row per subscribed queue in one statement.
+public final class PostgresTopic: Topic {
+    public let name: String
+    let id: Int64
+    let database: PostgresDatabase
+
+    init(database: PostgresDatabase, id: Int64, name: String) {
+        self.database = database
+        self.id = id
+        self.name = name
+    }
+
+    public func subscribe(queue name: String) async throws {
+        let queue = try await database.queue(named: name)
+        try await database.query("INSERT INTO fs_subscriptions (topic_id, queue_id) VALUES (\(id), \(queue.record.id)) ON CONFLICT DO NOTHING")
+    }
+
+    public func subscriptions() async throws -> [String] {
+        try await database.query("""
+            SELECT q.name FROM fs_subscriptions s JOIN fs_queues q ON q.id = s.queue_id WHERE s.topic_id = \(id) ORDER BY q.id
+            """).map { try $0.makeRandomAccess().get(0, as: String.self) }
+    }
+
+    public func publish(_ body: String) async throws -> String {
+        let messageID = TimeOrderedID.make()
+        let now = WallClock.nowMillis()
+        // All subscribers or none: a body over any subscriber's limit is refused whole.
+        let rows = try await database.query("""
+            WITH subscribers AS (
+                SELECT q.id, q.delay_ms, q.max_body_bytes FROM fs_subscriptions s JOIN fs_queues q ON q.id = s.queue_id WHERE s.topic_id = \(id)
+            ), limit_bytes AS (
+                SELECT MIN(max_body_bytes) AS bytes FROM subscribers
+            ), sent AS (
+                INSERT INTO fs_messages (queue_id, message_id, body, sent_at, visible_at)
+                SELECT id, \(messageID), \(body), \(now), \(now) + delay_ms FROM subscribers
+                WHERE octet_length(\(body)) <= (SELECT bytes FROM limit_bytes)
+                RETURNING queue_id
+            ), woken AS (
+                SELECT pg_notify(\(database.channel), queue_id::text) FROM (SELECT DISTINCT queue_id FROM sent) AS q
+            )
+            SELECT (SELECT COUNT(*) FROM woken), (SELECT bytes FROM limit_bytes)
+            """)
+        if let row = rows.first?.makeRandomAccess(), let limit = try row.get(1, as: Int?.self), body.utf8.count > limit {
+            throw QueueError.bodyTooLarge(bytes: body.utf8.count, limit: limit)
+        }
+        database.arrivals.notifyAll()
+        return messageID
+    }
+}
