@@ -1,15 +1,20 @@
 import FlashBackend
 import FlashCore
 import FlashOrders
+import FlashPostgres
 import FlashQueue
 import FlashSQLite
 import Foundation
 import Testing
 
-/// Every backend the order-store and inventory contract runs against. PostgreSQL joins this
-/// list when it exists.
+/// Every backend the order-store and inventory contract runs against: SQLite always, PostgreSQL
+/// when the test command started one (`FLASHSALE_TEST_POSTGRES`, see scripts/test).
 enum OrderBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
     case sqlite
+    case postgres
+
+    static let postgresURL = ProcessInfo.processInfo.environment["FLASHSALE_TEST_POSTGRES"]
+    static var allCases: [OrderBackend] { postgresURL == nil ? [.sqlite] : [.sqlite, .postgres] }
 
     var testDescription: String { rawValue }
 
@@ -22,6 +27,14 @@ enum OrderBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
             let path = directory.appendingPathComponent("orders.db").path
             return StoreHarness(open: {
                 try await SQLiteBackend(configuration: .init(path: path, strictCatalog: strictCatalog))
+            })
+        case .postgres:
+            // A schema of its own per store: every test starts from empty tables.
+            var database = try PostgresDatabase.Configuration(url: try #require(Self.postgresURL))
+            database.schema = "o_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+            database.maxConnections = 6
+            return StoreHarness(open: { [database] in
+                try await PostgresBackend(configuration: .init(database: database, strictCatalog: strictCatalog))
             })
         }
     }

@@ -1,0 +1,268 @@
+import FlashCore
+import FlashOrders
+import FlashQueue
+import PostgresNIO
+
+/// Orders, stock and payment messages in PostgreSQL: ``OrderStore``'s primitives with the core's
+/// rules, for any number of API and worker processes on one database.
+///
+/// Placing goes through a ``PlacementBatcher`` (one transaction per group of orders: the hot
+/// product row is locked once per group). Every other step is one transaction that locks the
+/// order rows it changes (`FOR UPDATE`), so two workers finishing one order cannot both apply
+/// it: the second finds it finished. Order rows, product rows and counters are always locked in
+/// that order, products and counters sorted, so transactions cannot deadlock one another.
+public final class PostgresOrderStore: OrderStore {
+    let database: PostgresDatabase
+    let queue: PostgresMessageQueue
+    let batcher: PlacementBatcher
+    public let strictCatalog: Bool
+
+    init(database: PostgresDatabase, topic: PostgresTopic, paymentsQueue: PostgresMessageQueue, strictCatalog: Bool) {
+        self.database = database
+        self.queue = paymentsQueue
+        self.strictCatalog = strictCatalog
+        self.batcher = PlacementBatcher(database: database, topicID: topic.id, paymentsQueueID: paymentsQueue.record.id,
+                                        strictCatalog: strictCatalog)
+    }
+
+    public var paymentsQueue: any MessageQueue { queue }
+
+    static let columns = """
+        order_id, idempotency_key, customer_id, items, total, status, channel, attempts, failure_reason, reserved, \
+        message_id, created_at, updated_at, processing_at, finished_at
+        """
+
+    // MARK: Placing
+
+    public func placeQueued(_ order: NewOrder) async throws -> Placement {
+        try await batcher.place(order, queued: true, holdUntil: nil)
+    }
+
+    public func placeImmediate(_ order: NewOrder, holdUntil: Int64) async throws -> Placement {
+        try await batcher.place(order, queued: false, holdUntil: holdUntil)
+    }
+
+    // MARK: Reading
+
+    public func order(id: String) async throws -> Order? {
+        try await database.query("SELECT \(unescaped: Self.columns) FROM fs_orders WHERE order_id = \(id)")
+            .first.map { try Self.decodeOrder($0.makeRandomAccess()) }
+    }
+
+    public func counts() async throws -> OrderCounts {
+        let counters = try await CounterDeltas.read(database, prefix: "orders.")
+        var counts = OrderCounts()
+        for status in [OrderStatus.processing, .completed, .failed] { counts[status] = counters[OrderCounts.counterName(status)] ?? 0 }
+        counts.pending = (counters["orders.placed"] ?? 0) - counts.processing - counts.completed - counts.failed
+        return counts
+    }
+
+    public func settlementCounts() async throws -> SettlementCounts {
+        let counters = try await CounterDeltas.read(database, prefix: "reconciler.")
+        return SettlementCounts(completed: counters[Self.settledCompleted] ?? 0, failed: counters[Self.settledFailed] ?? 0)
+    }
+
+    static let settledCompleted = "reconciler.completed"
+    static let settledFailed = "reconciler.failed"
+
+    // MARK: Processing
+
+    /// The orders with these ids, locked until the transaction ends.
+    private func lockOrders(_ ids: [String], on connection: PostgresConnection) async throws -> [String: (order: Order, reserved: String?)] {
+        var found: [String: (Order, String?)] = [:]
+        for row in try await connection.query("""
+            SELECT \(unescaped: Self.columns) FROM fs_orders WHERE order_id = ANY(\(ids)::text[]) ORDER BY order_id FOR UPDATE
+            """, logger: database.logger).collect() {
+            let columns = row.makeRandomAccess()
+            let order = try Self.decodeOrder(columns)
+            found[order.id] = (order, try columns.get("reserved", as: String?.self))
+        }
+        return found
+    }
+
+    /// Stores orders' new states (each one of the core's transitions) and collects the status
+    /// counters' changes (pending has none: it is placed minus the others).
+    private func store(_ changes: [(next: Order, previous: OrderStatus)], counters: inout CounterDeltas, on connection: PostgresConnection) async throws {
+        guard !changes.isEmpty else { return }
+        let orders = changes.map(\.next)
+        try await connection.query("""
+            UPDATE fs_orders o SET status = x.status, attempts = x.attempts, failure_reason = NULLIF(x.reason, ''), updated_at = x.updated_at,
+                                   processing_at = NULLIF(x.processing_at, -1), finished_at = NULLIF(x.finished_at, -1)
+            FROM unnest(\(orders.map(\.id))::text[], \(orders.map(\.status.rawValue))::text[], \(orders.map { Int64($0.attempts) })::bigint[],
+                        \(orders.map { $0.failureReason ?? "" })::text[], \(orders.map(\.updatedAt))::bigint[],
+                        \(orders.map { $0.processingAt ?? -1 })::bigint[], \(orders.map { $0.finishedAt ?? -1 })::bigint[])
+                 AS x(order_id, status, attempts, reason, updated_at, processing_at, finished_at)
+            WHERE o.order_id = x.order_id
+            """, logger: database.logger)
+        for (next, previous) in changes where next.status != previous {
+            if previous != .pending { counters.add(OrderCounts.counterName(previous), -1) }
+            if next.status != .pending { counters.add(OrderCounts.counterName(next.status), 1) }
+        }
+    }
+
+    public func startProcessing(_ orderIDs: [String]) async throws -> [String: Order] {
+        guard !orderIDs.isEmpty else { return [:] }
+        return try await database.transaction { [self] connection in
+            let now = WallClock.nowMillis()
+            var orders: [String: Order] = [:]
+            var changes: [(Order, OrderStatus)] = []
+            for (id, found) in try await lockOrders(orderIDs, on: connection) {
+                if let next = found.order.startingAttempt(now: now) {
+                    changes.append((next, found.order.status))
+                    orders[id] = next
+                } else {
+                    orders[id] = found.order
+                }
+            }
+            var counters = CounterDeltas()
+            try await store(changes, counters: &counters, on: connection)
+            try await counters.write(on: connection, logger: database.logger)
+            return orders
+        }
+    }
+
+    public func returnUntried(_ deliveries: [UntriedDelivery]) async throws {
+        guard !deliveries.isEmpty else { return }
+        try await database.transaction { [self] connection in
+            let current = try await queue.returnUntried(deliveries.map(\.receipt), on: connection)
+            // A stale receipt's message was delivered again meanwhile: the attempt on the order is that delivery's.
+            let ids = zip(deliveries, current).compactMap { delivery, isCurrent in isCurrent ? delivery.orderID : nil }
+            guard !ids.isEmpty else { return }
+            let now = WallClock.nowMillis()
+            var changes: [(Order, OrderStatus)] = []
+            let found = try await lockOrders(ids, on: connection)
+            for id in ids {
+                guard let order = found[id]?.order, let returned = order.returningUntried(now: now) else { continue }
+                changes.append((returned, order.status))
+            }
+            var counters = CounterDeltas()
+            try await store(changes, counters: &counters, on: connection)
+            try await counters.write(on: connection, logger: database.logger)
+        }
+        database.touched([queue.record.id])
+    }
+
+    @discardableResult
+    public func finish(_ orderID: String, result: OrderResult, deleting receipt: ReceiptHandle?) async throws -> Order? {
+        try await finish(orderID, result: result, deleting: receipt, counted: false)?.order
+    }
+
+    public func settle(_ orderID: String, result: OrderResult, counted: Bool) async throws -> FinishedOrder? {
+        try await finish(orderID, result: result, deleting: nil, counted: counted)
+    }
+
+    private func finish(_ orderID: String, result: OrderResult, deleting receipt: ReceiptHandle?, counted: Bool) async throws -> FinishedOrder? {
+        try await database.transaction { [self] connection -> FinishedOrder? in
+            // A stale receipt deletes nothing: redelivered to someone else, or purged. The result stands all the same.
+            if let receipt { _ = try await queue.delete([receipt], on: connection) }
+            guard let found = try await lockOrders([orderID], on: connection)[orderID] else { return nil }
+            guard let finished = found.order.finishing(result, now: WallClock.nowMillis()) else {
+                return FinishedOrder(order: found.order, changed: false)
+            }
+            var counters = CounterDeltas()
+            try await store([(finished, found.order.status)], counters: &counters, on: connection)
+            let reservation = Reservation(encoded: found.reserved)
+            if !reservation.isEmpty {
+                try await settle(reservation, customerID: found.order.customerID, sold: finished.status == .completed, on: connection)
+            }
+            if counted { counters.add(finished.status == .completed ? Self.settledCompleted : Self.settledFailed, 1) }
+            try await counters.write(on: connection, logger: database.logger)
+            return FinishedOrder(order: finished, changed: true)
+        }
+    }
+
+    /// Applies ``InventoryRules/settlement(of:sold:)`` (products in the reservation's sorted order).
+    private func settle(_ reservation: Reservation, customerID: String, sold: Bool, on connection: PostgresConnection) async throws {
+        let changes = InventoryRules.settlement(of: reservation, sold: sold)
+        try await connection.query("""
+            UPDATE fs_products p SET stock = p.stock + c.stock, reserved = p.reserved + c.reserved, sold = p.sold + c.sold
+            FROM unnest(\(changes.map(\.productID))::text[], \(changes.map { Int64($0.stock) })::bigint[],
+                        \(changes.map { Int64($0.reserved) })::bigint[], \(changes.map { Int64($0.sold) })::bigint[]) AS c(product_id, stock, reserved, sold)
+            WHERE p.product_id = c.product_id
+            """, logger: database.logger)
+        let returned = changes.filter { $0.customerBought != 0 }
+        guard !returned.isEmpty else { return }
+        try await connection.query("""
+            UPDATE fs_customer_purchases p SET quantity = GREATEST(0, p.quantity + c.bought)
+            FROM unnest(\(returned.map(\.productID))::text[], \(returned.map { Int64($0.customerBought) })::bigint[]) AS c(product_id, bought)
+            WHERE p.product_id = c.product_id AND p.customer_id = \(customerID)
+            """, logger: database.logger)
+    }
+
+    // MARK: Reconciling
+
+    public func orphans(after cursor: Int64, limit: Int) async throws -> OrphanScan {
+        // The partial index holds only open orders; the message is looked up by its row and id.
+        let rows = try await database.query("""
+            SELECT o.seq, o.order_id, o.channel, m.seq IS NOT NULL AS live
+            FROM (SELECT seq, order_id, channel, message_seq, message_id FROM fs_orders
+                  WHERE status IN ('pending', 'processing') AND seq > \(cursor) ORDER BY seq LIMIT \(limit)) AS o
+            LEFT JOIN fs_messages m ON m.seq = o.message_seq AND m.message_id = o.message_id AND m.queue_id = \(queue.record.id)
+            ORDER BY o.seq
+            """)
+        var orphans: [Orphan] = []
+        var last: Int64?
+        for row in rows {
+            let columns = row.makeRandomAccess()
+            last = try columns.get(0)
+            let channel: String = try columns.get(2)
+            let live: Bool = try columns.get(3)
+            if channel != OrderChannel.sync.rawValue, !live { orphans.append(Orphan(orderID: try columns.get(1), reason: .messageGone)) }
+        }
+        return OrphanScan(orphans: orphans, nextCursor: rows.count < limit ? nil : last)
+    }
+
+    public func expiredHolds(now: Int64, limit: Int) async throws -> [Orphan] {
+        try await database.query("""
+            SELECT order_id FROM fs_orders
+            WHERE channel = 'sync' AND status IN ('pending', 'processing') AND hold_until < \(now) ORDER BY hold_until LIMIT \(limit)
+            """).map { Orphan(orderID: try $0.makeRandomAccess().get(0), reason: .syncRequestEnded) }
+    }
+
+    // MARK: Rows
+
+    static func decodeOrder(_ row: PostgresRandomAccessRow) throws -> Order {
+        Order(
+            id: try row.get("order_id"), customerID: try row.get("customer_id"),
+            items: OrderItem.decodeList(try row.get("items")), total: try row.get("total"),
+            status: OrderStatus(rawValue: try row.get("status")) ?? .pending,
+            channel: OrderChannel(rawValue: try row.get("channel")) ?? .async,
+            attempts: try row.get("attempts"), failureReason: try row.get("failure_reason"),
+            createdAt: try row.get("created_at"), updatedAt: try row.get("updated_at"),
+            processingAt: try row.get("processing_at"), finishedAt: try row.get("finished_at"), messageID: try row.get("message_id"))
+    }
+}
+
+extension PostgresOrderStore: Catalog {
+    public func product(id: String) async throws -> Product? {
+        try await database.query("""
+            SELECT product_id, stock, reserved, sold, per_customer_limit, price FROM fs_products WHERE product_id = \(id)
+            """).first.map(Self.decodeProduct)
+    }
+
+    public func putProduct(id: String, stock: Int, perCustomerLimit: Int?, price: Double?) async throws -> Product {
+        let rows = try await database.query("""
+            INSERT INTO fs_products (product_id, stock, per_customer_limit, price, updated_at)
+            VALUES (\(id), \(stock), \(perCustomerLimit), \(price), \(WallClock.nowMillis()))
+            ON CONFLICT (product_id) DO UPDATE SET stock = excluded.stock, per_customer_limit = excluded.per_customer_limit,
+                                                   price = excluded.price, updated_at = excluded.updated_at
+            RETURNING product_id, stock, reserved, sold, per_customer_limit, price
+            """)
+        return try Self.decodeProduct(rows[0])
+    }
+
+    public func setStock(id: String, stock: Int) async throws -> Product {
+        let rows = try await database.query("""
+            INSERT INTO fs_products (product_id, stock, updated_at) VALUES (\(id), \(stock), \(WallClock.nowMillis()))
+            ON CONFLICT (product_id) DO UPDATE SET stock = excluded.stock, updated_at = excluded.updated_at
+            RETURNING product_id, stock, reserved, sold, per_customer_limit, price
+            """)
+        return try Self.decodeProduct(rows[0])
+    }
+
+    static func decodeProduct(_ row: PostgresRow) throws -> Product {
+        let row = row.makeRandomAccess()
+        return Product(productID: try row.get(0), stock: try row.get(1), reserved: try row.get(2), sold: try row.get(3),
+                       perCustomerLimit: try row.get(4), price: try row.get(5))
+    }
+}
