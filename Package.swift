@@ -57,6 +57,15 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
+        // The payment gateway as its own HTTP service, and the client that charges through it.
+        .target(name: "FlashGateway", dependencies: [
+            "FlashCore", "FlashPayments",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
         // The elastic pool of payment workers (a Service).
         .target(name: "FlashWorkers", dependencies: [
             "FlashCore", "FlashQueue", "FlashOrders", "FlashPayments", "FlashBackend",
@@ -74,7 +83,7 @@ let package = Package(
         ]),
         // The composition root: a backend, the API and/or the workers, from one configuration.
         .target(name: "FlashServer", dependencies: [
-            "FlashCore", "FlashQueue", "FlashBackend", "FlashSQLite", "FlashPostgres", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashAPI",
+            "FlashCore", "FlashQueue", "FlashBackend", "FlashSQLite", "FlashPostgres", "FlashGateway", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashAPI",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -90,7 +99,7 @@ let package = Package(
         .executableTarget(name: "flashsale", dependencies: [
             "FlashServer", "FlashLab",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
-            "FlashCore", "FlashQueue", "FlashBackend", "FlashSQLite", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashAPI",
+            "FlashCore", "FlashQueue", "FlashBackend", "FlashSQLite", "FlashPostgres", "FlashGateway", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashAPI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),

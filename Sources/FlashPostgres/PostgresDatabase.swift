@@ -80,6 +80,21 @@ public final class PostgresDatabase: Sendable {
         }
     }
 
+    /// The database could not be opened: unreachable, refused the login, or failed a migration.
+    public struct StartupError: Error, CustomStringConvertible {
+        public var url: String
+        public var underlying: any Error
+        public var description: String {
+            // postgres-nio keeps details out of `description` (they may hold data); the server's
+            // message is what an operator needs here, and it holds no password.
+            let detail = (underlying as? PSQLError).map { error in
+                [error.serverInfo?[.sqlState].map { "SQLSTATE \($0)" }, error.serverInfo?[.message], error.underlying.map { "\($0)" }]
+                    .compactMap { $0 }.joined(separator: ": ")
+            } ?? "\(underlying)"
+            return "cannot open PostgreSQL at \(url): \(detail.isEmpty ? "\(underlying)" : detail)"
+        }
+    }
+
     /// A malformed `--database` URL.
     public struct DatabaseURLError: Error, CustomStringConvertible {
         public var message: String
@@ -96,6 +111,10 @@ public final class PostgresDatabase: Sendable {
     let channel: String
     let catalog = Mutex(PostgresCatalog())
     private let tasks = Mutex<[Task<Void, Never>]>([])
+    /// Until when (Unix ms) calls fail at once: set when the server was just found unreachable,
+    /// so that during an outage requests get their 503 now rather than after the timeout. A call
+    /// after that instant probes the server again.
+    private let unreachableUntil = Atomic<Int64>(0)
     private let closed = Mutex(false)
 
     /// Connects, applies the schema's migrations (under an advisory lock, so processes starting
@@ -123,13 +142,10 @@ public final class PostgresDatabase: Sendable {
         // service group: queues and the catalog are opened while the process composes itself.
         tasks.withLock { $0.append(Task { await client.run() }) }
         do {
-            if let schema = configuration.schema {
-                try await query("CREATE SCHEMA IF NOT EXISTS \(unescaped: "\"" + schema + "\"")")
-            }
             try await PostgresSchema.migrate(self)
         } catch {
             await shutdown()
-            throw error
+            throw StartupError(url: configuration.redacted, underlying: error)
         }
         let listener = Task { [weak self] in
             guard let self else { return }
@@ -179,6 +195,9 @@ public final class PostgresDatabase: Sendable {
     }
 
     private func withRetries<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        if WallClock.nowMillis() < unreachableUntil.load(ordering: .relaxed) {
+            throw BackendUnavailable(reason: "PostgreSQL was unreachable moments ago")
+        }
         var attempt = 0
         while true {
             do {
@@ -189,7 +208,9 @@ public final class PostgresDatabase: Sendable {
                     try await Task.sleep(for: .milliseconds(Int64.random(in: 1...(5 << attempt))))
                     continue
                 }
-                throw Self.translate(error)
+                let translated = Self.translate(error)
+                if translated is BackendUnavailable { unreachableUntil.store(WallClock.nowMillis() + 500, ordering: .relaxed) }
+                throw translated
             }
         }
     }

@@ -144,9 +144,15 @@ enum PostgresSchema {
 
     /// Applies the migrations this database lacks, once, whatever the number of processes doing so at once.
     static func migrate(_ database: PostgresDatabase) async throws {
+        let schema = database.configuration.schema
         try await database.transaction { connection in
-            // Scoped to this schema (search_path) and released at COMMIT.
-            try await connection.query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.flashsale.migrations'))", logger: database.logger)
+            // One lock per schema, released at COMMIT; the schema itself is created under it
+            // (two concurrent CREATE SCHEMA IF NOT EXISTS can collide).
+            let key = "flashsale.migrations." + (schema ?? "(default)")
+            try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\(key)))", logger: database.logger)
+            if let schema {
+                try await connection.query("CREATE SCHEMA IF NOT EXISTS \(unescaped: "\"" + schema + "\"")", logger: database.logger)
+            }
             try await connection.query("""
                 CREATE TABLE IF NOT EXISTS fs_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())
                 """, logger: database.logger)

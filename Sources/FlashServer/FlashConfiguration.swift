@@ -1,4 +1,6 @@
+import FlashGateway
 import FlashPayments
+import FlashPostgres
 import FlashSQLite
 
 /// Everything a flashsale process can be told, one type per concern. `serve` and `worker` read
@@ -8,6 +10,8 @@ public struct FlashConfiguration: Sendable {
     public var backend = BackendConfiguration()
     public var queue = QueueConfiguration()
     public var payment = SimulatedPaymentGateway.Configuration(latency: .fixed(.seconds(3)))
+    /// Charge through a gateway over HTTP (`--payment-url`) instead of the in-process simulator.
+    public var paymentURL: HTTPPaymentGateway.Configuration?
     public var workers = WorkerConfiguration()
     public var api = APIConfiguration()
 
@@ -23,10 +27,13 @@ public struct HTTPConfiguration: Sendable {
     public init() {}
 }
 
-/// Which backend, and how to open it (today the SQLite file; the PostgreSQL issue adds a URL).
+/// Which backend, and how to open it: the SQLite file (the default), or PostgreSQL when
+/// ``postgres`` is set.
 public struct BackendConfiguration: Sendable {
     /// The database file.
     public var path = "./flashsale.db"
+    /// PostgreSQL (`--database postgres://…`): used instead of the file when set.
+    public var postgres: PostgresDatabase.Configuration?
     public var synchronous: SQLiteDatabase.Synchronous = .full
     /// Refuse items whose product is not in the catalog.
     public var strictCatalog = false

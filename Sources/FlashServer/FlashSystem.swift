@@ -1,9 +1,11 @@
 import FlashAPI
 import FlashBackend
 import FlashCore
+import FlashGateway
 import FlashOrders
 import FlashPayments
 import FlashQueue
+import FlashPostgres
 import FlashSQLite
 import FlashWorkers
 import Hummingbird
@@ -38,19 +40,30 @@ public struct FlashSystem: Sendable {
 
     /// Opens the backend and wires every component for `role`.
     public static func open(_ configuration: FlashConfiguration, role: Role = .server, logger: Logger) async throws -> FlashSystem {
-        let backend = try await SQLiteBackend(configuration: .init(
-            path: configuration.backend.path, synchronous: configuration.backend.synchronous,
-            paymentsQueue: QueueAttributes(visibilityTimeout: configuration.queue.visibilityTimeout,
-                                           maxReceiveCount: configuration.queue.maxReceives,
-                                           retention: configuration.queue.messageRetention),
-            strictCatalog: configuration.backend.strictCatalog, wakePoll: configuration.backend.wakePoll))
+        let paymentsQueue = QueueAttributes(visibilityTimeout: configuration.queue.visibilityTimeout,
+                                            maxReceiveCount: configuration.queue.maxReceives,
+                                            retention: configuration.queue.messageRetention)
+        let backend: any FlashBackend
+        if let postgres = configuration.backend.postgres {
+            backend = try await PostgresBackend(configuration: .init(database: postgres, paymentsQueue: paymentsQueue,
+                                                                     strictCatalog: configuration.backend.strictCatalog),
+                                                logger: logger)
+        } else {
+            backend = try await SQLiteBackend(configuration: .init(
+                path: configuration.backend.path, synchronous: configuration.backend.synchronous, paymentsQueue: paymentsQueue,
+                strictCatalog: configuration.backend.strictCatalog, wakePoll: configuration.backend.wakePoll))
+        }
         return compose(configuration, role: role, backend: backend, logger: logger)
     }
 
     /// Wires every component over an open backend.
     public static func compose(_ configuration: FlashConfiguration, role: Role, backend: any FlashBackend, logger: Logger) -> FlashSystem {
         let store = backend.orders
-        let gateway = SimulatedPaymentGateway(configuration: configuration.payment, ledger: backend.ledger)
+        let gateway: any PaymentGateway = if let remote = configuration.paymentURL {
+            HTTPPaymentGateway(configuration: remote, logger: logger)
+        } else {
+            SimulatedPaymentGateway(configuration: configuration.payment, ledger: backend.ledger)
+        }
         let processed = RateMeter()
         let accepted = RateMeter()
         let workers: WorkerPool? = configuration.workers.count > 0
@@ -87,10 +100,11 @@ public struct FlashSystem: Sendable {
     public var ledger: any PaymentLedger { backend.ledger }
     public var paymentsQueue: any MessageQueue { backend.paymentsQueue }
 
-    /// The long-running parts, in service-group order: the backend first (shut down last), then
-    /// the reconciler, the membership and the worker pool (shut down first, after the server).
+    /// The long-running parts, in service-group order: the backend first (shut down last), the
+    /// HTTP gateway client if any, then the reconciler, the membership and the worker pool (shut
+    /// down first, after the server).
     public var runningServices: [any Service] {
-        [backend, reconciler, membership] + (workers.map { [$0] } ?? [])
+        [backend] + ((gateway as? HTTPPaymentGateway).map { [$0] } ?? []) + [reconciler, membership] + (workers.map { [$0] } ?? [])
     }
 
     /// The HTTP application of this process: the order API (server role) or the side port's
@@ -102,6 +116,7 @@ public struct FlashSystem: Sendable {
 
     /// Closes the backend, for a system whose services never ran (tests, tools).
     public func close() async throws {
+        try await (gateway as? HTTPPaymentGateway)?.shutdown()
         try await backend.shutdown()
     }
 }

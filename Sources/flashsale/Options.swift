@@ -1,8 +1,11 @@
 import ArgumentParser
 import FlashCore
+import FlashGateway
+import Foundation
 import FlashPayments
 import FlashQueue
 import FlashServer
+import FlashPostgres
 import FlashSQLite
 import Logging
 
@@ -16,6 +19,7 @@ let longestSetting: Duration = .seconds(86_400)
 /// `--data`, `--synchronous`, `--strict-catalog` and the payments queue's settings.
 struct BackendOptions: ParsableArguments {
     @Option(help: "Database file, shared by every process of the fleet on this host [FLASHSALE_DATA, default ./flashsale.db].") var data: String?
+    @Option(help: "PostgreSQL instead of the file, for processes on many machines: postgres://user:password@host:5432/db[?schema=name&sslmode=disable|prefer|require&pool=16] [FLASHSALE_DATABASE].") var database: String?
     @Option(help: "SQLite synchronous mode: FULL (survives power loss) or NORMAL (survives kill -9 only) [FLASHSALE_SYNCHRONOUS, default FULL].") var synchronous: String?
     @Flag(help: "Refuse items whose product is not in the catalog [FLASHSALE_STRICT_CATALOG].") var strictCatalog = false
     @Option(help: "Lease of each delivered payment message [FLASHSALE_VISIBILITY_TIMEOUT, default 30s].") var visibilityTimeout: String?
@@ -25,6 +29,13 @@ struct BackendOptions: ParsableArguments {
 
     func resolve(into config: inout FlashConfiguration) throws {
         config.backend.path = Settings.string(data, env: "FLASHSALE_DATA", default: config.backend.path)
+        if let url = Settings.value(database, env: "FLASHSALE_DATABASE"), !url.isEmpty {
+            do {
+                config.backend.postgres = try PostgresDatabase.Configuration(url: url)
+            } catch {
+                throw ValidationError("--database: \(error)")
+            }
+        }
         let mode = Settings.string(synchronous, env: "FLASHSALE_SYNCHRONOUS", default: "FULL").uppercased()
         guard let sync = SQLiteDatabase.Synchronous(rawValue: mode) else { throw ValidationError("--synchronous must be FULL or NORMAL") }
         config.backend.synchronous = sync
@@ -46,6 +57,8 @@ struct PaymentOptions: ParsableArguments {
     @Option(help: "Fraction of charges declined, 0...1 [FLASHSALE_PAYMENT_DECLINE_RATE, default 0].") var paymentDeclineRate: String?
     @Option(help: "Fraction of charge attempts failing transiently, 0...1 [FLASHSALE_PAYMENT_ERROR_RATE, default 0].") var paymentErrorRate: String?
     @Option(help: "Charges the gateway runs at once, per process; 0 is no limit [FLASHSALE_PAYMENT_CONCURRENCY, default 0].") var paymentConcurrency: String?
+    @Option(help: "Charge through this payment gateway over HTTP (a `flashsale gateway`) instead of the in-process simulator; the --payment-* simulator options then do not apply [FLASHSALE_PAYMENT_URL].") var paymentURL: String?
+    @Option(help: "With --payment-url: how long one charge may take before it is retried [FLASHSALE_PAYMENT_TIMEOUT, default 30s].") var paymentTimeout: String?
 
     func resolve(into config: inout FlashConfiguration) throws {
         if let text = Settings.value(paymentLatency, env: "FLASHSALE_PAYMENT_LATENCY") {
@@ -61,6 +74,13 @@ struct PaymentOptions: ParsableArguments {
         config.payment.transientErrorRate = try Settings.double(paymentErrorRate, env: "FLASHSALE_PAYMENT_ERROR_RATE", default: 0, range: 0...1)
         let concurrency = try Settings.int(paymentConcurrency, env: "FLASHSALE_PAYMENT_CONCURRENCY", default: 0, range: 0...1_000_000)
         config.payment.concurrencyLimit = concurrency == 0 ? nil : concurrency
+        if let url = Settings.value(paymentURL, env: "FLASHSALE_PAYMENT_URL"), !url.isEmpty {
+            guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme ?? ""), parsed.host != nil else {
+                throw ValidationError("--payment-url must be an http(s) URL, not '\(url)'")
+            }
+            let timeout = try Settings.duration(paymentTimeout, env: "FLASHSALE_PAYMENT_TIMEOUT", default: .seconds(30), range: .seconds(1)...longestSetting)
+            config.paymentURL = HTTPPaymentGateway.Configuration(baseURL: url, requestTimeout: timeout, expectedLatency: config.payment.latency.mean)
+        }
     }
 }
 

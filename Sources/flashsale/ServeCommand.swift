@@ -11,7 +11,8 @@ struct ServeCommand: AsyncParsableCommand {
         abstract: "Run the order API (and, unless --workers 0, a pool of payment workers) over the database.",
         discussion: """
             Every option falls back to its FLASHSALE_… environment variable (e.g. FLASHSALE_PORT), then to its default. \
-            With --workers 0 this process is the API only: run `flashsale worker` processes on the same --data file.
+            With --workers 0 this process is the API only: run `flashsale worker` processes on the same --data file (one host) \
+            or the same --database (PostgreSQL: any number of hosts).
             """)
 
     @Option(help: "Address to listen on [FLASHSALE_HOST, default 127.0.0.1].") var host: String?
@@ -38,7 +39,7 @@ struct ServeCommand: AsyncParsableCommand {
         let logger = try log.bootstrap()
         let system = try await FlashSystem.open(config, role: .server, logger: logger)
         logger.info("flashsale starting", metadata: [
-            "data": "\(config.backend.path)", "workers": "\(config.workers.count)",
+            "data": "\(config.backend.postgres?.redacted ?? config.backend.path)", "workers": "\(config.workers.count)",
             "payment_latency": "\(config.payment.latency)", "sync_lanes": "\(config.api.syncLanes)",
         ])
         let app = system.application(logger: logger) { port in

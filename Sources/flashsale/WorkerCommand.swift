@@ -13,7 +13,8 @@ struct WorkerCommand: AsyncParsableCommand {
         abstract: "Run a pool of payment workers (and the reconciler) on the database an API process writes to.",
         discussion: """
             Every option falls back to its FLASHSALE_… environment variable, then to its default. Several worker \
-            processes (and one or more `serve --workers 0`) may share one --data file on one host. With --port, \
+            processes (and one or more `serve --workers 0`) may share one --data file on one host, or one --database \
+            (PostgreSQL) from any number of hosts. With --port, \
             /health, /stats and /workers are served on that port.
             """)
 
@@ -40,7 +41,7 @@ struct WorkerCommand: AsyncParsableCommand {
         let logger = try log.bootstrap()
         let system = try await FlashSystem.open(config, role: .worker, logger: logger)
         logger.info("flashsale worker starting", metadata: [
-            "data": "\(config.backend.path)", "workers": "\(config.workers.count)", "process_id": "\(system.membership.processID)",
+            "data": "\(config.backend.postgres?.redacted ?? config.backend.path)", "workers": "\(config.workers.count)", "process_id": "\(system.membership.processID)",
         ])
         let ready = "flashsale worker \(system.membership.processID) running \(config.workers.count) workers"
         if sidePort {

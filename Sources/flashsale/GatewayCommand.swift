@@ -1,0 +1,64 @@
+import ArgumentParser
+import FlashBackend
+import FlashGateway
+import FlashPayments
+import FlashSQLite
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+
+/// `flashsale gateway`: the simulated payment provider as its own HTTP service.
+struct GatewayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gateway",
+        abstract: "Run the payment gateway as its own service (POST /charges, GET /charges/{order_id}, GET /stats).",
+        discussion: """
+            Point `serve` and `worker` at it with --payment-url http://HOST:PORT. Charges are idempotent by order id: \
+            however many workers in however many processes ask, an order is charged once. With --data the ledger \
+            is a file and outlives a restart (kill -9 included); without it, it lives in memory.
+            """)
+
+    @Option(help: "Address to listen on [FLASHSALE_GATEWAY_HOST, default 127.0.0.1].") var host: String?
+    @Option(help: "Port to listen on; 0 picks a free one [FLASHSALE_GATEWAY_PORT, default 9090].") var port: String?
+    @Option(help: "Time per charge: 3s, 30ms, 20ms..40ms (uniform) or exp:3s [FLASHSALE_GATEWAY_LATENCY, default 3s].") var latency: String?
+    @Option(help: "Charges in progress at once; more wait for a slot; 0 is no limit [FLASHSALE_GATEWAY_SLOTS, default 0].") var slots: String?
+    @Option(help: "Fraction of charges declined, 0...1 [FLASHSALE_GATEWAY_DECLINE_RATE, default 0].") var declineRate: String?
+    @Option(help: "Ledger file (SQLite); in memory when unset [FLASHSALE_GATEWAY_DATA].") var data: String?
+    @OptionGroup var log: LogOptions
+
+    func run() async throws {
+        let host = Settings.string(self.host, env: "FLASHSALE_GATEWAY_HOST", default: "127.0.0.1")
+        let port = try Settings.int(self.port, env: "FLASHSALE_GATEWAY_PORT", default: 9090, range: 0...65535)
+        var simulator = SimulatedPaymentGateway.Configuration(latency: .fixed(.seconds(3)))
+        if let text = Settings.value(latency, env: "FLASHSALE_GATEWAY_LATENCY") {
+            guard let model = LatencyModel(parsing: text), model.longest <= longestSetting else {
+                throw ValidationError("--latency must be like 3s, 30ms, 20ms..40ms or exp:3s (at most 1 day), not '\(text)'")
+            }
+            simulator.latency = model
+        }
+        let slotCount = try Settings.int(slots, env: "FLASHSALE_GATEWAY_SLOTS", default: 0, range: 0...1_000_000)
+        simulator.concurrencyLimit = slotCount == 0 ? nil : slotCount
+        simulator.declineRate = try Settings.double(declineRate, env: "FLASHSALE_GATEWAY_DECLINE_RATE", default: 0, range: 0...1)
+        let logger = try log.bootstrap()
+
+        // The ledger's file is owned by a backend Service (closed at shutdown); in memory otherwise.
+        var services: [any Service] = []
+        let ledger: any PaymentLedger
+        if let path = Settings.value(data, env: "FLASHSALE_GATEWAY_DATA") {
+            let backend = try await SQLiteBackend(configuration: .init(path: path))
+            services.append(backend)
+            ledger = backend.ledger
+        } else {
+            ledger = InMemoryPaymentLedger()
+        }
+        let server = GatewayServer(gateway: SimulatedPaymentGateway(configuration: simulator, ledger: ledger), ledger: ledger)
+        logger.info("flashsale gateway starting", metadata: [
+            "latency": "\(simulator.latency)", "slots": "\(slotCount)", "ledger": "\(Settings.value(data, env: "FLASHSALE_GATEWAY_DATA") ?? "memory")",
+        ])
+        let app = server.application(host: host, port: port, services: services, logger: logger) { port in
+            FileHandle.standardOutput.write(Data("flashsale gateway listening on http://\(host):\(port)\n".utf8))
+        }
+        try await app.runService()
+    }
+}
