@@ -169,7 +169,7 @@ public final class PostgresDatabase: Sendable {
     /// ``Configuration/operationTimeout``, throws ``BackendUnavailable``.
     func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         try await withRetries {
-            try await self.client.withConnection { connection in
+            try await self.bounded { connection in
                 try await connection.query("BEGIN", logger: self.logger)
                 do {
                     let result = try await body(connection)
@@ -188,7 +188,7 @@ public final class PostgresDatabase: Sendable {
     @discardableResult
     func query(_ query: PostgresQuery) async throws -> [PostgresRow] {
         try await withRetries {
-            try await self.client.withConnection { connection in
+            try await self.bounded { connection in
                 try await connection.query(query, logger: self.logger).get().rows
             }
         }
@@ -201,7 +201,7 @@ public final class PostgresDatabase: Sendable {
         var attempt = 0
         while true {
             do {
-                return try await withTimeout(configuration.operationTimeout, operation)
+                return try await operation()
             } catch {
                 if Self.isRetryable(error), attempt < 5 {
                     attempt += 1
@@ -212,6 +212,49 @@ public final class PostgresDatabase: Sendable {
                 if translated is BackendUnavailable { unreachableUntil.store(WallClock.nowMillis() + 500, ordering: .relaxed) }
                 throw translated
             }
+        }
+    }
+
+    /// Leases a connection and runs `body` on it, within ``Configuration/operationTimeout``.
+    ///
+    /// postgres-nio does not abandon a statement when its task is cancelled (it waits for the
+    /// server's answer), so a deadline alone cannot free a caller whose statement hangs on a
+    /// connection that died without a reset. At the deadline the connection in use is closed:
+    /// its statement fails at once, the caller gets ``BackendUnavailable``, and the pool opens
+    /// a fresh connection. Hand-written: neither postgres-nio nor FlashCore's `withTimeout`
+    /// (which waits for its operation) does this.
+    private func bounded<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        let inUse = ConnectionSlot()
+        let answer = FirstAnswer<T>()
+        let limit = configuration.operationTimeout
+        // Not a task group: a group waits for every child, and the point is not to wait for a
+        // statement that does not end.
+        let work = Task {
+            do {
+                let result = try await self.client.withConnection { connection in
+                    inUse.value.withLock { $0 = connection }
+                    defer { inUse.value.withLock { $0 = nil } }
+                    return try await body(connection)
+                }
+                answer.give(.success(result))
+            } catch {
+                answer.give(.failure(error))
+            }
+        }
+        let deadline = Task { [logger] in
+            guard (try? await Task.sleep(for: limit)) != nil else { return }
+            guard answer.give(.failure(TimeoutError(limit: limit))) else { return }
+            work.cancel()
+            if let stuck = inUse.value.withLock({ $0 }) {
+                logger.warning("closing a PostgreSQL connection that did not answer in time", metadata: ["limit": "\(limit)"])
+                try? await stuck.close()
+            }
+        }
+        defer { deadline.cancel() }
+        return try await withTaskCancellationHandler {
+            try await answer.value()
+        } onCancel: {
+            work.cancel()
         }
     }
 
@@ -285,6 +328,46 @@ public final class PostgresDatabase: Sendable {
             }
         }
     }
+}
+
+/// The first of several answers to one call (the work's, or its deadline's); later ones are dropped.
+final class FirstAnswer<T: Sendable>: Sendable {
+    private struct State {
+        var result: Result<T, any Error>?
+        var waiter: CheckedContinuation<T, any Error>?
+    }
+
+    private let state = Mutex(State())
+
+    /// Gives the answer unless one was given; returns whether this one counts.
+    @discardableResult
+    func give(_ result: Result<T, any Error>) -> Bool {
+        let (taken, waiter): (Bool, CheckedContinuation<T, any Error>?) = state.withLock { state in
+            guard state.result == nil else { return (false, nil) }
+            state.result = result
+            defer { state.waiter = nil }
+            return (true, state.waiter)
+        }
+        waiter?.resume(with: result)
+        return taken
+    }
+
+    /// Waits for the answer.
+    func value() async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            let ready: Result<T, any Error>? = state.withLock { state in
+                if let result = state.result { return result }
+                state.waiter = continuation
+                return nil
+            }
+            if let ready { continuation.resume(with: ready) }
+        }
+    }
+}
+
+/// The connection a bounded call is using, for its deadline to close.
+final class ConnectionSlot: Sendable {
+    let value = Mutex<PostgresConnection?>(nil)
 }
 
 /// The queues and topics a process has opened, by name.
