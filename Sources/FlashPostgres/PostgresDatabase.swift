@@ -167,9 +167,9 @@ public final class PostgresDatabase: Sendable {
     /// Runs `body` in one transaction (BEGIN … COMMIT; rolled back if it throws). Deadlocks and
     /// serialization failures are retried; a lost or unreachable server, or no answer within
     /// ``Configuration/operationTimeout``, throws ``BackendUnavailable``.
-    func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+    func transaction<T: Sendable>(timeout: Duration? = nil, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         try await withRetries {
-            try await self.bounded { connection in
+            try await self.bounded(timeout: timeout) { connection in
                 try await connection.query("BEGIN", logger: self.logger)
                 do {
                     let result = try await body(connection)
@@ -223,10 +223,10 @@ public final class PostgresDatabase: Sendable {
     /// its statement fails at once, the caller gets ``BackendUnavailable``, and the pool opens
     /// a fresh connection. Hand-written: neither postgres-nio nor FlashCore's `withTimeout`
     /// (which waits for its operation) does this.
-    private func bounded<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+    private func bounded<T: Sendable>(timeout: Duration? = nil, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         let inUse = ConnectionSlot()
         let answer = FirstAnswer<T>()
-        let limit = configuration.operationTimeout
+        let limit = timeout ?? configuration.operationTimeout
         // Not a task group: a group waits for every child, and the point is not to wait for a
         // statement that does not end.
         let work = Task {

@@ -145,7 +145,8 @@ enum PostgresSchema {
     /// Applies the migrations this database lacks, once, whatever the number of processes doing so at once.
     static func migrate(_ database: PostgresDatabase) async throws {
         let schema = database.configuration.schema
-        try await database.transaction { connection in
+        // A start-up step, not a request: it may wait for another process's migration.
+        try await database.transaction(timeout: .seconds(120)) { connection in
             // One lock per schema, released at COMMIT; the schema itself is created under it
             // (two concurrent CREATE SCHEMA IF NOT EXISTS can collide).
             let key = "flashsale.migrations." + (schema ?? "(default)")

@@ -141,7 +141,13 @@ struct ScaleOutTests {
                         while true {
                             let n = buyer.add() - 1
                             guard n < 2_000 else { return }
-                            let reply = try await clients[n % 2].call(.POST, "/buy", json: #"{"customer_id":"buyer-\#(n)"}"#)
+                            var reply = try await clients[n % 2].call(.POST, "/buy", json: #"{"customer_id":"buyer-\#(n)"}"#,
+                                                                      headers: [("Idempotency-Key", "buy-\(n)")])
+                            while reply.status == 503 {
+                                try await Task.sleep(for: .milliseconds(100))
+                                reply = try await clients[n % 2].call(.POST, "/buy", json: #"{"customer_id":"buyer-\#(n)"}"#,
+                                                                  headers: [("Idempotency-Key", "buy-\(n)")])
+                            }
                             // The seed's answers: 200 "Order Queued...", 400 "Fail: Sold Out".
                             if reply.status == 200 { sold.add() } else if reply.status == 400, reply.string("error", "code") == "sold_out" { soldOut.add() }
                         }

@@ -33,6 +33,7 @@ enum OrderBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
             var database = try PostgresDatabase.Configuration(url: try #require(Self.postgresURL))
             database.schema = "o_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
             database.maxConnections = 6
+            database.operationTimeout = .seconds(60)
             return StoreHarness(open: { [database] in
                 try await PostgresBackend(configuration: .init(database: database, strictCatalog: strictCatalog))
             })

@@ -41,6 +41,8 @@ enum TestPostgres {
         var configuration = try PostgresDatabase.Configuration(url: try #require(url))
         configuration.schema = "t_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
         configuration.maxConnections = 6
+        // The contract is not about deadlines; a loaded CI box must not fail it by one.
+        configuration.operationTimeout = .seconds(60)
         return configuration
     }
 }
