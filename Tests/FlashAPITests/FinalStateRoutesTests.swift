@@ -104,7 +104,7 @@ struct FinalStateRoutesTests {
             for (status, took, _) in all {
                 // Held until the deadline, give or take a loaded test machine; never until the
                 // gateway's 5 s (let alone 4 × 5 s in line at its single slot).
-                #expect(took < .milliseconds(800) + .milliseconds(1500), "answered after \(took)")
+                #expect(took < .milliseconds(800) + .milliseconds(3000), "answered after \(took)")
                 #expect(status == 200 || status == 504)
             }
             // A charge the gateway let in was decided when it arrived: completed, in time. Those

@@ -151,9 +151,10 @@ struct QueueContractTests {
     @Test(arguments: QueueBackend.allCases)
     func messagesPastRetentionAreDroppedAndCounted(_ backend: QueueBackend) async throws {
         try await withHarness(backend) { harness in
-            let queue = try await harness.queue("work", QueueAttributes(retention: .milliseconds(200)))
+            // Seconds, not milliseconds: "new" must stay within retention until the receive, on a loaded box too.
+            let queue = try await harness.queue("work", QueueAttributes(retention: .seconds(2)))
             _ = try await queue.send("old")
-            try await Task.sleep(for: .milliseconds(400))
+            try await Task.sleep(for: .milliseconds(2_300))
             let fresh = try await queue.send("new")
             let received = try await queue.receive(maxMessages: 10, wait: .zero)
             #expect(received.map(\.messageID) == [fresh])
@@ -345,9 +346,9 @@ struct QueueContractTests {
     @Test(arguments: QueueBackend.allCases)
     func retentionIsEnforcedWithoutAnyReceive(_ backend: QueueBackend) async throws {
         try await withHarness(backend) { harness in
-            let queue = try await harness.queue("short", QueueAttributes(retention: .milliseconds(300)))
+            let queue = try await harness.queue("short", QueueAttributes(retention: .seconds(2)))
             _ = try await queue.sendBatch((1...5).map { OutgoingMessage("old \($0)") })
-            try await Task.sleep(for: .milliseconds(400))
+            try await Task.sleep(for: .milliseconds(2_300))
             _ = try await queue.send("new")
             #expect(try await queue.sweepExpired() == 5)
             #expect(try await queue.sweepExpired() == 0)
