@@ -40,11 +40,12 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as APIError {
             return try error.response(from: request, context: context)
         } catch let error as BackendUnavailable {
-            // Nothing was stored: the client may safely repeat the request (with its idempotency key).
+            // Not acknowledged: the client repeats the request with its idempotency key, which
+            // returns the order if a commit whose answer was lost did store it.
             context.logger.warning("backend unavailable", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
             let seconds = max(1, Int(error.retryAfter.components.seconds))
             return APIError(.serviceUnavailable, code: "unavailable",
-                            message: "the order store cannot be reached right now; nothing was stored, try again",
+                            message: "the order store cannot be reached right now; the request was not acknowledged: repeat it with the same Idempotency-Key",
                             headers: [.retryAfter: "\(seconds)"]).toResponse()
         } catch let error as NIOTooManyBytesError {
             _ = error

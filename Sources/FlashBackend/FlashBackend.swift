@@ -37,8 +37,10 @@ extension FlashBackend {
 }
 
 /// The backend cannot be reached now (its server restarts, the network is down, no connection
-/// came free in time): nothing was stored by the call that threw it. The API answers 503 with
-/// `Retry-After`; workers pause and try again. The backend reconnects by itself.
+/// came free in time). The call that threw it stored nothing, unless its commit reached the
+/// server and only the answer was lost: so it is not an acknowledgement either way, and a
+/// repeat with the same idempotency key returns the order if it was stored. The API answers
+/// 503 with `Retry-After`; workers pause and try again. The backend reconnects by itself.
 public struct BackendUnavailable: Error, Sendable, CustomStringConvertible {
     /// What failed, for logs (never shown with credentials).
     public var reason: String

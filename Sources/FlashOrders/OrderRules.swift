@@ -194,4 +194,13 @@ extension OrderCounts {
     /// The stored counter of each status (a backend keeps these in the transactions that move
     /// orders, so counts are exact for every process and cost no scan).
     public static func counterName(_ status: OrderStatus) -> String { "orders.\(status.rawValue)" }
+
+    /// Counts from the stored counters of processing, completed and failed, and the number of
+    /// orders ever placed: pending has no counter of its own (the accept path writes none), it
+    /// is the rest.
+    public init(counters: [String: Int], placed: Int) {
+        self.init()
+        for status in [OrderStatus.processing, .completed, .failed] { self[status] = counters[Self.counterName(status)] ?? 0 }
+        pending = placed - processing - completed - failed
+    }
 }

@@ -96,3 +96,44 @@ public final class InMemoryPaymentLedger: PaymentLedger {
         }
     }
 }
+
+/// How the database ledgers store an outcome and count it: one form for every backend.
+extension PaymentOutcome {
+    /// The outcome as ledger columns.
+    public var storedColumns: (approved: Bool, voided: Bool, chargeID: String?, reason: String?) {
+        switch self {
+        case let .approved(chargeID): (true, false, chargeID, nil)
+        case let .declined(reason): (false, false, nil, reason)
+        case .voided: (false, true, nil, nil)
+        }
+    }
+
+    /// The outcome from ledger columns (``storedColumns``).
+    public init(approved: Bool, voided: Bool, chargeID: String?, reason: String?) {
+        if approved {
+            self = .approved(chargeID: chargeID ?? "")
+        } else {
+            self = voided ? .voided : .declined(reason: reason ?? "")
+        }
+    }
+}
+
+extension LedgerCounts {
+    /// The stored counter of an outcome.
+    public static func counterName(_ outcome: PaymentOutcome) -> String {
+        switch outcome {
+        case .approved: "payments.approved"
+        case .declined: "payments.declined"
+        case .voided: "payments.voided"
+        }
+    }
+
+    /// The stored counter of charges refused as duplicates.
+    public static let duplicatesCounterName = "payments.duplicates"
+
+    /// The counts from stored counters, by name.
+    public init(counters: [String: Int]) {
+        self.init(approved: counters["payments.approved"] ?? 0, declined: counters["payments.declined"] ?? 0,
+                  voided: counters["payments.voided"] ?? 0, duplicates: counters[Self.duplicatesCounterName] ?? 0)
+    }
+}

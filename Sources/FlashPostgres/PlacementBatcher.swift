@@ -205,8 +205,7 @@ final class PlacementBatcher: Sendable {
                 INSERT INTO fs_orders (order_id, idempotency_key, customer_id, items, total, status, channel, attempts, reserved,
                                        message_id, message_seq, hold_until, request_fingerprint, created_at, updated_at, processing_at)
                 SELECT x.order_id, NULLIF(x.idempotency_key, ''), x.customer_id, x.items, x.total, x.status, x.channel, x.attempts,
-                       NULLIF(x.reserved, ''), NULLIF(x.message_id, ''),
-                       (SELECT s.seq FROM sent s WHERE s.message_id = x.message_id AND s.queue_id = \(paymentsQueueID)),
+                       NULLIF(x.reserved, ''), NULLIF(x.message_id, ''), s.seq,
                        NULLIF(x.hold_until, -1), NULLIF(x.fingerprint, ''), \(now), \(now), NULLIF(x.processing_at, -1)
                 FROM unnest(\(o.map(\.id))::text[], \(writes.keys)::text[], \(o.map(\.customerID))::text[],
                             \(o.map { OrderItem.encodeList($0.items) })::text[], \(o.map(\.total))::float8[],
@@ -215,6 +214,8 @@ final class PlacementBatcher: Sendable {
                             \(writes.fingerprints)::text[], \(o.map { $0.processingAt ?? -1 })::bigint[])
                      AS x(order_id, idempotency_key, customer_id, items, total, status, channel, attempts, reserved, message_id,
                           hold_until, fingerprint, processing_at)
+                -- A join, not a subquery per order: one pass over the group's messages.
+                LEFT JOIN sent s ON s.message_id = x.message_id AND s.queue_id = \(paymentsQueueID)
                 RETURNING 1
             ), taken AS (
                 UPDATE fs_products p SET stock = p.stock - t.quantity, reserved = p.reserved + t.quantity

@@ -300,9 +300,8 @@ public final class PostgresDatabase: Sendable {
 
     // MARK: Wake-ups
 
-    /// Tells this process's long polls (at once) and every other process's (NOTIFY, delivered at
-    /// commit) that queue `queueID` has new visible messages. For statements that send, the
-    /// NOTIFY rides in the statement itself (``notifySQL``); this is for the local half.
+    /// Wakes this process's long polls on these queues at once. Other processes are woken by
+    /// the `pg_notify` that every sending statement carries (delivered at its commit).
     func touched(_ queueIDs: some Sequence<Int64>) {
         for id in queueIDs { arrivals.notify(id) }
     }

@@ -51,10 +51,7 @@ public final class PostgresOrderStore: OrderStore {
 
     public func counts() async throws -> OrderCounts {
         let counters = try await CounterDeltas.read(database, prefix: "orders.")
-        var counts = OrderCounts()
-        for status in [OrderStatus.processing, .completed, .failed] { counts[status] = counters[OrderCounts.counterName(status)] ?? 0 }
-        counts.pending = (counters["orders.placed"] ?? 0) - counts.processing - counts.completed - counts.failed
-        return counts
+        return OrderCounts(counters: counters, placed: counters["orders.placed"] ?? 0)
     }
 
     public func settlementCounts() async throws -> SettlementCounts {

@@ -18,16 +18,12 @@ public final class PostgresPaymentLedger: PaymentLedger {
     }
 
     public func record(orderID: String, amount: Double, outcome: PaymentOutcome) async throws -> (outcome: PaymentOutcome, recorded: Bool) {
-        let (approved, chargeID, reason): (Bool, String?, String?) = switch outcome {
-        case let .approved(chargeID): (true, chargeID, nil)
-        case let .declined(reason): (false, nil, reason)
-        case .voided: (false, nil, nil)
-        }
+        let (approved, voided, chargeID, reason) = outcome.storedColumns
         return try await database.transaction { [database] connection in
             var counters = CounterDeltas()
             let inserted = try await connection.query("""
                 INSERT INTO fs_payment_ledger (order_id, amount, approved, voided, charge_id, reason, created_at)
-                VALUES (\(orderID), \(amount), \(approved), \(outcome == .voided), \(chargeID), \(reason), \(WallClock.nowMillis()))
+                VALUES (\(orderID), \(amount), \(approved), \(voided), \(chargeID), \(reason), \(WallClock.nowMillis()))
                 ON CONFLICT (order_id) DO NOTHING RETURNING 1
                 """, logger: database.logger).collect()
             var result = (outcome, true)
@@ -35,10 +31,10 @@ public final class PostgresPaymentLedger: PaymentLedger {
                 let standing = try await connection.query("""
                     SELECT approved, charge_id, reason, voided FROM fs_payment_ledger WHERE order_id = \(orderID)
                     """, logger: database.logger).collect().first.map(Self.outcome) ?? outcome
-                if LedgerCounts.isDuplicate(requested: outcome, standing: standing) { counters.add("payments.duplicates", 1) }
+                if LedgerCounts.isDuplicate(requested: outcome, standing: standing) { counters.add(LedgerCounts.duplicatesCounterName, 1) }
                 result = (standing, false)
             } else {
-                counters.add(Self.counterName(outcome), 1)
+                counters.add(LedgerCounts.counterName(outcome), 1)
             }
             try await counters.write(on: connection, logger: database.logger)
             return result
@@ -51,33 +47,18 @@ public final class PostgresPaymentLedger: PaymentLedger {
             let columns = row.makeRandomAccess()
             let id: String = try columns.get(0)
             entries[id] = LedgerEntry(orderID: id, amount: try columns.get(1),
-                                      outcome: Self.outcome(approved: try columns.get(2), chargeID: try columns.get(3),
-                                                            reason: try columns.get(4), voided: try columns.get(5)))
+                                      outcome: PaymentOutcome(approved: try columns.get(2), voided: try columns.get(5),
+                                                               chargeID: try columns.get(3), reason: try columns.get(4)))
         }
         return entries
     }
 
     public func counts() async throws -> LedgerCounts {
-        let counters = try await CounterDeltas.read(database, prefix: "payments.")
-        return LedgerCounts(approved: counters["payments.approved"] ?? 0, declined: counters["payments.declined"] ?? 0,
-                            voided: counters["payments.voided"] ?? 0, duplicates: counters["payments.duplicates"] ?? 0)
-    }
-
-    static func counterName(_ outcome: PaymentOutcome) -> String {
-        switch outcome {
-        case .approved: "payments.approved"
-        case .declined: "payments.declined"
-        case .voided: "payments.voided"
-        }
+        LedgerCounts(counters: try await CounterDeltas.read(database, prefix: "payments."))
     }
 
     private static func outcome(_ row: PostgresRow) throws -> PaymentOutcome {
         let columns = row.makeRandomAccess()
-        return outcome(approved: try columns.get(0), chargeID: try columns.get(1), reason: try columns.get(2), voided: try columns.get(3))
-    }
-
-    private static func outcome(approved: Bool, chargeID: String?, reason: String?, voided: Bool) -> PaymentOutcome {
-        if approved { return .approved(chargeID: chargeID ?? "") }
-        return voided ? .voided : .declined(reason: reason ?? "")
+        return PaymentOutcome(approved: try columns.get(0), voided: try columns.get(3), chargeID: try columns.get(1), reason: try columns.get(2))
     }
 }

@@ -124,10 +124,7 @@ public final class SQLiteOrderStore: OrderStore {
         try await database.read { db in
             let counters = try SQLiteSchema.counters(db)
             let total = try Int.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(seq), 0) FROM fs_orders")) ?? 0
-            var counts = OrderCounts()
-            for status in [OrderStatus.processing, .completed, .failed] { counts[status] = counters[OrderCounts.counterName(status)] ?? 0 }
-            counts.pending = total - counts.processing - counts.completed - counts.failed
-            return counts
+            return OrderCounts(counters: counters, placed: total)
         }
     }
 

@@ -17,24 +17,20 @@ public final class SQLitePaymentLedger: PaymentLedger {
 
     public func record(orderID: String, amount: Double, outcome: PaymentOutcome) async throws -> (outcome: PaymentOutcome, recorded: Bool) {
         let result = try await database.write { [counters = database.connection.writer] db -> (PaymentOutcome, Bool) in
-            let (approved, chargeID, reason): (Bool, String?, String?) = switch outcome {
-            case let .approved(chargeID): (true, chargeID, nil)
-            case let .declined(reason): (false, nil, reason)
-            case .voided: (false, nil, nil)
-            }
+            let (approved, voided, chargeID, reason) = outcome.storedColumns
             // One statement in the common case; the stored outcome is read only for a repeat.
             // Insert-if-absent is the whole idempotency (and void) protocol: the first entry stands.
             try db.cachedStatement(sql: """
                 INSERT INTO fs_payment_ledger (order_id, amount, approved, charge_id, reason, created_at, voided) VALUES (?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT(order_id) DO NOTHING
-                """).execute(arguments: [orderID, amount, approved, chargeID, reason, WallClock.nowMillis(), outcome == .voided])
+                """).execute(arguments: [orderID, amount, approved, chargeID, reason, WallClock.nowMillis(), voided])
             if db.changesCount == 1 {
-                counters.addToCounter(Self.counterName(outcome), 1)
+                counters.addToCounter(LedgerCounts.counterName(outcome), 1)
                 return (outcome, true)
             }
             let standing = try Self.outcome(db, orderID: orderID) ?? outcome
             if LedgerCounts.isDuplicate(requested: outcome, standing: standing) {
-                counters.addToCounter("payments.duplicates", 1)
+                counters.addToCounter(LedgerCounts.duplicatesCounterName, 1)
             }
             return (standing, false)
         }
@@ -46,7 +42,7 @@ public final class SQLitePaymentLedger: PaymentLedger {
             var entries: [String: LedgerEntry] = [:]
             for row in try Row.fetchAll(db, sql: "SELECT order_id, amount, approved, charge_id, reason, voided FROM fs_payment_ledger") {
                 let id: String = row[0]
-                entries[id] = LedgerEntry(orderID: id, amount: row[1], outcome: Self.outcome(approved: row[2], chargeID: row[3], reason: row[4], voided: row[5]))
+                entries[id] = LedgerEntry(orderID: id, amount: row[1], outcome: PaymentOutcome(approved: row[2], voided: row[5], chargeID: row[3], reason: row[4]))
             }
             return entries
         }
@@ -54,17 +50,7 @@ public final class SQLitePaymentLedger: PaymentLedger {
 
     public func counts() async throws -> LedgerCounts {
         try await database.read { db in
-            let counters = try SQLiteSchema.counters(db)
-            return LedgerCounts(approved: counters["payments.approved"] ?? 0, declined: counters["payments.declined"] ?? 0,
-                                voided: counters["payments.voided"] ?? 0, duplicates: counters["payments.duplicates"] ?? 0)
-        }
-    }
-
-    static func counterName(_ outcome: PaymentOutcome) -> String {
-        switch outcome {
-        case .approved: "payments.approved"
-        case .declined: "payments.declined"
-        case .voided: "payments.voided"
+            LedgerCounts(counters: try SQLiteSchema.counters(db))
         }
     }
 
@@ -72,11 +58,6 @@ public final class SQLitePaymentLedger: PaymentLedger {
         guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT approved, charge_id, reason, voided FROM fs_payment_ledger WHERE order_id = ?"),
                                          arguments: [orderID])
         else { return nil }
-        return outcome(approved: row[0], chargeID: row[1], reason: row[2], voided: row[3])
-    }
-
-    private static func outcome(approved: Bool, chargeID: String?, reason: String?, voided: Bool) -> PaymentOutcome {
-        if approved { return .approved(chargeID: chargeID ?? "") }
-        return voided ? .voided : .declined(reason: reason ?? "")
+        return PaymentOutcome(approved: row[0], voided: row[3], chargeID: row[1], reason: row[2])
     }
 }
