@@ -116,6 +116,8 @@ public final class PostgresDatabase: Sendable {
     /// after that instant probes the server again.
     private let unreachableUntil = Atomic<Int64>(0)
     private let closed = Mutex(false)
+    /// Queues touched since the last NOTIFY, and whether ``announce()`` is running.
+    private let unannounced = Mutex<(queues: Set<Int64>, sending: Bool)>(([], false))
 
     /// Connects, applies the schema's migrations (under an advisory lock, so processes starting
     /// together apply each once) and starts listening for other processes' sends.
@@ -152,6 +154,14 @@ public final class PostgresDatabase: Sendable {
             await self.listen()
         }
         tasks.withLock { $0.append(listener) }
+    }
+
+    /// Drops this configuration's schema and everything in it (benchmarks and tests that made a
+    /// throwaway one). Refuses when no schema was named: the default schema is never dropped.
+    public func dropSchema() async throws {
+        guard let schema = configuration.schema else { return }
+        // The name was checked to be letters, digits and underscores; identifiers cannot be bound.
+        try await query("DROP SCHEMA IF EXISTS \(unescaped: "\"" + schema + "\"") CASCADE")
     }
 
     /// Stops listening and closes every connection; idempotent.
@@ -300,10 +310,49 @@ public final class PostgresDatabase: Sendable {
 
     // MARK: Wake-ups
 
-    /// Wakes this process's long polls on these queues at once. Other processes are woken by
-    /// the `pg_notify` that every sending statement carries (delivered at its commit).
+    /// Wakes this process's long polls on these queues at once, and other processes' through a
+    /// NOTIFY sent after the commit that made the messages visible (see ``announce()``).
     func touched(_ queueIDs: some Sequence<Int64>) {
-        for id in queueIDs { arrivals.notify(id) }
+        var ids: [Int64] = []
+        for id in queueIDs {
+            arrivals.notify(id)
+            ids.append(id)
+        }
+        guard !ids.isEmpty else { return }
+        let start = unannounced.withLock { pending in
+            pending.queues.formUnion(ids)
+            guard !pending.sending else { return false }
+            pending.sending = true
+            return true
+        }
+        if start { Task { await self.announce() } }
+    }
+
+    /// Sends the pending NOTIFYs, one statement for every queue touched since the last one, until
+    /// none is pending.
+    ///
+    /// Why not NOTIFY inside the transaction that sends: PostgreSQL serialises every committing
+    /// transaction that has notified (a database-wide lock held through its WAL flush), so
+    /// notifying senders cannot share a flush. Measured here: 64 concurrent single-message senders
+    /// made 2.1k sends/s that way, against pgbench's ~15k single-row INSERTs/s. Out of the
+    /// transaction, only this one statement at a time takes that lock, and a burst of sends
+    /// costs one NOTIFY. A NOTIFY lost to a crash between the commit and this statement delays
+    /// other processes' pickup by at most their once-a-second poll; nothing is lost.
+    private func announce() async {
+        while true {
+            let ids: [Int64] = unannounced.withLock { pending in
+                let ids = Array(pending.queues)
+                pending.queues = []
+                if ids.isEmpty { pending.sending = false }
+                return ids
+            }
+            guard !ids.isEmpty else { return }
+            do {
+                try await query("SELECT pg_notify(\(channel), q.id::text) FROM unnest(\(ids)::bigint[]) AS q(id)")
+            } catch {
+                logger.debug("NOTIFY failed; other processes' polls will look within a second", metadata: ["error": "\(error)"])
+            }
+        }
     }
 
     /// Holds one connection LISTENing on ``channel`` and wakes the long polls of the queue each

@@ -61,6 +61,43 @@ struct QueueContractTests {
         }
     }
 
+    /// Concurrent calls may share a statement (the PostgreSQL backend groups them): each receive
+    /// still gets its own messages under its own lease, and in concurrent deletes a stale receipt
+    /// fails while the current receipt of the same message succeeds.
+    @Test(arguments: QueueBackend.allCases)
+    func concurrentCallsKeepTheirOwnLeasesAndReceipts(_ backend: QueueBackend) async throws {
+        try await withHarness(backend) { harness in
+            let queue = try await harness.queue("work", Self.fast)
+            _ = try await queue.sendBatch((0..<10).map { OutgoingMessage("a\($0)") })
+            _ = try await queue.sendBatch((0..<10).map { OutgoingMessage("b\($0)") })
+            async let shortLease = queue.receive(maxMessages: 10, wait: .zero, visibilityTimeout: .milliseconds(300))
+            async let longLease = queue.receive(maxMessages: 10, wait: .zero, visibilityTimeout: .seconds(60))
+            let (short, long) = try await (shortLease, longLease)
+            #expect(short.count == 10)
+            #expect(long.count == 10)
+            #expect(Set(short.map(\.messageID)).isDisjoint(with: long.map(\.messageID)))
+
+            // Only the short leases run out: exactly those messages come back.
+            var again: [ReceivedMessage] = []
+            let deadline = ContinuousClock.now + .seconds(10)
+            while again.count < 10, ContinuousClock.now < deadline {
+                again += try await queue.receive(maxMessages: 10, wait: .seconds(2), visibilityTimeout: .seconds(60))
+            }
+            #expect(Set(again.map(\.messageID)) == Set(short.map(\.messageID)))
+
+            // The first call runs alone; the two after it, stale and current receipts of the same
+            // messages, may then share one statement.
+            async let longDeletes = queue.deleteBatch(long.map(\.receiptHandle))
+            async let staleDeletes = queue.deleteBatch(short.map(\.receiptHandle))
+            async let currentDeletes = queue.deleteBatch(again.map(\.receiptHandle))
+            let (stale, current, longDone) = try await (staleDeletes, currentDeletes, longDeletes)
+            #expect(stale.allSatisfy { if case .failure = $0 { true } else { false } })
+            #expect(current.allSatisfy { if case .success = $0 { true } else { false } })
+            #expect(longDone.allSatisfy { if case .success = $0 { true } else { false } })
+            #expect(try await queue.statistics().total == 0)
+        }
+    }
+
     @Test(arguments: QueueBackend.allCases)
     func changeVisibilityToZeroGivesTheMessageBack(_ backend: QueueBackend) async throws {
         try await withHarness(backend) { harness in

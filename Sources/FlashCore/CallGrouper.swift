@@ -1,0 +1,81 @@
+import Synchronization
+
+/// Runs concurrent calls in groups: a call made while a group runs waits, and every call waiting
+/// when that group ends runs in the next one, as one invocation of `body`. Group commit for any
+/// store: N concurrent callers cost one statement and one commit, not N; with one caller it is a
+/// plain call, with no added wait.
+///
+/// A group holds calls in arrival order until their summed `weight` would pass `maxWeight`
+/// (a single heavier call still runs, alone). `body` gets the inputs and returns one output per
+/// input, in order; if it throws, every call of the group gets that error.
+///
+/// Hand-written: none of the listed packages groups request/response calls this way
+/// (swift-async-algorithms' chunking works on a sequence with no reply per element).
+public final class CallGrouper<Input: Sendable, Output: Sendable>: Sendable {
+    /// Runs one group.
+    public typealias Body = @Sendable ([Input]) async throws -> [Output]
+
+    private struct Call {
+        var input: Input
+        var weight: Int
+        var continuation: CheckedContinuation<Output, any Error>
+    }
+
+    private struct State {
+        var waiting: [Call] = []
+        var running = false
+    }
+
+    private let state = Mutex(State())
+    private let maxWeight: Int
+    private let body: Body
+
+    /// - Parameters:
+    ///   - maxWeight: the most summed weight in one group.
+    ///   - body: runs a group; returns exactly one output per input.
+    public init(maxWeight: Int, body: @escaping Body) {
+        precondition(maxWeight > 0, "a group needs room for one call")
+        self.maxWeight = maxWeight
+        self.body = body
+    }
+
+    /// Runs `input` in the next group and returns its output.
+    public func call(_ input: Input, weight: Int = 1) async throws -> Output {
+        try await withCheckedThrowingContinuation { continuation in
+            let start = state.withLock { state in
+                state.waiting.append(Call(input: input, weight: weight, continuation: continuation))
+                guard !state.running else { return false }
+                state.running = true
+                return true
+            }
+            if start { Task { await self.drain() } }
+        }
+    }
+
+    /// Runs groups until no call waits.
+    private func drain() async {
+        while true {
+            let group: [Call] = state.withLock { state in
+                var total = 0
+                var count = 0
+                for call in state.waiting {
+                    if count > 0 && total + call.weight > maxWeight { break }
+                    total += call.weight
+                    count += 1
+                }
+                let group = Array(state.waiting.prefix(count))
+                state.waiting.removeFirst(count)
+                if group.isEmpty { state.running = false }
+                return group
+            }
+            guard !group.isEmpty else { return }
+            do {
+                let outputs = try await body(group.map(\.input))
+                precondition(outputs.count == group.count, "a group's body must return one output per input")
+                for (call, output) in zip(group, outputs) { call.continuation.resume(returning: output) }
+            } catch {
+                for call in group { call.continuation.resume(throwing: error) }
+            }
+        }
+    }
+}

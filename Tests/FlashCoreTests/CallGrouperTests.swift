@@ -1,0 +1,78 @@
+import FlashCore
+import Synchronization
+import Testing
+
+@Suite("Call grouper")
+struct CallGrouperTests {
+    /// Records each group's inputs; holds the first group until released, so later calls queue up.
+    final class Recorder: Sendable {
+        let groups = Mutex<[[Int]]>([])
+        let gate = Mutex<CheckedContinuation<Void, Never>?>(nil)
+        let firstStarted = Mutex<CheckedContinuation<Void, Never>?>(nil)
+
+        func run(_ inputs: [Int]) async throws -> [String] {
+            let isFirst = groups.withLock { groups in
+                groups.append(inputs)
+                return groups.count == 1
+            }
+            if isFirst {
+                firstStarted.withLock { $0?.resume(); $0 = nil }
+                await withCheckedContinuation { continuation in gate.withLock { $0 = continuation } }
+            }
+            if inputs.contains(-1) { throw Failure() }
+            return inputs.map { "out\($0)" }
+        }
+
+        func release() async {
+            while gate.withLock({ $0 == nil }) { await Task.yield() }
+            gate.withLock { $0?.resume(); $0 = nil }
+        }
+    }
+
+    struct Failure: Error {}
+
+    @Test func callsMadeWhileAGroupRunsShareTheNextOneAndEachGetsItsOwnOutput() async throws {
+        let recorder = Recorder()
+        let grouper = CallGrouper<Int, String>(maxWeight: 100) { try await recorder.run($0) }
+        try await withThrowingTaskGroup(of: (Int, String).self) { tasks in
+            await withCheckedContinuation { started in
+                recorder.firstStarted.withLock { $0 = started }
+                tasks.addTask { (0, try await grouper.call(0)) }
+            }
+            // The first group is running (and held): these ten wait, then run as one group.
+            for input in 1...10 { tasks.addTask { (input, try await grouper.call(input)) } }
+            try await Task.sleep(for: .milliseconds(300))
+            await recorder.release()
+            var outputs: [Int: String] = [:]
+            for try await (input, output) in tasks { outputs[input] = output }
+            #expect(outputs == Dictionary(uniqueKeysWithValues: (0...10).map { ($0, "out\($0)") }))
+        }
+        let groups = recorder.groups.withLock { $0 }
+        #expect(groups.first == [0])
+        #expect(groups.dropFirst().flatMap { $0 }.sorted() == Array(1...10))
+        #expect(groups.count < 11, "the waiting calls ran in shared groups")
+    }
+
+    @Test func aGroupNeverPassesItsWeightAndAFailureReachesEveryCallOfItsGroupOnly() async throws {
+        let recorder = Recorder()
+        let grouper = CallGrouper<Int, String>(maxWeight: 3) { try await recorder.run($0) }
+        let results = try await withThrowingTaskGroup(of: (Int, Bool).self) { tasks in
+            await withCheckedContinuation { started in
+                recorder.firstStarted.withLock { $0 = started }
+                tasks.addTask { (0, (try? await grouper.call(0)) != nil) }
+            }
+            // Queued in this order while the first group is held.
+            for input in [1, 2, -1, 4] {
+                tasks.addTask { (input, (try? await grouper.call(input, weight: 2)) != nil) }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            await recorder.release()
+            var results: [Int: Bool] = [:]
+            for try await (input, succeeded) in tasks { results[input] = succeeded }
+            return results
+        }
+        // Weight 2 against a limit of 3: every later call ran in a group of its own.
+        #expect(recorder.groups.withLock { $0 } == [[0], [1], [2], [-1], [4]])
+        #expect(results == [0: true, 1: true, 2: true, -1: false, 4: true])
+    }
+}
