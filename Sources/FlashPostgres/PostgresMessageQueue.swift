@@ -435,6 +435,7 @@ public final class PostgresTopic: Topic {
     }
 
     public func publish(_ body: String) async throws -> String {
+        try QueueLimits.validateContents(body)
         let messageID = TimeOrderedID.make()
         let now = WallClock.nowMillis()
         // All subscribers or none: a body over any subscriber's limit is refused whole.

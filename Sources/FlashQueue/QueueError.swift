@@ -20,6 +20,9 @@ public enum QueueError: Error, Sendable, Hashable, CustomStringConvertible {
     case receiptHandleInvalid(String)
     /// A queue attribute out of its range.
     case invalidAttribute(String)
+    /// The body holds a character SQS does not carry (outside #x9, #xA, #xD, #x20–#xD7FF,
+    /// #xE000–#xFFFD, #x10000–#x10FFFF), at this UTF-8 byte offset.
+    case invalidMessageContents(offset: Int)
 
     public var description: String {
         switch self {
@@ -41,6 +44,8 @@ public enum QueueError: Error, Sendable, Hashable, CustomStringConvertible {
             return "receipt handle '\(handle)' is not the current delivery of any message (stale, deleted or malformed)"
         case let .invalidAttribute(text):
             return "invalid queue attribute: \(text)"
+        case let .invalidMessageContents(offset):
+            return "message body holds a character a queue cannot carry at byte \(offset) (allowed: tab, newline, carriage return and Unicode from U+0020, without U+FFFE/U+FFFF)"
         }
     }
 }

@@ -25,7 +25,22 @@ public enum QueueLimits {
     public static func validate(_ message: OutgoingMessage, maxBodyBytes: Int) throws(QueueError) {
         let bytes = message.body.utf8.count
         guard bytes <= maxBodyBytes else { throw .bodyTooLarge(bytes: bytes, limit: maxBodyBytes) }
+        try validateContents(message.body)
         try validateDelay(message.delay)
+    }
+
+    /// Checks a body's characters against SQS's set. Beyond parity with SQS, this keeps one
+    /// caller's body from failing a statement that carries other callers' messages too
+    /// (PostgreSQL's text refuses U+0000).
+    public static func validateContents(_ body: String) throws(QueueError) {
+        var offset = 0
+        for scalar in body.unicodeScalars {
+            switch scalar.value {
+            case 0x9, 0xA, 0xD, 0x20...0xD7FF, 0xE000...0xFFFD, 0x10000...0x10FFFF: break
+            default: throw .invalidMessageContents(offset: offset)
+            }
+            offset += UTF8.width(scalar)
+        }
     }
 
     /// Checks a delivery delay (0…900 s).

@@ -61,6 +61,19 @@ struct QueueContractTests {
         }
     }
 
+    @Test(arguments: QueueBackend.allCases)
+    func bodiesWithCharactersSQSRefusesAreRefusedWhole(_ backend: QueueBackend) async throws {
+        try await withHarness(backend) { harness in
+            let queue = try await harness.queue("work", Self.fast)
+            await #expect(throws: QueueError.invalidMessageContents(offset: 3)) { try await queue.send("abc\u{0}def") }
+            await #expect(throws: QueueError.invalidMessageContents(offset: 2)) {
+                try await queue.sendBatch([OutgoingMessage("fine"), OutgoingMessage("é\u{1}")])
+            }
+            _ = try await queue.send("tab\tnewline\n✓ 𝄞")
+            #expect(try await queue.statistics().total == 1)
+        }
+    }
+
     /// Concurrent calls may share a statement (the PostgreSQL backend groups them): each receive
     /// still gets its own messages under its own lease, and in concurrent deletes a stale receipt
     /// fails while the current receipt of the same message succeeds.
