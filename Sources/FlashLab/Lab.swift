@@ -142,7 +142,14 @@ public struct Lab: Sendable {
                 }
                 return (load!, empty!)
             }
-            let counts = try await system.store.counts()
+            var counts = try await system.store.counts()
+            // A request the load generator gave up on (its client timeout, on a busy machine)
+            // can still be placed after the monitor saw the queue empty: let those finish too.
+            let settleBy = clock.now + .seconds(10)
+            while counts.completed + counts.failed < counts.total, clock.now < settleBy {
+                try await Task.sleep(for: .milliseconds(20))
+                counts = try await system.store.counts()
+            }
             let depth = samples.values
             return SaleRun(
                 workers: workers, arrivals: counts.total, saleSeconds: saleEnded.value ?? load.elapsed,
