@@ -109,10 +109,8 @@ private struct GroupPlacer: Sendable {
         // 2. The products named, locked in one order; and the customers' counts for limited ones.
         let productIDs = Array(Set(group.flatMap { $0.order.items.map(\.productID) })).sorted()
         var products: [String: StockLevel] = [:]
-        for try await (id, stock, limit, price) in try await connection.query("""
-            SELECT product_id, stock, per_customer_limit, price FROM fs_products WHERE product_id = ANY(\(productIDs)::text[])
-            ORDER BY product_id FOR UPDATE
-            """, logger: logger).decode((String, Int, Int?, Double?).self) {
+        for try await row in try await connection.execute(Prepared<LockProducts>(LockProducts.query(productIDs)), logger: logger) {
+            let (id, stock, limit, price) = try row.decode((String, Int, Int?, Double?).self)
             products[id] = StockLevel(stock: stock, perCustomerLimit: limit, price: price, boughtByCustomer: 0)
         }
         var bought: [CustomerKey: Int] = [:]
@@ -158,56 +156,11 @@ private struct GroupPlacer: Sendable {
         var counters = CounterDeltas()
         counters.add("orders.placed", writes.orders.count)
         counters.add(OrderCounts.counterName(.processing), writes.orders.filter { $0.status == .processing }.count)
-        let (counterNames, counterValues) = counters.sorted
-        let shard = Int.random(in: 0..<PostgresSchema.counterShards)
-        let stock = writes.stockTaken.sorted { $0.key < $1.key }
-        let purchases = writes.purchases.sorted { ($0.key.key, $0.key.customer) < ($1.key.key, $1.key.customer) }
-        let o = writes.orders
+        let statement = WriteGroup.query(writes, counters: counters, now: now, topicID: topicID, paymentsQueueID: paymentsQueueID,
+                                         shard: Int.random(in: 0..<PostgresSchema.counterShards))
         var sent: [Int64] = []
-        for try await queueID in try await connection.query("""
-            WITH sent AS (
-                INSERT INTO fs_messages (queue_id, message_id, body, sent_at, visible_at)
-                SELECT q.id, m.message_id, m.body, \(now), \(now) + q.delay_ms
-                FROM unnest(\(writes.messageIDs)::text[], \(writes.messageBodies)::text[]) AS m(message_id, body)
-                CROSS JOIN fs_subscriptions s JOIN fs_queues q ON q.id = s.queue_id
-                WHERE s.topic_id = \(topicID)
-                RETURNING seq, queue_id, message_id
-            ), placed AS (
-                INSERT INTO fs_orders (order_id, idempotency_key, customer_id, items, total, status, channel, attempts, reserved,
-                                       message_id, message_seq, hold_until, request_fingerprint, created_at, updated_at, processing_at)
-                SELECT x.order_id, NULLIF(x.idempotency_key, ''), x.customer_id, x.items, x.total, x.status, x.channel, x.attempts,
-                       NULLIF(x.reserved, ''), NULLIF(x.message_id, ''), s.seq,
-                       NULLIF(x.hold_until, -1), NULLIF(x.fingerprint, ''), \(now), \(now), NULLIF(x.processing_at, -1)
-                FROM unnest(\(o.map(\.id))::text[], \(writes.keys)::text[], \(o.map(\.customerID))::text[],
-                            \(o.map { OrderItem.encodeList($0.items) })::text[], \(o.map(\.total))::float8[],
-                            \(o.map(\.status.rawValue))::text[], \(o.map(\.channel.rawValue))::text[], \(o.map { Int64($0.attempts) })::bigint[],
-                            \(writes.reservations)::text[], \(o.map { $0.messageID ?? "" })::text[], \(writes.holds)::bigint[],
-                            \(writes.fingerprints)::text[], \(o.map { $0.processingAt ?? -1 })::bigint[])
-                     AS x(order_id, idempotency_key, customer_id, items, total, status, channel, attempts, reserved, message_id,
-                          hold_until, fingerprint, processing_at)
-                -- A join, not a subquery per order: one pass over the group's messages.
-                LEFT JOIN sent s ON s.message_id = x.message_id AND s.queue_id = \(paymentsQueueID)
-                RETURNING 1
-            ), taken AS (
-                UPDATE fs_products p SET stock = p.stock - t.quantity, reserved = p.reserved + t.quantity
-                FROM unnest(\(stock.map(\.key))::text[], \(stock.map { Int64($0.value) })::bigint[]) AS t(product_id, quantity)
-                WHERE p.product_id = t.product_id
-                RETURNING 1
-            ), counted AS (
-                INSERT INTO fs_customer_purchases (product_id, customer_id, quantity)
-                SELECT * FROM unnest(\(purchases.map(\.key.key))::text[], \(purchases.map(\.key.customer))::text[],
-                                     \(purchases.map { Int64($0.value) })::bigint[])
-                ON CONFLICT (product_id, customer_id) DO UPDATE SET quantity = fs_customer_purchases.quantity + excluded.quantity
-                RETURNING 1
-            ), tallied AS (
-                INSERT INTO fs_counters (name, shard, value)
-                SELECT n, \(shard), v FROM unnest(\(counterNames)::text[], \(counterValues)::bigint[]) AS d(n, v)
-                ON CONFLICT (name, shard) DO UPDATE SET value = fs_counters.value + excluded.value
-                RETURNING 1
-            )
-            SELECT DISTINCT queue_id FROM sent
-            """, logger: logger).decode(Int64.self) {
-            sent.append(queueID)
+        for try await row in try await connection.execute(Prepared<WriteGroup>(statement), logger: logger) {
+            sent.append(try row.decode(Int64.self))
         }
         return GroupOutcome(results: results, sentToQueues: sent)
     }
@@ -273,6 +226,74 @@ private struct GroupPlacer: Sendable {
             throw PlacementConflict.idempotencyMismatch(key: order.idempotencyKey ?? order.id)
         }
         return earlier
+    }
+}
+
+/// Step 2 of a group: the products it names, locked in product order.
+enum LockProducts: PreparedShape {
+    static let sql = query([]).sql
+
+    static func query(_ productIDs: [String]) -> PostgresQuery {
+        """
+        SELECT product_id, stock, per_customer_limit, price FROM fs_products WHERE product_id = ANY(\(productIDs)::text[])
+        ORDER BY product_id FOR UPDATE
+        """
+    }
+}
+
+/// Step 4 of a group: every order, message, stock change, per-customer count and counter in
+/// one statement; returns the queues that got messages.
+enum WriteGroup: PreparedShape {
+    static let sql = query(GroupWrites(), counters: CounterDeltas(), now: 0, topicID: 0, paymentsQueueID: 0, shard: 0).sql
+
+    static func query(_ writes: GroupWrites, counters: CounterDeltas, now: Int64, topicID: Int64, paymentsQueueID: Int64, shard: Int) -> PostgresQuery {
+        let (counterNames, counterValues) = counters.sorted
+        let stock = writes.stockTaken.sorted { $0.key < $1.key }
+        let purchases = writes.purchases.sorted { ($0.key.key, $0.key.customer) < ($1.key.key, $1.key.customer) }
+        let o = writes.orders
+        return """
+        WITH sent AS (
+            INSERT INTO fs_messages (queue_id, message_id, body, sent_at, visible_at)
+            SELECT q.id, m.message_id, m.body, \(now), \(now) + q.delay_ms
+            FROM unnest(\(writes.messageIDs)::text[], \(writes.messageBodies)::text[]) AS m(message_id, body)
+            CROSS JOIN fs_subscriptions s JOIN fs_queues q ON q.id = s.queue_id
+            WHERE s.topic_id = \(topicID)
+            RETURNING seq, queue_id, message_id
+        ), placed AS (
+            INSERT INTO fs_orders (order_id, idempotency_key, customer_id, items, total, status, channel, attempts, reserved,
+                                   message_id, message_seq, hold_until, request_fingerprint, created_at, updated_at, processing_at)
+            SELECT x.order_id, NULLIF(x.idempotency_key, ''), x.customer_id, x.items, x.total, x.status, x.channel, x.attempts,
+                   NULLIF(x.reserved, ''), NULLIF(x.message_id, ''), s.seq,
+                   NULLIF(x.hold_until, -1), NULLIF(x.fingerprint, ''), \(now), \(now), NULLIF(x.processing_at, -1)
+            FROM unnest(\(o.map(\.id))::text[], \(writes.keys)::text[], \(o.map(\.customerID))::text[],
+                        \(o.map { OrderItem.encodeList($0.items) })::text[], \(o.map(\.total))::float8[],
+                        \(o.map(\.status.rawValue))::text[], \(o.map(\.channel.rawValue))::text[], \(o.map { Int64($0.attempts) })::bigint[],
+                        \(writes.reservations)::text[], \(o.map { $0.messageID ?? "" })::text[], \(writes.holds)::bigint[],
+                        \(writes.fingerprints)::text[], \(o.map { $0.processingAt ?? -1 })::bigint[])
+                 AS x(order_id, idempotency_key, customer_id, items, total, status, channel, attempts, reserved, message_id,
+                      hold_until, fingerprint, processing_at)
+            -- A join, not a subquery per order: one pass over the group's messages.
+            LEFT JOIN sent s ON s.message_id = x.message_id AND s.queue_id = \(paymentsQueueID)
+            RETURNING 1
+        ), taken AS (
+            UPDATE fs_products p SET stock = p.stock - t.quantity, reserved = p.reserved + t.quantity
+            FROM unnest(\(stock.map(\.key))::text[], \(stock.map { Int64($0.value) })::bigint[]) AS t(product_id, quantity)
+            WHERE p.product_id = t.product_id
+            RETURNING 1
+        ), counted AS (
+            INSERT INTO fs_customer_purchases (product_id, customer_id, quantity)
+            SELECT * FROM unnest(\(purchases.map(\.key.key))::text[], \(purchases.map(\.key.customer))::text[],
+                                 \(purchases.map { Int64($0.value) })::bigint[])
+            ON CONFLICT (product_id, customer_id) DO UPDATE SET quantity = fs_customer_purchases.quantity + excluded.quantity
+            RETURNING 1
+        ), tallied AS (
+            INSERT INTO fs_counters (name, shard, value)
+            SELECT n, \(shard), v FROM unnest(\(counterNames)::text[], \(counterValues)::bigint[]) AS d(n, v)
+            ON CONFLICT (name, shard) DO UPDATE SET value = fs_counters.value + excluded.value
+            RETURNING 1
+        )
+        SELECT DISTINCT queue_id FROM sent
+        """
     }
 }
 

@@ -1,0 +1,27 @@
+import PostgresNIO
+
+/// The text of a statement that never changes: every value in it is a bind.
+protocol PreparedShape: Sendable {
+    static var sql: String { get }
+}
+
+/// A statement prepared once per connection and then only bound and executed, for the hot
+/// statements whose planning costs more than their work (a group's placement: ~0.3 ms of
+/// planning per execution, measured with pg_stat_statements).
+///
+/// postgres-nio prepares a ``PostgresPreparedStatement`` per connection by its type; this wraps
+/// a ``PostgresQuery`` built by the usual bind-safe interpolation, whose text is the shape's
+/// (checked), so the statement is written once, in one place.
+struct Prepared<Shape: PreparedShape>: PostgresPreparedStatement {
+    typealias Row = PostgresRow
+    static var sql: String { Shape.sql }
+    let binds: PostgresBindings
+
+    init(_ query: PostgresQuery) {
+        precondition(query.sql == Shape.sql, "a prepared statement's text must not change between executions")
+        binds = query.binds
+    }
+
+    func makeBindings() throws -> PostgresBindings { binds }
+    func decodeRow(_ row: PostgresRow) throws -> PostgresRow { row }
+}
