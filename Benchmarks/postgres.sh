@@ -27,7 +27,7 @@ trap cleanup EXIT
 url=$(scripts/postgres-server start "$dir")
 pgbin=$(cat "$dir/bin")
 port=${url##*:}; port=${port%%/*}
-psql() { "$pgbin/psql" -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres "$@"; }
+psql() { PGOPTIONS="-c client_min_messages=warning" "$pgbin/psql" -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres "$@"; }
 pgbench() { "$pgbin/pgbench" -h 127.0.0.1 -p "$port" -U postgres -n -c "$clients" -j 2 -T "$seconds" "$@" postgres 2>/dev/null | awk '/^tps/ {printf "%.0f", $3}'; }
 
 echo "flashsale PostgreSQL benchmark — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $("$pgbin/postgres" --version)"
@@ -49,6 +49,10 @@ hot=$(pgbench -f "$dir/hot.sql")
 printf '%-58s %10s/s\n' "pgbench single-row INSERT ($clients clients)" "$insert" \
     "pgbench single-row SKIP LOCKED dequeue ($clients clients)" "$dequeue" \
     "pgbench hot-row conditional UPDATE ($clients clients)" "$hot"
+
+# Each figure starts on a quiet server: the peers' tables gone, their writes checkpointed.
+quiet() { psql -c "DROP TABLE IF EXISTS bench_insert, bench_jobs, bench_stock" -c "CHECKPOINT"; sleep 2; }
+quiet
 
 # 2. The queue.
 "$bin" bench queue --database "$url" --seconds "$seconds" --cyclers 16 --senders 64 | tail -2
@@ -85,6 +89,7 @@ measure() { # measure LABEL CONNECTIONS SCRIPT PATH
     echo "$out" | grep -E "Non-2xx|Socket errors" || true
 }
 
+quiet
 start_server --database "$url"
 measure "POST /orders/async, one API process (wrk -t2 -c64)" 64 "$dir/order.lua" /orders/async
 measure "POST /orders/async, one API process (wrk -t2 -c256)" 256 "$dir/order.lua" /orders/async
