@@ -9,7 +9,7 @@ import Foundation
 public enum TimeOrderedID {
     /// A new UUIDv7 in its canonical lower-case text form (36 characters).
     public static func make() -> String {
-        var generator = SystemRandomNumberGenerator()
+        var generator = SecureRandom()
         return make(millis: UInt64(WallClock.nowMillis()), using: &generator)
     }
 

@@ -109,7 +109,7 @@ private struct GroupPlacer: Sendable {
         // 2. The products named, locked in one order; and the customers' counts for limited ones.
         let productIDs = Array(Set(group.flatMap { $0.order.items.map(\.productID) })).sorted()
         var products: [String: StockLevel] = [:]
-        for try await row in try await connection.execute(Prepared<LockProducts>(LockProducts.query(productIDs)), logger: logger) {
+        for row in try await connection.run(Prepared<LockProducts>(LockProducts.query(productIDs)), logger: logger) {
             let (id, stock, limit, price) = try row.decode((String, Int, Int?, Double?).self)
             products[id] = StockLevel(stock: stock, perCustomerLimit: limit, price: price, boughtByCustomer: 0)
         }
@@ -159,7 +159,7 @@ private struct GroupPlacer: Sendable {
         let statement = WriteGroup.query(writes, counters: counters, now: now, topicID: topicID, paymentsQueueID: paymentsQueueID,
                                          shard: Int.random(in: 0..<PostgresSchema.counterShards))
         var sent: [Int64] = []
-        for try await row in try await connection.execute(Prepared<WriteGroup>(statement), logger: logger) {
+        for row in try await connection.run(Prepared<WriteGroup>(statement), logger: logger) {
             sent.append(try row.decode(Int64.self))
         }
         return GroupOutcome(results: results, sentToQueues: sent)

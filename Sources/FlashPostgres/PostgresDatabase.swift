@@ -347,8 +347,12 @@ public final class PostgresDatabase: Sendable {
                 return ids
             }
             guard !ids.isEmpty else { return }
+            // Not through `query`: a background statement must not mark the server unreachable
+            // (that fails every request for a moment), and while it is marked, there is no point.
+            guard WallClock.nowMillis() >= unreachableUntil.load(ordering: .relaxed) else { continue }
             do {
-                try await query("SELECT pg_notify(\(channel), q.id::text) FROM unnest(\(ids)::bigint[]) AS q(id)")
+                let statement: PostgresQuery = "SELECT pg_notify(\(channel), q.id::text) FROM unnest(\(ids)::bigint[]) AS q(id)"
+                _ = try await bounded { connection in try await connection.query(statement, logger: self.logger).get() }
             } catch {
                 logger.debug("NOTIFY failed; other processes' polls will look within a second", metadata: ["error": "\(error)"])
             }

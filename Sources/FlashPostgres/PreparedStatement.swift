@@ -14,6 +14,8 @@ protocol PreparedShape: Sendable {
 /// (checked), so the statement is written once, in one place.
 struct Prepared<Shape: PreparedShape>: PostgresPreparedStatement {
     typealias Row = PostgresRow
+    /// Short and unique (PostgreSQL keeps 63 bytes of a name).
+    static var name: String { "fs_" + String(describing: Shape.self) }
     static var sql: String { Shape.sql }
     let binds: PostgresBindings
 
@@ -24,4 +26,23 @@ struct Prepared<Shape: PreparedShape>: PostgresPreparedStatement {
 
     func makeBindings() throws -> PostgresBindings { binds }
     func decodeRow(_ row: PostgresRow) throws -> PostgresRow { row }
+}
+
+extension PostgresConnection {
+    /// Runs a prepared statement and collects its rows.
+    ///
+    /// postgres-nio remembers a failed preparation for the rest of the connection's life (every
+    /// later execution of that statement on it fails the same way), so on any failure but a
+    /// unique violation (an expected race, retried by the caller) the connection is closed and
+    /// the pool opens a fresh one. Closing inside a transaction rolls it back, as the error does.
+    func run<Shape>(_ statement: Prepared<Shape>, logger: Logger) async throws -> [PostgresRow] {
+        do {
+            var rows: [PostgresRow] = []
+            for try await row in try await execute(statement, logger: logger) { rows.append(row) }
+            return rows
+        } catch {
+            if !PostgresDatabase.isUniqueViolation(error) { try? await close() }
+            throw error
+        }
+    }
 }

@@ -26,7 +26,7 @@ enum SQLiteQueueStorage {
         visibilityMillis: Int64, now: Int64, touch: (Int64) -> Void
     ) throws -> ReceiveOutcome {
         var messages: [ReceivedMessage] = []
-        var generator = SystemRandomNumberGenerator()
+        var generator = SecureRandom()
         let select = try db.cachedStatement(sql: """
             SELECT seq, message_id, body, sent_at, receive_count, first_received_at
             FROM \(queue.table) WHERE visible_at <= ? ORDER BY visible_at LIMIT ?
