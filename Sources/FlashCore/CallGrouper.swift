@@ -7,7 +7,9 @@ import Synchronization
 ///
 /// A group holds calls in arrival order until their summed `weight` would pass `maxWeight`
 /// (a single heavier call still runs, alone). `body` gets the inputs and returns one output per
-/// input, in order; if it throws, every call of the group gets that error.
+/// input, in order; if it throws, every call of the group gets that error. A call cancelled
+/// while it waits for a group leaves the line with `CancellationError` and never runs; once its
+/// group has started, it waits for that group's outcome.
 ///
 /// Hand-written: none of the listed packages groups request/response calls this way
 /// (swift-async-algorithms' chunking works on a sequence with no reply per element).
@@ -16,6 +18,7 @@ public final class CallGrouper<Input: Sendable, Output: Sendable>: Sendable {
     public typealias Body = @Sendable ([Input]) async throws -> [Output]
 
     private struct Call {
+        var id: UInt64
         var input: Input
         var weight: Int
         var continuation: CheckedContinuation<Output, any Error>
@@ -24,6 +27,7 @@ public final class CallGrouper<Input: Sendable, Output: Sendable>: Sendable {
     private struct State {
         var waiting: [Call] = []
         var running = false
+        var nextID: UInt64 = 0
     }
 
     private let state = Mutex(State())
@@ -41,14 +45,30 @@ public final class CallGrouper<Input: Sendable, Output: Sendable>: Sendable {
 
     /// Runs `input` in the next group and returns its output.
     public func call(_ input: Input, weight: Int = 1) async throws -> Output {
-        try await withCheckedThrowingContinuation { continuation in
-            let start = state.withLock { state in
-                state.waiting.append(Call(input: input, weight: weight, continuation: continuation))
-                guard !state.running else { return false }
-                state.running = true
-                return true
+        let id = state.withLock { state in
+            defer { state.nextID &+= 1 }
+            return state.nextID
+        }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                guard !Task.isCancelled else {
+                    continuation.resume(throwing: CancellationError())
+                    return
+                }
+                let start = state.withLock { state in
+                    state.waiting.append(Call(id: id, input: input, weight: weight, continuation: continuation))
+                    guard !state.running else { return false }
+                    state.running = true
+                    return true
+                }
+                if start { Task { await self.drain() } }
             }
-            if start { Task { await self.drain() } }
+        } onCancel: {
+            let left: Call? = state.withLock { state in
+                guard let index = state.waiting.firstIndex(where: { $0.id == id }) else { return nil }
+                return state.waiting.remove(at: index)
+            }
+            left?.continuation.resume(throwing: CancellationError())
         }
     }
 

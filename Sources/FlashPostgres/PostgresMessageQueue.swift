@@ -57,6 +57,9 @@ public final class PostgresMessageQueue: MessageQueue {
 
     /// The most messages (or receipts) one grouped statement carries.
     static let maxGroupedMessages = 500
+    /// A send weighs a message per 8 KiB of body too, so a group of large bodies stays near
+    /// 4 MiB (500 × 8 KiB) rather than 500 × 1 MiB under one deadline.
+    static let bytesPerWeight = 8 * 1024
 
     init(database: PostgresDatabase, record: PostgresQueueRecord, deadLetter: PostgresQueueRecord?) {
         self.database = database
@@ -85,7 +88,8 @@ public final class PostgresMessageQueue: MessageQueue {
             PendingMessage(id: TimeOrderedID.make(), body: message.body, sentAt: now,
                            visibleAt: now + (message.delay == .zero ? record.delayMillis : message.delay.asMilliseconds))
         }
-        try await sends.call(pending, weight: pending.count)
+        let bytes = pending.reduce(0) { $0 + $1.body.utf8.count }
+        try await sends.call(pending, weight: max(pending.count, bytes / Self.bytesPerWeight))
         return pending.map(\.id)
     }
 

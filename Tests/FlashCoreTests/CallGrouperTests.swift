@@ -75,4 +75,21 @@ struct CallGrouperTests {
         #expect(recorder.groups.withLock { $0 } == [[0], [1], [2], [-1], [4]])
         #expect(results == [0: true, 1: true, 2: true, -1: false, 4: true])
     }
+
+    @Test func aCallCancelledWhileWaitingLeavesTheLineAndNeverRuns() async throws {
+        let recorder = Recorder()
+        let grouper = CallGrouper<Int, String>(maxWeight: 100) { try await recorder.run($0) }
+        await withCheckedContinuation { started in
+            recorder.firstStarted.withLock { $0 = started }
+            Task { _ = try? await grouper.call(0) }
+        }
+        let cancelled = Task { try await grouper.call(1) }
+        let kept = Task { try await grouper.call(2) }
+        try await Task.sleep(for: .milliseconds(100))
+        cancelled.cancel()
+        await #expect(throws: CancellationError.self) { try await cancelled.value }
+        await recorder.release()
+        #expect(try await kept.value == "out2")
+        #expect(recorder.groups.withLock { $0 } == [[0], [2]])
+    }
 }
