@@ -166,7 +166,7 @@ public final class PostgresMessageQueue: MessageQueue {
 
     public func deleteBatch(_ receipts: [ReceiptHandle]) async throws -> [Result<Void, QueueError>] {
         try QueueLimits.validateBatchCount(receipts.count)
-        let decoded = receipts.map { try? ReceiptCodec.decode($0, queueID: record.id) }.map { $0.map { Delivery(seq: $0.seq, receipt: $0.token) } }
+        let decoded = deliveries(receipts)
         let valid = decoded.compactMap { $0 }
         let gone = valid.isEmpty ? [] : try await deletes.call(valid, weight: valid.count)
         return zip(receipts, decoded).map { receipt, delivery in
@@ -174,10 +174,15 @@ public final class PostgresMessageQueue: MessageQueue {
         }
     }
 
+    /// The delivery each receipt names, or nil for a malformed one or another queue's.
+    private func deliveries(_ receipts: [ReceiptHandle]) -> [Delivery?] {
+        receipts.map { receipt in (try? ReceiptCodec.decode(receipt, queueID: record.id)).map { Delivery(seq: $0.seq, receipt: $0.token) } }
+    }
+
     /// Deletes the deliveries inside a transaction the caller owns; returns, per receipt, whether
     /// it was current (a stale or malformed one deleted nothing).
     func delete(_ receipts: [ReceiptHandle], on connection: PostgresConnection) async throws -> [Bool] {
-        let decoded = receipts.map { try? ReceiptCodec.decode($0, queueID: record.id) }.map { $0.map { Delivery(seq: $0.seq, receipt: $0.token) } }
+        let decoded = deliveries(receipts)
         let valid = decoded.compactMap { $0 }
         guard !valid.isEmpty else { return decoded.map { _ in false } }
         var gone: Set<Delivery> = []
@@ -197,7 +202,7 @@ public final class PostgresMessageQueue: MessageQueue {
     /// ``returnUntried(_:)`` inside a transaction the caller owns; returns, per receipt, whether
     /// it was current (a stale one changed nothing).
     func returnUntried(_ receipts: [ReceiptHandle], on connection: PostgresConnection) async throws -> [Bool] {
-        let decoded = receipts.map { try? ReceiptCodec.decode($0, queueID: record.id) }.map { $0.map { Delivery(seq: $0.seq, receipt: $0.token) } }
+        let decoded = deliveries(receipts)
         let valid = decoded.compactMap { $0 }
         guard !valid.isEmpty else { return decoded.map { _ in false } }
         let now = WallClock.nowMillis()
