@@ -14,26 +14,12 @@ trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 server=$!
 for _ in $(seq 100); do grep -q "listening on" "$work/serve.log" 2>/dev/null && break; sleep 0.1; done
 url="$(grep -o 'http://[0-9.:]*' "$work/serve.log" | head -1)"
-cat >"$work/order.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"customer_id": 1234, "items": [{"product_id": "PROD-001", "quantity": 2, "price": 49.99}]}'
-wrk.headers["Content-Type"] = "application/json"
-LUA
-cat >"$work/buy.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-counter = 0
-request = function()
-  counter = counter + 1
-  return wrk.format(nil, nil, nil, '{"userId": ' .. counter .. '}')
-end
-LUA
 run() { # name path script
   echo "== $1"
   wrk -t2 -c64 -d"${seconds}s" --latency -s "$3" "$url$2" | grep -E "Requests/sec|99%|50%|Non-2xx"
 }
-run "POST /orders/async" /orders/async "$work/order.lua"
+run "POST /orders/async" /orders/async Benchmarks/wrk/order.lua
 curl -s -X POST "$url/reset-stock/1000000000" >/dev/null
-run "POST /buy (every decision a sale)" /buy "$work/buy.lua"
+run "POST /buy (every decision a sale)" /buy Benchmarks/wrk/buy.lua
 curl -s -X PUT "$url/products/iphone_16" -d '{"stock": 0}' >/dev/null
-run "POST /buy (sold out: every decision a refusal, 400)" /buy "$work/buy.lua"
+run "POST /buy (sold out: every decision a refusal, 400)" /buy Benchmarks/wrk/buy.lua

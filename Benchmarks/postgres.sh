@@ -5,7 +5,7 @@
 #   3. POST /orders/async through one API process (`serve --workers 0`), wrk -t2 -c64 and -c256,
 #      and the same on the embedded SQLite file, for comparison;
 #   4. POST /buy on one hot product (stock 1e9, so every answer is a sale), wrk -t2 -c64.
-# The request bodies are Benchmarks/http.sh's. A throwaway PostgreSQL on loopback
+# The request bodies are Benchmarks/http.sh's (Benchmarks/wrk/). A throwaway PostgreSQL on loopback
 # (scripts/postgres-server), stopped and deleted at the end.
 # Usage: Benchmarks/postgres.sh [seconds per figure, default 10]. Needs wrk and pgbench (apt).
 set -euo pipefail
@@ -58,20 +58,6 @@ quiet
 "$bin" bench queue --database "$url" --seconds "$seconds" --cyclers 16 --senders 64 | tail -2
 
 # 3 and 4. One API process on the database, no workers (they would share the 2 cores).
-cat >"$dir/order.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"customer_id": 1234, "items": [{"product_id": "PROD-001", "quantity": 2, "price": 49.99}]}'
-wrk.headers["Content-Type"] = "application/json"
-LUA
-cat >"$dir/buy.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-counter = 0
-request = function()
-  counter = counter + 1
-  return wrk.format(nil, nil, nil, '{"userId": ' .. counter .. '}')
-end
-LUA
 start_server() { # start_server ARGS…: one API process, no workers; sets $base
     local http_port
     http_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -91,13 +77,13 @@ measure() { # measure LABEL CONNECTIONS SCRIPT PATH
 
 quiet
 start_server --database "$url"
-measure "POST /orders/async, one API process (wrk -t2 -c64)" 64 "$dir/order.lua" /orders/async
-measure "POST /orders/async, one API process (wrk -t2 -c256)" 256 "$dir/order.lua" /orders/async
+measure "POST /orders/async, one API process (wrk -t2 -c64)" 64 Benchmarks/wrk/order.lua /orders/async
+measure "POST /orders/async, one API process (wrk -t2 -c256)" 256 Benchmarks/wrk/order.lua /orders/async
 curl -fs -X POST "$base/reset-stock/1000000000" >/dev/null
-measure "POST /buy on one hot product, every one a sale (-c64)" 64 "$dir/buy.lua" /buy
+measure "POST /buy on one hot product, every one a sale (-c64)" 64 Benchmarks/wrk/buy.lua /buy
 echo "sold: $((1000000000 - $(curl -fs "$base/stock" | tr -dc 0-9))) (stock 1,000,000,000 before)"
 stop_server
 
 start_server --data "$dir/embedded.db"
-measure "for comparison, the embedded SQLite file (-c64)" 64 "$dir/order.lua" /orders/async
+measure "for comparison, the embedded SQLite file (-c64)" 64 Benchmarks/wrk/order.lua /orders/async
 stop_server
