@@ -37,9 +37,9 @@ final class PlacementBatcher: Sendable {
 
     init(database: PostgresDatabase, topicID: Int64, paymentsQueueID: Int64, strictCatalog: Bool) {
         let placer = GroupPlacer(database: database, topicID: topicID, paymentsQueueID: paymentsQueueID, strictCatalog: strictCatalog)
-        // One group in flight at a time: measured with one API process, more groups at once
-        // (on more connections) made fewer orders per second, not more: smaller groups, each
-        // paying its own round trips, on the same two cores.
+        // One group in flight at a time: measured with one API process (wrk -c64), two groups at
+        // once were no faster and four or eight slower: smaller groups, each paying its own
+        // round trips, on the same two cores.
         groups = CallGrouper(maxWeight: Self.maxGroup) { group in try await placer.run(group) }
     }
 
