@@ -3,6 +3,8 @@ import FlashCore
 import FlashQueue
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 import PostgresNIO
 import _ConnectionPoolModule
 import Synchronization
@@ -104,6 +106,9 @@ public final class PostgresDatabase: Sendable {
     public let configuration: Configuration
     let client: PostgresClient
     let logger: Logger
+    /// The connections' event loops, and a task executor for each.
+    private let loops: MultiThreadedEventLoopGroup
+    private let loopExecutors: LoopExecutors
     /// Bumped per queue when a message may have become visible: by this process's own commits at
     /// once, by other processes' through NOTIFY.
     let arrivals = ArrivalSignal<Int64>()
@@ -137,7 +142,12 @@ public final class PostgresDatabase: Sendable {
         if let schema = configuration.schema {
             config.options.additionalStartupParameters = [("options", "-c search_path=\(schema)")]
         }
-        let client = PostgresClient(configuration: config, backgroundLogger: logger)
+        // The pool's connections get event loops of their own: a transaction's statements then
+        // never wait behind the HTTP server's I/O (see `bounded`).
+        let loops = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        self.loops = loops
+        self.loopExecutors = LoopExecutors(loops)
+        let client = PostgresClient(configuration: config, eventLoopGroup: loops, backgroundLogger: logger)
         self.client = client
         self.channel = "flashsale_" + (configuration.schema ?? "public")
         // The pool runs from here until shutdown, so the database works before (and outside) a
@@ -170,6 +180,8 @@ public final class PostgresDatabase: Sendable {
         let running = tasks.withLock { tasks in defer { tasks = [] }; return tasks }
         for task in running { task.cancel() }
         for task in running { await task.value }
+        // Every connection closed with the pool's run: the loops have nothing left to do.
+        try? await loops.shutdownGracefully()
     }
 
     // MARK: Running statements
@@ -226,6 +238,8 @@ public final class PostgresDatabase: Sendable {
     }
 
     /// Leases a connection and runs `body` on it, within ``Configuration/operationTimeout``.
+    /// `body` runs on the connection's event loop (``EventLoopTaskExecutor``): between its
+    /// statements it does not queue behind other work on Swift's global executor.
     ///
     /// postgres-nio does not abandon a statement when its task is cancelled (it waits for the
     /// server's answer), so a deadline alone cannot free a caller whose statement hangs on a
@@ -244,7 +258,9 @@ public final class PostgresDatabase: Sendable {
                 let result = try await self.client.withConnection { connection in
                     inUse.value.withLock { $0 = connection }
                     defer { inUse.value.withLock { $0 = nil } }
-                    return try await body(connection)
+                    return try await withTaskExecutorPreference(self.loopExecutors.executor(for: connection.eventLoop)) {
+                        try await body(connection)
+                    }
                 }
                 answer.give(.success(result))
             } catch {
