@@ -189,14 +189,22 @@ public final class PostgresOrderStore: OrderStore {
     // MARK: Reconciling
 
     public func orphans(after cursor: Int64, limit: Int) async throws -> OrphanScan {
-        // The partial index holds only open orders; the message is looked up by its row and id.
-        let rows = try await database.query("""
-            SELECT o.seq, o.order_id, o.channel, m.seq IS NOT NULL AS live
-            FROM (SELECT seq, order_id, channel, message_seq, message_id FROM fs_orders
-                  WHERE status IN ('pending', 'processing') AND seq > \(cursor) ORDER BY seq LIMIT \(limit)) AS o
-            LEFT JOIN fs_messages m ON m.seq = o.message_seq AND m.message_id = o.message_id AND m.queue_id = \(queue.record.id)
-            ORDER BY o.seq
-            """)
+        // The partial index holds only open orders, in scan order; the message is looked up by its
+        // row and id. The plan is pinned to those two index scans: during a sale the table grows
+        // faster than autovacuum's statistics, and with stale ones the planner read every open
+        // order into a bitmap and sorted them to return the first 500 (measured: 70–90 ms a page
+        // with 200k open orders, against ~1 ms for the index scan, four pages a second).
+        let rows = try await database.transaction { connection in
+            try await connection.query("SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true)",
+                                       logger: self.database.logger)
+            return try await connection.query("""
+                SELECT o.seq, o.order_id, o.channel, m.seq IS NOT NULL AS live
+                FROM (SELECT seq, order_id, channel, message_seq, message_id FROM fs_orders
+                      WHERE status IN ('pending', 'processing') AND seq > \(cursor) ORDER BY seq LIMIT \(limit)) AS o
+                LEFT JOIN fs_messages m ON m.seq = o.message_seq AND m.message_id = o.message_id AND m.queue_id = \(self.queue.record.id)
+                ORDER BY o.seq
+                """, logger: self.database.logger).collect()
+        }
         var orphans: [Orphan] = []
         var last: Int64?
         for row in rows {
