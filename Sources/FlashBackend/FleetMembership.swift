@@ -111,6 +111,8 @@ public final class FleetMembership: Service {
             try await registry.heartbeat(record())
             let live = try await liveProcesses()
             seen.withLock { $0 = live }
+        } catch is CancellationError {
+            // Shutting down: the record is removed (or expires) next.
         } catch {
             logger.warning("fleet heartbeat failed", metadata: ["error": "\(error)"])
         }

@@ -146,6 +146,8 @@ public final class Reconciler: Service {
                 // The oldest messages went: their orders are at the start of the scan.
                 cursor.store(0, ordering: .relaxed)
             }
+        } catch is CancellationError {
+            return  // shutting down
         } catch {
             logger.error("retention sweep failed", metadata: ["error": "\(error)"])
         }
@@ -153,6 +155,8 @@ public final class Reconciler: Service {
         do {
             let holds = try await store.expiredHolds(now: WallClock.nowMillis(), limit: configuration.pageSize)
             _ = await settle(holds)
+        } catch is CancellationError {
+            return
         } catch {
             logger.error("expired-hold look-up failed", metadata: ["error": "\(error)"])
         }
@@ -161,6 +165,8 @@ public final class Reconciler: Service {
             let page: (pass: Pass, next: Int64?)
             do {
                 page = try await settlePage(after: cursor.load(ordering: .relaxed))
+            } catch is CancellationError {
+                return
             } catch {
                 logger.error("orphan scan failed", metadata: ["error": "\(error)"])
                 break
