@@ -2,6 +2,7 @@ import FlashCore
 import FlashOrders
 import FlashQueue
 import PostgresNIO
+import Synchronization
 
 /// Places orders in groups: every order that arrives while a group's transaction runs joins the
 /// next group, and a group is one transaction of a fixed handful of statements, whatever its size.
@@ -49,26 +50,28 @@ final class PlacementBatcher: Sendable {
     }
 }
 
-/// What one group does: its transaction, and the rules applied to each order in it.
+/// What one group does: its statements, and the rules applied to each order in it.
 private struct GroupPlacer: Sendable {
     typealias Request = PlacementBatcher.Request
     let database: PostgresDatabase
     let topicID: Int64
     let paymentsQueueID: Int64
     let strictCatalog: Bool
+    let known = KnownProducts()
 
-    /// One group's transaction. A unique-key race with another process (the same idempotency key
-    /// or order id placed there at the same moment) rolls the group back; it then runs again and
-    /// finds that order.
+    /// One group: in one statement when the products as last seen decide it, else in a
+    /// transaction that locks them. A unique-key race with another process (the same idempotency
+    /// key or order id placed there at the same moment) rolls the group back; it then runs again
+    /// and finds that order.
     func run(_ group: [Request]) async throws -> [Result<Placement, any Error>] {
+        if let outcome = try await placeInOneStatement(group) { return finish(outcome) }
         var attempt = 0
         while true {
             do {
-                let plan = try await database.transaction { [self] connection in
-                    try await self.place(group, on: connection)
+                let outcome = try await database.transaction { [self] connection in
+                    try await self.placeLocked(group, on: connection)
                 }
-                if !plan.sentToQueues.isEmpty { database.touched(plan.sentToQueues) }
-                return plan.results
+                return finish(outcome)
             } catch where PostgresDatabase.isUniqueViolation(error) && attempt < 3 {
                 attempt += 1
             }
@@ -80,9 +83,46 @@ private struct GroupPlacer: Sendable {
         var sentToQueues: [Int64]
     }
 
+    private func finish(_ outcome: GroupOutcome) -> [Result<Placement, any Error>] {
+        if !outcome.sentToQueues.isEmpty { database.touched(outcome.sentToQueues) }
+        return outcome.results
+    }
+
+    /// The group as one statement, one round trip with its commit, decided on the products as
+    /// this process last saw them (``KnownProducts``) rather than read under a lock first.
+    ///
+    /// Only when that can be checked inside the statement: every product known, none with a
+    /// per-customer limit, and every order accepted (a refusal is decided on fresh rows, never on
+    /// remembered ones). The statement then holds its own guard: it takes the stock with
+    /// `CHECK (stock >= 0)` and sets an impossible stock on a product whose price or limit
+    /// changed or that appeared meanwhile, so any change that would alter a decision (another
+    /// process sold the last units, an admin repriced it) aborts the whole statement, and the
+    /// group runs again the locked way. An order already placed under the same key or id fails
+    /// it the same way, on the unique index. Returns nil when the group must run locked.
+    private func placeInOneStatement(_ group: [Request]) async throws -> GroupOutcome? {
+        let productIDs = Self.productIDs(of: group)
+        guard var products = known.levels(of: productIDs) else { return nil }
+        var bought: [CustomerKey: Int] = [:]
+        let now = WallClock.nowMillis()
+        let (results, writes) = try decide(group, now: now, products: &products, bought: &bought, earlierByKey: [:], earlierByID: [:])
+        guard results.allSatisfy({ if case .success = $0 { true } else { false } }) else { return nil }
+        let absent = productIDs.filter { products[$0] == nil }
+        let statement = writeStatement(writes, now: now, products: products, absent: absent)
+        do {
+            let sent = try await database.statement { connection in
+                try await connection.run(Prepared<WriteGroup>(statement), logger: database.logger).map { try $0.decode(Int64.self) }
+            }
+            known.remember(productIDs, products)
+            return GroupOutcome(results: results, sentToQueues: sent)
+        } catch where PostgresDatabase.isUniqueViolation(error) || PostgresDatabase.isCheckViolation(error) {
+            known.forget(productIDs)
+            return nil
+        }
+    }
+
     /// Reads what the group needs (earlier orders under the same keys, the products' rows locked,
     /// the customers' counts), decides each order by the core's rules, and writes the group.
-    private func place(_ group: [Request], on connection: PostgresConnection) async throws -> GroupOutcome {
+    private func placeLocked(_ group: [Request], on connection: PostgresConnection) async throws -> GroupOutcome {
         let logger = database.logger
         let now = WallClock.nowMillis()
 
@@ -107,7 +147,7 @@ private struct GroupPlacer: Sendable {
         }
 
         // 2. The products named, locked in one order; and the customers' counts for limited ones.
-        let productIDs = Array(Set(group.flatMap { $0.order.items.map(\.productID) })).sorted()
+        let productIDs = Self.productIDs(of: group)
         var products: [String: StockLevel] = [:]
         for row in try await connection.run(Prepared<LockProducts>(LockProducts.query(productIDs)), logger: logger) {
             let (id, stock, limit, price) = try row.decode((String, Int, Int?, Double?).self)
@@ -130,6 +170,34 @@ private struct GroupPlacer: Sendable {
         }
 
         // 3. Each order in turn, by the core's rules, on the group's running state.
+        let (results, writes) = try decide(group, now: now, products: &products, bought: &bought,
+                                               earlierByKey: earlierByKey, earlierByID: earlierByID)
+
+        // 4. The group's writes, in one statement. What the locked rows hold now is what the next
+        //    group may decide on without reading them (and the products not found stay absent).
+        var sent: [Int64] = []
+        if !writes.orders.isEmpty {
+            let statement = writeStatement(writes, now: now, products: products, absent: [])
+            for row in try await connection.run(Prepared<WriteGroup>(statement), logger: logger) {
+                sent.append(try row.decode(Int64.self))
+            }
+        }
+        known.remember(productIDs, products)
+        return GroupOutcome(results: results, sentToQueues: sent)
+    }
+
+    /// The product ids a group names, sorted (the order rows are locked in).
+    private static func productIDs(of group: [Request]) -> [String] {
+        Array(Set(group.flatMap { $0.order.items.map(\.productID) })).sorted()
+    }
+
+    /// Decides every order of the group in turn on its running state: a repeat of an earlier
+    /// order returns that order; a new one is reserved, priced and added to the writes.
+    private func decide(_ group: [Request], now: Int64, products: inout [String: StockLevel], bought: inout [CustomerKey: Int],
+                        earlierByKey: [CustomerKey: StoredOrder], earlierByID: [String: StoredOrder]) throws
+        -> (results: [Result<Placement, any Error>], writes: GroupWrites) {
+        var earlierByKey = earlierByKey
+        var earlierByID = earlierByID
         var writes = GroupWrites()
         var results: [Result<Placement, any Error>] = []
         for request in group {
@@ -150,19 +218,16 @@ private struct GroupPlacer: Sendable {
                 results.append(.failure(error))
             }
         }
+        return (results, writes)
+    }
 
-        // 4. The group's writes, in one statement.
-        guard !writes.orders.isEmpty else { return GroupOutcome(results: results, sentToQueues: []) }
+    /// The group's write statement, with its counters and the products' expected state.
+    private func writeStatement(_ writes: GroupWrites, now: Int64, products: [String: StockLevel], absent: [String]) -> PostgresQuery {
         var counters = CounterDeltas()
         counters.add("orders.placed", writes.orders.count)
         counters.add(OrderCounts.counterName(.processing), writes.orders.filter { $0.status == .processing }.count)
-        let statement = WriteGroup.query(writes, counters: counters, now: now, topicID: topicID, paymentsQueueID: paymentsQueueID,
-                                         shard: Int.random(in: 0..<PostgresSchema.counterShards))
-        var sent: [Int64] = []
-        for row in try await connection.run(Prepared<WriteGroup>(statement), logger: logger) {
-            sent.append(try row.decode(Int64.self))
-        }
-        return GroupOutcome(results: results, sentToQueues: sent)
+        return WriteGroup.query(writes, products: products, absent: absent, counters: counters, now: now, topicID: topicID,
+                                paymentsQueueID: paymentsQueueID, shard: Int.random(in: 0..<PostgresSchema.counterShards))
     }
 
     /// One order against the group's running state: reserve (all items or none), price, build
@@ -243,12 +308,41 @@ enum LockProducts: PreparedShape {
 
 /// Step 4 of a group: every order, message, stock change, per-customer count and counter in
 /// one statement; returns the queues that got messages.
+///
+/// The stock update is also the group's guard (``GroupPlacer``'s one-statement path): each
+/// product carries the price and limit the group was decided on, and a product found absent
+/// carries "absent"; a row that differs gets stock −1, which `CHECK (stock >= 0)` refuses, as it
+/// refuses taking more units than there are. Either aborts the whole statement. The rows are
+/// locked in product order first (`locked`), as a locked group locks them, so that statements
+/// of several processes never wait on each other in a cycle.
 enum WriteGroup: PreparedShape {
-    static let sql = query(GroupWrites(), counters: CounterDeltas(), now: 0, topicID: 0, paymentsQueueID: 0, shard: 0).sql
+    static let sql = query(GroupWrites(), products: [:], absent: [], counters: CounterDeltas(), now: 0, topicID: 0,
+                           paymentsQueueID: 0, shard: 0).sql
 
-    static func query(_ writes: GroupWrites, counters: CounterDeltas, now: Int64, topicID: Int64, paymentsQueueID: Int64, shard: Int) -> PostgresQuery {
+    static func query(_ writes: GroupWrites, products: [String: StockLevel], absent: [String], counters: CounterDeltas, now: Int64,
+                      topicID: Int64, paymentsQueueID: Int64, shard: Int) -> PostgresQuery {
         let (counterNames, counterValues) = counters.sorted
-        let stock = writes.stockTaken.sorted { $0.key < $1.key }
+        // The products taken from, as decided (a price or limit of nil travels as NaN or -1),
+        // then the ones that must still be absent.
+        var ids: [String] = []
+        var taken: [Int64] = []
+        var present: [Bool] = []
+        var prices: [Double] = []
+        var limits: [Int64] = []
+        for (id, quantity) in writes.stockTaken.sorted(by: { $0.key < $1.key }) {
+            ids.append(id)
+            taken.append(Int64(quantity))
+            present.append(true)
+            prices.append(products[id]?.price ?? .nan)
+            limits.append(products[id]?.perCustomerLimit.map(Int64.init) ?? -1)
+        }
+        for id in absent.sorted() {
+            ids.append(id)
+            taken.append(0)
+            present.append(false)
+            prices.append(.nan)
+            limits.append(-1)
+        }
         let purchases = writes.purchases.sorted { ($0.key.key, $0.key.customer) < ($1.key.key, $1.key.customer) }
         let o = writes.orders
         return """
@@ -275,10 +369,18 @@ enum WriteGroup: PreparedShape {
             -- A join, not a subquery per order: one pass over the group's messages.
             LEFT JOIN sent s ON s.message_id = x.message_id AND s.queue_id = \(paymentsQueueID)
             RETURNING 1
+        ), locked AS (
+            SELECT product_id FROM fs_products WHERE product_id = ANY(\(ids)::text[]) ORDER BY product_id FOR UPDATE
         ), taken AS (
-            UPDATE fs_products p SET stock = p.stock - t.quantity, reserved = p.reserved + t.quantity
-            FROM unnest(\(stock.map(\.key))::text[], \(stock.map { Int64($0.value) })::bigint[]) AS t(product_id, quantity)
-            WHERE p.product_id = t.product_id
+            UPDATE fs_products p
+            SET stock = CASE WHEN t.present AND p.price IS NOT DISTINCT FROM NULLIF(t.price, 'NaN')
+                                  AND coalesce(p.per_customer_limit, -1) = t.per_customer_limit
+                             THEN p.stock - t.quantity ELSE -1 END,
+                reserved = p.reserved + t.quantity
+            FROM locked l,
+                 unnest(\(ids)::text[], \(taken)::bigint[], \(present)::boolean[], \(prices)::float8[], \(limits)::bigint[])
+                 AS t(product_id, quantity, present, price, per_customer_limit)
+            WHERE p.product_id = l.product_id AND t.product_id = l.product_id
             RETURNING 1
         ), counted AS (
             INSERT INTO fs_customer_purchases (product_id, customer_id, quantity)
@@ -338,3 +440,54 @@ struct StoredOrder: Sendable {
     }
 }
 
+
+/// The products as this process's last group left them: present with their stock, price and
+/// limit, or absent. What a group may decide on without reading the rows first, because its
+/// statement checks them (``WriteGroup``). Bounded: past ``capacity`` products it starts over.
+final class KnownProducts: Sendable {
+    enum Known: Sendable {
+        case present(StockLevel)
+        case absent
+    }
+
+    static let capacity = 10_000
+    private let known = Mutex<[String: Known]>([:])
+
+    /// The levels of `productIDs` (absent ones left out), or nil when one is unknown or has a
+    /// per-customer limit (a limit needs the customer's fresh count).
+    func levels(of productIDs: [String]) -> [String: StockLevel]? {
+        known.withLock { known in
+            var levels: [String: StockLevel] = [:]
+            for id in productIDs {
+                switch known[id] {
+                case nil: return nil
+                case .absent: continue
+                case let .present(level):
+                    guard level.perCustomerLimit == nil else { return nil }
+                    levels[id] = level
+                }
+            }
+            return levels
+        }
+    }
+
+    /// Remembers `productIDs` as `levels` holds them (absent when not in it).
+    func remember(_ productIDs: [String], _ levels: [String: StockLevel]) {
+        known.withLock { known in
+            if known.count + productIDs.count > Self.capacity { known.removeAll() }
+            for id in productIDs {
+                if var level = levels[id] {
+                    level.boughtByCustomer = 0
+                    known[id] = .present(level)
+                } else {
+                    known[id] = .absent
+                }
+            }
+        }
+    }
+
+    /// Forgets `productIDs`: the next group reads them under a lock.
+    func forget(_ productIDs: [String]) {
+        known.withLock { known in for id in productIDs { known[id] = nil } }
+    }
+}

@@ -206,6 +206,14 @@ public final class PostgresDatabase: Sendable {
         }
     }
 
+    /// Runs `body` on one connection without BEGIN/COMMIT: each of its statements commits by
+    /// itself. Retries and failures as ``transaction(timeout:_:)``.
+    func statement<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        try await withRetries {
+            try await self.bounded(body)
+        }
+    }
+
     /// Runs one statement (atomic by itself) and collects its rows.
     @discardableResult
     func query(_ query: PostgresQuery) async throws -> [PostgresRow] {
@@ -293,6 +301,11 @@ public final class PostgresDatabase: Sendable {
     static func isRetryable(_ error: any Error) -> Bool {
         guard let state = sqlState(error) else { return false }
         return state == "40P01" || state == "40001"
+    }
+
+    /// A check constraint refused a row.
+    static func isCheckViolation(_ error: any Error) -> Bool {
+        sqlState(error) == "23514"
     }
 
     /// A unique constraint refused a row (another process stored it first).

@@ -266,6 +266,64 @@ struct OrderStoreContractTests {
         try await two.shutdown()
     }
 
+    /// A client may remember the catalog between orders (PostgreSQL's one-statement groups do),
+    /// but every decision holds against the catalog as it is when the order is stored, whatever
+    /// another client changed meanwhile: stock sold or restocked, a new price, a new limit, a
+    /// product that appeared.
+    @Test(arguments: OrderBackend.allCases)
+    func everyDecisionHoldsAgainstWhatAnotherClientChanged(_ backend: OrderBackend) async throws {
+        let harness = try await backend.makeStore()
+        let one = try await harness.open()
+        let two = try await harness.open()
+        _ = try await one.catalog.putProduct(id: "TV", stock: 60, perCustomerLimit: nil, price: 300)
+        // Both clients have seen the product; then both sell it at once, each behind the other's back.
+        _ = try await one.orders.placeQueued(Self.order("a", [("TV", 1, nil)]))
+        _ = try await two.orders.placeQueued(Self.order("b", [("TV", 1, nil)]))
+        let sold = try await withThrowingTaskGroup(of: Int.self) { group in
+            for n in 0..<200 {
+                let store = n % 2 == 0 ? one.orders : two.orders
+                group.addTask {
+                    do {
+                        return try await store.placeQueued(Self.order("c\(n)", [("TV", 1, nil)])).order.items[0].quantity
+                    } catch is InventoryRefusal {
+                        return 0
+                    }
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        #expect(sold == 58)
+        #expect(try await one.catalog.product(id: "TV") == Product(productID: "TV", stock: 0, reserved: 60, sold: 0, perCustomerLimit: nil, price: 300))
+
+        // Restocked; then repriced by the other client: the new price is charged.
+        _ = try await two.catalog.putProduct(id: "TV", stock: 100, perCustomerLimit: nil, price: 300)
+        #expect(try await one.orders.placeQueued(Self.order("d", [("TV", 1, nil)])).order.total == 300)
+        _ = try await two.catalog.putProduct(id: "TV", stock: 100, perCustomerLimit: nil, price: 250)
+        #expect(try await one.orders.placeQueued(Self.order("d", [("TV", 2, nil)])).order.total == 500)
+        // Stock taken away by the other client: refused, though this client saw 98 left.
+        _ = try await two.catalog.setStock(id: "TV", stock: 1)
+        await #expect(throws: InventoryRefusal.soldOut(productID: "TV")) {
+            try await one.orders.placeQueued(Self.order("e", [("TV", 2, nil)]))
+        }
+        // A limit set by the other client counts at once.
+        _ = try await two.catalog.putProduct(id: "TV", stock: 10, perCustomerLimit: 1, price: 250)
+        _ = try await one.orders.placeQueued(Self.order("f", [("TV", 1, nil)]))
+        await #expect(throws: InventoryRefusal.limitExceeded(productID: "TV", limit: 1)) {
+            try await one.orders.placeQueued(Self.order("f", [("TV", 1, nil)]))
+        }
+
+        // Not in the catalog: accepted at the client's price, without stock. Once the other
+        // client adds it, sold out, its stock is what decides.
+        #expect(try await one.orders.placeQueued(Self.order("g", [("NEW", 1, 5)])).order.total == 5)
+        _ = try await two.catalog.putProduct(id: "NEW", stock: 0, perCustomerLimit: nil, price: 7)
+        await #expect(throws: InventoryRefusal.soldOut(productID: "NEW")) {
+            try await one.orders.placeQueued(Self.order("g", [("NEW", 1, 5)]))
+        }
+        #expect(try await one.catalog.product(id: "NEW") == Product(productID: "NEW", stock: 0, reserved: 0, sold: 0, perCustomerLimit: nil, price: 7))
+        try await one.shutdown()
+        try await two.shutdown()
+    }
+
     @Test(arguments: OrderBackend.allCases)
     func aPendingOrderKnowsRoughlyHowManyAreAheadOfIt(_ backend: OrderBackend) async throws {
         try await backend.makeStore().with { backend in
