@@ -121,6 +121,9 @@ public final class PostgresDatabase: Sendable {
     /// after that instant probes the server again.
     private let unreachableUntil = Atomic<Int64>(0)
     private let closed = Mutex(false)
+    /// The calls running (see `bounded`), by number.
+    private let inFlight = Mutex<[UInt64: Task<Void, Never>]>([:])
+    private let workIDs = Atomic<UInt64>(0)
     /// Queues touched since the last NOTIFY, and whether ``announce()`` is running.
     private let unannounced = Mutex<(queues: Set<Int64>, sending: Bool)>(([], false))
 
@@ -139,9 +142,12 @@ public final class PostgresDatabase: Sendable {
             password: configuration.password, database: configuration.database, tls: tls)
         config.options.maximumConnections = configuration.maxConnections
         config.options.connectTimeout = .seconds(2)
-        if let schema = configuration.schema {
-            config.options.additionalStartupParameters = [("options", "-c search_path=\(schema)")]
-        }
+        // The server gives up a statement before this process gives up the call: a statement
+        // still running when the call's deadline closes its connection (waiting on a hot row's
+        // lock, say) could otherwise commit after the caller was told 503.
+        var options = "-c statement_timeout=\(Self.statementTimeout(configuration.operationTimeout).asMilliseconds)"
+        if let schema = configuration.schema { options += " -c search_path=\(schema)" }
+        config.options.additionalStartupParameters = [("options", options)]
         // The pool's connections get event loops of their own: a transaction's statements then
         // never wait behind the HTTP server's I/O (see `bounded`).
         let loops = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
@@ -180,7 +186,10 @@ public final class PostgresDatabase: Sendable {
         let running = tasks.withLock { tasks in defer { tasks = [] }; return tasks }
         for task in running { task.cancel() }
         for task in running { await task.value }
-        // Every connection closed with the pool's run: the loops have nothing left to do.
+        // Every connection closed with the pool's run, so calls still in flight fail at once;
+        // they end (on the loops) before the loops stop.
+        let calls = inFlight.withLock { Array($0.values) }
+        for call in calls { await call.value }
         try? await loops.shutdownGracefully()
     }
 
@@ -194,6 +203,10 @@ public final class PostgresDatabase: Sendable {
             try await self.bounded(timeout: timeout) { connection in
                 try await connection.query("BEGIN", logger: self.logger)
                 do {
+                    if let timeout {
+                        let milliseconds = Self.statementTimeout(timeout).asMilliseconds
+                        try await connection.query("SELECT set_config('statement_timeout', \(String(milliseconds)), true)", logger: self.logger)
+                    }
                     let result = try await body(connection)
                     try await connection.query("COMMIT", logger: self.logger)
                     return result
@@ -204,6 +217,12 @@ public final class PostgresDatabase: Sendable {
                 }
             }
         }
+    }
+
+    /// The server-side limit of one statement within a call of `limit`: 80% of it, so that the
+    /// server's cancellation (a clean rollback) comes before the call's deadline.
+    static func statementTimeout(_ limit: Duration) -> Duration {
+        .milliseconds(max(1, limit.asMilliseconds * 4 / 5))
     }
 
     /// Runs `body` on one connection without BEGIN/COMMIT: each of its statements commits by
@@ -260,20 +279,27 @@ public final class PostgresDatabase: Sendable {
         let answer = FirstAnswer<T>()
         let limit = timeout ?? configuration.operationTimeout
         // Not a task group: a group waits for every child, and the point is not to wait for a
-        // statement that does not end.
-        let work = Task {
-            do {
-                let result = try await self.client.withConnection { connection in
-                    inUse.value.withLock { $0 = connection }
-                    defer { inUse.value.withLock { $0 = nil } }
-                    return try await withTaskExecutorPreference(self.loopExecutors.executor(for: connection.eventLoop)) {
-                        try await body(connection)
+        // statement that does not end. Tracked, so that shutdown lets it end before the
+        // connections' event loops stop.
+        let id = workIDs.add(1, ordering: .relaxed).newValue
+        let work = inFlight.withLock { inFlight in
+            let work = Task {
+                defer { self.inFlight.withLock { _ = $0.removeValue(forKey: id) } }
+                do {
+                    let result = try await self.client.withConnection { connection in
+                        inUse.value.withLock { $0 = connection }
+                        defer { inUse.value.withLock { $0 = nil } }
+                        return try await withTaskExecutorPreference(self.loopExecutors.executor(for: connection.eventLoop)) {
+                            try await body(connection)
+                        }
                     }
+                    answer.give(.success(result))
+                } catch {
+                    answer.give(.failure(error))
                 }
-                answer.give(.success(result))
-            } catch {
-                answer.give(.failure(error))
             }
+            inFlight[id] = work
+            return work
         }
         let deadline = Task { [logger] in
             guard (try? await Task.sleep(for: limit)) != nil else { return }
@@ -327,7 +353,8 @@ public final class PostgresDatabase: Sendable {
             case .server:
                 // Class 08: connection exception; 57P0x: the server is shutting down or starting;
                 // 53300: too many connections.
-                if let state = error.serverInfo?[.sqlState], state.hasPrefix("08") || state.hasPrefix("57P") || state == "53300" {
+                // 57014: a statement ran past statement_timeout (the server rolled it back).
+                if let state = error.serverInfo?[.sqlState], state.hasPrefix("08") || state.hasPrefix("57P") || state == "53300" || state == "57014" {
                     return BackendUnavailable(reason: "PostgreSQL unavailable (SQLSTATE \(state))")
                 }
             default:
