@@ -68,9 +68,12 @@ private struct GroupPlacer: Sendable {
         var attempt = 0
         while true {
             do {
-                let outcome = try await database.transaction { [self] connection in
+                let (outcome, products) = try await database.transaction { [self] connection in
                     try await self.placeLocked(group, on: connection)
                 }
+                // What the locked rows hold now is what the next group may decide on without
+                // reading them (and the products not found stay absent).
+                known.remember(Self.productIDs(of: group), products)
                 return finish(outcome)
             } catch where PostgresDatabase.isUniqueViolation(error) && attempt < 3 {
                 attempt += 1
@@ -122,7 +125,8 @@ private struct GroupPlacer: Sendable {
 
     /// Reads what the group needs (earlier orders under the same keys, the products' rows locked,
     /// the customers' counts), decides each order by the core's rules, and writes the group.
-    private func placeLocked(_ group: [Request], on connection: PostgresConnection) async throws -> GroupOutcome {
+    /// Returns the products' levels after the group.
+    private func placeLocked(_ group: [Request], on connection: PostgresConnection) async throws -> (GroupOutcome, [String: StockLevel]) {
         let logger = database.logger
         let now = WallClock.nowMillis()
 
@@ -173,8 +177,7 @@ private struct GroupPlacer: Sendable {
         let (results, writes) = try decide(group, now: now, products: &products, bought: &bought,
                                                earlierByKey: earlierByKey, earlierByID: earlierByID)
 
-        // 4. The group's writes, in one statement. What the locked rows hold now is what the next
-        //    group may decide on without reading them (and the products not found stay absent).
+        // 4. The group's writes, in one statement.
         var sent: [Int64] = []
         if !writes.orders.isEmpty {
             let statement = writeStatement(writes, now: now, products: products, absent: [])
@@ -182,8 +185,7 @@ private struct GroupPlacer: Sendable {
                 sent.append(try row.decode(Int64.self))
             }
         }
-        known.remember(productIDs, products)
-        return GroupOutcome(results: results, sentToQueues: sent)
+        return (GroupOutcome(results: results, sentToQueues: sent), products)
     }
 
     /// The product ids a group names, sorted (the order rows are locked in).
@@ -312,9 +314,13 @@ enum LockProducts: PreparedShape {
 /// The stock update is also the group's guard (``GroupPlacer``'s one-statement path): each
 /// product carries the price and limit the group was decided on, and a product found absent
 /// carries "absent"; a row that differs gets stock −1, which `CHECK (stock >= 0)` refuses, as it
-/// refuses taking more units than there are. Either aborts the whole statement. The rows are
-/// locked in product order first (`locked`), as a locked group locks them, so that statements
-/// of several processes never wait on each other in a cycle.
+/// refuses taking more units than there are. Either aborts the whole statement.
+///
+/// Lock order: products (in product order, `locked`), then per-customer counts and counters,
+/// as a locked group and a settlement take them, so that statements of several processes never
+/// wait on each other in a cycle. PostgreSQL runs a statement's data-modifying parts in no
+/// promised order (in practice the unread ones last to first), so `counted` and `tallied` read
+/// `taken` to run after it.
 enum WriteGroup: PreparedShape {
     static let sql = query(GroupWrites(), products: [:], absent: [], counters: CounterDeltas(), now: 0, topicID: 0,
                            paymentsQueueID: 0, shard: 0).sql
@@ -386,11 +392,13 @@ enum WriteGroup: PreparedShape {
             INSERT INTO fs_customer_purchases (product_id, customer_id, quantity)
             SELECT * FROM unnest(\(purchases.map(\.key.key))::text[], \(purchases.map(\.key.customer))::text[],
                                  \(purchases.map { Int64($0.value) })::bigint[])
+            WHERE (SELECT count(*) FROM taken) >= 0  -- after the products' locks (see above)
             ON CONFLICT (product_id, customer_id) DO UPDATE SET quantity = fs_customer_purchases.quantity + excluded.quantity
             RETURNING 1
         ), tallied AS (
             INSERT INTO fs_counters (name, shard, value)
             SELECT n, \(shard), v FROM unnest(\(counterNames)::text[], \(counterValues)::bigint[]) AS d(n, v)
+            WHERE (SELECT count(*) FROM taken) >= 0  -- after the products' locks (see above)
             ON CONFLICT (name, shard) DO UPDATE SET value = fs_counters.value + excluded.value
             RETURNING 1
         )

@@ -32,8 +32,9 @@ extension PostgresConnection {
     /// Runs a prepared statement and collects its rows.
     ///
     /// postgres-nio remembers a failed preparation for the rest of the connection's life (every
-    /// later execution of that statement on it fails the same way), so on any failure but a
-    /// unique or check violation (expected races, retried by the caller) the connection is closed and
+    /// later execution of that statement on it fails the same way), so on any failure but an
+    /// expected race (a unique or check violation, a deadlock, a serialization failure: retried
+    /// by the caller) the connection is closed and
     /// the pool opens a fresh one. Closing inside a transaction rolls it back, as the error does.
     func run<Shape>(_ statement: Prepared<Shape>, logger: Logger) async throws -> [PostgresRow] {
         do {
@@ -41,7 +42,8 @@ extension PostgresConnection {
             for try await row in try await execute(statement, logger: logger) { rows.append(row) }
             return rows
         } catch {
-            if !PostgresDatabase.isUniqueViolation(error) && !PostgresDatabase.isCheckViolation(error) { try? await close() }
+            let expected = PostgresDatabase.isUniqueViolation(error) || PostgresDatabase.isCheckViolation(error) || PostgresDatabase.isRetryable(error)
+            if !expected { try? await close() }
             throw error
         }
     }
