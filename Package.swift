@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
     ],
     targets: [
         // Small shared vocabulary: durations, ids, clocks.
@@ -59,6 +60,13 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        // AWS SQS and SNS as the queue and topic: Signature V4, credentials, the two protocols.
+        .target(name: "FlashAWS", dependencies: [
+            "FlashCore", "FlashQueue",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         // The payment gateway as its own HTTP service, and the client that charges through it.
         .target(name: "FlashGateway", dependencies: [
@@ -120,6 +128,7 @@ let package = Package(
             .product(name: "Histogram", package: "hdrhistogram-swift"),
         ]),
         // The order-store and inventory contract suite, parameterised over backends.
+        .testTarget(name: "FlashAWSTests", dependencies: ["FlashAWS", "FlashQueue"]),
         .testTarget(name: "FlashOrdersTests", dependencies: ["FlashCore", "FlashQueue", "FlashOrders", "FlashBackend", "FlashSQLite", "FlashPostgres"]),
         .testTarget(name: "FlashWorkersTests", dependencies: [
             "FlashCore", "FlashQueue", "FlashBackend", "FlashSQLite", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashServer",
