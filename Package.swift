@@ -66,6 +66,8 @@ let package = Package(
             "FlashCore", "FlashQueue",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The payment gateway as its own HTTP service, and the client that charges through it.

@@ -1,0 +1,36 @@
+import Foundation
+
+/// Where credentials come from; asked before every call (providers cache and refresh).
+public protocol AWSCredentialsProvider: Sendable {
+    func credentials() async throws -> AWSCredentials
+}
+
+/// Fixed credentials.
+public struct StaticCredentials: AWSCredentialsProvider {
+    public let value: AWSCredentials
+
+    public init(_ value: AWSCredentials) {
+        self.value = value
+    }
+
+    public func credentials() async throws -> AWSCredentials { value }
+}
+
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`.
+public struct EnvironmentCredentials: AWSCredentialsProvider {
+    let environment: [String: String]
+
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.environment = environment
+    }
+
+    /// Whether the environment holds a key.
+    public var isPresent: Bool { environment["AWS_ACCESS_KEY_ID"] != nil && environment["AWS_SECRET_ACCESS_KEY"] != nil }
+
+    public func credentials() async throws -> AWSCredentials {
+        guard let id = environment["AWS_ACCESS_KEY_ID"], let secret = environment["AWS_SECRET_ACCESS_KEY"] else {
+            throw AWSError(code: "NoCredentials", message: "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set", status: 0, action: "credentials")
+        }
+        return AWSCredentials(accessKeyID: id, secretAccessKey: secret, sessionToken: environment["AWS_SESSION_TOKEN"])
+    }
+}
