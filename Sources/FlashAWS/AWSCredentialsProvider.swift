@@ -24,9 +24,6 @@ public struct EnvironmentCredentials: AWSCredentialsProvider {
         self.environment = environment
     }
 
-    /// Whether the environment holds a key.
-    public var isPresent: Bool { environment["AWS_ACCESS_KEY_ID"] != nil && environment["AWS_SECRET_ACCESS_KEY"] != nil }
-
     public func credentials() async throws -> AWSCredentials {
         guard let id = environment["AWS_ACCESS_KEY_ID"], let secret = environment["AWS_SECRET_ACCESS_KEY"] else {
             throw AWSError(code: "NoCredentials", message: "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set", status: 0, action: "credentials")

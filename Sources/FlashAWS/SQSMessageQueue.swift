@@ -97,7 +97,9 @@ public final class SQSMessageQueue: MessageQueue {
     }
 
     public func returnUntried(_ receipts: [ReceiptHandle]) async throws {
-        for chunk in stride(from: 0, to: receipts.count, by: QueueLimits.maxBatchSize).map({ Array(receipts[$0..<min($0 + 10, receipts.count)]) }) {
+        let size = QueueLimits.maxBatchSize
+        for start in stride(from: 0, to: receipts.count, by: size) {
+            let chunk = receipts[start..<min(start + size, receipts.count)]
             let entries = chunk.enumerated().map {
                 SQS.VisibilityEntry(Id: "v\($0.offset)", ReceiptHandle: $0.element.rawValue, VisibilityTimeout: 0)
             }

@@ -236,10 +236,8 @@ public final class PostgresDatabase: Sendable {
     /// Runs one statement (atomic by itself) and collects its rows.
     @discardableResult
     func query(_ query: PostgresQuery) async throws -> [PostgresRow] {
-        try await withRetries {
-            try await self.bounded { connection in
-                try await connection.query(query, logger: self.logger).get().rows
-            }
+        try await statement { connection in
+            try await connection.query(query, logger: self.logger).get().rows
         }
     }
 

@@ -19,13 +19,15 @@ struct PostgresPlacementTests {
         _ = try await backend.orders.placeQueued(OrderStoreContractTests.order("a", [("TV", 1, nil)]))
 
         // Another session holds TV's row for 3 s, three times the call's limit.
+        let (locked, lockTaken) = AsyncStream.makeStream(of: Void.self)
         let holding = Task {
             try await backend.database.transaction(timeout: .seconds(10)) { connection in
                 try await connection.query("SELECT 1 FROM fs_products WHERE product_id = 'TV' FOR UPDATE", logger: backend.database.logger)
+                lockTaken.yield()
                 try await Task.sleep(for: .seconds(3))
             }
         }
-        try await Task.sleep(for: .milliseconds(300))
+        for await _ in locked { break }
         let late = OrderStoreContractTests.order("b", [("TV", 1, nil)])
         await #expect(throws: BackendUnavailable.self) {
             try await backend.orders.placeQueued(late)
