@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/CoreOffice/XMLCoder.git", from: "0.18.2"),
     ],
     targets: [
         // Small shared vocabulary: durations, ids, clocks.
@@ -65,10 +66,18 @@ let package = Package(
         .target(name: "FlashAWS", dependencies: [
             "FlashCore", "FlashQueue",
             .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "XMLCoder", package: "XMLCoder"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
+        ]),
+        // The transactional outbox: orders commit with their message locally; a relay publishes it
+        // to a payments queue in another system (SQS, SNS).
+        .target(name: "FlashOutbox", dependencies: [
+            "FlashCore", "FlashQueue", "FlashOrders",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // The payment gateway as its own HTTP service, and the client that charges through it.
         .target(name: "FlashGateway", dependencies: [
@@ -96,7 +105,7 @@ let package = Package(
         ]),
         // The composition root: a backend, the API and/or the workers, from one configuration.
         .target(name: "FlashServer", dependencies: [
-            "FlashCore", "FlashQueue", "FlashBackend", "FlashSQLite", "FlashPostgres", "FlashGateway", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashAPI",
+            "FlashCore", "FlashQueue", "FlashBackend", "FlashSQLite", "FlashPostgres", "FlashAWS", "FlashOutbox", "FlashGateway", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashAPI",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -110,7 +119,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .executableTarget(name: "flashsale", dependencies: [
-            "FlashServer", "FlashLab",
+            "FlashServer", "FlashLab", "FlashAWS",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             "FlashCore", "FlashQueue", "FlashBackend", "FlashSQLite", "FlashPostgres", "FlashGateway", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashAPI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -119,10 +128,10 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .testTarget(name: "FlashCoreTests", dependencies: ["FlashCore"]),
-        .testTarget(name: "FlashQueueTests", dependencies: ["FlashCore", "FlashQueue", "FlashSQLite", "FlashPostgres"]),
+        .testTarget(name: "FlashQueueTests", dependencies: ["FlashCore", "FlashQueue", "FlashSQLite", "FlashPostgres", "FlashAWS"]),
         // Drives the real `flashsale` binary over loopback: kill -9, SIGTERM, storms of requests.
         .testTarget(name: "FlashEndToEndTests", dependencies: [
-            "FlashCore", "FlashBackend",
+            "FlashCore", "FlashBackend", "FlashAWS",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),
         .testTarget(name: "FlashLabTests", dependencies: [
@@ -130,7 +139,12 @@ let package = Package(
             .product(name: "Histogram", package: "hdrhistogram-swift"),
         ]),
         // The order-store and inventory contract suite, parameterised over backends.
-        .testTarget(name: "FlashAWSTests", dependencies: ["FlashAWS", "FlashQueue"]),
+        .testTarget(name: "FlashAWSTests", dependencies: [
+            "FlashAWS", "FlashQueue", "FlashOutbox", "FlashOrders", "FlashSQLite",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "FlashOrdersTests", dependencies: ["FlashCore", "FlashQueue", "FlashOrders", "FlashBackend", "FlashSQLite", "FlashPostgres"]),
         .testTarget(name: "FlashWorkersTests", dependencies: [
             "FlashCore", "FlashQueue", "FlashBackend", "FlashSQLite", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashServer",

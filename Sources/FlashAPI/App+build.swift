@@ -19,7 +19,7 @@ public func buildRouter(_ services: FlashServices, routes set: RouteSet = .all) 
     var routes = RouteTable(router: router, admin: admin)
     SystemController(store: services.store, gateway: services.gateway, deadLetterQueue: services.deadLetterQueue,
                      membership: services.membership, reconciler: services.reconciler, lanes: services.lanes,
-                     startedAtMillis: services.startedAtMillis)
+                     startedAtMillis: services.startedAtMillis, outbox: services.outbox)
         .addRoutes(to: &routes)
     if set == .all {
         OrdersController(store: services.store, gateway: services.gateway, lanes: services.lanes, syncTimeout: services.syncTimeout,

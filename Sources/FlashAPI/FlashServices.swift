@@ -32,13 +32,17 @@ public struct FlashServices: Sendable {
     public var admin: AdminPolicy
     /// The product sold by `POST /buy` (the seed engine's single product).
     public var flashProduct: String
+    /// The backend's outbox, when the payments queue is elsewhere (SQS): its backlog is the
+    /// relay's lag, shown in `/stats`.
+    public var outbox: (any MessageQueue)?
     /// When the service started (Unix ms).
     public var startedAtMillis: Int64
 
     public init(store: any OrderStore, deadLetterQueue: (any MessageQueue)? = nil, gateway: any PaymentGateway,
                 membership: FleetMembership, reconciler: Reconciler? = nil, lanes: CheckoutLanes, syncTimeout: Duration,
                 accepted: RateMeter = RateMeter(), processed: RateMeter, catalog: (any Catalog)? = nil,
-                admin: AdminPolicy = AdminPolicy(token: nil), flashProduct: String = "iphone_16") {
+                admin: AdminPolicy = AdminPolicy(token: nil), flashProduct: String = "iphone_16",
+                outbox: (any MessageQueue)? = nil) {
         self.store = store
         self.deadLetterQueue = deadLetterQueue
         self.gateway = gateway
@@ -51,6 +55,7 @@ public struct FlashServices: Sendable {
         self.catalog = catalog
         self.admin = admin
         self.flashProduct = flashProduct
+        self.outbox = outbox
         self.startedAtMillis = WallClock.nowMillis()
     }
 }

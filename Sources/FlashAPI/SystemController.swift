@@ -19,6 +19,8 @@ struct SystemController<Context: RequestContext> {
     let reconciler: Reconciler?
     let lanes: CheckoutLanes
     let startedAtMillis: Int64
+    /// The backend's outbox, when the payments queue is SQS.
+    let outbox: (any MessageQueue)?
 
     func addRoutes(to routes: inout RouteTable<Context>) {
         routes.on("/health", method: .get, use: health)
@@ -51,6 +53,7 @@ struct SystemController<Context: RequestContext> {
         let settled = try await store.settlementCounts()
         let own = reconciler?.statistics
         let processes = try await membership.liveProcesses()
+        let outboxQueue = try await outbox?.statistics()
         let rounded = { (value: Double) in (value * 100).rounded() / 100 }
         return SystemStats(
             orders: .init(total: orders.total, pending: orders.pending, processing: orders.processing,
@@ -65,7 +68,8 @@ struct SystemController<Context: RequestContext> {
             rates: .init(acceptedPerSecond: rounded(processes.reduce(0) { $0 + $1.acceptedPerSecond }),
                          processedPerSecond: rounded(processes.reduce(0) { $0 + $1.processedPerSecond })),
             sync: .init(lanes: lanes.lanes, busy: lanes.busy, waiting: lanes.waiting),
-            processes: processes)
+            processes: processes,
+            outbox: outboxQueue.map { .init(pending: $0.total, lagSeconds: rounded($0.oldestAgeSeconds)) })
     }
 
     static var encoder: JSONEncoder {

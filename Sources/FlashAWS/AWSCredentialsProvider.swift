@@ -3,6 +3,12 @@ import Foundation
 /// Where credentials come from; asked before every call (providers cache and refresh).
 public protocol AWSCredentialsProvider: Sendable {
     func credentials() async throws -> AWSCredentials
+    /// AWS said the credentials are no longer good (an expired token): fetch new ones next time.
+    func invalidate() async
+}
+
+extension AWSCredentialsProvider {
+    public func invalidate() async {}
 }
 
 /// Fixed credentials.
@@ -25,9 +31,9 @@ public struct EnvironmentCredentials: AWSCredentialsProvider {
     }
 
     public func credentials() async throws -> AWSCredentials {
-        guard let id = environment["AWS_ACCESS_KEY_ID"], let secret = environment["AWS_SECRET_ACCESS_KEY"] else {
+        guard let credentials = try credentialsIfSet() else {
             throw AWSError(code: "NoCredentials", message: "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set", status: 0, action: "credentials")
         }
-        return AWSCredentials(accessKeyID: id, secretAccessKey: secret, sessionToken: environment["AWS_SESSION_TOKEN"])
+        return credentials
     }
 }

@@ -20,14 +20,27 @@ public final class SQSMessageQueue: MessageQueue {
     public let url: String
     let client: AWSJSONClient
     let maxBodyBytes: Int
-    let deadLetterURL: String?
+    /// The dead-letter queue's URL, from the redrive policy.
+    public let deadLetterURL: String?
+    /// How long SQS keeps a message (MessageRetentionPeriod).
+    public let retention: Duration
 
-    init(name: String, url: String, client: AWSJSONClient, maxBodyBytes: Int, deadLetterURL: String?) {
+    init(name: String, url: String, client: AWSJSONClient, maxBodyBytes: Int, deadLetterURL: String?, retention: Duration) {
         self.name = name
         self.url = url
         self.client = client
         self.maxBodyBytes = maxBodyBytes
         self.deadLetterURL = deadLetterURL
+        self.retention = retention
+    }
+
+    /// The dead-letter queue named by the redrive policy, as a queue of its own (the reconciler
+    /// reads it to settle the orders of dead-lettered messages).
+    public var deadLetterQueue: SQSMessageQueue? {
+        deadLetterURL.map { url in
+            SQSMessageQueue(name: url.split(separator: "/").last.map(String.init) ?? url, url: url, client: client,
+                            maxBodyBytes: maxBodyBytes, deadLetterURL: nil, retention: QueueLimits.maxRetention)
+        }
     }
 
     public func send(_ body: String, delay: Duration) async throws -> String {
@@ -96,16 +109,23 @@ public final class SQSMessageQueue: MessageQueue {
         }
     }
 
-    public func returnUntried(_ receipts: [ReceiptHandle]) async throws {
+    /// Visibility 0 for each; a receipt SQS refuses (its message was received again, or deleted)
+    /// is reported not current.
+    @discardableResult
+    public func returnUntried(_ receipts: [ReceiptHandle]) async throws -> [Bool] {
         let size = QueueLimits.maxBatchSize
+        var current: [Bool] = []
         for start in stride(from: 0, to: receipts.count, by: size) {
             let chunk = receipts[start..<min(start + size, receipts.count)]
             let entries = chunk.enumerated().map {
                 SQS.VisibilityEntry(Id: "v\($0.offset)", ReceiptHandle: $0.element.rawValue, VisibilityTimeout: 0)
             }
-            _ = try await call("ChangeMessageVisibilityBatch", SQS.ChangeMessageVisibilityBatch(QueueUrl: url, Entries: entries),
-                               as: SQS.BatchResult.self)
+            let answer = try await call("ChangeMessageVisibilityBatch", SQS.ChangeMessageVisibilityBatch(QueueUrl: url, Entries: entries),
+                                        as: SQS.BatchResult.self)
+            let succeeded = Set((answer.Successful ?? []).map(\.Id))
+            current += entries.map { succeeded.contains($0.Id) }
         }
+        return current
     }
 
     public func sweepExpired() async throws -> Int { 0 }
@@ -122,13 +142,23 @@ public final class SQSMessageQueue: MessageQueue {
             delayed: attributes["ApproximateNumberOfMessagesDelayed"].flatMap(Int.init) ?? 0)
         if let deadLetterURL {
             let dead = try await Self.attributes(of: deadLetterURL, client: client)
-            statistics.deadLettered = dead["ApproximateNumberOfMessages"].flatMap(Int.init) ?? 0
+            // Visible or not: the reconciler parks the dead letters it settled (hidden), for inspection.
+            statistics.deadLettered = (dead["ApproximateNumberOfMessages"].flatMap(Int.init) ?? 0)
+                + (dead["ApproximateNumberOfMessagesNotVisible"].flatMap(Int.init) ?? 0)
         }
         return statistics
     }
 
     public func countVisible(sentAtOrBefore millis: Int64) async throws -> Int {
         try await statistics().visible
+    }
+
+    /// The queue's ARN (`arn:aws:sqs:region:account:name`).
+    public func arn() async throws -> String {
+        guard let arn = try await Self.attributes(of: url, client: client)["QueueArn"] else {
+            throw AWSError(code: "InvalidResponse", message: "GetQueueAttributes gave no QueueArn", status: 200, action: "GetQueueAttributes")
+        }
+        return arn
     }
 
     static func attributes(of url: String, client: AWSJSONClient) async throws -> [String: String] {
@@ -165,5 +195,18 @@ enum SNSEnvelope {
               object["Type"] as? String == "Notification", let message = object["Message"] as? String
         else { return body }
         return message
+    }
+}
+
+extension SQSMessageQueue: MessagePublisher {
+    public var destination: String { url }
+
+    /// SendMessageBatch: each entry's own outcome (a body SQS refuses is reported, not thrown).
+    public func publishBatch(_ bodies: [String]) async throws -> [Bool] {
+        guard !bodies.isEmpty else { return [] }
+        let entries = bodies.enumerated().map { index, body in SQS.SendMessageBatch.Entry(Id: "m\(index)", MessageBody: body, DelaySeconds: 0) }
+        let answer = try await call("SendMessageBatch", SQS.SendMessageBatch(QueueUrl: url, Entries: entries), as: SQS.BatchResult.self)
+        let succeeded = Set((answer.Successful ?? []).map(\.Id))
+        return entries.map { succeeded.contains($0.Id) }
     }
 }

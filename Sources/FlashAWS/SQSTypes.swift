@@ -11,6 +11,11 @@ enum SQS {
         var Attributes: [String: String]
     }
 
+    struct SetQueueAttributes: Codable {
+        var QueueUrl: String
+        var Attributes: [String: String]
+    }
+
     struct GetQueueUrl: Codable {
         var QueueName: String
     }

@@ -27,6 +27,10 @@ public protocol FlashBackend: Service {
     /// The live processes sharing this backend.
     var fleet: any FleetRegistry { get }
 
+    /// Another queue of this backend by name, if it has one (the start-up checks of the queue
+    /// mode look for the other mode's queue).
+    func existingQueue(named name: String) async throws -> (any MessageQueue)?
+
     /// Closes the backend's resources; idempotent. ``run()`` calls it at graceful shutdown.
     func shutdown() async throws
 }

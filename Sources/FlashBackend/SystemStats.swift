@@ -132,9 +132,30 @@ public struct SystemStats: Sendable, Hashable, Codable {
     public var sync: Sync
     /// Every live process sharing the backend, this one included.
     public var processes: [ProcessRecord]
+    /// The transactional outbox, when the payments queue is elsewhere (SQS); absent otherwise.
+    public var outbox: Outbox?
+
+    /// Payment messages committed with their orders and not yet published to the payments queue
+    /// (SQS/SNS): the relay's backlog and how far behind it is.
+    public struct Outbox: Sendable, Hashable, Codable {
+        /// Messages waiting to be published (the whole fleet's: the outbox is in the backend).
+        public var pending: Int
+        /// Age of the oldest of them: the relay's lag.
+        public var lagSeconds: Double
+
+        public init(pending: Int, lagSeconds: Double) {
+            self.pending = pending
+            self.lagSeconds = lagSeconds
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case pending
+            case lagSeconds = "lag_seconds"
+        }
+    }
 
     public init(orders: Orders, queue: Queue, workers: Workers, payments: Payments, reconciler: Reconciler, rates: Rates,
-                sync: Sync, processes: [ProcessRecord]) {
+                sync: Sync, processes: [ProcessRecord], outbox: Outbox? = nil) {
         self.orders = orders
         self.queue = queue
         self.workers = workers
@@ -143,6 +164,7 @@ public struct SystemStats: Sendable, Hashable, Codable {
         self.rates = rates
         self.sync = sync
         self.processes = processes
+        self.outbox = outbox
     }
 }
 

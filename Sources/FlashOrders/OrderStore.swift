@@ -94,10 +94,13 @@ public enum OrphanReason: String, Sendable, Hashable {
 public struct Orphan: Sendable, Hashable {
     public var orderID: String
     public var reason: OrphanReason
+    /// When the order was placed (Unix ms); 0 when the store did not say.
+    public var placedAt: Int64
 
-    public init(orderID: String, reason: OrphanReason) {
+    public init(orderID: String, reason: OrphanReason, placedAt: Int64 = 0) {
         self.orderID = orderID
         self.reason = reason
+        self.placedAt = placedAt
     }
 }
 
@@ -171,6 +174,10 @@ public protocol OrderStore: Sendable {
     /// a backend that holds the queue; otherwise the queue first, so a crash between the two
     /// leaves an attempt counted, never one uncounted that was tried.
     func returnUntried(_ deliveries: [UntriedDelivery]) async throws
+
+    /// Applies ``Order/returningUntried(now:)`` to each of these orders: for deliveries given
+    /// back to a queue this store does not hold (SQS), after the queue took them back.
+    func returnAttempts(_ orderIDs: [String]) async throws
 
     /// Applies ``Order/finishing(_:now:)`` (reserved stock becomes sold, or goes back) and, with a
     /// receipt, deletes that delivery's payment message. An order already finished is left as it

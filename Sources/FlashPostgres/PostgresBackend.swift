@@ -20,6 +20,11 @@ public final class PostgresBackend: FlashBackend {
         public var paymentsQueue: QueueAttributes
         /// Refuse items whose product is not in the catalog.
         public var strictCatalog: Bool
+        /// The topic placed orders publish their payment messages to, and the queue subscribed
+        /// to it: `orders` and `payments`, or an outbox's when the queue the workers read is
+        /// elsewhere (SQS).
+        public var topicName = "orders"
+        public var paymentsQueueName = "payments"
 
         public init(database: PostgresDatabase.Configuration,
                     paymentsQueue: QueueAttributes = QueueAttributes(visibilityTimeout: .seconds(30), maxReceiveCount: 5),
@@ -43,9 +48,9 @@ public final class PostgresBackend: FlashBackend {
         self.configuration = configuration
         let database = try await PostgresDatabase(configuration: configuration.database, logger: logger)
         do {
-            let payments = try await database.createQueue("payments", attributes: configuration.paymentsQueue)
-            let topic = try await database.createTopic("orders")
-            try await topic.subscribe(queue: "payments")
+            let payments = try await database.createQueue(configuration.paymentsQueueName, attributes: configuration.paymentsQueue)
+            let topic = try await database.createTopic(configuration.topicName)
+            try await topic.subscribe(queue: configuration.paymentsQueueName)
             self.payments = payments
             self.deadLetters = if let name = payments.deadLetterQueueName { try await database.queue(named: name) } else { nil }
             self.store = PostgresOrderStore(database: database, topic: topic, paymentsQueue: payments, strictCatalog: configuration.strictCatalog)
@@ -63,6 +68,14 @@ public final class PostgresBackend: FlashBackend {
     public var deadLetterQueue: (any MessageQueue)? { deadLetters }
     public var ledger: any PaymentLedger { postgresLedger }
     public var fleet: any FleetRegistry { registry }
+
+    public func existingQueue(named name: String) async throws -> (any MessageQueue)? {
+        do {
+            return try await database.queue(named: name)
+        } catch QueueError.queueDoesNotExist {
+            return nil
+        }
+    }
 
     /// Waits for graceful shutdown, then closes the pool (the services using it have stopped:
     /// the backend is first in the group, so last to shut down). On cancellation the pool is

@@ -193,10 +193,12 @@ public final class PostgresMessageQueue: MessageQueue {
         return decoded.map { $0.map { gone.contains($0) } ?? false }
     }
 
-    public func returnUntried(_ receipts: [ReceiptHandle]) async throws {
-        guard !receipts.isEmpty else { return }
-        _ = try await database.transaction { [self] connection in try await self.returnUntried(receipts, on: connection) }
+    @discardableResult
+    public func returnUntried(_ receipts: [ReceiptHandle]) async throws -> [Bool] {
+        guard !receipts.isEmpty else { return [] }
+        let current = try await database.transaction { [self] connection in try await self.returnUntried(receipts, on: connection) }
         database.touched([record.id])
+        return current
     }
 
     /// ``returnUntried(_:)`` inside a transaction the caller owns; returns, per receipt, whether

@@ -124,19 +124,28 @@ public final class PostgresOrderStore: OrderStore {
             let current = try await queue.returnUntried(deliveries.map(\.receipt), on: connection)
             // A stale receipt's message was delivered again meanwhile: the attempt on the order is that delivery's.
             let ids = zip(deliveries, current).compactMap { delivery, isCurrent in isCurrent ? delivery.orderID : nil }
-            guard !ids.isEmpty else { return }
-            let now = WallClock.nowMillis()
-            var changes: [(Order, OrderStatus)] = []
-            let found = try await lockOrders(ids, on: connection)
-            for id in ids {
-                guard let order = found[id]?.order, let returned = order.returningUntried(now: now) else { continue }
-                changes.append((returned, order.status))
-            }
-            var counters = CounterDeltas()
-            try await store(changes, counters: &counters, on: connection)
-            try await counters.write(on: connection, logger: database.logger)
+            try await returnAttempts(ids, on: connection)
         }
         database.touched([queue.record.id])
+    }
+
+    public func returnAttempts(_ orderIDs: [String]) async throws {
+        guard !orderIDs.isEmpty else { return }
+        try await database.transaction { [self] connection in try await returnAttempts(orderIDs, on: connection) }
+    }
+
+    private func returnAttempts(_ ids: [String], on connection: PostgresConnection) async throws {
+        guard !ids.isEmpty else { return }
+        let now = WallClock.nowMillis()
+        var changes: [(Order, OrderStatus)] = []
+        let found = try await lockOrders(ids, on: connection)
+        for id in ids {
+            guard let order = found[id]?.order, let returned = order.returningUntried(now: now) else { continue }
+            changes.append((returned, order.status))
+        }
+        var counters = CounterDeltas()
+        try await store(changes, counters: &counters, on: connection)
+        try await counters.write(on: connection, logger: database.logger)
     }
 
     @discardableResult
@@ -198,8 +207,8 @@ public final class PostgresOrderStore: OrderStore {
             try await connection.query("SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true)",
                                        logger: self.database.logger)
             return try await connection.query("""
-                SELECT o.seq, o.order_id, o.channel, m.seq IS NOT NULL AS live
-                FROM (SELECT seq, order_id, channel, message_seq, message_id FROM fs_orders
+                SELECT o.seq, o.order_id, o.channel, m.seq IS NOT NULL AS live, o.created_at
+                FROM (SELECT seq, order_id, channel, message_seq, message_id, created_at FROM fs_orders
                       WHERE status IN ('pending', 'processing') AND seq > \(cursor) ORDER BY seq LIMIT \(limit)) AS o
                 LEFT JOIN fs_messages m ON m.seq = o.message_seq AND m.message_id = o.message_id AND m.queue_id = \(self.queue.record.id)
                 ORDER BY o.seq
@@ -212,7 +221,9 @@ public final class PostgresOrderStore: OrderStore {
             last = try columns.get(0)
             let channel: String = try columns.get(2)
             let live: Bool = try columns.get(3)
-            if channel != OrderChannel.sync.rawValue, !live { orphans.append(Orphan(orderID: try columns.get(1), reason: .messageGone)) }
+            if channel != OrderChannel.sync.rawValue, !live {
+                orphans.append(Orphan(orderID: try columns.get(1), reason: .messageGone, placedAt: try columns.get(4)))
+            }
         }
         return OrphanScan(orphans: orphans, nextCursor: rows.count < limit ? nil : last)
     }

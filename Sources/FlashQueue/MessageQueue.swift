@@ -46,7 +46,9 @@ public protocol MessageQueue: Sendable {
     ///
     /// This goes beyond SQS, which counts every receive; a backend that cannot uncount a
     /// delivery gives the message back (visibility 0) and says so in its documentation.
-    func returnUntried(_ receipts: [ReceiptHandle]) async throws
+    /// Returns, per receipt, whether it was current (a stale one changed nothing).
+    @discardableResult
+    func returnUntried(_ receipts: [ReceiptHandle]) async throws -> [Bool]
 
     /// Drops the messages that outlived the retention period now, and returns how many. Receives
     /// also drop them; this lets a maintenance task enforce retention when nobody receives.

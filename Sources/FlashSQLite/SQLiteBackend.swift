@@ -21,6 +21,11 @@ public final class SQLiteBackend: FlashBackend {
         public var paymentsQueue: QueueAttributes
         /// Refuse items whose product is not in the catalog.
         public var strictCatalog: Bool
+        /// The topic placed orders publish their payment messages to, and the queue subscribed
+        /// to it: `orders` and `payments`, or an outbox's when the queue the workers read is
+        /// elsewhere (SQS).
+        public var topicName = "orders"
+        public var paymentsQueueName = "payments"
         /// How often this process looks for commits by other processes on the file, to wake its
         /// long-polling receivers (``SQLiteDatabase/watchOtherProcesses(every:)``).
         public var wakePoll: Duration
@@ -50,9 +55,9 @@ public final class SQLiteBackend: FlashBackend {
     public init(configuration: Configuration) async throws {
         self.configuration = configuration
         let database = try SQLiteDatabase(path: configuration.path, synchronous: configuration.synchronous)
-        let payments = try await database.createQueue("payments", attributes: configuration.paymentsQueue)
-        let topic = try await database.createTopic("orders")
-        try await topic.subscribe(queue: "payments")
+        let payments = try await database.createQueue(configuration.paymentsQueueName, attributes: configuration.paymentsQueue)
+        let topic = try await database.createTopic(configuration.topicName)
+        try await topic.subscribe(queue: configuration.paymentsQueueName)
         self.database = database
         self.payments = payments
         self.deadLetters = if let name = payments.deadLetterQueueName { try await database.queue(named: name) } else { nil }
@@ -67,6 +72,14 @@ public final class SQLiteBackend: FlashBackend {
     public var deadLetterQueue: (any MessageQueue)? { deadLetters }
     public var ledger: any PaymentLedger { sqliteLedger }
     public var fleet: any FleetRegistry { registry }
+
+    public func existingQueue(named name: String) async throws -> (any MessageQueue)? {
+        do {
+            return try await database.queue(named: name)
+        } catch QueueError.queueDoesNotExist {
+            return nil
+        }
+    }
 
     /// Polls for other processes' commits until graceful shutdown, then closes the file (the
     /// services that use it have stopped by then: the backend is first in the group, so last

@@ -154,9 +154,10 @@ public final class SQLiteMessageQueue: MessageQueue {
         }
     }
 
-    public func returnUntried(_ receipts: [ReceiptHandle]) async throws {
-        guard !receipts.isEmpty else { return }
-        _ = try await database.write { db in try self.returnUntried(receipts, in: db) }
+    @discardableResult
+    public func returnUntried(_ receipts: [ReceiptHandle]) async throws -> [Bool] {
+        guard !receipts.isEmpty else { return [] }
+        return try await database.write { db in try self.returnUntried(receipts, in: db) }
     }
 
     /// ``returnUntried(_:)`` inside a transaction the caller owns; returns, per receipt, whether

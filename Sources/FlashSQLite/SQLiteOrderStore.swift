@@ -165,14 +165,23 @@ public final class SQLiteOrderStore: OrderStore {
         guard !deliveries.isEmpty else { return }
         try await database.write { [queue, counters] db in
             let current = try queue.returnUntried(deliveries.map(\.receipt), in: db)
-            let now = WallClock.nowMillis()
             // A stale receipt's message was delivered again meanwhile: the attempt now on the
             // order is that delivery's.
-            for (delivery, isCurrent) in zip(deliveries, current) where isCurrent {
-                guard let id = delivery.orderID, let order = try Self.order(db, id: id),
-                      let returned = order.returningUntried(now: now) else { continue }
-                try Self.store(returned, from: order.status, db, counters)
-            }
+            let ids = zip(deliveries, current).compactMap { delivery, isCurrent in isCurrent ? delivery.orderID : nil }
+            try Self.returnAttempts(ids, db, counters)
+        }
+    }
+
+    public func returnAttempts(_ orderIDs: [String]) async throws {
+        guard !orderIDs.isEmpty else { return }
+        try await database.write { [counters] db in try Self.returnAttempts(orderIDs, db, counters) }
+    }
+
+    private static func returnAttempts(_ orderIDs: [String], _ db: Database, _ counters: GroupCommitWriter) throws {
+        let now = WallClock.nowMillis()
+        for id in orderIDs {
+            guard let order = try order(db, id: id), let returned = order.returningUntried(now: now) else { continue }
+            try store(returned, from: order.status, db, counters)
         }
     }
 
@@ -218,7 +227,7 @@ public final class SQLiteOrderStore: OrderStore {
             // The partial index holds only open orders, so a page costs its own rows, however
             // many orders have finished. Sync orders have no message: ``expiredHolds`` finds them.
             let rows = try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT seq, order_id, channel, message_seq, message_id FROM fs_orders INDEXED BY fs_orders_open
+                SELECT seq, order_id, channel, message_seq, message_id, created_at FROM fs_orders INDEXED BY fs_orders_open
                 WHERE status IN ('pending', 'processing') AND seq > ? ORDER BY seq LIMIT ?
                 """), arguments: [cursor, limit])
             var orphans: [Orphan] = []
@@ -226,7 +235,7 @@ public final class SQLiteOrderStore: OrderStore {
                 let seq: Int64? = row["message_seq"]
                 let messageID: String? = row["message_id"]
                 let live = if let seq, let messageID { try queue.contains(seq: seq, messageID: messageID, in: db) } else { false }
-                if !live { orphans.append(Orphan(orderID: row["order_id"], reason: .messageGone)) }
+                if !live { orphans.append(Orphan(orderID: row["order_id"], reason: .messageGone, placedAt: row["created_at"])) }
             }
             let last: Int64? = rows.last?["seq"]
             return OrphanScan(orphans: orphans, nextCursor: rows.count < limit ? nil : last)

@@ -1,3 +1,4 @@
+import FlashAWS
 import FlashGateway
 import FlashPayments
 import FlashPostgres
@@ -14,8 +15,29 @@ public struct FlashConfiguration: Sendable {
     public var paymentURL: HTTPPaymentGateway.Configuration?
     public var workers = WorkerConfiguration()
     public var api = APIConfiguration()
+    /// The payments queue on AWS SQS (`--queue sqs`) instead of the backend's own; nil: the backend's.
+    public var sqs: SQSConfiguration?
 
     public init() {}
+}
+
+/// The seeds' AWS topology: orders go through a transactional outbox in the backend to an SNS
+/// topic (or straight to the SQS queue), and workers read the SQS queue.
+public struct SQSConfiguration: Sendable {
+    /// Region, endpoint (`--aws-endpoint`) and credentials.
+    public var aws: AWSConfiguration
+    /// The queue the workers read (`--queue-url`).
+    public var queueURL: String
+    /// The topic the relay publishes to (`--topic-arn`); nil: it sends to the queue itself.
+    public var topicARN: String?
+    /// Publishing batches the outbox relay keeps in flight.
+    public var relayConcurrency = 8
+
+    public init(aws: AWSConfiguration, queueURL: String, topicARN: String? = nil) {
+        self.aws = aws
+        self.queueURL = queueURL
+        self.topicARN = topicARN
+    }
 }
 
 /// Where a process listens.

@@ -1,8 +1,10 @@
 import FlashAPI
+import FlashAWS
 import FlashBackend
 import FlashCore
 import FlashGateway
 import FlashOrders
+import FlashOutbox
 import FlashPayments
 import FlashQueue
 import FlashPostgres
@@ -35,30 +37,104 @@ public struct FlashSystem: Sendable {
     public let workers: WorkerPool?
     public let reconciler: Reconciler
     public let membership: FleetMembership
+    /// Publishes the backend's outbox to SQS or SNS (with ``FlashConfiguration/sqs``).
+    public let relay: OutboxRelay?
     /// What the HTTP routes work with.
     public let services: FlashServices
 
-    /// Opens the backend and wires every component for `role`.
+    /// Opens the backend (and, with ``FlashConfiguration/sqs``, the SQS queue and SNS topic)
+    /// and wires every component for `role`.
     public static func open(_ configuration: FlashConfiguration, role: Role = .server, logger: Logger) async throws -> FlashSystem {
-        let paymentsQueue = QueueAttributes(visibilityTimeout: configuration.queue.visibilityTimeout,
+        var paymentsQueue = QueueAttributes(visibilityTimeout: configuration.queue.visibilityTimeout,
                                             maxReceiveCount: configuration.queue.maxReceives,
                                             retention: configuration.queue.messageRetention)
+        // With SQS, the backend's queue is the outbox: messages wait there only until the relay
+        // has published them, so none is dead-lettered or dropped (SQS's own queue does both).
+        let names = configuration.sqs == nil ? ("orders", "payments") : ("outbox-orders", "outbox")
+        if configuration.sqs != nil {
+            paymentsQueue = QueueAttributes(visibilityTimeout: .seconds(30), maxReceiveCount: 0, retention: QueueLimits.maxRetention)
+        }
         let backend: any FlashBackend
         if let postgres = configuration.backend.postgres {
-            backend = try await PostgresBackend(configuration: .init(database: postgres, paymentsQueue: paymentsQueue,
-                                                                     strictCatalog: configuration.backend.strictCatalog),
-                                                logger: logger)
+            var options = PostgresBackend.Configuration(database: postgres, paymentsQueue: paymentsQueue,
+                                                        strictCatalog: configuration.backend.strictCatalog)
+            (options.topicName, options.paymentsQueueName) = names
+            backend = try await PostgresBackend(configuration: options, logger: logger)
         } else {
-            backend = try await SQLiteBackend(configuration: .init(
+            var options = SQLiteBackend.Configuration(
                 path: configuration.backend.path, synchronous: configuration.backend.synchronous, paymentsQueue: paymentsQueue,
-                strictCatalog: configuration.backend.strictCatalog, wakePoll: configuration.backend.wakePoll))
+                strictCatalog: configuration.backend.strictCatalog, wakePoll: configuration.backend.wakePoll)
+            (options.topicName, options.paymentsQueueName) = names
+            backend = try await SQLiteBackend(configuration: options)
         }
-        return compose(configuration, role: role, backend: backend, logger: logger)
+        do {
+            try await checkQueueMode(of: backend, sqs: configuration.sqs != nil)
+        } catch {
+            try? await backend.shutdown()
+            throw error
+        }
+        guard let sqs = configuration.sqs else { return compose(configuration, role: role, backend: backend, logger: logger) }
+        do {
+            let route = try await PaymentsRoute.sqs(sqs, backend: backend, logger: logger)
+            return compose(configuration, role: role, backend: backend, route: route, logger: logger)
+        } catch {
+            try? await backend.shutdown()
+            throw error
+        }
+    }
+
+    /// Refuses to mix queue modes on one backend. A local-mode process would take every order
+    /// whose message went to SQS for an orphan (its scan looks in the local queue) and fail it;
+    /// an SQS-mode process would leave the local queue's messages to nobody.
+    static func checkQueueMode(of backend: any FlashBackend, sqs: Bool) async throws {
+        if sqs {
+            if let local = try await backend.existingQueue(named: "payments") {
+                let left = try await local.statistics().total
+                if left > 0 {
+                    throw QueueModeMismatch(description: "this database's own payments queue still holds \(left) messages: let processes "
+                        + "without --queue sqs finish them (GET /stats shows the queue) before starting with --queue sqs")
+                }
+            }
+        } else if try await backend.existingQueue(named: "outbox") != nil {
+            throw QueueModeMismatch(description: "this database sends its orders to SQS (--queue sqs): start every process on it "
+                + "with the same --queue, --queue-url and --topic-arn")
+        }
+    }
+
+    /// Where payment messages go and who reads them: the backend's own queue, or SQS behind an
+    /// outbox.
+    public struct PaymentsRoute: Sendable {
+        public var store: any OrderStore
+        public var deadLetterQueue: (any MessageQueue)?
+        /// Publishes the outbox (SQS only).
+        public var relay: OutboxRelay?
+
+        /// The backend's own queue and dead letters.
+        public static func local(_ backend: any FlashBackend) -> PaymentsRoute {
+            PaymentsRoute(store: backend.orders, deadLetterQueue: backend.deadLetterQueue, relay: nil)
+        }
+
+        /// The SQS queue (checked to exist), its dead-letter queue from its redrive policy, and a
+        /// relay from the backend's outbox to the SNS topic (checked too) or to the queue.
+        public static func sqs(_ sqs: SQSConfiguration, backend: any FlashBackend, logger: Logger) async throws -> PaymentsRoute {
+            let queue = try await SQSQueues(configuration: sqs.aws).open(url: sqs.queueURL)
+            let destination: any MessagePublisher = if let arn = sqs.topicARN {
+                try await SNSTopics(configuration: sqs.aws).open(arn: arn)
+            } else {
+                queue
+            }
+            let store = OutboxOrderStore(local: backend.orders, paymentsQueue: queue, retention: queue.retention)
+            let relay = OutboxRelay(configuration: .init(concurrency: sqs.relayConcurrency), outbox: store.outbox,
+                                    destination: destination, logger: logger)
+            return PaymentsRoute(store: store, deadLetterQueue: queue.deadLetterQueue, relay: relay)
+        }
     }
 
     /// Wires every component over an open backend.
-    public static func compose(_ configuration: FlashConfiguration, role: Role, backend: any FlashBackend, logger: Logger) -> FlashSystem {
-        let store = backend.orders
+    public static func compose(_ configuration: FlashConfiguration, role: Role, backend: any FlashBackend,
+                               route: PaymentsRoute? = nil, logger: Logger) -> FlashSystem {
+        let route = route ?? .local(backend)
+        let store = route.store
         let gateway: any PaymentGateway = if let remote = configuration.paymentURL {
             HTTPPaymentGateway(configuration: remote, logger: logger)
         } else {
@@ -74,8 +150,8 @@ public struct FlashSystem: Sendable {
             : nil
         let reconciler = Reconciler(
             configuration: .init(interval: configuration.workers.reconcileInterval), store: store,
-            settler: OrderSettler(store: store, gateway: gateway), paymentsQueue: backend.paymentsQueue,
-            deadLetterQueue: backend.deadLetterQueue, processed: processed, logger: logger)
+            settler: OrderSettler(store: store, gateway: gateway), paymentsQueue: store.paymentsQueue,
+            deadLetterQueue: route.deadLetterQueue, processed: processed, logger: logger)
         let kind: ProcessRecord.Kind = switch role {
         case .server: workers == nil ? .api : .server
         case .worker: .worker
@@ -85,26 +161,29 @@ public struct FlashSystem: Sendable {
                                  acceptedPerSecond: accepted.perSecond, processedPerSecond: processed.perSecond)
         }
         let services = FlashServices(
-            store: store, deadLetterQueue: backend.deadLetterQueue, gateway: gateway, membership: membership,
+            store: store, deadLetterQueue: route.deadLetterQueue, gateway: gateway, membership: membership,
             reconciler: reconciler,
             lanes: CheckoutLanes(lanes: configuration.api.syncLanes, expectedServiceTime: configuration.payment.latency.mean),
             syncTimeout: configuration.api.syncTimeout, accepted: accepted, processed: processed, catalog: backend.catalog,
-            admin: AdminPolicy(token: configuration.api.adminToken), flashProduct: configuration.api.flashProduct)
+            admin: AdminPolicy(token: configuration.api.adminToken), flashProduct: configuration.api.flashProduct,
+            outbox: route.relay == nil ? nil : backend.paymentsQueue)
         return FlashSystem(configuration: configuration, role: role, backend: backend, gateway: gateway, workers: workers,
-                           reconciler: reconciler, membership: membership, services: services)
+                           reconciler: reconciler, membership: membership, relay: route.relay, services: services)
     }
 
     /// Orders and their stock.
-    public var store: any OrderStore { backend.orders }
+    public var store: any OrderStore { services.store }
     public var catalog: any Catalog { backend.catalog }
     public var ledger: any PaymentLedger { backend.ledger }
-    public var paymentsQueue: any MessageQueue { backend.paymentsQueue }
+    public var paymentsQueue: any MessageQueue { services.store.paymentsQueue }
 
     /// The long-running parts, in service-group order: the backend first (shut down last), the
-    /// HTTP gateway client if any, then the reconciler, the membership and the worker pool (shut
-    /// down first, after the server).
+    /// outbox relay (which publishes until the API has stopped accepting), the HTTP gateway
+    /// client if any, then the reconciler, the membership and the worker pool (shut down first,
+    /// after the server).
     public var runningServices: [any Service] {
-        [backend] + ((gateway as? HTTPPaymentGateway).map { [$0] } ?? []) + [reconciler, membership] + (workers.map { [$0] } ?? [])
+        [backend] + (relay.map { [$0] } ?? []) + ((gateway as? HTTPPaymentGateway).map { [$0] } ?? [])
+            + [reconciler, membership] + (workers.map { [$0] } ?? [])
     }
 
     /// The HTTP application of this process: the order API (server role) or the side port's
@@ -119,4 +198,9 @@ public struct FlashSystem: Sendable {
         try await (gateway as? HTTPPaymentGateway)?.shutdown()
         try await backend.shutdown()
     }
+}
+
+/// A process was started in another queue mode than the database is used with.
+public struct QueueModeMismatch: Error, CustomStringConvertible {
+    public var description: String
 }

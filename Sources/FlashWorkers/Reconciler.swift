@@ -303,13 +303,14 @@ public final class Reconciler: Service {
             }
             // Each message on its own: one that fails does not hold up the others.
             for message in messages {
-                var park = QueueLimits.maxVisibilityTimeout
+                // SQS caps a message's hidden time at 12 h from its receive: the park stays inside it.
+                var park = QueueLimits.maxVisibilityTimeout - Self.handlingLease - .seconds(60)
                 if let orderID = PaymentMessage.orderID(in: message.body) {
                     // (Its receive count here also counts this queue's own deliveries: not quoted.)
                     let settled = await settle(orderID, why: "payment abandoned: its message was dead-lettered after its last allowed delivery")
                     if settled == .unresolved { park = configuration.deadLetterRetry }
                 }
-                // Settled (or not an order at all): parked for inspection, hidden for 12 h at a time.
+                // Settled (or not an order at all): parked for inspection, hidden for ~12 h at a time.
                 try? await deadLetterQueue.changeVisibility(message.receiptHandle, timeout: park)
             }
         }

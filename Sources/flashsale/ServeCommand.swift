@@ -18,6 +18,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Address to listen on [FLASHSALE_HOST, default 127.0.0.1].") var host: String?
     @Option(help: "Port to listen on; 0 picks a free one [FLASHSALE_PORT, default 8080].") var port: String?
     @OptionGroup var backend: BackendOptions
+    @OptionGroup var queue: QueueOptions
     @OptionGroup var workers: WorkerOptions
     @OptionGroup var payment: PaymentOptions
     @OptionGroup var api: APIOptions
@@ -28,6 +29,7 @@ struct ServeCommand: AsyncParsableCommand {
         config.http.host = Settings.string(host, env: "FLASHSALE_HOST", default: config.http.host)
         config.http.port = try Settings.int(port, env: "FLASHSALE_PORT", default: config.http.port, range: 0...65535)
         try backend.resolve(into: &config)
+        try queue.resolve(into: &config)
         try workers.resolve(into: &config, minimumWorkers: 0)
         try payment.resolve(into: &config)
         try api.resolve(into: &config)
@@ -39,7 +41,7 @@ struct ServeCommand: AsyncParsableCommand {
         let logger = try log.bootstrap()
         let system = try await FlashSystem.open(config, role: .server, logger: logger)
         logger.info("flashsale starting", metadata: [
-            "data": "\(config.backend.postgres?.redacted ?? config.backend.path)", "workers": "\(config.workers.count)",
+            "data": "\(config.backend.postgres?.redacted ?? config.backend.path)", "queue": "\(config.sqs.map { "sqs \($0.queueURL)" } ?? "local")", "workers": "\(config.workers.count)",
             "payment_latency": "\(config.payment.latency)", "sync_lanes": "\(config.api.syncLanes)",
         ])
         let app = system.application(logger: logger) { port in

@@ -21,6 +21,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Address of the side port [FLASHSALE_HOST, default 127.0.0.1].") var host: String?
     @Option(help: "Serve /health, /stats and /workers on this port; 0 picks a free one; none if unset [FLASHSALE_WORKER_PORT].") var port: String?
     @OptionGroup var backend: BackendOptions
+    @OptionGroup var queue: QueueOptions
     @OptionGroup var workers: WorkerOptions
     @OptionGroup var payment: PaymentOptions
     @OptionGroup var log: LogOptions
@@ -31,6 +32,7 @@ struct WorkerCommand: AsyncParsableCommand {
         let side = Settings.value(port, env: "FLASHSALE_WORKER_PORT")
         if side != nil { config.http.port = try Settings.int(port, env: "FLASHSALE_WORKER_PORT", default: 0, range: 0...65535) }
         try backend.resolve(into: &config)
+        try queue.resolve(into: &config)
         try workers.resolve(into: &config, minimumWorkers: 1)
         try payment.resolve(into: &config)
         return (config, side != nil)
@@ -41,7 +43,7 @@ struct WorkerCommand: AsyncParsableCommand {
         let logger = try log.bootstrap()
         let system = try await FlashSystem.open(config, role: .worker, logger: logger)
         logger.info("flashsale worker starting", metadata: [
-            "data": "\(config.backend.postgres?.redacted ?? config.backend.path)", "workers": "\(config.workers.count)", "process_id": "\(system.membership.processID)",
+            "data": "\(config.backend.postgres?.redacted ?? config.backend.path)", "queue": "\(config.sqs.map { "sqs \($0.queueURL)" } ?? "local")", "workers": "\(config.workers.count)", "process_id": "\(system.membership.processID)",
         ])
         let ready = "flashsale worker \(system.membership.processID) running \(config.workers.count) workers"
         if sidePort {

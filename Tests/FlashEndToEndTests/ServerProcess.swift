@@ -26,7 +26,7 @@ final class ServerProcess: @unchecked Sendable {
     }
 
     /// Starts `flashsale <command> --port 0 --data dataPath …arguments` and waits until it listens.
-    init(_ command: String = "serve", dataPath: String, arguments: [String]) async throws {
+    init(_ command: String = "serve", dataPath: String, arguments: [String], environment: [String: String] = [:]) async throws {
         logPath = dataPath + ".\(UUID().uuidString.prefix(8)).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
@@ -34,6 +34,7 @@ final class ServerProcess: @unchecked Sendable {
         process.arguments = [command, "--port", "0", "--data", dataPath, "--log-level", "warning"] + arguments
         process.standardOutput = log
         process.standardError = log
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
         try process.run()
         let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline {

@@ -1,3 +1,4 @@
+import FlashAWS
 import FlashPostgres
 import FlashQueue
 import FlashSQLite
@@ -15,12 +16,16 @@ protocol QueueHarness: Sendable {
 }
 
 /// Every backend the contract runs against: SQLite always, PostgreSQL when the test command
-/// started one (`FLASHSALE_TEST_POSTGRES`, see scripts/test). SQS joins this list when it exists.
+/// started one (`FLASHSALE_TEST_POSTGRES`), SQS when it started a local AWS endpoint
+/// (`FLASHSALE_TEST_AWS_ENDPOINT`, moto_server; see scripts/test).
 enum QueueBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
     case sqlite
     case postgres
+    case sqs
 
-    static var allCases: [QueueBackend] { TestPostgres.url == nil ? [.sqlite] : [.sqlite, .postgres] }
+    static var allCases: [QueueBackend] {
+        [.sqlite] + (TestPostgres.url == nil ? [] : [.postgres]) + (TestAWSEndpoint.url == nil ? [] : [.sqs])
+    }
 
     var testDescription: String { rawValue }
 
@@ -28,6 +33,7 @@ enum QueueBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
         switch self {
         case .sqlite: return try SQLiteHarness(path: TemporaryFile.path("queue"))
         case .postgres: return try await PostgresHarness(configuration: TestPostgres.freshSchema())
+        case .sqs: return SQSHarness()
         }
     }
 }
@@ -129,4 +135,49 @@ func withHarness(_ backend: QueueBackend, _ body: (any QueueHarness) async throw
         try? await harness.close()
         throw error
     }
+}
+
+/// AWS SQS through the local endpoint the test command started (moto_server): the same
+/// contract, with SQS's whole-second durations (each test's sub-second ones round up to 1 s) and,
+/// where SQS's semantics differ, the test says what SQS and AWS do instead.
+struct SQSHarness: QueueHarness {
+    /// This harness's queues are named `<prefix>-<name>`: the endpoint is shared by every test.
+    let prefix: String
+    let queues: SQSQueues
+
+    init(prefix: String = "c" + UUID().uuidString.prefix(8).lowercased()) {
+        self.prefix = prefix
+        queues = SQSQueues(configuration: AWSConfiguration(
+            region: "us-east-1", endpoint: TestAWSEndpoint.url,
+            credentials: StaticCredentials(AWSCredentials(accessKeyID: "testing", secretAccessKey: "testing"))))
+    }
+
+    func queue(_ name: String, _ attributes: QueueAttributes) async throws -> any MessageQueue {
+        var attributes = attributes
+        // The dead-letter queue keeps the contract's name, under this harness's prefix.
+        if let dead = attributes.deadLetterQueueName(for: name) { attributes.deadLetterQueue = "\(prefix)-\(dead)" }
+        return try await queues.create("\(prefix)-\(name)", attributes: attributes)
+    }
+
+    func existingQueue(_ name: String) async throws -> any MessageQueue {
+        do {
+            return try await queues.open("\(prefix)-\(name)")
+        } catch QueueError.queueDoesNotExist {
+            throw QueueError.queueDoesNotExist(name)
+        }
+    }
+
+    /// SNS topics are tested on their own (`SNSTopicTests`, and the topology end to end).
+    func topic(_ name: String) async throws -> any Topic {
+        throw QueueError.invalidAttribute("SNS topics are not part of the SQS harness")
+    }
+
+    /// SQS is a service: "reopening" is a new client for the same queues.
+    func reopened() async throws -> any QueueHarness { SQSHarness(prefix: prefix) }
+
+    func close() async throws {}
+}
+
+enum TestAWSEndpoint {
+    static let url = ProcessInfo.processInfo.environment["FLASHSALE_TEST_AWS_ENDPOINT"]
 }

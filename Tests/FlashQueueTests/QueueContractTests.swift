@@ -39,6 +39,9 @@ struct QueueContractTests {
 
     @Test(arguments: QueueBackend.allCases)
     func staleReceiptCannotDeleteOrExtendTheNewDelivery(_ backend: QueueBackend) async throws {
+        // SQS differs: AWS documents only that the latest receipt handle works; an older one may
+        // still delete or extend (moto lets it). Consumers on SQS are idempotent for this reason.
+        guard backend != .sqs else { return }
         try await withHarness(backend) { harness in
             let queue = try await harness.queue("work", Self.fast)
             _ = try await queue.send("job")
@@ -79,6 +82,8 @@ struct QueueContractTests {
     /// fails while the current receipt of the same message succeeds.
     @Test(arguments: QueueBackend.allCases)
     func concurrentCallsKeepTheirOwnLeasesAndReceipts(_ backend: QueueBackend) async throws {
+        // SQS differs: a stale receipt may still act there (see the test above).
+        guard backend != .sqs else { return }
         try await withHarness(backend) { harness in
             let queue = try await harness.queue("work", Self.fast)
             _ = try await queue.sendBatch((0..<10).map { OutgoingMessage("a\($0)") })
@@ -161,9 +166,11 @@ struct QueueContractTests {
     func delayedMessagesStayHiddenUntilTheirDelayPasses(_ backend: QueueBackend) async throws {
         try await withHarness(backend) { harness in
             let queue = try await harness.queue("work", Self.fast)
-            let id = try await queue.send("later", delay: .seconds(2))
+            // Seconds: the statistics below must come before the delay ends, on a loaded box too.
+            let id = try await queue.send("later", delay: .seconds(5))
             #expect(try await queue.receive(maxMessages: 1, wait: .zero).isEmpty)
-            #expect(try await queue.statistics().delayed == 1)
+            // SQS's counts are approximate (AWS: eventually consistent, about a minute): not checked there.
+            if backend != .sqs { #expect(try await queue.statistics().delayed == 1) }
             // The long poll wakes for the delay's end without any new send.
             let received = try await queue.receive(maxMessages: 1, wait: .seconds(10))
             #expect(received.map(\.messageID) == [id])
@@ -200,6 +207,8 @@ struct QueueContractTests {
 
     @Test(arguments: QueueBackend.allCases)
     func messagesPastRetentionAreDroppedAndCounted(_ backend: QueueBackend) async throws {
+        // SQS differs: retention is at least 60 s and SQS drops expired messages itself, uncounted.
+        guard backend != .sqs else { return }
         try await withHarness(backend) { harness in
             // Seconds, not milliseconds: "new" must stay within retention until the receive, on a loaded box too.
             let queue = try await harness.queue("work", QueueAttributes(retention: .seconds(2)))
@@ -324,6 +333,8 @@ struct QueueContractTests {
 
     @Test(arguments: QueueBackend.allCases)
     func topicFansOutToEverySubscribedQueue(_ backend: QueueBackend) async throws {
+        // SNS → SQS fan-out has its own tests (SNSTopicTests, and the topology end to end).
+        guard backend != .sqs else { return }
         try await withHarness(backend) { harness in
             let payments = try await harness.queue("payments", Self.fast)
             let notifications = try await harness.queue("notifications", Self.fast)
@@ -344,17 +355,19 @@ struct QueueContractTests {
     func concurrentSendersAreAllDeliveredExactlyOnce(_ backend: QueueBackend) async throws {
         try await withHarness(backend) { harness in
             let queue = try await harness.queue("busy", QueueAttributes(visibilityTimeout: .seconds(60)))
+            // moto is one Python process whose receive scans the queue: a smaller storm there.
+            let (senders, each) = backend == .sqs ? (16, 10) : (64, 20)
             let sent = try await withThrowingTaskGroup(of: [String].self) { group in
-                for sender in 0..<64 {
+                for sender in 0..<senders {
                     group.addTask {
                         var ids: [String] = []
-                        for n in 0..<20 { ids.append(try await queue.send("\(sender)-\(n)")) }
+                        for n in 0..<each { ids.append(try await queue.send("\(sender)-\(n)")) }
                         return ids
                     }
                 }
                 return try await group.reduce(into: [String]()) { $0 += $1 }
             }
-            #expect(Set(sent).count == 64 * 20)
+            #expect(Set(sent).count == senders * each)
             var received: [String] = []
             while true {
                 let batch = try await queue.receive(maxMessages: 10, wait: .zero)
@@ -369,6 +382,9 @@ struct QueueContractTests {
 
     @Test(arguments: QueueBackend.allCases)
     func aDeliveryReturnedUntriedDoesNotCountTowardsTheDeadLetterQueue(_ backend: QueueBackend) async throws {
+        // SQS differs: it counts every receive toward redrive, given back or not (SQSMessageQueue
+        // says so); flashsale's outbox store hides never-touched deliveries for a while instead.
+        guard backend != .sqs else { return }
         try await withHarness(backend) { harness in
             let queue = try await harness.queue("work", QueueAttributes(visibilityTimeout: .seconds(30), maxReceiveCount: 2))
             let dlq = try await harness.existingQueue("work-dlq")
@@ -395,6 +411,8 @@ struct QueueContractTests {
 
     @Test(arguments: QueueBackend.allCases)
     func retentionIsEnforcedWithoutAnyReceive(_ backend: QueueBackend) async throws {
+        // SQS differs: SQS enforces its own retention (at least 60 s); there is nothing to sweep.
+        guard backend != .sqs else { return }
         try await withHarness(backend) { harness in
             let queue = try await harness.queue("short", QueueAttributes(retention: .seconds(2)))
             _ = try await queue.sendBatch((1...5).map { OutgoingMessage("old \($0)") })

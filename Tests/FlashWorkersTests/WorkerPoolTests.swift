@@ -219,7 +219,8 @@ struct UntriedDeliveryTests {
         config.queue.maxReceives = 1
         let system = try await FlashSystem.open(config, logger: WorkerPoolTests.logger)
         for n in 0..<10 { _ = try await system.store.placeQueued(WorkerPoolTests.order(n)) }
-        let group = ServiceGroup(configuration: .init(services: [system.workers!, system.reconciler], logger: WorkerPoolTests.logger))
+        // In FlashSystem's order: the pool last, so it is the first to stop.
+        let group = ServiceGroup(configuration: .init(services: [system.reconciler, system.workers!], logger: WorkerPoolTests.logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             try await WorkerPoolTests().expectEventually { system.workers!.busy == 2 }

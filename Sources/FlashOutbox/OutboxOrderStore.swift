@@ -1,0 +1,145 @@
+import FlashCore
+import FlashOrders
+import FlashQueue
+import Synchronization
+
+/// The order store of a process whose payments queue lives in another system (SQS): a
+/// transactional outbox over the backend's own store.
+///
+/// - **Placing** is the backend's: the order, its reservation and its payment message commit in
+///   one transaction, the message going to the backend's local outbox queue. A 202 therefore
+///   still means the order is durable and its message will be delivered: ``OutboxRelay``
+///   publishes the outbox to the payments queue, at least once.
+/// - **Workers** read ``paymentsQueue`` (the external queue). Finishing records the result first
+///   and deletes the delivery after, as the ``OrderStore`` contract says of a store that does not
+///   hold the queue: a crash between the two leaves a message whose redelivery finds the order
+///   finished. Giving a delivery back is the queue's first, then the order's attempt.
+/// - **The reconciler** cannot look inside SQS for an order's message. An open queued order is
+///   taken as orphaned when its outbox message is gone (relayed) and it was placed before the
+///   queue's retention could have dropped its message, or before a purge made through this
+///   process. Dead-lettered messages are found by reading the dead-letter queue, as on every
+///   backend.
+public final class OutboxOrderStore: OrderStore {
+    /// The backend's own store: it places orders with their outbox message.
+    public let local: any OrderStore
+    let external: WatchedQueue
+    /// Past the queue's retention by this much, a relayed order's message is surely gone.
+    let retentionGrace: Duration
+
+    /// - Parameters:
+    ///   - local: the backend's store, whose payments queue is the outbox.
+    ///   - paymentsQueue: the queue the workers read (SQS).
+    ///   - retention: how long `paymentsQueue` keeps a message (its MessageRetentionPeriod).
+    public init(local: any OrderStore, paymentsQueue: any MessageQueue, retention: Duration, retentionGrace: Duration = .seconds(300)) {
+        self.local = local
+        self.external = WatchedQueue(paymentsQueue, retention: retention)
+        self.retentionGrace = retentionGrace
+    }
+
+    /// The queue the workers read.
+    public var paymentsQueue: any MessageQueue { external }
+    /// The local queue the relay publishes from.
+    public var outbox: any MessageQueue { local.paymentsQueue }
+
+    public func placeQueued(_ order: NewOrder) async throws -> Placement { try await local.placeQueued(order) }
+    public func placeImmediate(_ order: NewOrder, holdUntil: Int64) async throws -> Placement {
+        try await local.placeImmediate(order, holdUntil: holdUntil)
+    }
+    public func order(id: String) async throws -> Order? { try await local.order(id: id) }
+    public func startProcessing(_ orderIDs: [String]) async throws -> [String: Order] { try await local.startProcessing(orderIDs) }
+    public func returnAttempts(_ orderIDs: [String]) async throws { try await local.returnAttempts(orderIDs) }
+    public func settle(_ orderID: String, result: OrderResult, counted: Bool) async throws -> FinishedOrder? {
+        try await local.settle(orderID, result: result, counted: counted)
+    }
+    public func expiredHolds(now: Int64, limit: Int) async throws -> [Orphan] { try await local.expiredHolds(now: now, limit: limit) }
+    public func settlementCounts() async throws -> SettlementCounts { try await local.settlementCounts() }
+    public func counts() async throws -> OrderCounts { try await local.counts() }
+
+    /// How long a delivery given back with no order touched stays hidden (see ``returnUntried(_:)``).
+    static let untouchedBackoff: Duration = .seconds(10)
+
+    /// The queue first; then, for each delivery SQS took back (its receipt was current), the
+    /// attempt on its order is given back too.
+    ///
+    /// SQS counts every receive toward its redrive policy, given back or not. A delivery whose
+    /// order was never touched (the store failed before the worker could prepare it: the
+    /// backend is away) is therefore hidden for ``untouchedBackoff`` rather than offered again at
+    /// once; otherwise the fetchers' retries would use up its receives in a second or two of
+    /// outage and dead-letter an order nobody tried.
+    public func returnUntried(_ deliveries: [UntriedDelivery]) async throws {
+        guard !deliveries.isEmpty else { return }
+        let prepared = deliveries.filter { $0.orderID != nil }
+        for delivery in deliveries where delivery.orderID == nil {
+            try? await external.changeVisibility(delivery.receipt, timeout: Self.untouchedBackoff)
+        }
+        guard !prepared.isEmpty else { return }
+        let current = try await external.returnUntried(prepared.map(\.receipt))
+        let ids = zip(prepared, current).compactMap { delivery, isCurrent in isCurrent ? delivery.orderID : nil }
+        try await local.returnAttempts(ids)
+    }
+
+    /// The result first, then the delivery (a stale receipt deletes nothing; the result stands).
+    @discardableResult
+    public func finish(_ orderID: String, result: OrderResult, deleting receipt: ReceiptHandle?) async throws -> Order? {
+        let order = try await local.finish(orderID, result: result, deleting: nil)
+        if let receipt {
+            do {
+                try await external.delete(receipt)
+            } catch QueueError.receiptHandleInvalid {
+                // Received again meanwhile: that delivery finds the order finished and deletes it.
+            }
+        }
+        return order
+    }
+
+    /// The local scan (its "message gone" means: relayed, or never had one), kept to the orders
+    /// whose external message must be gone too: placed before the retention window, or before a
+    /// purge of the payments queue through this process.
+    public func orphans(after cursor: Int64, limit: Int) async throws -> OrphanScan {
+        var scan = try await local.orphans(after: cursor, limit: limit)
+        let expiredBefore = WallClock.nowMillis() - (external.retention + retentionGrace).asMilliseconds
+        let cutoff = max(expiredBefore, external.purgedBefore)
+        // An order the local store gave no time for (placedAt 0) is kept: it cannot be shown old.
+        scan.orphans.removeAll { $0.reason == .messageGone && ($0.placedAt == 0 || $0.placedAt >= cutoff) }
+        return scan
+    }
+}
+
+/// The external payments queue, noting when it was purged through this process: the orders
+/// placed before are orphans (SQS deletes every message sent before a PurgeQueue).
+final class WatchedQueue: MessageQueue {
+    let base: any MessageQueue
+    let retention: Duration
+    private let purged = Atomic<Int64>(0)
+
+    init(_ base: any MessageQueue, retention: Duration) {
+        self.base = base
+        self.retention = retention
+    }
+
+    /// Orders placed before this (Unix ms) had their messages purged; 0 when none was.
+    var purgedBefore: Int64 { purged.load(ordering: .acquiring) }
+
+    var name: String { base.name }
+    func send(_ body: String, delay: Duration) async throws -> String { try await base.send(body, delay: delay) }
+    func sendBatch(_ messages: [OutgoingMessage]) async throws -> [String] { try await base.sendBatch(messages) }
+    func receive(maxMessages: Int, wait: Duration, visibilityTimeout: Duration?) async throws -> [ReceivedMessage] {
+        try await base.receive(maxMessages: maxMessages, wait: wait, visibilityTimeout: visibilityTimeout)
+    }
+    func changeVisibility(_ receipt: ReceiptHandle, timeout: Duration) async throws { try await base.changeVisibility(receipt, timeout: timeout) }
+    func delete(_ receipt: ReceiptHandle) async throws { try await base.delete(receipt) }
+    func deleteBatch(_ receipts: [ReceiptHandle]) async throws -> [Result<Void, QueueError>] { try await base.deleteBatch(receipts) }
+    @discardableResult
+    func returnUntried(_ receipts: [ReceiptHandle]) async throws -> [Bool] { try await base.returnUntried(receipts) }
+    @discardableResult
+    func sweepExpired() async throws -> Int { try await base.sweepExpired() }
+    func statistics() async throws -> QueueStatistics { try await base.statistics() }
+    func countVisible(sentAtOrBefore millis: Int64) async throws -> Int { try await base.countVisible(sentAtOrBefore: millis) }
+
+    func purge() async throws {
+        // Taken before the call: an order placed while SQS purges may keep its message.
+        let now = WallClock.nowMillis()
+        try await base.purge()
+        purged.store(now, ordering: .releasing)
+    }
+}
