@@ -163,7 +163,8 @@ struct OrdersController<Context: RequestContext> {
             throw APIError.notFound("no order with id '\(id)'")
         }
         guard order.status == .pending else { return Response.json(.ok, OrderJSON.order(order)) }
-        let position = try await store.queuePosition(of: order)
+        // An estimate: when the queue cannot say (SQS unreachable), the order is shown without it.
+        let position = try? await store.queuePosition(of: order)
         var eta: Int64?
         if let position, let rate = processingRate, rate > 0 {
             eta = WallClock.nowMillis() + Int64((Double(position + 1) / rate * 1000).rounded())

@@ -111,6 +111,7 @@ final class WatchedQueue: MessageQueue {
     let base: any MessageQueue
     let retention: Duration
     private let purged = Atomic<Int64>(0)
+    private let visibleCache = Mutex<(count: Int, at: ContinuousClock.Instant)?>(nil)
 
     init(_ base: any MessageQueue, retention: Duration) {
         self.base = base
@@ -133,8 +134,22 @@ final class WatchedQueue: MessageQueue {
     func returnUntried(_ receipts: [ReceiptHandle]) async throws -> [Bool] { try await base.returnUntried(receipts) }
     @discardableResult
     func sweepExpired() async throws -> Int { try await base.sweepExpired() }
-    func statistics() async throws -> QueueStatistics { try await base.statistics() }
-    func countVisible(sentAtOrBefore millis: Int64) async throws -> Int { try await base.countVisible(sentAtOrBefore: millis) }
+    /// Bounded: `/stats` answers an error within 5 s when AWS does not answer, rather than wait
+    /// for every retry.
+    func statistics() async throws -> QueueStatistics {
+        try await withTimeout(.seconds(5)) { [base] in try await base.statistics() }
+    }
+
+    /// SQS's approximate count (it cannot count by send time), asked at most once a second and
+    /// for 2 s at most: an order's status page estimates its place with it, and must neither
+    /// call AWS per request nor wait on an AWS that does not answer.
+    func countVisible(sentAtOrBefore millis: Int64) async throws -> Int {
+        let now = ContinuousClock.now
+        if let cached = visibleCache.withLock({ $0 }), now - cached.at < .seconds(1) { return cached.count }
+        let count = try await withTimeout(.seconds(2)) { [base] in try await base.countVisible(sentAtOrBefore: millis) }
+        visibleCache.withLock { $0 = (count, now) }
+        return count
+    }
 
     func purge() async throws {
         // Taken before the call: an order placed while SQS purges may keep its message.

@@ -47,8 +47,9 @@ struct AWSTopologyTests {
             }
             let doomed = Acknowledged()
             try await AWSTopology.send(10, prefix: "d", to: client, accepted: doomed)
-            // (Generous: moto's long poll on the dead-letter queue has been seen to miss redriven
-            // messages until it ends, 20 s later, where AWS answers at once.)
+            // (Generous: this phase has taken 7 s to 67 s here. moto's long polls have been seen to
+            // miss messages that became visible again or were moved by redrive until the poll
+            // ended, 20 s later, where AWS answers at once.)
             try await expectEventually(timeout: .seconds(150)) { try await FleetTests.stats(client).orders.failed == 10 }
             stats = try await FleetTests.stats(client)
             #expect(stats.orders.completed == total)
