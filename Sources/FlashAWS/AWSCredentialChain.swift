@@ -14,17 +14,14 @@ import NIOHTTP1
 /// 4. EC2 instance metadata, IMDSv2 (a session token first; `AWS_EC2_METADATA_DISABLED=true`
 ///    turns it off, `AWS_EC2_METADATA_SERVICE_ENDPOINT` moves it).
 ///
-/// The first source that is configured is used from then on. Temporary credentials (the
-/// container's, the instance's) are refreshed ``RefreshingCredentials/refreshWindow`` before
-/// they expire, and at once when AWS answers that a token expired.
+/// The first source that is configured gives the credentials. Long-term keys (environment,
+/// files) are read once; temporary credentials (the container's, the instance's) are fetched
+/// again, through the chain, ``RefreshingCredentials/refreshWindow`` before they expire, and at
+/// once when AWS answers that a token expired.
 public final class AWSCredentialChain: AWSCredentialsProvider {
-    let environment: [String: String]
-    let http: HTTPClient
     private let chosen: RefreshingCredentials
 
     public init(environment: [String: String] = ProcessInfo.processInfo.environment, http: HTTPClient = .shared) {
-        self.environment = environment
-        self.http = http
         let sources = Self.sources(environment: environment, http: http)
         chosen = RefreshingCredentials { try await Self.firstConfigured(sources) }
     }

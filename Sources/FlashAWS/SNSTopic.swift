@@ -24,7 +24,7 @@ public struct SNSTopic: MessagePublisher {
     /// PublishBatch: each entry's own outcome (an entry SNS refuses is reported, not thrown).
     public func publishBatch(_ bodies: [String]) async throws -> [Bool] {
         guard !bodies.isEmpty else { return [] }
-        guard bodies.count <= QueueLimits.maxBatchSize else { throw QueueError.invalidBatchSize(bodies.count) }
+        try QueueLimits.validateBatchCount(bodies.count)
         struct Entry: Decodable { var Id: String }
         struct Result: Decodable {
             var Successful: QueryList<Entry>?

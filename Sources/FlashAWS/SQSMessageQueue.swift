@@ -52,10 +52,7 @@ public final class SQSMessageQueue: MessageQueue {
 
     public func sendBatch(_ messages: [OutgoingMessage]) async throws -> [String] {
         try QueueLimits.validate(messages, maxBodyBytes: maxBodyBytes)
-        let entries = messages.enumerated().map { index, message in
-            SQS.SendMessageBatch.Entry(Id: "m\(index)", MessageBody: message.body, DelaySeconds: Self.seconds(message.delay))
-        }
-        let answer = try await call("SendMessageBatch", SQS.SendMessageBatch(QueueUrl: url, Entries: entries), as: SQS.BatchResult.self)
+        let (entries, answer) = try await sendMessageBatch(messages)
         if let failed = answer.Failed?.first {
             throw AWSError(code: failed.Code, message: failed.Message ?? "entry \(failed.Id) was refused", status: 400, action: "SendMessageBatch")
         }
@@ -107,6 +104,14 @@ public final class SQSMessageQueue: MessageQueue {
         return zip(entries, receipts).map { entry, receipt in
             failed.contains(entry.Id) ? .failure(.receiptHandleInvalid(receipt.rawValue)) : .success(())
         }
+    }
+
+    /// One SendMessageBatch call; entry `i` has the id `m<i>`.
+    private func sendMessageBatch(_ messages: [OutgoingMessage]) async throws -> ([SQS.SendMessageBatch.Entry], SQS.BatchResult) {
+        let entries = messages.enumerated().map { index, message in
+            SQS.SendMessageBatch.Entry(Id: "m\(index)", MessageBody: message.body, DelaySeconds: Self.seconds(message.delay))
+        }
+        return (entries, try await call("SendMessageBatch", SQS.SendMessageBatch(QueueUrl: url, Entries: entries), as: SQS.BatchResult.self))
     }
 
     /// Visibility 0 for each; a receipt SQS refuses (its message was received again, or deleted)
@@ -204,8 +209,8 @@ extension SQSMessageQueue: MessagePublisher {
     /// SendMessageBatch: each entry's own outcome (a body SQS refuses is reported, not thrown).
     public func publishBatch(_ bodies: [String]) async throws -> [Bool] {
         guard !bodies.isEmpty else { return [] }
-        let entries = bodies.enumerated().map { index, body in SQS.SendMessageBatch.Entry(Id: "m\(index)", MessageBody: body, DelaySeconds: 0) }
-        let answer = try await call("SendMessageBatch", SQS.SendMessageBatch(QueueUrl: url, Entries: entries), as: SQS.BatchResult.self)
+        try QueueLimits.validateBatchCount(bodies.count)
+        let (entries, answer) = try await sendMessageBatch(bodies.map { OutgoingMessage($0) })
         let succeeded = Set((answer.Successful ?? []).map(\.Id))
         return entries.map { succeeded.contains($0.Id) }
     }
