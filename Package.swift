@@ -26,6 +26,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/CoreOffice/XMLCoder.git", from: "0.18.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
     ],
     targets: [
         // Small shared vocabulary: durations, ids, clocks.
@@ -38,10 +41,20 @@ let package = Package(
         // Orders, the inventory gate and their store protocols.
         .target(name: "FlashOrders", dependencies: ["FlashCore", "FlashQueue"]),
         // The payment gateway protocol and its simulator.
-        .target(name: "FlashPayments", dependencies: ["FlashCore"]),
+        .target(name: "FlashPayments", dependencies: ["FlashCore", .product(name: "Metrics", package: "swift-metrics")]),
+        // What every flashsale HTTP process wears: request ids, HTTP metrics, a Prometheus registry
+        // (the factory swift-metrics records into) and the log format.
+        .target(name: "FlashTelemetry", dependencies: [
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
         // What a backend supplies (a Service owning its resources), the fleet registry, /stats.
         .target(name: "FlashBackend", dependencies: [
             "FlashCore", "FlashQueue", "FlashOrders", "FlashPayments",
+            .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
@@ -81,7 +94,8 @@ let package = Package(
         ]),
         // The payment gateway as its own HTTP service, and the client that charges through it.
         .target(name: "FlashGateway", dependencies: [
-            "FlashCore", "FlashPayments",
+            "FlashCore", "FlashPayments", "FlashTelemetry",
+            .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -91,21 +105,24 @@ let package = Package(
         // The elastic pool of payment workers (a Service).
         .target(name: "FlashWorkers", dependencies: [
             "FlashCore", "FlashQueue", "FlashOrders", "FlashPayments", "FlashBackend",
+            .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "DequeModule", package: "swift-collections"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // The HTTP API (Hummingbird 2) over the protocols above.
         .target(name: "FlashAPI", dependencies: [
-            "FlashCore", "FlashQueue", "FlashOrders", "FlashPayments", "FlashBackend", "FlashWorkers",
+            "FlashCore", "FlashQueue", "FlashOrders", "FlashPayments", "FlashBackend", "FlashWorkers", "FlashTelemetry",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-        ]),
+        ], resources: [.embedInCode("Resources/openapi.json"), .embedInCode("Resources/dashboard.html")]),
         // The composition root: a backend, the API and/or the workers, from one configuration.
         .target(name: "FlashServer", dependencies: [
-            "FlashCore", "FlashQueue", "FlashBackend", "FlashSQLite", "FlashPostgres", "FlashAWS", "FlashOutbox", "FlashGateway", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashAPI",
+            "FlashCore", "FlashQueue", "FlashBackend", "FlashSQLite", "FlashPostgres", "FlashAWS", "FlashOutbox", "FlashGateway", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashAPI", "FlashTelemetry",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -119,7 +136,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .executableTarget(name: "flashsale", dependencies: [
-            "FlashServer", "FlashLab", "FlashAWS",
+            "FlashServer", "FlashLab", "FlashAWS", "FlashTelemetry",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             "FlashCore", "FlashQueue", "FlashBackend", "FlashSQLite", "FlashPostgres", "FlashGateway", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashAPI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -133,6 +150,8 @@ let package = Package(
         .testTarget(name: "FlashEndToEndTests", dependencies: [
             "FlashCore", "FlashBackend", "FlashAWS",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            // Drives headless chromium over the DevTools protocol (the dashboard test).
+            .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
         ]),
         .testTarget(name: "FlashLabTests", dependencies: [
             "FlashCore", "FlashLab", "FlashServer",
@@ -153,6 +172,7 @@ let package = Package(
         ]),
         .testTarget(name: "FlashAPITests", dependencies: [
             "FlashCore", "FlashQueue", "FlashBackend", "FlashSQLite", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashAPI", "FlashServer",
+            "FlashTelemetry", .product(name: "Logging", package: "swift-log"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),

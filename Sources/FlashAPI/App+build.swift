@@ -1,3 +1,4 @@
+import FlashTelemetry
 import Hummingbird
 import Logging
 import ServiceLifecycle
@@ -6,36 +7,57 @@ import ServiceLifecycle
 public enum RouteSet: Sendable {
     /// The whole API (`flashsale serve`).
     case all
-    /// `/health`, `/stats` and `/workers` only (a worker's side port).
+    /// `/health`, `/stats`, `/workers`, `/metrics` and `/openapi.json` only (a worker's side port).
     case monitoring
 }
 
 /// The API's routes, over the services' protocols. Admin routes are one group behind
 /// ``AdminMiddleware``.
 public func buildRouter(_ services: FlashServices, routes set: RouteSet = .all) -> Router<FlashRequestContext> {
+    makeRouter(services, routes: set).router
+}
+
+/// The routes ``buildRouter(_:routes:)`` serves, as `METHOD /path/{param}` (the OpenAPI
+/// document's spelling), without the 405 answers and `HEAD`.
+public func routeList(_ services: FlashServices, routes set: RouteSet = .all) -> [String] {
+    makeRouter(services, routes: set).routes
+}
+
+func makeRouter(_ services: FlashServices, routes set: RouteSet) -> (router: Router<FlashRequestContext>, routes: [String]) {
     let router = Router(context: FlashRequestContext.self)
+    // Outermost first: the request id (on every log line and response), then metrics and the
+    // access log (which see every answer, errors included), then errors as JSON.
+    router.add(middleware: RequestIDMiddleware())
+    let latency = services.acceptLatency
+    router.add(middleware: HTTPMetricsMiddleware(factory: services.metrics.factory) { observation in
+        latency.observe(route: observation.route, status: observation.status, duration: observation.duration)
+    })
     router.add(middleware: JSONErrorMiddleware())
     let admin = router.group().add(middleware: AdminMiddleware(policy: services.admin))
     var routes = RouteTable(router: router, admin: admin)
-    SystemController(store: services.store, gateway: services.gateway, deadLetterQueue: services.deadLetterQueue,
-                     membership: services.membership, reconciler: services.reconciler, lanes: services.lanes,
-                     startedAtMillis: services.startedAtMillis, outbox: services.outbox)
+    SystemController(reader: services.statsReader, membership: services.membership, startedAtMillis: services.startedAtMillis)
+        .addRoutes(to: &routes)
+    MetricsController(registry: services.metrics, reader: services.statsReader, catalog: services.catalog, workers: services.workers,
+                      lanes: services.lanes, startedAtMillis: services.startedAtMillis)
         .addRoutes(to: &routes)
     if set == .all {
         OrdersController(store: services.store, gateway: services.gateway, lanes: services.lanes, syncTimeout: services.syncTimeout,
-                         accepted: services.accepted, processed: services.processed, membership: services.membership)
+                         accepted: services.accepted, processed: services.processed, orderMetrics: services.orderMetrics,
+                         membership: services.membership)
             .addRoutes(to: &routes)
+        DashboardController(feed: services.dashboard).addRoutes(to: &routes)
         AdminController(paymentsQueue: services.store.paymentsQueue, deadLetterQueue: services.deadLetterQueue,
                         reconciler: services.reconciler)
             .addRoutes(to: &routes)
         if let catalog = services.catalog {
             ProductsController(catalog: catalog).addRoutes(to: &routes)
-            FlashSaleController(store: services.store, catalog: catalog, flashProduct: services.flashProduct, accepted: services.accepted)
+            FlashSaleController(store: services.store, catalog: catalog, flashProduct: services.flashProduct, accepted: services.accepted,
+                                orderMetrics: services.orderMetrics)
                 .addRoutes(to: &routes)
         }
     }
     routes.finish()
-    return router
+    return (router, routes.registered)
 }
 
 /// The HTTP application: the router, served on `host:port`, running `services` (the backend,

@@ -1,3 +1,4 @@
+import FlashBackend
 import FlashCore
 import FlashOrders
 import Hummingbird
@@ -13,6 +14,7 @@ struct FlashSaleController {
     let catalog: any Catalog
     let flashProduct: String
     let accepted: RateMeter
+    let orderMetrics: OrderMetrics
 
     func addRoutes(to routes: inout RouteTable<FlashRequestContext>) {
         routes.on("/reset-stock/:count", method: .post, admin: true, use: resetStock)
@@ -74,7 +76,10 @@ struct FlashSaleController {
                 throw APIError(.badRequest, code: "limit_exceeded", message: "Fail: limit of \(limit) per customer reached")
             }
         }
-        if placement.created { accepted.record() }
+        if placement.created {
+            accepted.record()
+            orderMetrics.recordAccepted(.buy)
+        }
         return Response.json(.ok, #"{"order_id":\#(JSONText.quoted(placement.order.id)),"status":"\#(placement.order.status.rawValue)","message":"Order Queued..."}"#)
     }
 }

@@ -3,7 +3,9 @@ import FlashCore
 import FlashOrders
 import FlashPayments
 import FlashQueue
+import FlashTelemetry
 import FlashWorkers
+import Logging
 
 /// What the composition root hands the HTTP layer. ``buildRouter(_:routes:)`` gives each
 /// controller only the parts it uses.
@@ -37,12 +39,28 @@ public struct FlashServices: Sendable {
     public var outbox: (any MessageQueue)?
     /// When the service started (Unix ms).
     public var startedAtMillis: Int64
+    /// This process's metrics registry (`GET /metrics`).
+    public var metrics: MetricsRegistry
+    /// This process's order counters (in ``metrics``).
+    public var orderMetrics: OrderMetrics
+    /// This process's worker pool, if any (its size and busy workers are in ``metrics``).
+    public var workers: WorkerPool?
+    /// This process's accept latency, per second, for the dashboard.
+    public var acceptLatency: AcceptLatencyWindow
+    /// The dashboard's readings: a Service, to run in the process's service group.
+    public var dashboard: DashboardFeed
+
+    /// Reads the fleet's figures for `/stats`, `/metrics` and the dashboard.
+    public var statsReader: SystemStatsReader {
+        SystemStatsReader(store: store, gateway: gateway, membership: membership, reconciler: reconciler, lanes: lanes, outbox: outbox)
+    }
 
     public init(store: any OrderStore, deadLetterQueue: (any MessageQueue)? = nil, gateway: any PaymentGateway,
                 membership: FleetMembership, reconciler: Reconciler? = nil, lanes: CheckoutLanes, syncTimeout: Duration,
                 accepted: RateMeter = RateMeter(), processed: RateMeter, catalog: (any Catalog)? = nil,
                 admin: AdminPolicy = AdminPolicy(token: nil), flashProduct: String = "iphone_16",
-                outbox: (any MessageQueue)? = nil) {
+                outbox: (any MessageQueue)? = nil, metrics: MetricsRegistry = MetricsRegistry(), orderMetrics: OrderMetrics? = nil,
+                workers: WorkerPool? = nil, logger: Logger = Logger(label: "flashsale")) {
         self.store = store
         self.deadLetterQueue = deadLetterQueue
         self.gateway = gateway
@@ -57,6 +75,14 @@ public struct FlashServices: Sendable {
         self.flashProduct = flashProduct
         self.outbox = outbox
         self.startedAtMillis = WallClock.nowMillis()
+        self.metrics = metrics
+        self.orderMetrics = orderMetrics ?? OrderMetrics(factory: metrics.factory)
+        self.workers = workers
+        let acceptLatency = AcceptLatencyWindow()
+        self.acceptLatency = acceptLatency
+        self.dashboard = DashboardFeed(
+            reader: SystemStatsReader(store: store, gateway: gateway, membership: membership, reconciler: reconciler, lanes: lanes, outbox: outbox),
+            catalog: catalog, product: flashProduct, latency: acceptLatency, logger: logger)
     }
 }
 

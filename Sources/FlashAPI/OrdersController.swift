@@ -14,6 +14,7 @@ struct OrdersController<Context: RequestContext> {
     let syncTimeout: Duration
     let accepted: RateMeter
     let processed: RateMeter
+    let orderMetrics: OrderMetrics
     /// The fleet's figures, for the ETA of a pending order.
     let membership: FleetMembership
 
@@ -29,7 +30,10 @@ struct OrdersController<Context: RequestContext> {
     @Sendable func placeAsync(_ request: Request, context: Context) async throws -> Response {
         let order = try await OrderIntake.newOrder(from: request, context: context, channel: .async)
         let placement = try await OrderIntake.placeQueued(order, store: store)
-        if placement.created { accepted.record() }
+        if placement.created {
+            accepted.record()
+            orderMetrics.recordAccepted(.async)
+        }
         return Response.json(.accepted, OrderJSON.accepted(orderID: placement.order.id, messageID: placement.messageID,
                                                            status: placement.order.status))
     }
@@ -70,6 +74,7 @@ struct OrdersController<Context: RequestContext> {
         // request's; after it, the reconciler's.
         let holdUntil = WallClock.nowMillis() + (deadline - ContinuousClock.now).asMilliseconds + SyncLimits.holdGrace.asMilliseconds
         let placement = try await OrderIntake.place(order, store: store) { try await $0.placeImmediate($1, holdUntil: holdUntil) }
+        if placement.created { orderMetrics.recordAccepted(.sync) }
         guard placement.created else {
             if placement.order.status.isTerminal { return Response.json(.ok, OrderJSON.order(placement.order)) }
             throw APIError(.conflict, code: "request_in_progress",
@@ -83,6 +88,7 @@ struct OrdersController<Context: RequestContext> {
             let result = OrderResult(outcome, voided: "payment voided: the order was settled as never charged")
             let finished = try await store.finish(placement.order.id, result: result) ?? placement.order
             processed.record()
+            orderMetrics.recordFinished(result, by: .sync)
             return Response.json(.ok, OrderJSON.order(finished))
         }
         return try await settleUnanswered(placement.order, charged)
@@ -146,7 +152,10 @@ struct OrdersController<Context: RequestContext> {
         }
         switch settlement {
         case let .settled(stored), let .alreadyFinal(stored):
-            if case .settled = settlement { processed.record() }
+            if case .settled = settlement {
+                processed.record()
+                orderMetrics.recordFinished(stored.status, by: .sync)
+            }
             if stored.status == .completed { return Response.json(.ok, OrderJSON.order(stored)) }
             throw APIError(.gatewayTimeout, code: "timeout",
                            message: "\(what); order '\(order.id)' failed and nothing was charged")

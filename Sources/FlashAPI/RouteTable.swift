@@ -28,6 +28,15 @@ struct RouteTable<Context: RequestContext> {
         }
     }
 
+    /// Every route registered: method and path template (`GET /orders/{id}`).
+    var registered: [String] {
+        methodsByPath.flatMap { entry -> [String] in
+            let segments = entry.path.description.split(separator: "/").map { $0.hasPrefix(":") ? "{\($0.dropFirst())}" : String($0) }
+            let template = "/" + segments.joined(separator: "/")
+            return entry.methods.map { "\($0.rawValue) \(template)" }
+        }
+    }
+
     /// Adds the 405 answers; call after every route is registered.
     func finish() {
         let all: [HTTPRequest.Method] = [.get, .post, .put, .delete, .patch]
@@ -45,3 +54,4 @@ struct RouteTable<Context: RequestContext> {
         }
     }
 }
+

@@ -7,25 +7,20 @@ import FlashWorkers
 import Foundation
 import Hummingbird
 
-/// `GET /health`, `GET /stats` and `GET /workers`: the figures the monitor, the lab and the
-/// dashboard read. Every process serves them (a worker on its side port), and every process
-/// answers for the whole fleet: counts are the backend's stored counters, workers and rates
-/// the live processes' heartbeats.
+/// `GET /health`, `GET /stats`, `GET /workers` and `GET /openapi.json`: the figures the
+/// monitor, the lab and the dashboard read, and the API's description. Every process serves
+/// them (a worker on its side port), and every process answers for the whole fleet: counts are
+/// the backend's stored counters, workers and rates the live processes' heartbeats.
 struct SystemController<Context: RequestContext> {
-    let store: any OrderStore
-    let gateway: any PaymentGateway
-    let deadLetterQueue: (any MessageQueue)?
+    let reader: SystemStatsReader
     let membership: FleetMembership
-    let reconciler: Reconciler?
-    let lanes: CheckoutLanes
     let startedAtMillis: Int64
-    /// The backend's outbox, when the payments queue is SQS.
-    let outbox: (any MessageQueue)?
 
     func addRoutes(to routes: inout RouteTable<Context>) {
         routes.on("/health", method: .get, use: health)
         routes.on("/stats", method: .get, use: stats)
         routes.on("/workers", method: .get, use: workers)
+        routes.on("/openapi.json", method: .get, use: openAPI)
     }
 
     @Sendable func health(_ request: Request, context: Context) async throws -> Response {
@@ -36,7 +31,7 @@ struct SystemController<Context: RequestContext> {
 
     /// The ``SystemStats`` contract.
     @Sendable func stats(_ request: Request, context: Context) async throws -> Response {
-        try Response.json(.ok, Self.encoder.encode(try await snapshot()))
+        try Response.json(.ok, Self.encoder.encode(try await reader.snapshot()))
     }
 
     /// The live processes, like Sidekiq's process list.
@@ -46,7 +41,32 @@ struct SystemController<Context: RequestContext> {
                                                              busy: processes.reduce(0) { $0 + $1.busy })))
     }
 
-    func snapshot() async throws -> SystemStats {
+    /// The OpenAPI 3.1 document of the whole API (`Sources/FlashAPI/Resources/openapi.json`,
+    /// built into the binary).
+    @Sendable func openAPI(_ request: Request, context: Context) async throws -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-cache"],
+                 body: .init(byteBuffer: ByteBuffer(bytes: PackageResources.openapi_json)))
+    }
+
+    static var encoder: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }
+}
+
+/// Reads the fleet's figures (``SystemStats``) from the backend and the live processes: what
+/// `/stats`, `/metrics` and the dashboard show.
+public struct SystemStatsReader: Sendable {
+    let store: any OrderStore
+    let gateway: any PaymentGateway
+    let membership: FleetMembership
+    let reconciler: Reconciler?
+    let lanes: CheckoutLanes
+    /// The backend's outbox, when the payments queue is SQS.
+    let outbox: (any MessageQueue)?
+
+    public func snapshot() async throws -> SystemStats {
         let orders = try await store.counts()
         let queue = try await store.paymentsQueue.statistics()
         let payments = try await gateway.statistics()
@@ -71,11 +91,4 @@ struct SystemController<Context: RequestContext> {
             processes: processes,
             outbox: outboxQueue.map { .init(pending: $0.total, lagSeconds: rounded($0.oldestAgeSeconds)) })
     }
-
-    static var encoder: JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return encoder
-    }
 }
-

@@ -1,5 +1,6 @@
 import FlashCore
 import FlashPayments
+import FlashTelemetry
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -17,22 +18,47 @@ import Synchronization
 /// - `GET /charges/{order_id}` → the charge, or 404 when none was decided.
 /// - `POST /charges/{order_id}/void` → voids the order's charge unless one was decided, and answers
 ///   the outcome that stands (what the reconciler asks before it settles an order).
-/// - `GET /stats` → ``GatewayStats``; `GET /health`.
+/// - `GET /stats` → ``GatewayStats``; `GET /health`; `GET /metrics` (Prometheus: requests,
+///   charges by outcome and their durations, the ledger's totals).
 public final class GatewayServer: Sendable {
     public let gateway: SimulatedPaymentGateway
     public let ledger: any PaymentLedger
+    /// This gateway's metrics (`GET /metrics`).
+    public let metrics: MetricsRegistry
+    private let charging: InstrumentedPaymentGateway
     private let requests = Atomic<Int>(0)
 
     public init(gateway: SimulatedPaymentGateway, ledger: any PaymentLedger) {
         self.gateway = gateway
         self.ledger = ledger
+        let metrics = MetricsRegistry()
+        self.metrics = metrics
+        self.charging = InstrumentedPaymentGateway(gateway, factory: metrics.factory)
     }
 
     /// The gateway's routes.
     public func router() -> Router<BasicRequestContext> {
         let router = Router()
+        router.add(middleware: RequestIDMiddleware())
+        router.add(middleware: HTTPMetricsMiddleware(factory: metrics.factory))
         router.add(middleware: GatewayErrorMiddleware())
         router.get("/health") { _, _ in Response.gatewayJSON(.ok, Data(#"{"status":"ok"}"#.utf8)) }
+        router.get("/metrics") { _, context in
+            do {
+                let stats = try await self.gateway.statistics()
+                let gauge = self.metrics.gauge
+                let ledger = "The ledger's charges by outcome."
+                gauge("flashsale_ledger_charges", [("outcome", "approved")], ledger).set(Double(stats.charges))
+                gauge("flashsale_ledger_charges", [("outcome", "declined")], ledger).set(Double(stats.declines))
+                gauge("flashsale_ledger_charges", [("outcome", "voided")], ledger).set(Double(stats.voided))
+                gauge("flashsale_ledger_duplicate_charges_prevented", [], "Charges asked again for an order already decided.")
+                    .set(Double(stats.duplicateChargesPrevented))
+            } catch {
+                context.logger.warning("metrics: the ledger's figures could not be read", metadata: ["error": "\(error)"])
+            }
+            return Response(status: .ok, headers: [.contentType: MetricsRegistry.contentType],
+                            body: .init(byteBuffer: ByteBuffer(bytes: self.metrics.exposition())))
+        }
         router.post("/charges") { request, context in try await self.charge(request, context: context) }
         router.get("/charges/{order_id}") { _, context in
             let orderID = try context.parameters.require("order_id")
@@ -70,7 +96,7 @@ public final class GatewayServer: Sendable {
             throw GatewayError(.unprocessableContent, "Idempotency-Key must be the order id ('\(charge.orderID)')")
         }
         do {
-            let outcome = try await gateway.charge(orderID: charge.orderID, amount: charge.amount)
+            let outcome = try await charging.charge(orderID: charge.orderID, amount: charge.amount)
             return try Response.gatewayJSON(.ok, JSONEncoder().encode(ChargeResponse(orderID: charge.orderID, outcome: outcome)))
         } catch let error as TransientPaymentError {
             throw GatewayError(.serviceUnavailable, error.message)

@@ -24,6 +24,9 @@ public protocol Catalog: Sendable {
     /// The product, with its stock split into available, reserved and sold.
     func product(id: String) async throws -> Product?
 
+    /// Products in id order, at most `limit` of them.
+    func products(limit: Int) async throws -> [Product]
+
     /// Creates or replaces a product's settings; `stock` becomes the units available now
     /// (units already reserved or sold stay as they are).
     func putProduct(id: String, stock: Int, perCustomerLimit: Int?, price: Double?) async throws -> Product

@@ -256,6 +256,12 @@ extension PostgresOrderStore: Catalog {
             """).first.map(Self.decodeProduct)
     }
 
+    public func products(limit: Int) async throws -> [Product] {
+        try await database.query("""
+            SELECT product_id, stock, reserved, sold, per_customer_limit, price FROM fs_products ORDER BY product_id LIMIT \(limit)
+            """).map(Self.decodeProduct)
+    }
+
     public func putProduct(id: String, stock: Int, perCustomerLimit: Int?, price: Double?) async throws -> Product {
         let rows = try await database.query("""
             INSERT INTO fs_products (product_id, stock, per_customer_limit, price, updated_at)

@@ -61,9 +61,11 @@ enum SQLiteInventory {
     }
 
     static func product(_ db: Database, id: String) throws -> Product? {
-        try Row.fetchOne(db, sql: "SELECT * FROM fs_products WHERE product_id = ?", arguments: [id]).map {
-            Product(productID: $0["product_id"], stock: $0["stock"], reserved: $0["reserved"], sold: $0["sold"],
-                    perCustomerLimit: $0["per_customer_limit"], price: $0["price"])
-        }
+        try Row.fetchOne(db, sql: "SELECT * FROM fs_products WHERE product_id = ?", arguments: [id]).map(product(row:))
+    }
+
+    static func product(row: Row) -> Product {
+        Product(productID: row["product_id"], stock: row["stock"], reserved: row["reserved"], sold: row["sold"],
+                perCustomerLimit: row["per_customer_limit"], price: row["price"])
     }
 }

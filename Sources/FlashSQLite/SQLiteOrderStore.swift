@@ -302,6 +302,12 @@ extension SQLiteOrderStore: Catalog {
         try await database.read { db in try SQLiteInventory.product(db, id: id) }
     }
 
+    public func products(limit: Int) async throws -> [Product] {
+        try await database.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM fs_products ORDER BY product_id LIMIT ?", arguments: [limit]).map(SQLiteInventory.product(row:))
+        }
+    }
+
     public func putProduct(id: String, stock: Int, perCustomerLimit: Int?, price: Double?) async throws -> Product {
         try await database.write { db in
             try db.execute(sql: """

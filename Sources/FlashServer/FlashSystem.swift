@@ -9,6 +9,7 @@ import FlashPayments
 import FlashQueue
 import FlashPostgres
 import FlashSQLite
+import FlashTelemetry
 import FlashWorkers
 import Hummingbird
 import Logging
@@ -135,23 +136,26 @@ public struct FlashSystem: Sendable {
                                route: PaymentsRoute? = nil, logger: Logger) -> FlashSystem {
         let route = route ?? .local(backend)
         let store = route.store
-        let gateway: any PaymentGateway = if let remote = configuration.paymentURL {
+        let baseGateway: any PaymentGateway = if let remote = configuration.paymentURL {
             HTTPPaymentGateway(configuration: remote, logger: logger)
         } else {
             SimulatedPaymentGateway(configuration: configuration.payment, ledger: backend.ledger)
         }
+        let metrics = MetricsRegistry()
+        let orderMetrics = OrderMetrics(factory: metrics.factory)
+        let gateway = InstrumentedPaymentGateway(baseGateway, factory: metrics.factory)
         let processed = RateMeter()
         let accepted = RateMeter()
         let workers: WorkerPool? = configuration.workers.count > 0
             ? WorkerPool(configuration: .init(workers: configuration.workers.count, visibilityTimeout: configuration.queue.visibilityTimeout,
                                               retryBackoff: configuration.workers.retryBackoff,
                                               shutdownDeadline: configuration.workers.shutdownDeadline),
-                         store: store, gateway: gateway, processed: processed, logger: logger)
+                         store: store, gateway: gateway, processed: processed, orderMetrics: orderMetrics, logger: logger)
             : nil
         let reconciler = Reconciler(
             configuration: .init(interval: configuration.workers.reconcileInterval), store: store,
             settler: OrderSettler(store: store, gateway: gateway), paymentsQueue: store.paymentsQueue,
-            deadLetterQueue: route.deadLetterQueue, processed: processed, logger: logger)
+            deadLetterQueue: route.deadLetterQueue, processed: processed, orderMetrics: orderMetrics, logger: logger)
         let kind: ProcessRecord.Kind = switch role {
         case .server: workers == nil ? .api : .server
         case .worker: .worker
@@ -166,8 +170,9 @@ public struct FlashSystem: Sendable {
             lanes: CheckoutLanes(lanes: configuration.api.syncLanes, expectedServiceTime: configuration.payment.latency.mean),
             syncTimeout: configuration.api.syncTimeout, accepted: accepted, processed: processed, catalog: backend.catalog,
             admin: AdminPolicy(token: configuration.api.adminToken), flashProduct: configuration.api.flashProduct,
-            outbox: route.relay == nil ? nil : backend.paymentsQueue)
-        return FlashSystem(configuration: configuration, role: role, backend: backend, gateway: gateway, workers: workers,
+            outbox: route.relay == nil ? nil : backend.paymentsQueue, metrics: metrics, orderMetrics: orderMetrics, workers: workers,
+            logger: logger)
+        return FlashSystem(configuration: configuration, role: role, backend: backend, gateway: baseGateway, workers: workers,
                            reconciler: reconciler, membership: membership, relay: route.relay, services: services)
     }
 
@@ -179,11 +184,11 @@ public struct FlashSystem: Sendable {
 
     /// The long-running parts, in service-group order: the backend first (shut down last), the
     /// outbox relay (which publishes until the API has stopped accepting), the HTTP gateway
-    /// client if any, then the reconciler, the membership and the worker pool (shut down first,
-    /// after the server).
+    /// client if any, then the reconciler, the membership, the dashboard's feed (API only) and
+    /// the worker pool (shut down first, after the server).
     public var runningServices: [any Service] {
         [backend] + (relay.map { [$0] } ?? []) + ((gateway as? HTTPPaymentGateway).map { [$0] } ?? [])
-            + [reconciler, membership] + (workers.map { [$0] } ?? [])
+            + [reconciler, membership] + (role == .server ? [services.dashboard] : []) + (workers.map { [$0] } ?? [])
     }
 
     /// The HTTP application of this process: the order API (server role) or the side port's

@@ -1,3 +1,4 @@
+import FlashBackend
 import FlashCore
 import FlashOrders
 import FlashQueue
@@ -100,9 +101,12 @@ public final class Reconciler: Service {
     /// Held by a sweep and by a purge with its settling pass, so that a sweep cannot settle the
     /// orders a purge orphaned before the purge's own pass counts them.
     private let exclusive = AsyncSemaphore(permits: 1)
+    private let orderMetrics: OrderMetrics
 
     public init(configuration: Configuration = Configuration(), store: any OrderStore, settler: OrderSettler,
-                paymentsQueue: any MessageQueue, deadLetterQueue: (any MessageQueue)?, processed: RateMeter, logger: Logger) {
+                paymentsQueue: any MessageQueue, deadLetterQueue: (any MessageQueue)?, processed: RateMeter,
+                orderMetrics: OrderMetrics = .none, logger: Logger) {
+        self.orderMetrics = orderMetrics
         self.configuration = configuration
         self.store = store
         self.settler = settler
@@ -261,6 +265,7 @@ public final class Reconciler: Service {
             switch settlement {
             case let .settled(order):
                 processed.record()
+                orderMetrics.recordFinished(order.status, by: .reconciler)
                 logger.notice("order settled", metadata: ["order_id": "\(orderID)", "status": "\(order.status.rawValue)", "why": "\(why)"])
                 return order.status == .completed ? .completed : .failed
             case .alreadyFinal, .notFound:

@@ -1,3 +1,4 @@
+import FlashBackend
 import FlashCore
 import FlashOrders
 import FlashPayments
@@ -60,6 +61,7 @@ public final class WorkerPool: Service {
     let logger: Logger
     /// Orders finished (completed or failed) per second.
     public let processed: RateMeter
+    let orderMetrics: OrderMetrics
     let dispatcher: WorkDispatcher
     let busyCount = Atomic<Int>(0)
     let hardStop = ArrivalSignal<Int>()
@@ -67,7 +69,8 @@ public final class WorkerPool: Service {
 
     /// A pool that charges the orders of `store`, reading their messages from its payments queue.
     public init(configuration: Configuration, store: any OrderStore, gateway: any PaymentGateway,
-                processed: RateMeter = RateMeter(), logger: Logger) {
+                processed: RateMeter = RateMeter(), orderMetrics: OrderMetrics = .none, logger: Logger) {
+        self.orderMetrics = orderMetrics
         self.configuration = configuration
         self.queue = store.paymentsQueue
         self.store = store
@@ -217,7 +220,7 @@ public final class WorkerPool: Service {
         } catch is CancellationError {
             return .giveBack
         } catch {
-            logger.error("charge failed", metadata: ["order_id": "\(orderID)", "error": "\(error)"])
+            logger.error("charge failed", metadata: ["order_id": "\(orderID)", "message_id": "\(job.message.messageID)", "error": "\(error)"])
             return .retry(after: backoff(forDelivery: job.message.receiveCount))
         }
     }
@@ -303,35 +306,41 @@ public final class WorkerPool: Service {
             case let .finished(result):
                 try await store.finish(job.orderID!, result: result, deleting: job.message.receiptHandle)
                 processed.record()
+                orderMetrics.recordFinished(result, by: .worker)
+                logger.debug("order finished", metadata: ["order_id": "\(job.orderID!)", "status": "\(result == .completed ? "completed" : "failed")",
+                                                          "receives": "\(job.message.receiveCount)"])
             case .alreadyFinished:
                 try await queue.delete(job.message.receiptHandle)
             case let .retry(delay):
-                await giveBack(job.message, after: delay)
+                logger.debug("charge to be tried again", metadata: ["order_id": "\(job.orderID ?? "-")", "after": "\(delay)",
+                                                                    "receives": "\(job.message.receiveCount)"])
+                await giveBack(job, after: delay)
             case .giveBack:
-                await giveBack(job.message, after: .zero)
+                await giveBack(job, after: .zero)
             case .untried:
                 await returnUntried([job])
             case let .unusable(reason):
                 logger.warning("unusable message; it will be dead-lettered",
-                               metadata: ["message_id": "\(job.message.messageID)", "reason": "\(reason)"])
-                await giveBack(job.message, after: .zero)
+                               metadata: ["order_id": "\(job.orderID ?? "-")", "message_id": "\(job.message.messageID)", "reason": "\(reason)"])
+                await giveBack(job, after: .zero)
             }
         } catch QueueError.receiptHandleInvalid {
             // The lease ran out and the message went to someone else; they settle it.
-            logger.debug("stale receipt on settle", metadata: ["message_id": "\(job.message.messageID)"])
+            logger.debug("stale receipt on settle", metadata: ["order_id": "\(job.orderID ?? "-")", "message_id": "\(job.message.messageID)"])
         } catch {
             logger.error("settling failed; the message will be redelivered",
-                         metadata: ["message_id": "\(job.message.messageID)", "error": "\(error)"])
+                         metadata: ["order_id": "\(job.orderID ?? "-")", "message_id": "\(job.message.messageID)", "error": "\(error)"])
         }
     }
 
-    private func giveBack(_ message: ReceivedMessage, after delay: Duration) async {
+    private func giveBack(_ job: Job, after delay: Duration) async {
+        let message = job.message
         // Leases are whole milliseconds: a shorter, non-zero backoff becomes 1 ms, not an error.
         let timeout = delay > .zero ? max(.milliseconds(1), min(delay, QueueLimits.maxVisibilityTimeout)) : .zero
         do {
             try await queue.changeVisibility(message.receiptHandle, timeout: timeout)
         } catch {
-            logger.debug("give back failed", metadata: ["message_id": "\(message.messageID)", "error": "\(error)"])
+            logger.debug("give back failed", metadata: ["order_id": "\(job.orderID ?? "-")", "message_id": "\(message.messageID)", "error": "\(error)"])
         }
     }
 
@@ -345,7 +354,8 @@ public final class WorkerPool: Service {
         do {
             try await store.returnUntried(deliveries)
         } catch {
-            logger.error("returning untried messages failed; their leases will run out", metadata: ["error": "\(error)"])
+            logger.error("returning untried messages failed; their leases will run out",
+                         metadata: ["order_ids": "\(jobs.compactMap(\.orderID).joined(separator: ","))", "error": "\(error)"])
         }
     }
 }

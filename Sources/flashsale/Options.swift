@@ -5,6 +5,7 @@ import Foundation
 import FlashPayments
 import FlashQueue
 import FlashServer
+import FlashTelemetry
 import FlashPostgres
 import FlashSQLite
 import Logging
@@ -118,21 +119,21 @@ struct APIOptions: ParsableArguments {
     }
 }
 
-/// `--log-level`.
+/// `--log-level` and `--log-format`.
 struct LogOptions: ParsableArguments {
-    @Option(help: "Log level: trace, debug, info, notice, warning, error [FLASHSALE_LOG_LEVEL, default info].") var logLevel: String?
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical [FLASHSALE_LOG_LEVEL, default info].") var logLevel: String?
+    @Option(help: "Log format: text (for a terminal) or json (one object per line, for log shippers) [FLASHSALE_LOG_FORMAT, default text].") var logFormat: String?
 
     /// Bootstraps logging to standard error; returns the process's logger.
     func bootstrap() throws -> Logger {
-        let levelText = Settings.string(logLevel, env: "FLASHSALE_LOG_LEVEL", default: "info")
-        guard let level = Logger.Level(rawValue: levelText) else { throw ValidationError("unknown log level '\(levelText)'") }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+        let levelText = Settings.string(logLevel, env: "FLASHSALE_LOG_LEVEL", default: "info").lowercased()
+        guard let level = Logger.Level(rawValue: levelText) else {
+            throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), not '\(levelText)'")
         }
-        var logger = Logger(label: "flashsale")
-        logger.logLevel = level
-        return logger
+        let formatText = Settings.string(logFormat, env: "FLASHSALE_LOG_FORMAT", default: "text").lowercased()
+        guard let format = LogFormat(rawValue: formatText) else {
+            throw ValidationError("--log-format must be text or json, not '\(formatText)'")
+        }
+        return format.bootstrap(level: level)
     }
 }

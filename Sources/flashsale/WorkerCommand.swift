@@ -15,11 +15,11 @@ struct WorkerCommand: AsyncParsableCommand {
             Every option falls back to its FLASHSALE_… environment variable, then to its default. Several worker \
             processes (and one or more `serve --workers 0`) may share one --data file on one host, or one --database \
             (PostgreSQL) from any number of hosts. With --port, \
-            /health, /stats and /workers are served on that port.
+            /health, /stats, /workers and /metrics are served on that port.
             """)
 
     @Option(help: "Address of the side port [FLASHSALE_HOST, default 127.0.0.1].") var host: String?
-    @Option(help: "Serve /health, /stats and /workers on this port; 0 picks a free one; none if unset [FLASHSALE_WORKER_PORT].") var port: String?
+    @Option(help: "Serve /health, /stats, /workers and /metrics on this port; 0 picks a free one; none if unset [FLASHSALE_WORKER_PORT].") var port: String?
     @OptionGroup var backend: BackendOptions
     @OptionGroup var queue: QueueOptions
     @OptionGroup var workers: WorkerOptions

@@ -1,0 +1,106 @@
+import FlashBackend
+import FlashCore
+import FlashOrders
+import FlashTelemetry
+import FlashWorkers
+import Hummingbird
+import Logging
+
+/// `GET /metrics`: this process's counters and histograms (HTTP requests, orders accepted and
+/// finished, payments), and gauges read at scrape time: the fleet's orders, queue, workers,
+/// ledger, reconciler and outbox (the same figures as `/stats`), the stock of each product,
+/// and this process's own workers and checkout lanes.
+///
+/// Fleet-wide gauges read the same from every process (they are the backend's counts): when
+/// Prometheus scrapes several processes, take `max` of them, not `sum`. Per-process ones are
+/// named for this process (`flashsale_process_…`) and sum.
+struct MetricsController<Context: RequestContext> {
+    let registry: MetricsRegistry
+    let reader: SystemStatsReader
+    let catalog: (any Catalog)?
+    /// This process's worker pool, if it runs one.
+    let workers: WorkerPool?
+    let lanes: CheckoutLanes
+    let startedAtMillis: Int64
+
+    /// How long a scrape waits for the backend's figures before answering without them.
+    static var readLimit: Duration { .seconds(5) }
+    /// Products shown with their stock (the label set stays bounded).
+    static var productLimit: Int { 100 }
+
+    func addRoutes(to routes: inout RouteTable<Context>) {
+        routes.on("/metrics", method: .get, use: metrics)
+    }
+
+    @Sendable func metrics(_ request: Request, context: Context) async throws -> Response {
+        await refreshGauges(logger: context.logger)
+        return Response(status: .ok, headers: [.contentType: MetricsRegistry.contentType],
+                        body: .init(byteBuffer: ByteBuffer(bytes: registry.exposition())))
+    }
+
+    /// Sets every scrape-time gauge; a backend that cannot answer in time leaves the fleet's
+    /// gauges at their last values and sets `flashsale_backend_up` to 0.
+    func refreshGauges(logger: Logger) async {
+        let gauge = registry.gauge
+        gauge("flashsale_process_start_time_seconds", [], "When this process started (Unix time).").set(Double(startedAtMillis) / 1000)
+        gauge("flashsale_process_workers", [], "Payment workers in this process.").set(Double(workers?.workerCount ?? 0))
+        gauge("flashsale_process_workers_busy", [], "This process's workers charging now.").set(Double(workers?.busy ?? 0))
+        gauge("flashsale_process_sync_lanes", [], "This process's checkout lanes (POST /orders/sync).").set(Double(lanes.lanes))
+        gauge("flashsale_process_sync_lanes_busy", [], "Checkout lanes charging now.").set(Double(lanes.busy))
+        gauge("flashsale_process_sync_waiting", [], "Sync customers waiting for a lane.").set(Double(lanes.waiting))
+        let reader = self.reader
+        let catalog = self.catalog
+        do {
+            let (stats, products) = try await withTimeout(Self.readLimit) {
+                let stats = try await reader.snapshot()
+                let products = try await catalog?.products(limit: Self.productLimit) ?? []
+                return (stats, products)
+            }
+            set(stats, products: products)
+            gauge("flashsale_backend_up", [], "1 when the last scrape read the backend's figures, 0 when it could not.").set(Double(1))
+        } catch {
+            logger.warning("metrics: the backend's figures could not be read", metadata: ["error": "\(error)"])
+            gauge("flashsale_backend_up", [], "1 when the last scrape read the backend's figures, 0 when it could not.").set(Double(0))
+        }
+    }
+
+    private func set(_ stats: SystemStats, products: [Product]) {
+        let gauge = registry.gauge
+        let orders = "Orders by status (the fleet's)."
+        for (status, count) in [("pending", stats.orders.pending), ("processing", stats.orders.processing),
+                                ("completed", stats.orders.completed), ("failed", stats.orders.failed)] {
+            gauge("flashsale_orders", [("status", status)], orders).set(Double(count))
+        }
+        let queue = "Messages in the payments queue by state (approximate, as SQS's)."
+        gauge("flashsale_queue_messages", [("state", "visible")], queue).set(Double(stats.queue.visible))
+        gauge("flashsale_queue_messages", [("state", "in_flight")], queue).set(Double(stats.queue.inFlight))
+        gauge("flashsale_queue_messages", [("state", "delayed")], queue).set(Double(stats.queue.delayed))
+        gauge("flashsale_queue_dead_letter_messages", [], "Messages in the payments queue's dead-letter queue.").set(Double(stats.queue.deadLetter))
+        gauge("flashsale_queue_oldest_message_age_seconds", [], "Age of the oldest message in the payments queue.").set(stats.queue.oldestAgeSeconds)
+        gauge("flashsale_workers", [], "Payment workers of the live processes (the fleet's).").set(Double(stats.workers.count))
+        gauge("flashsale_workers_busy", [], "Payment workers charging now (the fleet's, from heartbeats).").set(Double(stats.workers.busy))
+        gauge("flashsale_worker_processes", [], "Live processes running payment workers.").set(Double(stats.workers.processes))
+        gauge("flashsale_processes", [], "Live flashsale processes sharing the backend.").set(Double(stats.processes.count))
+        let ledger = "Payment ledger entries by outcome (the fleet's)."
+        gauge("flashsale_ledger_charges", [("outcome", "approved")], ledger).set(Double(stats.payments.charges))
+        gauge("flashsale_ledger_charges", [("outcome", "declined")], ledger).set(Double(stats.payments.declines))
+        gauge("flashsale_ledger_charges", [("outcome", "voided")], ledger).set(Double(stats.payments.voided))
+        gauge("flashsale_ledger_duplicate_charges_prevented", [], "Charges asked again for an order already decided, answered from the ledger.")
+            .set(Double(stats.payments.duplicateChargesPrevented))
+        let settled = "Orders the reconciler settled, by outcome (the fleet's)."
+        gauge("flashsale_reconciler_settled_orders", [("status", "completed")], settled).set(Double(stats.reconciler.completed))
+        gauge("flashsale_reconciler_settled_orders", [("status", "failed")], settled).set(Double(stats.reconciler.failed))
+        gauge("flashsale_process_reconciler_unresolved_orders", [], "Orphans this process's reconciler could not settle yet.").set(Double(stats.reconciler.unresolved))
+        gauge("flashsale_process_reconciler_sweeps", [], "Sweeps this process's reconciler made.").set(Double(stats.reconciler.sweeps))
+        if let outbox = stats.outbox {
+            gauge("flashsale_outbox_pending_messages", [], "Messages committed with their orders and not yet published to SQS/SNS.").set(Double(outbox.pending))
+            gauge("flashsale_outbox_lag_seconds", [], "Age of the oldest unpublished message.").set(outbox.lagSeconds)
+        }
+        let units = "Units of each product by state: available, reserved (orders not yet paid), sold."
+        for product in products {
+            gauge("flashsale_product_units", [("product", product.productID), ("state", "available")], units).set(Double(product.stock))
+            gauge("flashsale_product_units", [("product", product.productID), ("state", "reserved")], units).set(Double(product.reserved))
+            gauge("flashsale_product_units", [("product", product.productID), ("state", "sold")], units).set(Double(product.sold))
+        }
+    }
+}
