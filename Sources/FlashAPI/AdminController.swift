@@ -24,7 +24,7 @@ struct AdminController {
     }
 
     @Sendable func purge(_ request: Request, context: FlashRequestContext) async throws -> Response {
-        let name = try context.parameters.require("name")
+        let name = try context.parameters.decoded("name")
         let queues = [paymentsQueue] + (deadLetterQueue.map { [$0] } ?? [])
         guard let queue = queues.first(where: { $0.name == name }) else {
             throw APIError.notFound("no queue named '\(name)'; queues: \(queues.map(\.name).joined(separator: ", "))")

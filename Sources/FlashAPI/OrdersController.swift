@@ -167,7 +167,7 @@ struct OrdersController<Context: RequestContext> {
     // MARK: Lookup
 
     @Sendable func show(_ request: Request, context: Context) async throws -> Response {
-        let id = try context.parameters.require("id")
+        let id = try context.parameters.decoded("id")
         guard let order = try await store.order(id: id) else {
             throw APIError.notFound("no order with id '\(id)'")
         }

@@ -45,7 +45,7 @@ struct ProductsController {
     }
 
     static func productID(_ context: FlashRequestContext) throws -> String {
-        let id = try context.parameters.require("id")
+        let id = try context.parameters.decoded("id")
         do {
             return try OrderRequest.identifier(.string(id), field: "product id")
         } catch {

@@ -39,11 +39,10 @@ struct RouteTable<Context: RequestContext> {
 
     /// Adds the 405 answers; call after every route is registered.
     func finish() {
-        let all: [HTTPRequest.Method] = [.get, .post, .put, .delete, .patch]
+        // HEAD is not served (a route answers GET only), so it is answered 405 like the others.
+        let all: [HTTPRequest.Method] = [.get, .head, .post, .put, .delete, .patch]
         for (path, methods) in methodsByPath {
-            var allowed = methods
-            if methods.contains(.get) { allowed.append(.head) }
-            let allow = allowed.map(\.rawValue).joined(separator: ", ")
+            let allow = methods.map(\.rawValue).joined(separator: ", ")
             for method in all where !methods.contains(method) {
                 router.on(path, method: method) { request, _ -> Response in
                     throw APIError(.methodNotAllowed, code: "method_not_allowed",

@@ -78,6 +78,10 @@ public struct OrderRequest: Sendable, Hashable {
         var orderID: String?
         if let raw = present(object["order_id"]) {
             orderID = try identifier(raw, field: "order_id")
+            // `/orders/async` and `/orders/sync` are routes: an order so named could never be looked up.
+            if orderID == "async" || orderID == "sync" {
+                throw OrderValidationError("invalid_field", "order_id '\(orderID!)' is reserved (it names a route)")
+            }
         }
         return OrderRequest(customerID: customerID, items: items, orderID: orderID)
     }
