@@ -5,7 +5,8 @@ import ServiceLifecycle
 
 /// `GET /dashboard` (the page, built into the binary: `Resources/dashboard.html`, nothing
 /// fetched from elsewhere) and `GET /dashboard/events` (its Server-Sent Events: a `history`
-/// event, then a `snapshot` every second, from ``DashboardFeed``).
+/// event, then a `snapshot` every second, from ``DashboardFeed``, or a `ping` when the backend
+/// could not be read that second).
 struct DashboardController<Context: RequestContext> {
     let feed: DashboardFeed
 
@@ -35,7 +36,8 @@ struct DashboardController<Context: RequestContext> {
             // every open dashboard), or when the feed stops, or when the page goes away.
             try await withGracefulShutdownHandler {
                 for await snapshot in subscription.snapshots {
-                    try await writer.write(ByteBuffer(string: "event: snapshot\ndata: \(snapshot)\n\n"))
+                    let event = snapshot == DashboardFeed.keepAlive ? "event: ping\ndata: {}\n\n" : "event: snapshot\ndata: \(snapshot)\n\n"
+                    try await writer.write(ByteBuffer(string: event))
                 }
             } onGracefulShutdown: {
                 subscription.end()

@@ -117,7 +117,7 @@ public final class DashboardFeed: Service, Sendable {
     public struct Subscription: Sendable {
         /// The `history` event's data: `{"interval_ms","window_seconds","product","snapshots":[…]}`.
         public var history: String
-        /// Each later reading's JSON.
+        /// Each later reading's JSON, or ``DashboardFeed/keepAlive`` for a tick without one.
         public var snapshots: AsyncStream<String>
         let continuation: AsyncStream<String>.Continuation
 
@@ -215,6 +215,9 @@ public final class DashboardFeed: Service, Sendable {
             }
         } catch {
             if !(error is CancellationError) { logger.debug("dashboard reading skipped", metadata: ["error": "\(error)"]) }
+            // The pages hear from the server all the same (a `ping`), so that a slow backend is
+            // not taken for a dead connection, and a page that went away is noticed at once.
+            for viewer in state.withLock({ Array($0.viewers.values) }) { viewer.yield(Self.keepAlive) }
             return
         }
         let figures = latency.take()
@@ -247,6 +250,9 @@ public final class DashboardFeed: Service, Sendable {
         }
         for viewer in viewers { viewer.yield(json) }
     }
+
+    /// Sent instead of a reading the backend could not give in time.
+    public static let keepAlive = ""
 
     static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()

@@ -33,7 +33,7 @@ public final class GatewayServer: Sendable {
         self.ledger = ledger
         let metrics = MetricsRegistry()
         self.metrics = metrics
-        self.charging = InstrumentedPaymentGateway(gateway, factory: metrics.factory)
+        self.charging = InstrumentedPaymentGateway(gateway, factory: metrics.factory, names: InstrumentedPaymentGateway.gatewayNames)
     }
 
     /// The gateway's routes.

@@ -9,12 +9,17 @@ public struct InstrumentedPaymentGateway: PaymentGateway {
     public let base: any PaymentGateway
     private let handlers: [String: (Counter, Timer)]
 
-    public init(_ base: any PaymentGateway, factory: any MetricsFactory) {
+    /// The metric names of a payment client (workers, the sync endpoint).
+    public static let clientNames = (count: "flashsale_payments_total", duration: "flashsale_payment_duration_seconds")
+    /// The metric names of the gateway service (`flashsale gateway`).
+    public static let gatewayNames = (count: "flashsale_gateway_charges_total", duration: "flashsale_gateway_charge_duration_seconds")
+
+    public init(_ base: any PaymentGateway, factory: any MetricsFactory, names: (count: String, duration: String) = clientNames) {
         self.base = base
         let outcomes = ["approved", "declined", "voided", "transient_error", "not_sent", "cancelled", "error"]
         handlers = Dictionary(uniqueKeysWithValues: outcomes.map { outcome in
-            (outcome, (Counter(label: "flashsale_payments_total", dimensions: [("outcome", outcome)], factory: factory),
-                       Timer(label: "flashsale_payment_duration_seconds", dimensions: [("outcome", outcome)], factory: factory)))
+            (outcome, (Counter(label: names.count, dimensions: [("outcome", outcome)], factory: factory),
+                       Timer(label: names.duration, dimensions: [("outcome", outcome)], factory: factory)))
         })
     }
 

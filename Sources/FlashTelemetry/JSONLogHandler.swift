@@ -41,7 +41,7 @@ public struct JSONLogHandler: LogHandler {
         line += ",\"level\":\(Self.quoted(event.level.rawValue))"
         line += ",\"label\":\(Self.quoted(label))"
         line += ",\"message\":\(Self.quoted(event.message.description))"
-        for key in merged.keys.sorted() where !["time", "level", "label", "message"].contains(key) {
+        for key in merged.keys.sorted() where !["time", "level", "label", "message", "source"].contains(key) {
             line += ",\(Self.quoted(key)):\(Self.json(merged[key]!))"
         }
         if event.level >= .warning { line += ",\"source\":\(Self.quoted("\(event.source):\(event.line)"))" }

@@ -31,7 +31,7 @@ public final class MetricsRegistry: Sendable {
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.defaultDurationHistogramBuckets = Self.requestBuckets
-        factory.durationHistogramBuckets = [MetricNames.paymentDuration: Self.paymentBuckets]
+        factory.durationHistogramBuckets = [MetricNames.paymentDuration: Self.paymentBuckets, MetricNames.gatewayChargeDuration: Self.paymentBuckets]
         self.prometheus = registry
         self.factory = factory
     }
@@ -60,4 +60,5 @@ public enum MetricNames {
     public static let ordersFinished = "flashsale_orders_finished_total"
     public static let payments = "flashsale_payments_total"
     public static let paymentDuration = "flashsale_payment_duration_seconds"
+    public static let gatewayChargeDuration = "flashsale_gateway_charge_duration_seconds"
 }

@@ -27,6 +27,12 @@ struct PathRoutesTests {
             let broken = try await client.call(.put, "/products/%FF", json: #"{"stock": 1}"#)
             #expect(broken.status == .badRequest || broken.status == .notFound)
             #expect(try await client.call(.get, "/products/%25FF").status == .notFound, "no product named by the raw escape")
+            // An id that decodes to a control character names nothing (PostgreSQL refuses NUL in text).
+            for path in ["/orders/%00", "/products/a%0Ab", "/orders/x%7F"] {
+                let reply = try await client.call(.get, path)
+                #expect(reply.status == .badRequest, "\(path)")
+                #expect(reply.errorCode == "invalid_path")
+            }
         }
     }
 

@@ -105,7 +105,15 @@ final class HeadlessBrowser: Sendable {
 /// One DevTools connection: commands by id, their answers matched as they arrive.
 final class DevToolsSession: Sendable {
     private let outbound: WebSocketOutboundWriter
-    private let pending = Mutex<(next: Int, waiting: [Int: CheckedContinuation<JSONValue, any Error>], failed: (any Error)?)>((1, [:], nil))
+    private struct Pending {
+        var next = 1
+        var waiting: [Int: CheckedContinuation<JSONValue, any Error>] = [:]
+        /// Commands cancelled before they were sent.
+        var cancelled: Set<Int> = []
+        var failed: (any Error)?
+    }
+
+    private let pending = Mutex(Pending())
 
     init(outbound: WebSocketOutboundWriter) {
         self.outbound = outbound
@@ -114,26 +122,43 @@ final class DevToolsSession: Sendable {
     /// Sends `method` with `params` (JSON text) and returns its `result`.
     @discardableResult
     func send(_ method: String, _ params: String = "{}") async throws -> JSONValue {
-        try await withCheckedThrowingContinuation { continuation in
-            let id: Int? = pending.withLock { state in
-                if state.failed != nil { return nil }
-                let id = state.next
-                state.next += 1
-                state.waiting[id] = continuation
-                return id
-            }
-            guard let id else {
-                continuation.resume(throwing: ServerError("the DevTools connection is gone"))
-                return
-            }
-            let command = #"{"id":\#(id),"method":\#(JSONText.quoted(method)),"params":\#(params)}"#
-            Task { [outbound] in
-                do {
-                    try await outbound.write(.text(command))
-                } catch {
-                    self.resolve(id, .failure(error))
+        // A command the browser never answers fails the test rather than hanging it.
+        try await withTimeout(.seconds(30)) { try await self.exchange(method, params) }
+    }
+
+    private func exchange(_ method: String, _ params: String) async throws -> JSONValue {
+        let id = pending.withLock { state in
+            defer { state.next += 1 }
+            return state.next
+        }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let refusal: (any Error)? = pending.withLock { state in
+                    if let failed = state.failed { return failed }
+                    if state.cancelled.remove(id) != nil { return CancellationError() }
+                    state.waiting[id] = continuation
+                    return nil
+                }
+                if let refusal {
+                    continuation.resume(throwing: refusal)
+                    return
+                }
+                let command = #"{"id":\#(id),"method":\#(JSONText.quoted(method)),"params":\#(params)}"#
+                Task { [outbound] in
+                    do {
+                        try await outbound.write(.text(command))
+                    } catch {
+                        self.resolve(id, .failure(error))
+                    }
                 }
             }
+        } onCancel: {
+            let continuation = pending.withLock { state in
+                let waiting = state.waiting.removeValue(forKey: id)
+                if waiting == nil { state.cancelled.insert(id) }
+                return waiting
+            }
+            continuation?.resume(throwing: CancellationError())
         }
     }
 

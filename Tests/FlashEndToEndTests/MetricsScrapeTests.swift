@@ -51,7 +51,10 @@ struct MetricsScrapeTests {
             #expect(workerFigures[#"flashsale_queue_messages{state="visible"}"#] == 0)
 
             let gatewayFigures = try await Self.scrape(http, gateway.baseURL)
-            #expect(gatewayFigures[#"flashsale_payments_total{outcome="approved"}"#] == 20)
+            #expect(gatewayFigures[#"flashsale_gateway_charges_total{outcome="approved"}"#] == 20)
+            #expect(gatewayFigures[#"flashsale_gateway_charge_duration_seconds_count{outcome="approved"}"#] == 20)
+            // Charges are counted once per side: a sum of flashsale_payments_total over every process is the workers'.
+            #expect(gatewayFigures[#"flashsale_payments_total{outcome="approved"}"#] == nil)
             #expect(gatewayFigures[#"flashsale_ledger_charges{outcome="approved"}"#] == 20)
             #expect(gatewayFigures[#"flashsale_http_requests_total{method="POST",route="/charges",status="200"}"#] == 20)
         } catch {
