@@ -141,6 +141,21 @@ struct ObservabilityRoutesTests {
         }
     }
 
+    @Test func aReadingTheBackendCannotGiveIsAPingNotSilence() async throws {
+        let system = try await FlashSystem.open(TestSystem.configuration(), logger: TestSystem.logger)
+        let feed = system.services.dashboard
+        let viewer = try #require(feed.subscribe())
+        try await system.close()
+        await feed.read()
+        let stream = viewer.snapshots
+        let first = try await withTimeout(.seconds(5)) {
+            var iterator = stream.makeAsyncIterator()
+            return await iterator.next()
+        }
+        #expect(first == DashboardFeed.keepAlive)
+        viewer.end()
+    }
+
     @Test func acceptLatencyIsTakenPerIntervalFromAcceptedOrdersOnly() async throws {
         let window = AcceptLatencyWindow()
         #expect(window.take().count == 0)
