@@ -45,6 +45,7 @@ let package = Package(
         // What every flashsale HTTP process wears: request ids, HTTP metrics, a Prometheus registry
         // (the factory swift-metrics records into) and the log format.
         .target(name: "FlashTelemetry", dependencies: [
+            "FlashCore",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),

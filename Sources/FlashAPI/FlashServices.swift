@@ -51,9 +51,7 @@ public struct FlashServices: Sendable {
     public var dashboard: DashboardFeed
 
     /// Reads the fleet's figures for `/stats`, `/metrics` and the dashboard.
-    public var statsReader: SystemStatsReader {
-        SystemStatsReader(store: store, gateway: gateway, membership: membership, reconciler: reconciler, lanes: lanes, outbox: outbox)
-    }
+    public var statsReader: SystemStatsReader { dashboard.reader }
 
     public init(store: any OrderStore, deadLetterQueue: (any MessageQueue)? = nil, gateway: any PaymentGateway,
                 membership: FleetMembership, reconciler: Reconciler? = nil, lanes: CheckoutLanes, syncTimeout: Duration,
@@ -80,9 +78,9 @@ public struct FlashServices: Sendable {
         self.workers = workers
         let acceptLatency = AcceptLatencyWindow()
         self.acceptLatency = acceptLatency
-        self.dashboard = DashboardFeed(
-            reader: SystemStatsReader(store: store, gateway: gateway, membership: membership, reconciler: reconciler, lanes: lanes, outbox: outbox),
-            catalog: catalog, product: flashProduct, latency: acceptLatency, logger: logger)
+        let reader = SystemStatsReader(store: store, gateway: gateway, membership: membership, reconciler: reconciler,
+                                       lanes: lanes, outbox: outbox)
+        self.dashboard = DashboardFeed(reader: reader, catalog: catalog, product: flashProduct, latency: acceptLatency, logger: logger)
     }
 }
 

@@ -40,6 +40,12 @@ public enum JSONValue: Sendable, Hashable {
         return value
     }
 
+    /// The elements, if this is an array.
+    public var array: [JSONValue]? {
+        if case let .array(elements) = self { return elements }
+        return nil
+    }
+
     /// The text, if this is a string.
     public var string: String? {
         if case let .string(text) = self { return text }

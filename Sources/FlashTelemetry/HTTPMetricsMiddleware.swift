@@ -51,11 +51,11 @@ public struct HTTPMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
         let route = context.endpointPath.flatMap { $0.hasPrefix("/") ? $0 : nil } ?? "unmatched"
         let (counter, timer) = handlers.handlers(method: request.method, route: route, status: status)
         counter.increment()
-        timer.recordNanoseconds(duration.nanosecondsClamped)
+        timer.record(duration: duration)
         observe?(Observation(method: request.method, route: route, status: status, duration: duration))
         context.logger.debug("request", metadata: [
             "method": "\(request.method)", "route": "\(route)", "status": "\(status)",
-            "duration_ms": "\(Double(duration.nanosecondsClamped) / 1_000_000)",
+            "duration_ms": "\(duration / .milliseconds(1))",
         ])
     }
 }
@@ -87,14 +87,5 @@ final class HTTPMetricHandlers: Sendable {
             cache[key] = made
             return made
         }
-    }
-}
-
-extension Duration {
-    /// Whole nanoseconds, clamped to `Int64`.
-    var nanosecondsClamped: Int64 {
-        let (seconds, attoseconds) = components
-        guard seconds < Int64.max / 1_000_000_000 else { return .max }
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 }

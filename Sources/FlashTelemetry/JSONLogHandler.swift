@@ -1,3 +1,4 @@
+import FlashCore
 import Foundation
 import Logging
 import Synchronization
@@ -37,44 +38,25 @@ public struct JSONLogHandler: LogHandler {
         if let provided = metadataProvider?.get() { merged.merge(provided) { _, new in new } }
         if let own = event.metadata { merged.merge(own) { _, new in new } }
         if let error = event.error { merged["error"] = .string("\(error)") }
-        var line = "{\"time\":\(Self.quoted(Self.timestamp()))"
-        line += ",\"level\":\(Self.quoted(event.level.rawValue))"
-        line += ",\"label\":\(Self.quoted(label))"
-        line += ",\"message\":\(Self.quoted(event.message.description))"
+        var line = "{\"time\":\(JSONText.quoted(Self.timestamp()))"
+        line += ",\"level\":\(JSONText.quoted(event.level.rawValue))"
+        line += ",\"label\":\(JSONText.quoted(label))"
+        line += ",\"message\":\(JSONText.quoted(event.message.description))"
         for key in merged.keys.sorted() where !["time", "level", "label", "message", "source"].contains(key) {
-            line += ",\(Self.quoted(key)):\(Self.json(merged[key]!))"
+            line += ",\(JSONText.quoted(key)):\(Self.json(merged[key]!))"
         }
-        if event.level >= .warning { line += ",\"source\":\(Self.quoted("\(event.source):\(event.line)"))" }
+        if event.level >= .warning { line += ",\"source\":\(JSONText.quoted("\(event.source):\(event.line)"))" }
         line += "}\n"
         output(line)
     }
 
     static func json(_ value: Logger.Metadata.Value) -> String {
         switch value {
-        case let .string(text): quoted(text)
-        case let .stringConvertible(convertible): quoted(convertible.description)
+        case let .string(text): JSONText.quoted(text)
+        case let .stringConvertible(convertible): JSONText.quoted(convertible.description)
         case let .array(values): "[" + values.map(json).joined(separator: ",") + "]"
-        case let .dictionary(entries): "{" + entries.keys.sorted().map { "\(quoted($0)):\(json(entries[$0]!))" }.joined(separator: ",") + "}"
+        case let .dictionary(entries): "{" + entries.keys.sorted().map { "\(JSONText.quoted($0)):\(json(entries[$0]!))" }.joined(separator: ",") + "}"
         }
-    }
-
-    /// A JSON string literal (RFC 8259 escaping).
-    static func quoted(_ text: String) -> String {
-        var out = "\""
-        out.reserveCapacity(text.utf8.count + 2)
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case let control where control.value < 0x20:
-                out += "\\u" + String(repeating: "0", count: 4 - String(control.value, radix: 16).count) + String(control.value, radix: 16)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 
     static func timestamp() -> String {

@@ -51,14 +51,12 @@ public final class MetricsRegistry: Sendable {
     public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
 }
 
-/// The names of the metrics recorded through swift-metrics, in one place (Prometheus
-/// conventions: `flashsale_` prefix, base units, `_total` on counters).
+/// Metric names the registry configures: HTTP request metrics (recorded by
+/// ``HTTPMetricsMiddleware``), and the payment durations whose buckets differ from the requests'
+/// (recorded by `InstrumentedPaymentGateway` in FlashPayments, under these same names).
 public enum MetricNames {
     public static let httpRequests = "flashsale_http_requests_total"
     public static let httpDuration = "flashsale_http_request_duration_seconds"
-    public static let ordersAccepted = "flashsale_orders_accepted_total"
-    public static let ordersFinished = "flashsale_orders_finished_total"
-    public static let payments = "flashsale_payments_total"
     public static let paymentDuration = "flashsale_payment_duration_seconds"
     public static let gatewayChargeDuration = "flashsale_gateway_charge_duration_seconds"
 }

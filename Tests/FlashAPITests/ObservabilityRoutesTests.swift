@@ -106,7 +106,7 @@ struct ObservabilityRoutesTests {
             let other = try #require(feed.subscribe())
             #expect(feed.viewers == 2)
             let history = try JSONValue.parse(Array(viewer.history.utf8))
-            let kept = history.at(["snapshots"])?.items?.count ?? 0
+            let kept = history.at(["snapshots"])?.array?.count ?? 0
             #expect(kept >= 1)
             #expect(history.at(["product"])?.string == "iphone_16")
             #expect(history.at(["window_seconds"])?.int == 600)
@@ -133,7 +133,7 @@ struct ObservabilityRoutesTests {
             #expect(otherGot)
             // A later page receives every reading kept as its history.
             let late = try #require(feed.subscribe())
-            #expect((try JSONValue.parse(Array(late.history.utf8))).at(["snapshots"])?.items?.count ?? 0 > kept)
+            #expect((try JSONValue.parse(Array(late.history.utf8))).at(["snapshots"])?.array?.count ?? 0 > kept)
             viewer.end()
             other.end()
             late.end()
@@ -215,10 +215,3 @@ struct ObservabilityRoutesTests {
     }
 }
 
-extension JSONValue {
-    /// The elements, if this is an array.
-    var items: [JSONValue]? {
-        if case let .array(elements) = self { return elements }
-        return nil
-    }
-}

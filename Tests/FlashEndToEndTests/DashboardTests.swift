@@ -95,7 +95,7 @@ struct DashboardTests {
                 let page1 = try await Self.read(page)
                 #expect(page1.stat("stock.units") == "300")
                 #expect(page1.stat("orders.failed") == "0")
-                #expect(page1.json["external"]?.items?.allSatisfy { $0.string?.hasPrefix(baseURL) == true } == true,
+                #expect(page1.json["external"]?.array?.allSatisfy { $0.string?.hasPrefix(baseURL) == true } == true,
                         "the page fetched something from elsewhere: \(String(describing: page1.json["external"]))")
                 try Self.checkCharts(page1, against: reported.all)
                 let laptop = try await page.screenshot()
@@ -195,7 +195,7 @@ struct DashboardTests {
                 guard let data = event.split(separator: "\n").first(where: { $0.hasPrefix("data: ") })?.dropFirst(6),
                       let json = try? JSONValue.parse(Array(data.utf8))
                 else { continue }
-                let snapshots = json["snapshots"]?.items ?? [json]
+                let snapshots = json["snapshots"]?.array ?? [json]
                 reported.add(snapshots)
             }
         }
@@ -224,15 +224,3 @@ final class SnapshotLog: Sendable {
     var all: [Int64: JSONValue] { snapshots.withLock { $0 } }
 }
 
-extension JSONValue {
-    /// The elements, if this is an array.
-    var items: [JSONValue]? {
-        if case let .array(elements) = self { return elements }
-        return nil
-    }
-
-    var double: Double? {
-        if case let .number(value, _) = self { return value }
-        return nil
-    }
-}

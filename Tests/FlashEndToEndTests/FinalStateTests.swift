@@ -172,17 +172,9 @@ struct FinalStateTests {
             (["--message-retention", "15d"], "--message-retention"),
         ]
         for (arguments, flag) in cases {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: ServerProcess.binary)
-            process.arguments = ["serve", "--port", "0", "--data", ServerProcess.temporaryDataPath()] + arguments
-            let errors = Pipe()
-            process.standardError = errors
-            process.standardOutput = FileHandle.nullDevice
-            try process.run()
-            process.waitUntilExit()
-            let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            #expect(process.terminationReason == .exit, "\(arguments): killed by a signal")
-            #expect(process.terminationStatus != 0, "\(arguments)")
+            let (reason, status, text) = try ServerProcess.runToExit(arguments)
+            #expect(reason == .exit, "\(arguments): killed by a signal")
+            #expect(status != 0, "\(arguments)")
             #expect(text.contains(flag), "\(arguments): \(text)")
         }
     }

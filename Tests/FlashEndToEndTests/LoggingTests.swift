@@ -65,16 +65,8 @@ struct LoggingTests {
 
     @Test func anUnknownLogFormatOrLevelIsRefusedAtStart() async throws {
         for arguments in [["--log-format", "xml"], ["--log-level", "loud"]] {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: ServerProcess.binary)
-            process.arguments = ["serve", "--port", "0", "--data", ServerProcess.temporaryDataPath()] + arguments
-            let errors = Pipe()
-            process.standardError = errors
-            process.standardOutput = FileHandle.nullDevice
-            try process.run()
-            process.waitUntilExit()
-            let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            #expect(process.terminationStatus != 0)
+            let (_, status, message) = try ServerProcess.runToExit(arguments)
+            #expect(status != 0)
             #expect(message.contains(arguments[0]), "\(message)")
         }
     }

@@ -53,6 +53,21 @@ final class ServerProcess: @unchecked Sendable {
         throw ServerError("server did not start: \((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "")")
     }
 
+    /// Runs `flashsale serve --port 0 --data <temporary> …arguments` to its end (a start that must
+    /// fail): how it ended and what it wrote to standard error.
+    static func runToExit(_ arguments: [String]) throws -> (reason: Process.TerminationReason, status: Int32, errors: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["serve", "--port", "0", "--data", temporaryDataPath()] + arguments
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        return (process.terminationReason, process.terminationStatus, text)
+    }
+
     /// kill -9: no shutdown code runs.
     func kill9() {
         kill(process.processIdentifier, SIGKILL)
