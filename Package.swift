@@ -139,6 +139,8 @@ let package = Package(
         .executableTarget(name: "flashsale", dependencies: [
             "FlashServer", "FlashLab", "FlashAWS", "FlashTelemetry",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
             "FlashCore", "FlashQueue", "FlashBackend", "FlashSQLite", "FlashPostgres", "FlashGateway", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashAPI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Hummingbird", package: "hummingbird"),

@@ -60,6 +60,9 @@ public struct LoadConfiguration: Sendable {
     public var timeout: Double = 10
     /// Seed of the order-body generator (0: random).
     public var seed: UInt64 = 0
+    /// One body sent with every POST instead of generated ones (`flashsale bench` sends the
+    /// same body as wrk does, so both generators measure the same work).
+    public var body: String?
 
     public init(host: String) {
         self.host = host.hasSuffix("/") ? String(host.dropLast()) : host

@@ -122,7 +122,7 @@ public struct LoadGenerator: Sendable {
                 if intended >= deadline { break }
                 if intended > clock.now { try await Task.sleep(until: intended, clock: .continuous) }
                 _ = await slots.acquire()
-                let body = bodies.next(for: config.endpoint)
+                let body = config.body ?? bodies.next(for: config.endpoint)
                 group.addTask {
                     defer { slots.release() }
                     await send(config: config, http: http, tally: tally, body: body, intended: intended, clock: clock)
@@ -136,7 +136,7 @@ public struct LoadGenerator: Sendable {
 
     static func send(config: LoadConfiguration, http: HTTPClient, tally: LoadTally, bodies: inout OrderBodies,
                      intended: ContinuousClock.Instant, clock: ContinuousClock) async {
-        await send(config: config, http: http, tally: tally, body: bodies.next(for: config.endpoint), intended: intended, clock: clock)
+        await send(config: config, http: http, tally: tally, body: config.body ?? bodies.next(for: config.endpoint), intended: intended, clock: clock)
     }
 
     static func send(config: LoadConfiguration, http: HTTPClient, tally: LoadTally, body: String?,

@@ -48,9 +48,25 @@ struct WorkersBenchCommand: AsyncParsableCommand {
     struct Result { var theory: Double; var measured: Double; var orders: Int }
 
     func measure(workers: Int, latency: Duration, logger: Logger) async throws -> Result {
+        try await Self.measure(workers: workers, latency: latency, seconds: seconds, directory: directory, logger: logger)
+    }
+
+    /// W/L, and the pool's measured rate over `seconds` of queued work.
+    static func measure(workers: Int, latency: Duration, seconds: Double, directory: String, logger: Logger) async throws -> Result {
         let theory = Double(workers) / latency.asSeconds
+        let waves = (max(Int(theory * seconds), workers * 5, 50) + workers - 1) / workers
+        let orders = waves * workers
+        let measured = try await drainRate(workers: workers, latency: latency, orders: orders, directory: directory, logger: logger)
+        return Result(theory: theory, measured: measured, orders: orders)
+    }
+
+    /// Fills a fresh database with `orders` queued orders, then starts a pool of `workers` whose
+    /// every charge takes `latency`, and times the completions: orders per second between 10% and
+    /// 90% completed (ramp-up and tail excluded). With a fixed latency, W workers finish orders in
+    /// waves of W; `orders` and both marks are whole multiples of W, so the window spans whole
+    /// waves and does not over- or under-count.
+    static func drainRate(workers: Int, latency: Duration, orders: Int, directory: String, logger: Logger) async throws -> Double {
         let waves = { (count: Int) in (count + workers - 1) / workers }
-        let orders = waves(max(Int(theory * seconds), workers * 5, 50)) * workers
         var config = FlashConfiguration()
         config.backend.path = (directory as NSString).appendingPathComponent("flashsale-bench-workers-\(UUID().uuidString).db")
         config.workers.count = workers
@@ -94,7 +110,6 @@ struct WorkersBenchCommand: AsyncParsableCommand {
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
         }
-        let measured = Double(highMark - lowMark) / (high! - low!).asSeconds
-        return Result(theory: theory, measured: measured, orders: orders)
+        return Double(highMark - lowMark) / (high! - low!).asSeconds
     }
 }

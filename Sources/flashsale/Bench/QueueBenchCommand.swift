@@ -88,8 +88,16 @@ struct QueueBenchCommand: AsyncParsableCommand {
         }
     }
 
-    /// Phase 1: `cyclers` loops of send 10 → receive 10 → delete them; messages per second.
     func fullCycle(_ queue: some MessageQueue) async throws -> Double {
+        try await Self.fullCycle(queue, seconds: seconds, cyclers: cyclers)
+    }
+
+    func concurrentSends(_ queue: some MessageQueue) async throws -> Double {
+        try await Self.concurrentSends(queue, seconds: seconds, senders: senders)
+    }
+
+    /// Phase 1: `cyclers` loops of send 10 → receive 10 → delete them; messages per second.
+    static func fullCycle(_ queue: some MessageQueue, seconds: Double, cyclers: Int) async throws -> Double {
         let result = try await Self.timed(seconds: seconds, workers: cyclers) {
             let batch = (0..<10).map { _ in OutgoingMessage(Self.body) }
             _ = try await queue.sendBatch(batch)
@@ -101,7 +109,7 @@ struct QueueBenchCommand: AsyncParsableCommand {
     }
 
     /// Phase 2: `senders` tasks each sending single messages; sends per second.
-    func concurrentSends(_ queue: some MessageQueue) async throws -> Double {
+    static func concurrentSends(_ queue: some MessageQueue, seconds: Double, senders: Int) async throws -> Double {
         let result = try await Self.timed(seconds: seconds, workers: senders) {
             _ = try await queue.send(Self.body)
             return 1

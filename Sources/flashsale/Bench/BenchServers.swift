@@ -1,0 +1,92 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+
+/// A `flashsale serve` of this same build, started by `flashsale bench` on a free loopback port
+/// (API only, `--workers 0`: the figures are the accept path's, not the workers').
+struct BenchFlashServer: Sendable {
+    let process: ChildProcess
+    let base: String
+
+    /// Starts it with `arguments` added (`--data FILE` or `--database URL`) and waits for `/health`.
+    static func start(_ label: String, arguments: [String], scratch: URL, http: HTTPClient) async throws -> BenchFlashServer {
+        let port = try await ChildProcess.freePort()
+        // The bench's servers take their settings from these arguments only, never from the
+        // caller's FLASHSALE_… variables (an admin token there would refuse the stock resets).
+        let environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FLASHSALE_") }
+        let process = try ChildProcess(label, executable: ChildProcess.selfExecutable,
+                                       arguments: ["serve", "--host", "127.0.0.1", "--port", "\(port)", "--workers", "0", "--log-level", "error"] + arguments,
+                                       output: scratch.appendingPathComponent("\(label).log"), environment: environment)
+        let server = BenchFlashServer(process: process, base: "http://127.0.0.1:\(port)")
+        try await waitUntilAnswering(server.base + "/health", process: process, http: http)
+        return server
+    }
+
+    /// Polls `url` until it answers 200; throws with the program's log when it exits or takes 30 s.
+    static func waitUntilAnswering(_ url: String, process: ChildProcess, http: HTTPClient) async throws {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            guard process.isRunning else { throw BenchError("\(process.name) exited at start:\n\(process.log)") }
+            if let response = try? await http.execute(HTTPClientRequest(url: url), timeout: .seconds(2)),
+               response.status == .ok {
+                return
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        await process.stop()
+        throw BenchError("\(process.name) did not answer \(url) within 30 s:\n\(process.log)")
+    }
+}
+
+/// nginx answering every request with a fixed 202 and the accept's own body: the ceiling of
+/// what an HTTP server does per request on this machine, with the same body and connections.
+struct NginxCeiling: Sendable {
+    let process: ChildProcess
+    let base: String
+
+    static func start(_ nginx: String, body: String, contentType: String, scratch: URL, http: HTTPClient) async throws -> NginxCeiling {
+        let port = try await ChildProcess.freePort()
+        let prefix = scratch.appendingPathComponent("nginx", isDirectory: true)
+        try FileManager.default.createDirectory(at: prefix, withIntermediateDirectories: true)
+        let escaped = body.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'")
+        let configuration = """
+            worker_processes auto;
+            daemon off;
+            pid \(prefix.path)/nginx.pid;
+            error_log \(prefix.path)/error.log error;
+            events { worker_connections 4096; }
+            http {
+                access_log off;
+                client_body_temp_path \(prefix.path)/body;
+                proxy_temp_path \(prefix.path)/proxy;
+                fastcgi_temp_path \(prefix.path)/fastcgi;
+                uwsgi_temp_path \(prefix.path)/uwsgi;
+                scgi_temp_path \(prefix.path)/scgi;
+                keepalive_requests 1000000;
+                server {
+                    listen 127.0.0.1:\(port);
+                    location / {
+                        default_type "\(contentType)";
+                        return 202 '\(escaped)';
+                    }
+                }
+            }
+            """
+        let file = prefix.appendingPathComponent("nginx.conf")
+        try configuration.write(to: file, atomically: true, encoding: .utf8)
+        let process = try ChildProcess("nginx", executable: nginx, arguments: ["-e", "\(prefix.path)/error.log", "-p", prefix.path, "-c", file.path],
+                                       output: prefix.appendingPathComponent("stdout.log"))
+        let ceiling = NginxCeiling(process: process, base: "http://127.0.0.1:\(port)")
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            guard process.isRunning else { throw BenchError("nginx exited at start:\n\(process.log)") }
+            var request = HTTPClientRequest(url: ceiling.base + "/orders/async")
+            request.method = .POST
+            request.body = .bytes(ByteBuffer(string: "{}"))
+            if let response = try? await http.execute(request, timeout: .seconds(2)), response.status.code == 202 { return ceiling }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        await process.stop()
+        throw BenchError("nginx did not answer within 10 s:\n\(process.log)")
+    }
+}

@@ -1,0 +1,88 @@
+import Foundation
+import NIOCore
+import NIOPosix
+
+/// A program `flashsale bench` starts and stops: a `flashsale serve`, nginx, wrk.
+///
+/// Foundation's `Process`, wrapped so that a run's servers are always stopped (SIGTERM, then
+/// SIGKILL after a grace) and a short-lived tool's output can be awaited without blocking a
+/// concurrency thread.
+final class ChildProcess: @unchecked Sendable {
+    // @unchecked: `process` is only started here and then read through Process's own locking.
+    private let process = Process()
+    private let output: URL
+    let name: String
+
+    /// Starts `executable` with `arguments`; standard output and error go to `output`.
+    init(_ name: String, executable: String, arguments: [String], output: URL, environment: [String: String]? = nil) throws {
+        self.name = name
+        self.output = output
+        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: output)
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        try? handle.close()
+    }
+
+    var isRunning: Bool { process.isRunning }
+
+    /// What the program wrote so far.
+    var log: String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
+
+    /// Waits for the program to exit by itself; its exit status.
+    func exit() async -> Int32 {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                self.process.waitUntilExit()
+                continuation.resume(returning: self.process.terminationStatus)
+            }
+        }
+    }
+
+    /// SIGTERM, and SIGKILL when it has not exited within `grace`.
+    func stop(grace: Duration = .seconds(10)) async {
+        guard process.isRunning else { return }
+        process.terminate()
+        let deadline = ContinuousClock.now + grace
+        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        _ = await exit()
+    }
+
+    /// Runs a short-lived program to its end; its exit status and output.
+    static func run(_ executable: String, _ arguments: [String], scratch: URL) async throws -> (status: Int32, output: String) {
+        let log = scratch.appendingPathComponent("run-\(UUID().uuidString).log")
+        defer { try? FileManager.default.removeItem(at: log) }
+        let child = try ChildProcess(URL(fileURLWithPath: executable).lastPathComponent, executable: executable, arguments: arguments, output: log)
+        let status = await child.exit()
+        return (status, child.log)
+    }
+
+    /// The first executable called `name` on PATH, or in the usual system directories (nginx is
+    /// in /usr/sbin, which a non-root PATH lacks).
+    static func find(_ name: String) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+        let directories = path.split(separator: ":").map(String.init) + ["/usr/sbin", "/usr/local/sbin", "/sbin"]
+        return directories.map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    /// A loopback port free at the moment of asking (the kernel's pick, released at once).
+    static func freePort() async throws -> Int {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .bind(host: "127.0.0.1", port: 0).get()
+        let port = channel.localAddress?.port ?? 0
+        try await channel.close()
+        return port
+    }
+
+    /// This program's own executable (to start `flashsale serve` children of the same build).
+    static var selfExecutable: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+}
