@@ -157,11 +157,23 @@ public struct OrderCounts: Sendable, Hashable, Codable {
 extension OrderItem {
     /// The stored form of an order's items: a JSON array, as the API shows them.
     public static func encodeList(_ items: [OrderItem]) -> String {
-        "[" + items.map { item in
-            var text = #"{"product_id":\#(JSONText.quoted(item.productID)),"quantity":\#(item.quantity)"#
-            if let price = item.price { text += #","price":\#(JSONText.number(price))"# }
-            return text + "}"
-        }.joined(separator: ",") + "]"
+        // Appended into one reserved string: it runs on the SQLite writer for every order, and
+        // the map/join/interpolation form cost three times as much (callgrind, issue 13).
+        var out = "["
+        out.reserveCapacity(2 + items.count * 64)
+        for (index, item) in items.enumerated() {
+            out.append(index == 0 ? #"{"product_id":"# : #",{"product_id":"#)
+            JSONText.appendQuoted(item.productID, to: &out)
+            out.append(#","quantity":"#)
+            out.append(String(item.quantity))
+            if let price = item.price {
+                out.append(#","price":"#)
+                out.append(JSONText.number(price))
+            }
+            out.append("}")
+        }
+        out.append("]")
+        return out
     }
 
     /// Items from their stored form (``encodeList(_:)``); unreadable entries are skipped.

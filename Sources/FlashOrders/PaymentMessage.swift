@@ -19,7 +19,15 @@ public struct PaymentMessage: Sendable, Hashable {
 
     /// The JSON body, written by hand (it is on the accept path).
     public var body: String {
-        #"{"order_id":\#(JSONText.quoted(orderID)),"customer_id":\#(JSONText.quoted(customerID)),"total":\#(JSONText.number(total))}"#
+        var out = #"{"order_id":"#
+        out.reserveCapacity(96 + orderID.utf8.count + customerID.utf8.count)
+        JSONText.appendQuoted(orderID, to: &out)
+        out.append(#","customer_id":"#)
+        JSONText.appendQuoted(customerID, to: &out)
+        out.append(#","total":"#)
+        out.append(JSONText.number(total))
+        out.append("}")
+        return out
     }
 
     /// The order id of a message body, or nil if the body is not a payment message.

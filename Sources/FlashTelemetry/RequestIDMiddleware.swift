@@ -7,7 +7,7 @@ import Logging
 /// while handling the request (`hb.request.id`, Hummingbird's own key, so its lines carry it
 /// too) and is returned in the response's `X-Request-Id`.
 public struct RequestIDMiddleware<Context: RequestContext>: RouterMiddleware {
-    public static var headerName: HTTPField.Name { HTTPField.Name("X-Request-Id")! }
+    public static var headerName: HTTPField.Name { HTTPField.Name.requestID }
 
     public init() {}
 
@@ -47,3 +47,8 @@ public struct RequestIDMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
+
+extension HTTPField.Name {
+    /// `X-Request-Id`, made once (a generic type cannot hold it, and building it lowercases the name).
+    public static let requestID = HTTPField.Name("X-Request-Id")!
+}

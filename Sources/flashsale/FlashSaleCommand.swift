@@ -1,7 +1,6 @@
 import ArgumentParser
 
-/// The `flashsale` command: the service, its tools and its benchmarks.
-@main
+/// The `flashsale` command: the service, its tools and its benchmarks (started by main.swift).
 struct FlashSaleCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "flashsale",
