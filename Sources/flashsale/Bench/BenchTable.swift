@@ -108,7 +108,7 @@ struct BenchTable: Sendable {
         }
         let document = Document(header: header, rows: rows.map { row in
             Row(figure: row.figure, value: (row.value * 1000).rounded() / 1000, unit: row.unit, ceilingName: row.ceiling?.name,
-                ceiling: row.ceiling?.value, ratio: row.ratio.map { ($0 * 1000).rounded() / 1000 },
+                ceiling: row.ceiling.map { ($0.value * 1000).rounded() / 1000 }, ratio: row.ratio.map { ($0 * 1000).rounded() / 1000 },
                 target: row.target == nil ? nil : row.targetText, pass: row.passed, note: row.note)
         }, notes: notes, allPassed: allPassed)
         let encoder = JSONEncoder()

@@ -53,7 +53,8 @@ struct HTTPLoad: Sendable {
         switch tool {
         case let .wrk(path): return "wrk (\(path) -t\(threads) -c\(connections))"
         case .own:
-            return "flashsale's own load generator (wrk is not installed): closed loop, \(connections) connections, no think time, in the bench process"
+            let why = ChildProcess.find("wrk") == nil ? "wrk is not installed" : "--generator own"
+            return "flashsale's own load generator (\(why)): closed loop, \(connections) connections, no think time, in the bench process"
         }
     }
 

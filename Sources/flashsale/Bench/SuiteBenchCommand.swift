@@ -73,6 +73,9 @@ struct SuiteBenchCommand: AsyncParsableCommand {
         logger.logLevel = .error
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(timeout: .init(connect: .seconds(5), read: .seconds(30))))
         var suite = BenchSuite(load: load, scratch: scratch, http: http, logger: logger, quick: quick, peers: peers, quiet: json)
+        if case .own = load.tool {
+            suite.table.notes.append("the load generator runs in this process, in Swift, on the same cores: it can be the limit itself (a ratio near 1 to nginx says so); install wrk for the standard figures")
+        }
         do {
             try await suite.httpRows(serverArguments: ["--data", scratch.appendingPathComponent("embedded.db").path], label: nil)
             try await suite.queueRows()

@@ -1,0 +1,145 @@
+import FlashCore
+import Foundation
+import Testing
+
+/// `flashsale bench`, run as a user runs it: the real binary starts its own servers, loads them
+/// and prints one table. The figures of a debug build mean nothing, so these tests check the
+/// run itself: every row is there and measured, ratios are value / ceiling, pass/fail follows
+/// the target, every answer was the one the row is about, and bad options are refused.
+/// (Run alone by scripts/test: it loads both cores.)
+@Suite(.serialized) struct BenchCommandTests {
+    /// One run to its end: exit status, standard output, standard error.
+    static func bench(_ arguments: [String]) async throws -> (status: Int32, output: String, errors: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: ServerProcess.binary)
+        process.arguments = ["bench"] + arguments
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("flashsale-bench-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let out = directory.appendingPathComponent("out"), err = directory.appendingPathComponent("err")
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: out)
+        process.standardError = try FileHandle(forWritingTo: err)
+        try process.run()
+        while process.isRunning { try await Task.sleep(for: .milliseconds(50)) }
+        return (process.terminationStatus, try String(contentsOf: out, encoding: .utf8), try String(contentsOf: err, encoding: .utf8))
+    }
+
+    struct Row {
+        var figure: String
+        var value: Double
+        var ceiling: Double?
+        var ratio: Double?
+        var target: String?
+        var pass: Bool?
+        var note: String?
+    }
+
+    static func rows(_ json: JSONValue) -> [Row] {
+        (json["rows"]?.array ?? []).map { row in
+            func number(_ key: String) -> Double? { if case let .number(value, _)? = row[key] { return value } else { return nil } }
+            func text(_ key: String) -> String? { if case let .string(value)? = row[key] { return value } else { return nil } }
+            var pass: Bool?
+            if case let .bool(value)? = row["pass"] { pass = value }
+            return Row(figure: text("figure") ?? "", value: number("value") ?? -1, ceiling: number("ceiling"), ratio: number("ratio"),
+                       target: text("target"), pass: pass, note: text("note"))
+        }
+    }
+
+    /// The checks every run must pass, whatever the machine.
+    static func checkTable(_ rows: [Row], expected: [String]) {
+        let figures = rows.map(\.figure)
+        for figure in expected {
+            #expect(figures.contains(figure), "missing row '\(figure)' in \(figures)")
+        }
+        for row in rows {
+            #expect(row.value > 0 && row.value.isFinite, "\(row.figure): \(row.value)")
+            // Every answer was the one the figure is about (2xx, or 400 for the refusals).
+            #expect(row.note == nil || row.figure.hasPrefix("POST /buy, sales vs Redis"), "\(row.figure): \(row.note ?? "")")
+            if let ceiling = row.ceiling {
+                #expect(ceiling > 0)
+                #expect(abs((row.ratio ?? -1) - row.value / ceiling) < 0.002, "\(row.figure): ratio \(row.ratio ?? -1) ≠ \(row.value) / \(ceiling)")
+            }
+            if let target = row.target, let pass = row.pass {
+                let number = Double(target.filter { $0.isNumber || $0 == "." }) ?? -1
+                if target.hasSuffix("×") {
+                    #expect(pass == ((row.ratio ?? 0) >= number), "\(row.figure): \(target) vs ratio \(row.ratio ?? -1), pass \(pass)")
+                } else if target.hasPrefix("≥") {
+                    #expect(pass == (row.value >= number), "\(row.figure): \(target) vs \(row.value), pass \(pass)")
+                } else {
+                    #expect(pass == (row.value <= number), "\(row.figure): \(target) vs \(row.value), pass \(pass)")
+                }
+            }
+        }
+        // The pool's ceiling is W/L itself.
+        for row in rows where row.figure.hasPrefix("worker pool, W=") {
+            let parts = row.figure.dropFirst("worker pool, W=".count).split(separator: ",")
+            let workers = Double(parts[0]) ?? 0
+            let latency = Double(parts[1].filter { $0.isNumber }) ?? 0
+            #expect(abs((row.ceiling ?? 0) - workers / (latency / 1000)) < 0.01, "\(row.figure): ceiling \(row.ceiling ?? -1)")
+        }
+    }
+
+    static let httpRows = [
+        "ceiling: GET /health, same server", "POST /orders/async (durable)", "POST /orders/async vs /health", "POST /orders/async p99",
+        "GET /orders/{id} (pending: with its queue position)", "POST /buy, sales (durable)", "POST /buy, sales vs /health",
+        "POST /buy, sales p99", "POST /buy, refusals (sold out, 400)",
+    ]
+    static let otherRows = [
+        "embedded queue: full cycle (send 10, receive 10, delete; 16 loops)", "embedded queue: single sends, 64 concurrent",
+        "drain: 20,032 queued orders, 64 workers, instant gateway",
+        "worker pool, W=1, L=20ms", "worker pool, W=100, L=50ms", "worker pool, W=1000, L=300ms",
+    ]
+
+    @Test func quickRunWithTheOwnGeneratorAndPostgreSQLGivesEveryRowBesideItsCeiling() async throws {
+        var arguments = ["--quick", "--json", "--generator", "own", "--seconds", "1", "--peer", "redis-eval=50000"]
+        let postgres = ProcessInfo.processInfo.environment["FLASHSALE_TEST_POSTGRES"]
+        if let postgres { arguments += ["--database", postgres, "--peer", "pgbench-insert=9000", "--peer", "pgbench-dequeue=4000"] }
+        let run = try await Self.bench(arguments)
+        #expect(run.status == 0, "\(run.errors)")
+        let json = try JSONValue.parse(Array(run.output.utf8))
+        guard case let .string(load)? = json["header"]?["load"], case let .number(cores, _)? = json["header"]?["cores"] else {
+            Issue.record("no header: \(run.output)")
+            return
+        }
+        #expect(load.hasPrefix("flashsale's own load generator"))
+        #expect(cores == Double(ProcessInfo.processInfo.activeProcessorCount))
+        var expected = Self.httpRows + Self.otherRows + ["POST /buy, sales vs Redis EVAL decrement-if-positive"]
+        if postgres != nil {
+            expected += ["PostgreSQL queue: full cycle (16 loops)", "PostgreSQL queue: single sends, 64 concurrent",
+                         "PostgreSQL: POST /orders/async (durable)", "PostgreSQL: POST /buy, sales (one hot product)"]
+        }
+        let rows = Self.rows(json)
+        Self.checkTable(rows, expected: expected)
+        // The peers given are the ceilings of the rows they are compared with.
+        #expect(rows.first { $0.figure == "POST /buy, sales vs Redis EVAL decrement-if-positive" }?.ceiling == 50000)
+        if postgres != nil {
+            #expect(rows.first { $0.figure == "PostgreSQL queue: full cycle (16 loops)" }?.ceiling == 4000)
+            #expect(rows.first { $0.figure == "PostgreSQL queue: single sends, 64 concurrent" }?.ceiling == 9000)
+        }
+        // The run says which generator and why, and cleans up after itself (its servers are gone).
+        #expect(run.errors.contains("bench: POST /orders/async") == false, "progress lines are off with --json")
+    }
+
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["PATH"]?.split(separator: ":").contains { FileManager.default.isExecutableFile(atPath: "\($0)/wrk") } ?? false))
+    func quickRunWithWrkPrintsTheTable() async throws {
+        let run = try await Self.bench(["--quick", "--seconds", "1"])
+        #expect(run.status == 0, "\(run.errors)")
+        #expect(run.output.contains("load: wrk ("))
+        #expect(run.output.contains("| figure | value | ceiling | ratio | target | result |"))
+        for figure in Self.httpRows + Self.otherRows {
+            #expect(run.output.contains("| \(figure) |"), "missing \(figure)")
+        }
+        #expect(run.errors.contains("bench: POST /orders/async"), "progress goes to standard error")
+    }
+
+    @Test func badOptionsAreRefusedBeforeAnythingRuns() async throws {
+        for arguments in [["--peer", "mysql=5"], ["--peer", "redis-eval=fast"], ["--generator", "ab"], ["--connections", "0"], ["--seconds", "0.5"]] {
+            let run = try await Self.bench(arguments)
+            #expect(run.status != 0, "\(arguments) was accepted")
+            #expect(run.errors.contains("Error:"), "\(arguments): \(run.errors)")
+            #expect(run.output.isEmpty, "\(arguments) printed a table")
+        }
+    }
+}
