@@ -295,7 +295,6 @@ struct JSONParser {
 
 /// Writing JSON by hand on hot paths (replies built without JSONEncoder).
 public enum JSONText {
-    /// `text` as a JSON string literal, quotes included.
     /// Appends `text` as a JSON string literal to `out` (no intermediate string when nothing
     /// needs escaping: the usual case on the accept path).
     public static func appendQuoted(_ text: String, to out: inout String) {
@@ -308,6 +307,7 @@ public enum JSONText {
         out.append("\"")
     }
 
+    /// `text` as a JSON string literal, quotes included.
     public static func quoted(_ text: String) -> String {
         var needsEscape = false
         for byte in text.utf8 where byte < 0x20 || byte == 0x22 || byte == 0x5C {

@@ -118,7 +118,6 @@ import Testing
             #expect(rows.first { $0.figure == "PostgreSQL queue: full cycle (16 loops)" }?.ceiling == 4000)
             #expect(rows.first { $0.figure == "PostgreSQL queue: single sends, 64 concurrent" }?.ceiling == 9000)
         }
-        // The run says which generator and why, and cleans up after itself (its servers are gone).
         #expect(run.errors.contains("bench: POST /orders/async") == false, "progress lines are off with --json")
     }
 
@@ -132,6 +131,40 @@ import Testing
             #expect(run.output.contains("| \(figure) |"), "missing \(figure)")
         }
         #expect(run.errors.contains("bench: POST /orders/async"), "progress goes to standard error")
+    }
+
+    /// Processes whose command line mentions a bench's scratch folder (its servers and wrk).
+    static func benchChildren() -> [String] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.filter { $0.allSatisfy(\.isNumber) }.compactMap { pid in
+            guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
+            let line = String(decoding: data.map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
+            return line.contains("/flashsale-bench-") && !line.contains(" bench ") ? line : nil
+        }
+    }
+
+    @Test func ctrlCStopsTheRunsServersAndRemovesItsFiles() async throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: ServerProcess.binary)
+        process.arguments = ["bench", "--quick", "--generator", "own", "--seconds", "5"]
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        // Wait until the server is up and under load.
+        var seen = ""
+        while !seen.contains("bench: POST /orders/async"), process.isRunning {
+            seen += String(decoding: errors.fileHandleForReading.availableData, as: UTF8.self)
+        }
+        #expect(!Self.benchChildren().isEmpty, "no server running during the load")
+        let folders = try FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory()).filter { $0.hasPrefix("flashsale-bench-") && !$0.hasSuffix(".db") && !$0.contains(".db-") }
+        kill(process.processIdentifier, SIGINT)
+        while process.isRunning { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(process.terminationStatus == 128 + SIGINT)
+        #expect(Self.benchChildren().isEmpty, "left running: \(Self.benchChildren())")
+        for folder in folders {
+            #expect(!FileManager.default.fileExists(atPath: NSTemporaryDirectory() + "/" + folder), "\(folder) left behind")
+        }
     }
 
     @Test func badOptionsAreRefusedBeforeAnythingRuns() async throws {

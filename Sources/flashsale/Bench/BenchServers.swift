@@ -31,7 +31,10 @@ struct BenchFlashServer: Sendable {
                response.status == .ok {
                 return
             }
-            try await Task.sleep(for: .milliseconds(50))
+            do { try await Task.sleep(for: .milliseconds(50)) } catch {
+                await process.stop()
+                throw error
+            }
         }
         await process.stop()
         throw BenchError("\(process.name) did not answer \(url) within 30 s:\n\(process.log)")
@@ -84,7 +87,10 @@ struct NginxCeiling: Sendable {
             request.method = .POST
             request.body = .bytes(ByteBuffer(string: "{}"))
             if let response = try? await http.execute(request, timeout: .seconds(2)), response.status.code == 202 { return ceiling }
-            try await Task.sleep(for: .milliseconds(50))
+            do { try await Task.sleep(for: .milliseconds(50)) } catch {
+                await process.stop()
+                throw error
+            }
         }
         await process.stop()
         throw BenchError("nginx did not answer within 10 s:\n\(process.log)")

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// A program `flashsale bench` starts and stops: a `flashsale serve`, nginx, wrk.
 ///
@@ -27,6 +28,31 @@ final class ChildProcess: @unchecked Sendable {
         process.standardInput = FileHandle.nullDevice
         try process.run()
         try? handle.close()
+        Self.live.withLock { $0[ObjectIdentifier(self)] = self }
+    }
+
+    /// Every child still running. Foundation starts each child in a process group of its own, so
+    /// a Ctrl-C at the terminal reaches the bench only: ``stopAllOnSignals(cleanup:)`` stops these.
+    private static let live = Mutex<[ObjectIdentifier: ChildProcess]>([:])
+
+    /// On SIGINT or SIGTERM: stops every running child (SIGTERM, SIGKILL after 5 s), runs
+    /// `cleanup`, and exits with 128 + the signal. Keep the returned sources until the run ends.
+    static func stopAllOnSignals(cleanup: @escaping @Sendable () -> Void) -> [any DispatchSourceSignal] {
+        [SIGINT, SIGTERM].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                let children = live.withLock { Array($0.values) }
+                for child in children where child.process.isRunning { child.process.terminate() }
+                let deadline = Date().addingTimeInterval(5)
+                while children.contains(where: { $0.process.isRunning }), Date() < deadline { usleep(20_000) }
+                for child in children where child.process.isRunning { kill(child.process.processIdentifier, SIGKILL) }
+                cleanup()
+                Foundation.exit(128 + number)
+            }
+            source.resume()
+            return source
+        }
     }
 
     var isRunning: Bool { process.isRunning }
@@ -39,6 +65,7 @@ final class ChildProcess: @unchecked Sendable {
         await withCheckedContinuation { continuation in
             DispatchQueue.global().async {
                 self.process.waitUntilExit()
+                Self.live.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(self)) }
                 continuation.resume(returning: self.process.terminationStatus)
             }
         }

@@ -31,6 +31,8 @@ struct HTTPLoad: Sendable {
         var non2xx: Int
         /// Connect, read, write errors and timeouts.
         var errors: Int
+        /// Answers that were 400, when the figure counts them (the server's own count).
+        var status400: Int?
         var rate: Double { Double(requests) / max(seconds, 1e-9) }
     }
 
@@ -170,3 +172,4 @@ struct BenchError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
 }
+
