@@ -18,26 +18,25 @@ struct BenchFlashServer: Sendable {
                                        arguments: ["serve", "--host", "127.0.0.1", "--port", "\(port)", "--workers", "0", "--log-level", "error"] + arguments,
                                        output: scratch.appendingPathComponent("\(label).log"), environment: environment)
         let server = BenchFlashServer(process: process, base: "http://127.0.0.1:\(port)")
-        try await waitUntilAnswering(server.base + "/health", process: process, http: http)
+        try await waitUntilAnswering(HTTPClientRequest(url: server.base + "/health"), process: process, http: http)
         return server
     }
 
-    /// Polls `url` until it answers 200; throws with the program's log when it exits or takes 30 s.
-    static func waitUntilAnswering(_ url: String, process: ChildProcess, http: HTTPClient) async throws {
-        let deadline = ContinuousClock.now + .seconds(30)
+    /// Polls with `request` until it answers `status`; throws with the program's log when the
+    /// program exits, or (stopping it) when `within` passes or the task is cancelled.
+    static func waitUntilAnswering(_ request: HTTPClientRequest, status: UInt = 200, process: ChildProcess, http: HTTPClient,
+                                   within: Duration = .seconds(30)) async throws {
+        let deadline = ContinuousClock.now + within
         while ContinuousClock.now < deadline {
             guard process.isRunning else { throw BenchError("\(process.name) exited at start:\n\(process.log)") }
-            if let response = try? await http.execute(HTTPClientRequest(url: url), timeout: .seconds(2)),
-               response.status == .ok {
-                return
-            }
+            if let response = try? await http.execute(request, timeout: .seconds(2)), response.status.code == status { return }
             do { try await Task.sleep(for: .milliseconds(50)) } catch {
                 await process.stop()
                 throw error
             }
         }
         await process.stop()
-        throw BenchError("\(process.name) did not answer \(url) within 30 s:\n\(process.log)")
+        throw BenchError("\(process.name) did not answer \(request.url) within \(within):\n\(process.log)")
     }
 }
 
@@ -80,19 +79,10 @@ struct NginxCeiling: Sendable {
         let process = try ChildProcess("nginx", executable: nginx, arguments: ["-e", "\(prefix.path)/error.log", "-p", prefix.path, "-c", file.path],
                                        output: prefix.appendingPathComponent("stdout.log"))
         let ceiling = NginxCeiling(process: process, base: "http://127.0.0.1:\(port)")
-        let deadline = ContinuousClock.now + .seconds(10)
-        while ContinuousClock.now < deadline {
-            guard process.isRunning else { throw BenchError("nginx exited at start:\n\(process.log)") }
-            var request = HTTPClientRequest(url: ceiling.base + "/orders/async")
-            request.method = .POST
-            request.body = .bytes(ByteBuffer(string: "{}"))
-            if let response = try? await http.execute(request, timeout: .seconds(2)), response.status.code == 202 { return ceiling }
-            do { try await Task.sleep(for: .milliseconds(50)) } catch {
-                await process.stop()
-                throw error
-            }
-        }
-        await process.stop()
-        throw BenchError("nginx did not answer within 10 s:\n\(process.log)")
+        var request = HTTPClientRequest(url: ceiling.base + "/orders/async")
+        request.method = .POST
+        request.body = .bytes(ByteBuffer(string: "{}"))
+        try await BenchFlashServer.waitUntilAnswering(request, status: 202, process: process, http: http, within: .seconds(10))
+        return ceiling
     }
 }
