@@ -106,7 +106,7 @@ private struct GroupPlacer: Sendable {
         let productIDs = Self.productIDs(of: group)
         guard var products = known.levels(of: productIDs) else { return nil }
         var bought: [CustomerKey: Int] = [:]
-        let now = WallClock.nowMillis()
+        let now = self.database.time.nowMillis()
         let (results, writes) = try decide(group, now: now, products: &products, bought: &bought, earlierByKey: [:], earlierByID: [:])
         guard results.allSatisfy({ if case .success = $0 { true } else { false } }) else { return nil }
         let absent = productIDs.filter { products[$0] == nil }
@@ -128,7 +128,7 @@ private struct GroupPlacer: Sendable {
     /// Returns the products' levels after the group.
     private func placeLocked(_ group: [Request], on connection: PostgresConnection) async throws -> (GroupOutcome, [String: StockLevel]) {
         let logger = database.logger
-        let now = WallClock.nowMillis()
+        let now = self.database.time.nowMillis()
 
         // 1. Orders placed before under the same idempotency keys or client order ids.
         let keyed = group.filter { $0.order.idempotencyKey != nil }

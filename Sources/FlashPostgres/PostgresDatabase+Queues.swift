@@ -50,7 +50,7 @@ extension PostgresDatabase {
     }
 
     private func upsertQueue(_ name: String, _ attributes: QueueAttributes, deadLetterQueueID: Int64?, keepExisting: Bool) async throws -> PostgresQueueRecord {
-        let now = WallClock.nowMillis()
+        let now = self.time.nowMillis()
         let update = keepExisting ? "name = excluded.name" : """
             visibility_timeout_ms = excluded.visibility_timeout_ms, max_receive_count = excluded.max_receive_count,
             retention_ms = excluded.retention_ms, delay_ms = excluded.delay_ms, max_body_bytes = excluded.max_body_bytes,

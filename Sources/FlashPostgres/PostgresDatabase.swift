@@ -34,6 +34,10 @@ public final class PostgresDatabase: Sendable {
         /// The longest a call waits for the database (a connection, then its statements) before
         /// it fails with ``BackendUnavailable``.
         public var operationTimeout: Duration
+        /// Where the stores read "now" for the times they keep (leases, delays, retention,
+        /// holds): the wall clock unless a test moves time itself. Every process sharing the
+        /// database must read the same wall clock, as they do with ``TimeSource/system``.
+        public var time: TimeSource = .system
 
         public init(host: String = "127.0.0.1", port: Int = 5432, username: String = "postgres", password: String? = nil,
                     database: String = "postgres", schema: String? = nil, sslMode: String = "prefer",
@@ -104,6 +108,8 @@ public final class PostgresDatabase: Sendable {
     }
 
     public let configuration: Configuration
+    /// Where this database's stores read "now" (``Configuration/time``).
+    public var time: TimeSource { configuration.time }
     let client: PostgresClient
     let logger: Logger
     /// The connections' event loops, and a task executor for each.

@@ -83,7 +83,7 @@ public final class PostgresMessageQueue: MessageQueue {
 
     public func sendBatch(_ messages: [OutgoingMessage]) async throws -> [String] {
         try QueueLimits.validate(messages, maxBodyBytes: record.maxBodyBytes)
-        let now = WallClock.nowMillis()
+        let now = self.database.time.nowMillis()
         let pending = messages.map { message in
             PendingMessage(id: TimeOrderedID.make(), body: message.body, sentAt: now,
                            visibleAt: now + (message.delay == .zero ? record.delayMillis : message.delay.asMilliseconds))
@@ -109,7 +109,7 @@ public final class PostgresMessageQueue: MessageQueue {
             // and at least once a second (a NOTIFY lost with a connection).
             var timeout = min(deadline - now, .seconds(1))
             if let next = outcome.nextVisibleAt {
-                timeout = min(timeout, .milliseconds(max(1, next - WallClock.nowMillis())))
+                timeout = min(timeout, .milliseconds(max(1, next - self.database.time.nowMillis())))
             }
             await database.arrivals.wait(record.id, after: generation, timeout: timeout)
         }
@@ -121,7 +121,7 @@ public final class PostgresMessageQueue: MessageQueue {
     }
 
     private func receiveOnce(maxMessages: Int, visibilityMillis: Int64) async throws -> ReceiveOutcome {
-        let started = WallClock.nowMillis()
+        let started = self.database.time.nowMillis()
         if started - lastSweep.load(ordering: .relaxed) > 1000 {
             lastSweep.store(started, ordering: .relaxed)
             try await sweepExpired()
@@ -149,7 +149,7 @@ public final class PostgresMessageQueue: MessageQueue {
     public func changeVisibility(_ receipt: ReceiptHandle, timeout: Duration) async throws {
         try QueueLimits.validateVisibility(timeout)
         let (seq, token) = try ReceiptCodec.decode(receipt, queueID: record.id)
-        let now = WallClock.nowMillis()
+        let now = self.database.time.nowMillis()
         let rows = try await database.query("""
             UPDATE fs_messages SET visible_at = \(now + timeout.asMilliseconds)
             WHERE seq = \(seq) AND receipt = \(token) AND queue_id = \(record.id) RETURNING 1
@@ -207,7 +207,7 @@ public final class PostgresMessageQueue: MessageQueue {
         let decoded = deliveries(receipts)
         let valid = decoded.compactMap { $0 }
         guard !valid.isEmpty else { return decoded.map { _ in false } }
-        let now = WallClock.nowMillis()
+        let now = self.database.time.nowMillis()
         var returned: Set<Delivery> = []
         // Matched as (row, receipt) pairs: a stale receipt beside the current one of the same message returns nothing.
         for try await (seq, receipt) in try await connection.query("""
@@ -229,7 +229,7 @@ public final class PostgresMessageQueue: MessageQueue {
     /// and counts them; the next sweep continues.
     @discardableResult
     public func sweepExpired() async throws -> Int {
-        let cutoff = WallClock.nowMillis() - record.retentionMillis
+        let cutoff = self.database.time.nowMillis() - record.retentionMillis
         let shard = Int.random(in: 0..<PostgresSchema.counterShards)
         let rows = try await database.query("""
             WITH expired AS (
@@ -252,7 +252,7 @@ public final class PostgresMessageQueue: MessageQueue {
     }
 
     public func statistics() async throws -> QueueStatistics {
-        let now = WallClock.nowMillis()
+        let now = self.database.time.nowMillis()
         let rows = try await database.query("""
             SELECT COUNT(*) FILTER (WHERE visible_at <= \(now)),
                    COUNT(*) FILTER (WHERE visible_at > \(now) AND receive_count > 0),
@@ -275,7 +275,7 @@ public final class PostgresMessageQueue: MessageQueue {
 
     public func countVisible(sentAtOrBefore millis: Int64) async throws -> Int {
         let rows = try await database.query("""
-            SELECT COUNT(*)::bigint FROM fs_messages WHERE queue_id = \(record.id) AND visible_at <= \(min(millis, WallClock.nowMillis()))
+            SELECT COUNT(*)::bigint FROM fs_messages WHERE queue_id = \(record.id) AND visible_at <= \(min(millis, self.database.time.nowMillis()))
             """)
         return Int(try rows.first?.makeRandomAccess().get(0, as: Int64.self) ?? 0)
     }
@@ -334,7 +334,7 @@ struct QueueStatements: Sendable {
     /// numbered in delivery order and dealt out in that order: the first call gets slots 1…count₁
     /// and its lease, the next the following ones, and so on.
     func claim(_ calls: [ClaimRequest]) async throws -> [Claimed] {
-        let now = WallClock.nowMillis()
+        let now = self.database.time.nowMillis()
         let cutoff = now - record.retentionMillis
         let maxReceives = deadLetter == nil ? 0 : record.maxReceiveCount
         let deadLetterID = deadLetter?.id ?? 0
@@ -451,7 +451,7 @@ public final class PostgresTopic: Topic {
     public func publish(_ body: String) async throws -> String {
         try QueueLimits.validateContents(body)
         let messageID = TimeOrderedID.make()
-        let now = WallClock.nowMillis()
+        let now = self.database.time.nowMillis()
         // All subscribers or none: a body over any subscriber's limit is refused whole.
         let rows = try await database.query("""
             WITH subscribers AS (

@@ -100,7 +100,7 @@ public final class PostgresOrderStore: OrderStore {
     public func startProcessing(_ orderIDs: [String]) async throws -> [String: Order] {
         guard !orderIDs.isEmpty else { return [:] }
         return try await database.transaction { [self] connection in
-            let now = WallClock.nowMillis()
+            let now = self.database.time.nowMillis()
             var orders: [String: Order] = [:]
             var changes: [(Order, OrderStatus)] = []
             for (id, found) in try await lockOrders(orderIDs, on: connection) {
@@ -136,7 +136,7 @@ public final class PostgresOrderStore: OrderStore {
 
     private func returnAttempts(_ ids: [String], on connection: PostgresConnection) async throws {
         guard !ids.isEmpty else { return }
-        let now = WallClock.nowMillis()
+        let now = self.database.time.nowMillis()
         var changes: [(Order, OrderStatus)] = []
         let found = try await lockOrders(ids, on: connection)
         for id in ids {
@@ -162,7 +162,7 @@ public final class PostgresOrderStore: OrderStore {
             // A stale receipt deletes nothing: redelivered to someone else, or purged. The result stands all the same.
             if let receipt { _ = try await queue.delete([receipt], on: connection) }
             guard let found = try await lockOrders([orderID], on: connection)[orderID] else { return nil }
-            guard let finished = found.order.finishing(result, now: WallClock.nowMillis()) else {
+            guard let finished = found.order.finishing(result, now: self.database.time.nowMillis()) else {
                 return FinishedOrder(order: found.order, changed: false)
             }
             var counters = CounterDeltas()
@@ -265,7 +265,7 @@ extension PostgresOrderStore: Catalog {
     public func putProduct(id: String, stock: Int, perCustomerLimit: Int?, price: Double?) async throws -> Product {
         let rows = try await database.query("""
             INSERT INTO fs_products (product_id, stock, per_customer_limit, price, updated_at)
-            VALUES (\(id), \(stock), \(perCustomerLimit), \(price), \(WallClock.nowMillis()))
+            VALUES (\(id), \(stock), \(perCustomerLimit), \(price), \(self.database.time.nowMillis()))
             ON CONFLICT (product_id) DO UPDATE SET stock = excluded.stock, per_customer_limit = excluded.per_customer_limit,
                                                    price = excluded.price, updated_at = excluded.updated_at
             RETURNING product_id, stock, reserved, sold, per_customer_limit, price
@@ -275,7 +275,7 @@ extension PostgresOrderStore: Catalog {
 
     public func setStock(id: String, stock: Int) async throws -> Product {
         let rows = try await database.query("""
-            INSERT INTO fs_products (product_id, stock, updated_at) VALUES (\(id), \(stock), \(WallClock.nowMillis()))
+            INSERT INTO fs_products (product_id, stock, updated_at) VALUES (\(id), \(stock), \(self.database.time.nowMillis()))
             ON CONFLICT (product_id) DO UPDATE SET stock = excluded.stock, updated_at = excluded.updated_at
             RETURNING product_id, stock, reserved, sold, per_customer_limit, price
             """)

@@ -23,7 +23,7 @@ public final class PostgresPaymentLedger: PaymentLedger {
             var counters = CounterDeltas()
             let inserted = try await connection.query("""
                 INSERT INTO fs_payment_ledger (order_id, amount, approved, voided, charge_id, reason, created_at)
-                VALUES (\(orderID), \(amount), \(approved), \(voided), \(chargeID), \(reason), \(WallClock.nowMillis()))
+                VALUES (\(orderID), \(amount), \(approved), \(voided), \(chargeID), \(reason), \(self.database.time.nowMillis()))
                 ON CONFLICT (order_id) DO NOTHING RETURNING 1
                 """, logger: database.logger).collect()
             var result = (outcome, true)

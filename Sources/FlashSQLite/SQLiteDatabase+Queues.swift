@@ -10,7 +10,7 @@ extension SQLiteDatabase {
         guard !name.isEmpty, name.utf8.count <= 80 else { throw QueueError.invalidAttribute("queue name must be 1 to 80 bytes") }
         let deadLetterName = attributes.deadLetterQueueName(for: name)
         let (record, deadLetter) = try await write { db -> (QueueRecord, QueueRecord?) in
-            let now = WallClock.nowMillis()
+            let now = self.connection.time.nowMillis()
             var deadLetter: QueueRecord?
             if let deadLetterName {
                 let existing = try QueueRecord.load(db, name: deadLetterName)

@@ -42,10 +42,16 @@ public final class SQLiteDatabase: Sendable {
 
     /// Opens (creating if needed) the database file at `path`. Several processes may open the
     /// same file at once (schema migrations included).
-    public init(path: String, synchronous: Synchronous = .full) throws {
+    ///
+    /// - Parameter time: where the stores read "now" for the times they keep (leases, delays,
+    ///   retention, holds); the wall clock unless a test moves time itself.
+    public init(path: String, synchronous: Synchronous = .full, time: TimeSource = .system) throws {
         self.path = path
-        self.connection = try SQLiteConnection(path: path, synchronous: synchronous)
+        self.connection = try SQLiteConnection(path: path, synchronous: synchronous, time: time)
     }
+
+    /// Where this database's stores read "now".
+    public var time: TimeSource { connection.time }
 
     /// Runs `body` in a group-committed transaction; returns once the transaction is durable.
     ///
@@ -81,8 +87,10 @@ final class SQLiteConnection: Sendable {
     let pool: DatabasePool
     let writer: GroupCommitWriter
     let arrivals: ArrivalSignal<Int64>
+    /// Where the queues and stores on this file read "now".
+    let time: TimeSource
 
-    init(path: String, synchronous: SQLiteDatabase.Synchronous) throws {
+    init(path: String, synchronous: SQLiteDatabase.Synchronous, time: TimeSource) throws {
         var configuration = Configuration()
         // Writers of several processes contend for the file's write lock (`BEGIN IMMEDIATE`):
         // a writer that finds it taken retries every 200 µs for up to 60 s rather than failing
@@ -102,6 +110,7 @@ final class SQLiteConnection: Sendable {
         self.path = path
         self.pool = pool
         self.arrivals = arrivals
+        self.time = time
         self.writer = GroupCommitWriter(pool: pool) { keys in
             for key in keys { arrivals.notify(key) }
         }

@@ -52,7 +52,7 @@ public final class SQLiteMessageQueue: MessageQueue {
     }
 
     private func send(_ message: OutgoingMessage, in db: Database) throws -> String {
-        let now = WallClock.nowMillis()
+        let now = self.database.time.nowMillis()
         let id = TimeOrderedID.make()
         let delay = message.delay == .zero ? record.delayMillis : message.delay.asMilliseconds
         try SQLiteQueueStorage.insert(db, into: record, messageID: id, body: message.body, now: now, delayMillis: delay)
@@ -83,7 +83,7 @@ public final class SQLiteMessageQueue: MessageQueue {
                 // write lock, so that wake-ups that find nothing cost a read, not a transaction.
                 next = try await database.read { [record] db in try SQLiteQueueStorage.earliestVisibleAt(db, queue: record) }
             }
-            if !looked || next.map({ $0 <= WallClock.nowMillis() }) == true {
+            if !looked || next.map({ $0 <= self.database.time.nowMillis() }) == true {
                 let outcome = try await receiveOnce(maxMessages: maxMessages, visibilityMillis: visibility)
                 if !outcome.messages.isEmpty { return outcome.messages }
                 next = outcome.nextVisibleAt
@@ -94,7 +94,7 @@ public final class SQLiteMessageQueue: MessageQueue {
             var timeout = deadline - now
             if let next {
                 // A delayed or leased message becomes visible then: wake for it without a send.
-                let untilVisible = Duration.milliseconds(max(1, next - WallClock.nowMillis()))
+                let untilVisible = Duration.milliseconds(max(1, next - self.database.time.nowMillis()))
                 timeout = min(timeout, untilVisible)
             }
             await database.arrivals.wait(record.id, after: generation, timeout: timeout)
@@ -102,13 +102,13 @@ public final class SQLiteMessageQueue: MessageQueue {
     }
 
     private func receiveOnce(maxMessages: Int, visibilityMillis: Int64) async throws -> SQLiteQueueStorage.ReceiveOutcome {
-        let queued = WallClock.nowMillis()
+        let queued = self.database.time.nowMillis()
         let sweep = queued - lastSweep.load(ordering: .relaxed) > 1000
         if sweep { lastSweep.store(queued, ordering: .relaxed) }
         return try await database.write { [record, deadLetter, database] db in
             // The lease starts when this write runs in its transaction (just before the group's
             // COMMIT), not when it joined the writer's line: time spent waiting does not eat it.
-            let now = WallClock.nowMillis()
+            let now = self.database.time.nowMillis()
             if sweep { try SQLiteQueueStorage.dropExpired(db, queue: record, now: now) }
             return try SQLiteQueueStorage.receive(
                 db, from: record, deadLetter: deadLetter, maxMessages: maxMessages,
@@ -121,7 +121,7 @@ public final class SQLiteMessageQueue: MessageQueue {
     public func changeVisibility(_ receipt: ReceiptHandle, timeout: Duration) async throws {
         try QueueLimits.validateVisibility(timeout)
         try await database.write { [record, database] db in
-            try SQLiteQueueStorage.changeVisibility(db, in: record, receipt: receipt, millis: timeout.asMilliseconds, now: WallClock.nowMillis())
+            try SQLiteQueueStorage.changeVisibility(db, in: record, receipt: receipt, millis: timeout.asMilliseconds, now: self.database.time.nowMillis())
             // Long-pollers may have planned to wake at the old lease's end: let them re-plan.
             database.writer.touch(record.id)
         }
@@ -164,7 +164,7 @@ public final class SQLiteMessageQueue: MessageQueue {
     /// it was current (a stale one changed nothing).
     @discardableResult
     public func returnUntried(_ receipts: [ReceiptHandle], in db: Database) throws -> [Bool] {
-        let current = try SQLiteQueueStorage.returnUntried(db, to: record, receipts: receipts, now: WallClock.nowMillis())
+        let current = try SQLiteQueueStorage.returnUntried(db, to: record, receipts: receipts, now: self.database.time.nowMillis())
         database.writer.touch(record.id)
         return current
     }
@@ -172,7 +172,7 @@ public final class SQLiteMessageQueue: MessageQueue {
     @discardableResult
     public func sweepExpired() async throws -> Int {
         try await database.write { [record] db in
-            try SQLiteQueueStorage.dropExpired(db, queue: record, now: WallClock.nowMillis()).dropped
+            try SQLiteQueueStorage.dropExpired(db, queue: record, now: self.database.time.nowMillis()).dropped
         }
     }
 
@@ -192,7 +192,7 @@ public final class SQLiteMessageQueue: MessageQueue {
 
     public func statistics() async throws -> QueueStatistics {
         try await database.read { [record, deadLetter] db in
-            try SQLiteQueueStorage.statistics(db, queue: record, deadLetter: deadLetter, now: WallClock.nowMillis())
+            try SQLiteQueueStorage.statistics(db, queue: record, deadLetter: deadLetter, now: self.database.time.nowMillis())
         }
     }
 }
@@ -200,7 +200,7 @@ public final class SQLiteMessageQueue: MessageQueue {
 extension SQLiteMessageQueue {
     public func countVisible(sentAtOrBefore millis: Int64) async throws -> Int {
         try await database.read { [record] db in
-            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(record.table) WHERE visible_at <= ?", arguments: [min(millis, WallClock.nowMillis())]) ?? 0
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(record.table) WHERE visible_at <= ?", arguments: [min(millis, self.database.time.nowMillis())]) ?? 0
         }
     }
 }

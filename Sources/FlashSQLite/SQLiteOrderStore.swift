@@ -54,7 +54,7 @@ public final class SQLiteOrderStore: OrderStore {
             let (reservation, prices) = try SQLiteInventory.reserve(db, items: order.items, customerID: order.customerID,
                                                                     strictCatalog: strict || order.requiresCatalog)
             let order = order.priced(by: prices)
-            let now = WallClock.nowMillis()
+            let now = self.database.time.nowMillis()
             var messageID: String?
             var messageSeq: Int64?
             if queued {
@@ -146,7 +146,7 @@ public final class SQLiteOrderStore: OrderStore {
 
     public func startProcessing(_ orderIDs: [String]) async throws -> [String: Order] {
         try await database.write { [counters] db in
-            let now = WallClock.nowMillis()
+            let now = self.database.time.nowMillis()
             var orders: [String: Order] = [:]
             for id in orderIDs {
                 guard let order = try Self.order(db, id: id) else { continue }
@@ -168,17 +168,16 @@ public final class SQLiteOrderStore: OrderStore {
             // A stale receipt's message was delivered again meanwhile: the attempt now on the
             // order is that delivery's.
             let ids = zip(deliveries, current).compactMap { delivery, isCurrent in isCurrent ? delivery.orderID : nil }
-            try Self.returnAttempts(ids, db, counters)
+            try Self.returnAttempts(ids, db, counters, now: self.database.time.nowMillis())
         }
     }
 
     public func returnAttempts(_ orderIDs: [String]) async throws {
         guard !orderIDs.isEmpty else { return }
-        try await database.write { [counters] db in try Self.returnAttempts(orderIDs, db, counters) }
+        try await database.write { [counters] db in try Self.returnAttempts(orderIDs, db, counters, now: self.database.time.nowMillis()) }
     }
 
-    private static func returnAttempts(_ orderIDs: [String], _ db: Database, _ counters: GroupCommitWriter) throws {
-        let now = WallClock.nowMillis()
+    private static func returnAttempts(_ orderIDs: [String], _ db: Database, _ counters: GroupCommitWriter, now: Int64) throws {
         for id in orderIDs {
             guard let order = try order(db, id: id), let returned = order.returningUntried(now: now) else { continue }
             try store(returned, from: order.status, db, counters)
@@ -207,7 +206,7 @@ public final class SQLiteOrderStore: OrderStore {
                 return nil
             }
             let order = Self.decodeOrder(row)
-            guard let finished = order.finishing(result, now: WallClock.nowMillis()) else { return FinishedOrder(order: order, changed: false) }
+            guard let finished = order.finishing(result, now: self.database.time.nowMillis()) else { return FinishedOrder(order: order, changed: false) }
             try Self.store(finished, from: order.status, db, counters)
             let reservation = Reservation(encoded: row["reserved"])
             if !reservation.isEmpty {
@@ -313,7 +312,7 @@ extension SQLiteOrderStore: Catalog {
             try db.execute(sql: """
                 INSERT INTO fs_products (product_id, stock, per_customer_limit, price, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
                 ON CONFLICT(product_id) DO UPDATE SET stock = ?2, per_customer_limit = ?3, price = ?4, updated_at = ?5
-                """, arguments: [id, stock, perCustomerLimit, price, WallClock.nowMillis()])
+                """, arguments: [id, stock, perCustomerLimit, price, self.database.time.nowMillis()])
             return try SQLiteInventory.product(db, id: id)!
         }
     }
@@ -323,7 +322,7 @@ extension SQLiteOrderStore: Catalog {
             try db.execute(sql: """
                 INSERT INTO fs_products (product_id, stock, updated_at) VALUES (?1, ?2, ?3)
                 ON CONFLICT(product_id) DO UPDATE SET stock = ?2, updated_at = ?3
-                """, arguments: [id, stock, WallClock.nowMillis()])
+                """, arguments: [id, stock, self.database.time.nowMillis()])
             return try SQLiteInventory.product(db, id: id)!
         }
     }

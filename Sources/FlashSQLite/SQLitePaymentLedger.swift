@@ -23,7 +23,7 @@ public final class SQLitePaymentLedger: PaymentLedger {
             try db.cachedStatement(sql: """
                 INSERT INTO fs_payment_ledger (order_id, amount, approved, charge_id, reason, created_at, voided) VALUES (?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT(order_id) DO NOTHING
-                """).execute(arguments: [orderID, amount, approved, chargeID, reason, WallClock.nowMillis(), voided])
+                """).execute(arguments: [orderID, amount, approved, chargeID, reason, self.database.time.nowMillis(), voided])
             if db.changesCount == 1 {
                 counters.addToCounter(LedgerCounts.counterName(outcome), 1)
                 return (outcome, true)

@@ -1,4 +1,5 @@
 import FlashAWS
+import FlashCore
 import FlashPostgres
 import FlashQueue
 import FlashSQLite
@@ -29,10 +30,14 @@ enum QueueBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
 
     var testDescription: String { rawValue }
 
-    func makeHarness() async throws -> any QueueHarness {
+    /// A fresh harness; its stores read `time` for "now" (SQS keeps its own time: not there).
+    func makeHarness(time: TimeSource = .system) async throws -> any QueueHarness {
         switch self {
-        case .sqlite: return try SQLiteHarness(path: TemporaryFile.path("queue"))
-        case .postgres: return try await PostgresHarness(configuration: TestPostgres.freshSchema())
+        case .sqlite: return try SQLiteHarness(path: TemporaryFile.path("queue"), time: time)
+        case .postgres:
+            var configuration = try TestPostgres.freshSchema()
+            configuration.time = time
+            return try await PostgresHarness(configuration: configuration)
         case .sqs: return SQSHarness()
         }
     }
@@ -86,11 +91,13 @@ struct PostgresHarness: QueueHarness {
 
 struct SQLiteHarness: QueueHarness {
     let path: String
+    let time: TimeSource
     let database: SQLiteDatabase
 
-    init(path: String) throws {
+    init(path: String, time: TimeSource = .system) throws {
         self.path = path
-        self.database = try SQLiteDatabase(path: path)
+        self.time = time
+        self.database = try SQLiteDatabase(path: path, time: time)
     }
 
     func queue(_ name: String, _ attributes: QueueAttributes) async throws -> any MessageQueue {
@@ -107,7 +114,7 @@ struct SQLiteHarness: QueueHarness {
 
     func reopened() async throws -> any QueueHarness {
         try database.close()
-        return try SQLiteHarness(path: path)
+        return try SQLiteHarness(path: path, time: time)
     }
 
     func close() async throws {
@@ -125,9 +132,10 @@ enum TemporaryFile {
     }
 }
 
-/// Runs `body` with a fresh harness of `backend`, closing it afterwards.
-func withHarness(_ backend: QueueBackend, _ body: (any QueueHarness) async throws -> Void) async throws {
-    let harness = try await backend.makeHarness()
+/// Runs `body` with a fresh harness of `backend`, closing it afterwards. Its stores read `time`
+/// for "now": a test of a time-based rule passes a ``ManualTime``'s source and moves it.
+func withHarness(_ backend: QueueBackend, time: TimeSource = .system, _ body: (any QueueHarness) async throws -> Void) async throws {
+    let harness = try await backend.makeHarness(time: time)
     do {
         try await body(harness)
         try await harness.close()

@@ -164,15 +164,31 @@ struct QueueContractTests {
 
     @Test(arguments: QueueBackend.allCases)
     func delayedMessagesStayHiddenUntilTheirDelayPasses(_ backend: QueueBackend) async throws {
-        try await withHarness(backend) { harness in
+        // SQS keeps its own time: there the delay is real, and long enough (60 s) that the checks
+        // below come before it ends however slow the machine; the delay's end is the next test's.
+        let time = ManualTime()
+        try await withHarness(backend, time: time.source) { harness in
             let queue = try await harness.queue("work", Self.fast)
-            // Seconds: the statistics below must come before the delay ends, on a loaded box too.
-            let id = try await queue.send("later", delay: .seconds(5))
+            let id = try await queue.send("later", delay: backend == .sqs ? .seconds(60) : .seconds(5))
             #expect(try await queue.receive(maxMessages: 1, wait: .zero).isEmpty)
             // SQS's counts are approximate (AWS: eventually consistent, about a minute): not checked there.
-            if backend != .sqs { #expect(try await queue.statistics().delayed == 1) }
-            // The long poll wakes for the delay's end without any new send.
-            let received = try await queue.receive(maxMessages: 1, wait: .seconds(10))
+            guard backend != .sqs else { return }
+            #expect(try await queue.statistics().delayed == 1)
+            time.advance(by: .milliseconds(4_999))
+            #expect(try await queue.receive(maxMessages: 1, wait: .zero).isEmpty)
+            time.advance(by: .milliseconds(1))
+            #expect(try await queue.receive(maxMessages: 1, wait: .zero).map(\.messageID) == [id])
+        }
+    }
+
+    @Test(arguments: QueueBackend.allCases)
+    func aLongPollWakesWhenADelayEndsWithoutAnySend(_ backend: QueueBackend) async throws {
+        // Real time: the wake-up itself is what is checked. Only a receiver that never woke for
+        // the delay's end (nothing else is sent) comes back empty after its 20 s wait.
+        try await withHarness(backend) { harness in
+            let queue = try await harness.queue("work", Self.fast)
+            let id = try await queue.send("later", delay: .seconds(1))
+            let received = try await queue.receive(maxMessages: 1, wait: .seconds(20))
             #expect(received.map(\.messageID) == [id])
         }
     }
@@ -209,12 +225,13 @@ struct QueueContractTests {
     func messagesPastRetentionAreDroppedAndCounted(_ backend: QueueBackend) async throws {
         // SQS differs: retention is at least 60 s and SQS drops expired messages itself, uncounted.
         guard backend != .sqs else { return }
-        try await withHarness(backend) { harness in
-            // Seconds, not milliseconds: "new" must stay within retention until the receive, on a loaded box too.
+        let time = ManualTime()
+        try await withHarness(backend, time: time.source) { harness in
             let queue = try await harness.queue("work", QueueAttributes(retention: .seconds(2)))
             _ = try await queue.send("old")
-            try await Task.sleep(for: .milliseconds(2_300))
+            time.advance(by: .milliseconds(1_500))
             let fresh = try await queue.send("new")
+            time.advance(by: .milliseconds(501))
             let received = try await queue.receive(maxMessages: 10, wait: .zero)
             #expect(received.map(\.messageID) == [fresh])
             #expect(try await queue.statistics().expired == 1)
@@ -413,11 +430,15 @@ struct QueueContractTests {
     func retentionIsEnforcedWithoutAnyReceive(_ backend: QueueBackend) async throws {
         // SQS differs: SQS enforces its own retention (at least 60 s); there is nothing to sweep.
         guard backend != .sqs else { return }
-        try await withHarness(backend) { harness in
+        let time = ManualTime()
+        try await withHarness(backend, time: time.source) { harness in
             let queue = try await harness.queue("short", QueueAttributes(retention: .seconds(2)))
             _ = try await queue.sendBatch((1...5).map { OutgoingMessage("old \($0)") })
-            try await Task.sleep(for: .milliseconds(2_300))
+            time.advance(by: .milliseconds(2_000))
             _ = try await queue.send("new")
+            // Exactly at the end of their retention the old messages are still kept.
+            #expect(try await queue.sweepExpired() == 0)
+            time.advance(by: .milliseconds(1))
             #expect(try await queue.sweepExpired() == 5)
             #expect(try await queue.sweepExpired() == 0)
             let stats = try await queue.statistics()
