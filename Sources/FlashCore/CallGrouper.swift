@@ -43,6 +43,9 @@ public final class CallGrouper<Input: Sendable, Output: Sendable>: Sendable {
         self.body = body
     }
 
+    /// Calls waiting for a group now (not counting those of the group running).
+    public var waiting: Int { state.withLock { $0.waiting.count } }
+
     /// Runs `input` in the next group and returns its output.
     public func call(_ input: Input, weight: Int = 1) async throws -> Output {
         let id = state.withLock { state in

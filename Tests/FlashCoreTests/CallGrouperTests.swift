@@ -31,6 +31,11 @@ struct CallGrouperTests {
 
     struct Failure: Error {}
 
+    /// Waits until `condition` holds: events, not time, however slow the machine.
+    static func until(_ condition: () -> Bool) async {
+        while !condition() { try? await Task.sleep(for: .milliseconds(1)) }
+    }
+
     @Test func callsMadeWhileAGroupRunsShareTheNextOneAndEachGetsItsOwnOutput() async throws {
         let recorder = Recorder()
         let grouper = CallGrouper<Int, String>(maxWeight: 100) { try await recorder.run($0) }
@@ -41,7 +46,7 @@ struct CallGrouperTests {
             }
             // The first group is running (and held): these ten wait, then run as one group.
             for input in 1...10 { tasks.addTask { (input, try await grouper.call(input)) } }
-            try await Task.sleep(for: .milliseconds(300))
+            await Self.until { grouper.waiting == 10 }
             await recorder.release()
             var outputs: [Int: String] = [:]
             for try await (input, output) in tasks { outputs[input] = output }
@@ -62,9 +67,9 @@ struct CallGrouperTests {
                 tasks.addTask { (0, (try? await grouper.call(0)) != nil) }
             }
             // Queued in this order while the first group is held.
-            for input in [1, 2, -1, 4] {
+            for (queued, input) in [1, 2, -1, 4].enumerated() {
                 tasks.addTask { (input, (try? await grouper.call(input, weight: 2)) != nil) }
-                try await Task.sleep(for: .milliseconds(50))
+                await Self.until { grouper.waiting == queued + 1 }
             }
             await recorder.release()
             var results: [Int: Bool] = [:]
@@ -84,8 +89,9 @@ struct CallGrouperTests {
             Task { _ = try? await grouper.call(0) }
         }
         let cancelled = Task { try await grouper.call(1) }
+        await Self.until { grouper.waiting == 1 }
         let kept = Task { try await grouper.call(2) }
-        try await Task.sleep(for: .milliseconds(100))
+        await Self.until { grouper.waiting == 2 }
         cancelled.cancel()
         await #expect(throws: CancellationError.self) { try await cancelled.value }
         await recorder.release()
