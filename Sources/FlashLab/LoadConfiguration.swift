@@ -52,6 +52,11 @@ public struct LoadConfiguration: Sendable {
     public var wait: ClosedRange<Double> = 0.1...0.5
     /// How long to run.
     public var duration: Double = 30
+    /// Requests to send in all, at most (as `hey -n` or `ab -n`); nil sends until the duration
+    /// ends. A run that reaches it ends once the last of them is answered, so none is cut off at
+    /// a deadline and the counts match what the server saw exactly; the duration still bounds
+    /// the run.
+    public var requestLimit: Int?
     /// Open loop: requests per second at fixed intended times; nil runs the closed loop.
     public var rate: Double?
     /// Requests in flight at most in the open loop (later ones wait, and their wait counts).

@@ -31,13 +31,21 @@ public struct LoadGenerator: Sendable {
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
-                    // Once a second: a history row and the progress callback.
+                    // Once a second: a history row and the progress callback; at least one row,
+                    // even when this task first runs after the deadline on a busy machine.
                     var second = 1
                     var total = EndpointStatistics(method: "", name: "Aggregated")
-                    while clock.now < deadline {
-                        // Whole seconds, and a last, shorter one ending at the deadline.
-                        let tick = min(start + .seconds(second), deadline)
-                        try await Task.sleep(until: tick, clock: .continuous)
+                    var ended = false
+                    repeat {
+                        // Whole seconds, and a last, shorter one ending at the deadline, or when
+                        // the load ended sooner (its request limit reached: this task is cancelled).
+                        var tick = min(start + .seconds(second), deadline)
+                        do {
+                            try await Task.sleep(until: tick, clock: .continuous)
+                        } catch {
+                            tick = min(clock.now, tick)
+                            ended = true
+                        }
                         let span = max(1e-3, (tick - (start + .seconds(second - 1))).asSeconds)
                         let (window, users) = tally.takeWindow()
                         total.merge(window)
@@ -48,19 +56,19 @@ public struct LoadGenerator: Sendable {
                         history.append(sample)
                         onSample(sample)
                         second += 1
-                    }
+                    } while !ended && clock.now < deadline
                 }
-                group.addTask {
-                    if let rate = config.rate {
-                        try await Self.openLoop(rate: rate, config: config, http: http, tally: tally, clock: clock, start: start, deadline: deadline)
-                    } else {
-                        do {
-                            try await Self.closedLoop(config: config, http: http, tally: tally, clock: clock, start: start, deadline: deadline)
-                        } catch is DeadlineReached {}
-                    }
+                if let rate = config.rate {
+                    try await Self.openLoop(rate: rate, config: config, http: http, tally: tally, clock: clock, start: start, deadline: deadline)
+                } else {
+                    do {
+                        try await Self.closedLoop(config: config, http: http, tally: tally, clock: clock, start: start, deadline: deadline)
+                    } catch is DeadlineReached {}
                 }
-                try await group.next()
-                try await group.next()
+                // A run with a request limit ends with its load (the sampler writes the last,
+                // shorter second now); one without lasts its whole duration, as before.
+                if config.requestLimit != nil { group.cancelAll() }
+                try await group.waitForAll()
             }
         } catch {
             try? await http.shutdown()
@@ -76,30 +84,50 @@ public struct LoadGenerator: Sendable {
     // MARK: Closed loop
 
     /// Users send, think, send again until the deadline; as with Locust's `--run-time`, requests
-    /// still in flight then are cancelled and not counted.
+    /// still in flight then are cancelled and not counted. With a request limit, users take one
+    /// of its requests before each send, and the run ends when they have sent them all and had
+    /// every answer (or at the deadline, if that comes first).
     static func closedLoop(config: LoadConfiguration, http: HTTPClient, tally: LoadTally, clock: ContinuousClock,
                            start: ContinuousClock.Instant, deadline: ContinuousClock.Instant) async throws {
-        try await withThrowingDiscardingTaskGroup { group in
-            group.addTask {
-                try await Task.sleep(until: deadline, clock: .continuous)
+        let tickets = config.requestLimit.map { RequestTickets($0) }
+        try await withThrowingTaskGroup(of: Void.self) { race in
+            race.addTask {
+                do {
+                    try await Task.sleep(until: deadline, clock: .continuous)
+                } catch {
+                    return  // cancelled: the users finished first
+                }
                 throw DeadlineReached()
             }
-            for user in 0..<config.users {
-                let spawnAt = start + .milliseconds(Int64(Double(user) / max(config.spawnRate, 0.001) * 1000))
-                if spawnAt >= deadline { break }
-                try await Task.sleep(until: spawnAt, clock: .continuous)
-                tally.setUsers(user + 1)
-                group.addTask {
-                    var bodies = OrderBodies(seed: config.seed == 0 ? UInt64.random(in: 1...UInt64.max) : config.seed &+ UInt64(user))
-                    while clock.now < deadline {
-                        let sent = clock.now
-                        await send(config: config, http: http, tally: tally, bodies: &bodies, intended: sent, clock: clock)
-                        let think = Double.random(in: config.wait)
-                        let next = clock.now + .milliseconds(Int64(think * 1000))
-                        if next >= deadline { break }
-                        try await Task.sleep(until: next, clock: .continuous)
+            race.addTask {
+                try await withThrowingDiscardingTaskGroup { group in
+                    for user in 0..<config.users {
+                        let spawnAt = start + .milliseconds(Int64(Double(user) / max(config.spawnRate, 0.001) * 1000))
+                        if spawnAt >= deadline || tickets?.remaining == 0 { break }
+                        try await Task.sleep(until: spawnAt, clock: .continuous)
+                        tally.setUsers(user + 1)
+                        group.addTask {
+                            var bodies = OrderBodies(seed: config.seed == 0 ? UInt64.random(in: 1...UInt64.max) : config.seed &+ UInt64(user))
+                            while clock.now < deadline, tickets?.take() ?? true {
+                                let sent = clock.now
+                                await send(config: config, http: http, tally: tally, bodies: &bodies, intended: sent, clock: clock)
+                                let think = Double.random(in: config.wait)
+                                let next = clock.now + .milliseconds(Int64(think * 1000))
+                                if next >= deadline { break }
+                                try await Task.sleep(until: next, clock: .continuous)
+                            }
+                        }
                     }
                 }
+            }
+            // The deadline throws (cancelling the users, and with them their requests in flight);
+            // users that are all done end the run only under a request limit. Without one, users
+            // who stopped early (their next send past the deadline) still wait for it.
+            _ = try await race.next()
+            if tickets == nil {
+                _ = try await race.next()
+            } else {
+                race.cancelAll()
             }
         }
     }
@@ -118,6 +146,7 @@ public struct LoadGenerator: Sendable {
             var index = 0
             var bodies = OrderBodies(seed: config.seed == 0 ? UInt64.random(in: 1...UInt64.max) : config.seed)
             while true {
+                if let limit = config.requestLimit, index >= limit { break }
                 let intended = start + .nanoseconds(Int64(Double(index) * interval * 1e9))
                 if intended >= deadline { break }
                 if intended > clock.now { try await Task.sleep(until: intended, clock: .continuous) }
@@ -201,6 +230,26 @@ struct OrderBodies {
             return #"{"customer_id": \#(Int.random(in: 1...100_000, using: &generator)), "items": [\#(items.joined(separator: ", "))]}"#
         }
     }
+}
+
+/// The requests a run with a request limit may still send, taken one at a time by its users.
+final class RequestTickets: Sendable {
+    private let left: Mutex<Int>
+
+    init(_ limit: Int) {
+        left = Mutex(max(0, limit))
+    }
+
+    /// Takes one; false when none is left.
+    func take() -> Bool {
+        left.withLock { count in
+            guard count > 0 else { return false }
+            count -= 1
+            return true
+        }
+    }
+
+    var remaining: Int { left.withLock { $0 } }
 }
 
 /// The per-second samples of a run, appended by the sampling task.

@@ -21,6 +21,7 @@ struct LoadCommand: AsyncParsableCommand {
     @Option(help: "Users started per second.") var spawnRate = 10.0
     @Option(help: "Think time between a user's requests, e.g. 100ms..500ms.") var wait = "100ms..500ms"
     @Option(help: "How long to run.") var duration = "30s"
+    @Option(help: "Stop after this many requests in all (as hey -n); the run ends once they are all answered, none cut off, or at --duration.") var requests: Int?
     @Option(help: "Open loop: requests per second (e.g. 600/s); latency counts from each intended send time.") var rate: String?
     @Option(help: "Open loop: most requests in flight.") var maxInFlight = 10_000
     @Option(help: "Per-request timeout; timeouts count as failures.") var timeout = "10s"
@@ -41,6 +42,10 @@ struct LoadCommand: AsyncParsableCommand {
         config.wait = try Settings.durationRange(wait, option: "--wait")
         guard let length = Duration(parsing: duration), length > .zero else { throw ValidationError("--duration must be a positive duration") }
         config.duration = length.asSeconds
+        if let requests {
+            guard requests >= 1 else { throw ValidationError("--requests must be at least 1") }
+            config.requestLimit = requests
+        }
         if let rate {
             guard let perSecond = RateParsing.perSecond(rate), perSecond > 0 else { throw ValidationError("--rate must be like 600/s") }
             config.rate = perSecond
@@ -56,7 +61,8 @@ struct LoadCommand: AsyncParsableCommand {
         let showProgress = !quiet && !json
         if showProgress {
             let mode = config.rate.map { "open loop at \(Format.number($0))/s" } ?? "\(config.users) users at \(config.spawnRate)/s"
-            FileHandle.standardError.write(Data("flashsale load: \(config.endpoint.method) \(config.host)\(config.endpoint.path) — \(mode) for \(Format.seconds(config.duration))\n".utf8))
+            let limit = config.requestLimit.map { " or \($0) requests" } ?? ""
+            FileHandle.standardError.write(Data("flashsale load: \(config.endpoint.method) \(config.host)\(config.endpoint.path) — \(mode) for \(Format.seconds(config.duration))\(limit)\n".utf8))
         }
         let result = try await LoadGenerator(configuration: config).run { sample in
             guard showProgress else { return }

@@ -29,23 +29,55 @@ struct LoadGeneratorTests {
             config.users = 4
             config.spawnRate = 100
             config.wait = 0.001...0.003
-            config.duration = 2
+            // The run ends on an event, its 20th answer, not on the clock, so it sends and counts
+            // the same 20 on any machine. The duration and the per-request timeout only bound a
+            // broken run or a server that never answers: generous, because a request takes
+            // milliseconds (seconds on a starved machine) and each user sends about 5.
+            config.requestLimit = 20
+            config.duration = 120
+            config.timeout = 30
             let result = try await LoadGenerator(configuration: config).run()
             return (result, try await system.store.counts().total)
         }
-        #expect(result.aggregated.requests >= 4)
-        // As with Locust's --run-time, requests still in flight at the deadline (at most one per
-        // user) are cancelled and not counted, though the server may have stored them.
-        #expect(orders >= result.aggregated.requests)
-        #expect(orders <= result.aggregated.requests + 4)
+        // Exactly the limit, and exactly what the server stored: no request lost or counted
+        // twice, none sent beyond the limit, none cut off.
+        #expect(result.aggregated.requests == 20)
+        #expect(orders == 20)
         #expect(result.aggregated.failures == 0)
-        #expect(result.statusCodes == [202: result.aggregated.requests])
+        #expect(result.statusCodes == [202: 20])
         let a = result.aggregated
         #expect(a.minMillis <= a.medianMillis)
         #expect(a.percentileMillis(50) <= a.percentileMillis(95))
         #expect(a.percentileMillis(95) <= a.percentileMillis(100))
         #expect(abs(a.percentileMillis(100) - a.maxMillis) <= a.maxMillis * 0.01 + 0.01)
         #expect(result.endpoints.map(\.name) == ["/orders/async"])
+        // The history's last row, written when the limit ended the run, carries all of it.
+        #expect(result.history.last?.total.requests == 20)
+        #expect(result.elapsed < 120)
+    }
+
+    @Test func aClosedLoopCutAtItsDeadlineCountsOnlyAnsweredRequests() async throws {
+        let (result, orders) = try await LabServer.with(Self.server(), logger: Self.logger) { url, system in
+            var config = LoadConfiguration(host: url)
+            config.endpoint = .async
+            config.users = 4
+            config.spawnRate = 100
+            config.wait = 0.001...0.003
+            config.duration = 1
+            let result = try await LoadGenerator(configuration: config).run()
+            return (result, try await system.store.counts().total)
+        }
+        // How many requests fit in the second is the machine's business; these hold at any
+        // speed. As with Locust's --run-time, requests still in flight at the deadline (at most
+        // one per user) are cancelled and not counted, neither as answers nor as failures,
+        // though the server may have stored them.
+        #expect(orders >= result.aggregated.requests)
+        #expect(orders <= result.aggregated.requests + 4)
+        #expect(result.aggregated.failures == 0)
+        #expect(result.statusCodes[202, default: 0] == result.aggregated.requests)
+        #expect(result.statusCodes.keys.allSatisfy { $0 == 202 })
+        // Without a request limit the run lasts its whole duration, with at least one history row.
+        #expect(result.elapsed >= 1)
         #expect(!result.history.isEmpty)
     }
 
@@ -55,28 +87,61 @@ struct LoadGeneratorTests {
             config.endpoint = .async
             config.rate = 200
             config.duration = 1
+            // Each send is waited for, however late (none is cut off at the deadline); the
+            // per-request timeout is only there for a server that never answers, so generous.
+            config.timeout = 30
             return try await LoadGenerator(configuration: config).run()
         }
-        // One request per 5 ms of the second: exactly 200 intended sends.
+        // One request per 5 ms of the second: exactly 200 intended sends, counted by their
+        // intended times, not by when a busy machine got round to them.
         #expect(result.aggregated.requests == 200)
         #expect(result.aggregated.failures == 0)
     }
 
+    @Test func aRequestLimitEndsTheOpenLoopToo() async throws {
+        let (result, orders) = try await LabServer.with(Self.server(), logger: Self.logger) { url, system in
+            var config = LoadConfiguration(host: url)
+            config.endpoint = .async
+            config.rate = 100
+            // 10 sends in the first 0.1 s, then the run ends with their answers; the duration
+            // and timeout only bound a broken run, so they are generous.
+            config.requestLimit = 10
+            config.duration = 120
+            config.timeout = 30
+            let result = try await LoadGenerator(configuration: config).run()
+            return (result, try await system.store.counts().total)
+        }
+        #expect(result.aggregated.requests == 10)
+        #expect(orders == 10)
+        #expect(result.aggregated.failures == 0)
+        #expect(result.elapsed < 120)
+    }
+
     @Test func failuresAndTimeoutsAreCountedAsFailures() async throws {
-        let refused = try await LabServer.with(Self.server(latency: .milliseconds(300), syncTimeout: .milliseconds(50)), logger: Self.logger) { url, _ in
+        let refused = try await LabServer.with(Self.server(latency: .milliseconds(300), syncTimeout: .milliseconds(50)), logger: Self.logger) { url, system in
+            // The test holds the one checkout lane for the whole run, so every order finds the
+            // line full and is refused at once: the predicted wait, one 300 ms charge, exceeds
+            // the 50 ms limit (503 overloaded). Which orders overlapped in time no longer matters.
+            let lanes = system.services.lanes
+            try #require(await lanes.enter(timeout: .seconds(60)))
+            defer { lanes.leave(serviceTime: nil) }
             var config = LoadConfiguration(host: url)
             config.endpoint = .sync
-            config.users = 4
-            config.spawnRate = 100
-            config.wait = 0.001...0.002
-            config.duration = 2
+            // Open loop: exactly 10 sends, each waited for. A refusal is immediate; the timeout
+            // only bounds a server that never answers, so it is generous.
+            config.rate = 20
+            config.duration = 0.5
+            config.timeout = 30
             return try await LoadGenerator(configuration: config).run()
         }
-        let overloaded = refused.statusCodes[503] ?? 0
-        #expect(overloaded > 0)
-        #expect(refused.aggregated.failures == refused.aggregated.requests - (refused.statusCodes[200] ?? 0))
-        #expect(refused.errors.contains { $0.error == "HTTP 503 (overloaded)" && $0.count == overloaded })
+        #expect(refused.aggregated.requests == 10)
+        #expect(refused.statusCodes == [503: 10])
+        #expect(refused.aggregated.failures == 10)
+        #expect(refused.errors.count == 1)
+        #expect(refused.errors.contains { $0.error == "HTTP 503 (overloaded)" && $0.count == 10 })
 
+        // The charge takes 2 s and the client gives up after 0.2 s: a slower machine only makes
+        // each of the 3 sends (10/s for 0.3 s, counted by intended time) time out more surely.
         let slow = try await LabServer.with(Self.server(latency: .seconds(2)), logger: Self.logger) { url, _ in
             var config = LoadConfiguration(host: url)
             config.endpoint = .sync
@@ -95,8 +160,11 @@ struct LoadGeneratorTests {
         let result = try await LabServer.with(Self.server(), logger: Self.logger) { url, _ in
             var config = LoadConfiguration(host: url)
             config.endpoint = .path("/health", method: "GET")
+            // Exactly 10 sends (50/s for 0.2 s, counted by intended time), each waited for; the
+            // timeout only bounds a server that never answers, so it is generous.
             config.rate = 50
             config.duration = 0.2
+            config.timeout = 30
             return try await LoadGenerator(configuration: config).run()
         }
         let prefix = NSTemporaryDirectory() + "flashsale-csv-\(UUID().uuidString)"
@@ -123,7 +191,9 @@ struct LabTests {
         config.workerCounts = [1, 50]
         config.syncNormalDuration = 60
         config.syncFlashDuration = 60
-        // 0.3 s of sale: long enough that orders arrive even on a box busy with other tests.
+        // 0.3 s of sale. How many orders a machine gets through in it is its own business
+        // (possibly none on a busy one), so the sale is checked against what the load generator
+        // itself counted, below, which holds at any speed.
         config.saleDuration = 300
         config.asyncUsers = 4
         config.syncFlashUsers = 4
@@ -131,9 +201,18 @@ struct LabTests {
         #expect(results.syncRuns.count == 2)
         #expect(results.saleRuns.map(\.workers) == [1, 50])
         let one = try #require(results.saleRuns.first)
-        #expect(one.arrivals > 0)
+        // Every 202 the generator counted is an order the lab must find on the sale's server,
+        // which has at most one more per user: the request each may have had in flight when the
+        // sale was cut off. A lab that read the wrong store or miscounted breaks these as soon
+        // as one order got through.
+        #expect(one.arrivals >= one.load.statusCodes[202, default: 0])
+        #expect(one.arrivals <= one.load.aggregated.requests + config.asyncUsers)
+        // The lab waits until every order arrived is finished (its settle allowance of 10 s is
+        // generous for a few 3 ms charges).
         #expect(one.completed + one.failed == one.arrivals)
-        #expect(one.peakDepth > 0)
+        // Each order is one message: the queue, sampled from the start, never held more.
+        #expect(!one.depth.isEmpty)
+        #expect(one.peakDepth <= one.arrivals)
         #expect(!results.minimumTrials.isEmpty)
         let directory = NSTemporaryDirectory() + "flashsale-lab-report-\(UUID().uuidString)"
         let files = try LabReport(results: results).write(to: directory)
