@@ -157,23 +157,41 @@ struct InventoryRoutesTests {
             _ = try await client.call(.post, "/reset-stock/50")
             _ = try await client.call(.put, "/products/GADGET", json: #"{"stock": 20, "per_customer_limit": 3}"#)
             let outcomes = StatusTally()
+            // 400 buyers, 8 at a time. The test client (HummingbirdTesting's AsyncHTTPClient)
+            // keeps at most 8 connections to the server (the client's default), so the server
+            // never had more than 8 requests at once even when all 400 buyers started together:
+            // the rest queued inside the client, each against a fixed 10 s wall-clock allowance
+            // for getting a connection (the client's connect timeout, which the test framework
+            // does not let a test set) and failed with getConnectionFromPoolTimeout whenever the
+            // whole burst took longer than that on a slow machine. With as many buyers in flight
+            // as there are connections the server sees the same concurrency, and no request waits
+            // behind the others: each has the client's 10 s (15 s in all) for itself alone, a
+            // generous allowance for one request on any machine.
+            let connections = 8, buyers = 400
             try await withThrowingTaskGroup(of: Void.self) { group in
-                for n in 0..<400 {
+                for first in 0..<connections {
                     group.addTask {
-                        let body = #"{"customer_id": "c\#(n % 7)", "items": [{"product_id": "GADGET"}, {"product_id": "iphone_16"}]}"#
-                        let reply = n % 4 == 0
-                            ? try await client.call(.post, "/orders/async", json: body)
-                            : try await client.call(.post, "/buy", json: #"{"userId": \#(n)}"#)
-                        outcomes.add(reply.status.code)
-                        // The invariant holds at every moment, not only at the end.
-                        let product = try await client.call(.get, "/products/iphone_16")
-                        let parts = [product.int("stock"), product.int("reserved"), product.int("sold")].compactMap { $0 }
-                        #expect(parts.count == 3 && parts.allSatisfy { $0 >= 0 })
+                        for n in stride(from: first, to: buyers, by: connections) {
+                            let body = #"{"customer_id": "c\#(n % 7)", "items": [{"product_id": "GADGET"}, {"product_id": "iphone_16"}]}"#
+                            let reply = n % 4 == 0
+                                ? try await client.call(.post, "/orders/async", json: body)
+                                : try await client.call(.post, "/buy", json: #"{"userId": \#(n)}"#)
+                            outcomes.add(reply.status.code)
+                            // The invariant holds at every moment, not only at the end.
+                            let product = try await client.call(.get, "/products/iphone_16")
+                            let parts = [product.int("stock"), product.int("reserved"), product.int("sold")].compactMap { $0 }
+                            #expect(parts.count == 3 && parts.allSatisfy { $0 >= 0 })
+                        }
                     }
                 }
                 try await group.waitForAll()
             }
-            try await expectEventually {
+            // Every buyer was answered, so the counts below cover all 400.
+            #expect((100..<600).reduce(0) { $0 + outcomes.count($1) } == buyers)
+            // The workers then finish what was still queued when the last buyer was answered.
+            // Polled, so it returns as soon as they have; the allowance only bounds a pool that
+            // never finishes, hence generous (a starved machine may take seconds over it).
+            try await expectEventually(timeout: .seconds(120)) {
                 let stats = try await client.call(.get, "/stats")
                 return stats.int("orders", "pending") == 0 && stats.int("orders", "processing") == 0
             }

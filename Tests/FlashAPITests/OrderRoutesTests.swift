@@ -185,8 +185,9 @@ struct SyncTimeoutTests {
             #expect(late.status == .gatewayTimeout)
             #expect(late.errorCode == "timeout")
             #expect(late.string("error", "message")?.contains("nothing was charged") == true)
-            // The lane is held until this call returns: any bound shows the deadline, not the lane, ended it.
-            #expect(waited < .milliseconds(600) + .seconds(4))
+            // The lane is held until this call returns: any bound shows the deadline, not the lane,
+            // ended it, so a generous one (a loaded machine stretches the real time measured).
+            #expect(waited < .milliseconds(600) + .seconds(20))
             // A customer who gets the lane in time is served.
             #expect(try await client.call(.post, "/orders/sync", json: seedOrder).string("status") == "completed")
         }

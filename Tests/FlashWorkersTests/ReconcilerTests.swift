@@ -15,6 +15,8 @@ import Testing
 final class UnreachableForSome: PaymentGateway {
     let inner: any PaymentGateway
     let unreachable = Mutex<Set<String>>([])
+    /// The orders whose outcome was asked for, in the order asked (answered or not).
+    let asked = Mutex<[String]>([])
 
     init(_ inner: any PaymentGateway) { self.inner = inner }
 
@@ -23,6 +25,7 @@ final class UnreachableForSome: PaymentGateway {
     }
 
     func finalOutcome(orderID: String) async throws -> PaymentOutcome {
+        asked.withLock { $0.append(orderID) }
         if unreachable.withLock({ $0.contains(orderID) }) { throw TransientPaymentError("gateway unreachable (test)") }
         return try await inner.finalOutcome(orderID: orderID)
     }
@@ -132,36 +135,58 @@ struct ReconcilerTests {
         var config = Pool.configuration(workers: 0, latency: .milliseconds(5), visibility: .milliseconds(100))
         config.queue.maxReceives = 1
         let system = try await FlashSystem.open(config, logger: Pool.logger)
+        let pool = WorkerPoolTests()
         var placed: [String] = []
         for n in 0..<4 { placed.append(try await system.store.placeQueued(Self.order(n, product: "P")).order.id) }
         let ids = placed
         // Every message is delivered once and abandoned; the next receive dead-letters them all.
-        _ = try await system.paymentsQueue.receive(maxMessages: 10, wait: .zero, visibilityTimeout: .milliseconds(100))
-        try await Task.sleep(for: .milliseconds(150))
+        // The abandoned lease's end is waited for (all four visible again), not slept on.
+        let taken = try await system.paymentsQueue.receive(maxMessages: 10, wait: .zero, visibilityTimeout: .milliseconds(100))
+        #expect(taken.count == 4)
+        try await pool.expectEventually(timeout: .seconds(60)) { try await system.paymentsQueue.statistics().visible == 4 }
         #expect(try await system.paymentsQueue.receive(maxMessages: 10, wait: .zero).isEmpty)
         #expect(try await system.paymentsQueue.statistics().deadLettered == 4)
-        // The gateway cannot be asked about the first order; the sweep is kept out of the way.
+        // The gateway cannot be asked about the first order. The sweep is kept out of the way:
+        // its first pass runs at once whatever the interval, and its orphan scan would settle the
+        // dead-lettered orders itself (their messages are gone), so it reads no rows. Only the
+        // dead-letter handler settles here, one message after another, in the batch's order.
         let gateway = UnreachableForSome(system.services.gateway)
         gateway.unreachable.withLock { $0 = [ids[0]] }
         let reconciler = Reconciler(
-            configuration: .init(interval: .seconds(3600), deadLetterRetry: .milliseconds(300)), store: system.store,
+            configuration: .init(interval: .seconds(3600), rowsPerSweep: 0, deadLetterRetry: .milliseconds(300)), store: system.store,
             settler: OrderSettler(store: system.store, gateway: gateway), paymentsQueue: system.paymentsQueue,
             deadLetterQueue: system.services.deadLetterQueue, processed: RateMeter(), logger: Pool.logger)
         let group = ServiceGroup(configuration: .init(services: [reconciler], logger: Pool.logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
-            let pool = WorkerPoolTests()
-            try await pool.expectEventually(timeout: .seconds(5)) {
+            // A deadline only for a machine that never gets there: the rest of the batch is
+            // settled in the handler's first pass over it.
+            try await pool.expectEventually(timeout: .seconds(60)) {
                 var settled = 0
                 for id in ids.dropFirst() where try await system.store.order(id: id)?.status == .failed { settled += 1 }
                 return settled == 3
             }
+            // Not held up, by the order of events rather than by time: the first four questions
+            // are one for each order. The refused one was set aside; it was not asked again (nor
+            // waited on) before each of the rest had been asked.
+            let asked = gateway.asked.withLock { $0 }
+            #expect(asked.count >= 4 && Set(asked.prefix(4)) == Set(ids), "\(asked)")
             // Unknown outcome: left open, not failed.
             #expect(try await system.store.order(id: ids[0])?.status.isTerminal == false)
             gateway.unreachable.withLock { $0 = [] }
-            try await pool.expectEventually(timeout: .seconds(5)) { try await system.store.order(id: ids[0])?.status == .failed }
+            // Asked again only once the reconciler's own backoff for the order has passed: real
+            // time (1 s, doubling per refusal), which a slow machine stretches: the longer the
+            // wait above, the more refusals. That backoff is at most the time since the first
+            // refusal plus 1 s, so at most ~61 s when the wait above passed: 120 s covers it.
+            // A dead letter parked for its ~12 h instead of the short retry still fails this.
+            try await pool.expectEventually(timeout: .seconds(120)) { try await system.store.order(id: ids[0])?.status == .failed }
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
+        }
+        // All four settled by the dead-letter handler, as never charged.
+        for id in ids {
+            let reason = try await system.store.order(id: id)?.failureReason ?? ""
+            #expect(reason.contains("dead-lettered"), "\(id): \(reason)")
         }
         try await system.close()
     }
