@@ -40,6 +40,8 @@ public final class Reconciler: Service {
         /// How soon a dead letter whose order could not be settled (the gateway did not answer)
         /// is tried again.
         public var deadLetterRetry: Duration
+        /// Where the backoffs read "now": the wall clock unless a test moves time itself.
+        public var time: TimeSource = .system
 
         public init(interval: Duration = .seconds(1), pageSize: Int = 500, rowsPerSweep: Int = 2_000, concurrency: Int = 16,
                     deadLetterRetry: Duration = .seconds(5)) {
@@ -77,7 +79,8 @@ public final class Reconciler: Service {
     /// after ``firstRetry``, doubling up to ``longestRetry``, so an outage does not turn every
     /// sweep into thousands of failing calls.
     private struct Backoff {
-        var until: ContinuousClock.Instant
+        /// Epoch milliseconds, of ``Configuration/time``.
+        var until: Int64
         var failures: Int
     }
     static let firstRetry: Duration = .seconds(1)
@@ -257,8 +260,8 @@ public final class Reconciler: Service {
     enum Settled: Sendable { case completed, failed, unresolved, unchanged }
 
     private func settle(_ orderID: String, why: String) async -> Settled {
-        let now = ContinuousClock.now
-        if let backoff = backoffs.withLock({ $0[orderID] }), backoff.until > now { return .unresolved }
+        let time = configuration.time
+        if let backoff = backoffs.withLock({ $0[orderID] }), backoff.until > time.nowMillis() { return .unresolved }
         do {
             let settlement = try await settler.settle(orderID, why: why)
             backoffs.withLock { _ = $0.removeValue(forKey: orderID) }
@@ -276,7 +279,7 @@ public final class Reconciler: Service {
                 if backoffs.count >= Self.backoffCapacity { backoffs.removeAll() }
                 let failures = (backoffs[orderID]?.failures ?? 0) + 1
                 let delay = min(Self.longestRetry, Self.firstRetry * (1 << min(failures - 1, 16)))
-                backoffs[orderID] = Backoff(until: ContinuousClock.now + delay, failures: failures)
+                backoffs[orderID] = Backoff(until: time.nowMillis() + delay.asMilliseconds, failures: failures)
                 return failures
             }
             if failures == 1 || failures.isMultiple(of: 10) {

@@ -152,8 +152,12 @@ struct ReconcilerTests {
         // dead-letter handler settles here, one message after another, in the batch's order.
         let gateway = UnreachableForSome(system.services.gateway)
         gateway.unreachable.withLock { $0 = [ids[0]] }
+        // The reconciler's backoffs read a time that moves only when the test says.
+        let time = ManualTime()
+        var configuration = Reconciler.Configuration(interval: .seconds(3600), rowsPerSweep: 0, deadLetterRetry: .milliseconds(300))
+        configuration.time = time.source
         let reconciler = Reconciler(
-            configuration: .init(interval: .seconds(3600), rowsPerSweep: 0, deadLetterRetry: .milliseconds(300)), store: system.store,
+            configuration: configuration, store: system.store,
             settler: OrderSettler(store: system.store, gateway: gateway), paymentsQueue: system.paymentsQueue,
             deadLetterQueue: system.services.deadLetterQueue, processed: RateMeter(), logger: Pool.logger)
         let group = ServiceGroup(configuration: .init(services: [reconciler], logger: Pool.logger))
@@ -174,15 +178,21 @@ struct ReconcilerTests {
             // Unknown outcome: left open, not failed.
             #expect(try await system.store.order(id: ids[0])?.status.isTerminal == false)
             gateway.unreachable.withLock { $0 = [] }
-            // Asked again only once the reconciler's own backoff for the order has passed: real
-            // time (1 s, doubling per refusal), which a slow machine stretches: the longer the
-            // wait above, the more refusals. That backoff is at most the time since the first
-            // refusal plus 1 s, so at most ~61 s when the wait above passed: 120 s covers it.
-            // A dead letter parked for its ~12 h instead of the short retry still fails this.
-            try await pool.expectEventually(timeout: .seconds(120)) { try await system.store.order(id: ids[0])?.status == .failed }
+            // The refused order's message comes back every 300 ms, but the gateway is not asked
+            // again until the order's backoff (1 s after one refusal) has passed: on the
+            // reconciler's time, which has not moved.
+            time.advance(by: .milliseconds(999))
+            try await Task.sleep(for: .seconds(1))
+            #expect(try await system.store.order(id: ids[0])?.status.isTerminal == false)
+            time.advance(by: .milliseconds(1))
+            // Now it is asked on the message's next return (a deadline only for a machine that
+            // never gets there); a dead letter parked for its ~12 h instead fails this.
+            try await pool.expectEventually(timeout: .seconds(60)) { try await system.store.order(id: ids[0])?.status == .failed }
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
         }
+        // Asked once while unreachable and once after its backoff: never in between.
+        #expect(gateway.asked.withLock { $0 }.filter { $0 == ids[0] }.count == 2)
         // All four settled by the dead-letter handler, as never charged.
         for id in ids {
             let reason = try await system.store.order(id: id)?.failureReason ?? ""
