@@ -8,7 +8,7 @@ struct Job: Sendable {
     var message: ReceivedMessage
     var order: Order?
     var orderID: String?
-    /// When the lease of this delivery was taken (continuous clock).
+    /// No later than the start of this delivery's lease (continuous clock): the heartbeat counts from it.
     var leasedAt: ContinuousClock.Instant
 }
 

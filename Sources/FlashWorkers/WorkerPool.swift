@@ -146,9 +146,14 @@ public final class WorkerPool: Service {
             var jobs: [Job] = []
             var received: [ReceivedMessage] = []
             do {
+                // The queue starts the leases when it runs the receive: after this instant, before
+                // the call returns. Counting from here, the heartbeat is never late, however long
+                // the receive took to come back (after a long poll's wait, its first beat merely
+                // comes early: one extension more).
+                let leasedAt = ContinuousClock.now
                 received = try await queue.receive(maxMessages: wanted, wait: configuration.receiveWait,
                                                    visibilityTimeout: configuration.visibilityTimeout)
-                jobs = try await prepare(received)
+                jobs = try await prepare(received, leasedAt: leasedAt)
             } catch {
                 if !(error is CancellationError) { logger.error("receive failed", metadata: ["error": "\(error)"]) }
                 // Received but not prepared (the store failed): nothing was tried, so the
@@ -162,10 +167,10 @@ public final class WorkerPool: Service {
         }
     }
 
-    /// Decodes the messages and marks their orders processing, in one store call.
-    private func prepare(_ messages: [ReceivedMessage]) async throws -> [Job] {
+    /// Decodes the messages and marks their orders processing, in one store call. `leasedAt`:
+    /// an instant no later than the start of the messages' leases.
+    private func prepare(_ messages: [ReceivedMessage], leasedAt: ContinuousClock.Instant) async throws -> [Job] {
         guard !messages.isEmpty else { return [] }
-        let leasedAt = ContinuousClock.now
         var jobs = messages.map { Job(message: $0, order: nil, orderID: PaymentMessage.orderID(in: $0.body), leasedAt: leasedAt) }
         let ids = jobs.compactMap(\.orderID)
         if !ids.isEmpty {
@@ -256,8 +261,10 @@ public final class WorkerPool: Service {
                 do {
                     while true {
                         try await Task.sleep(until: leaseStart + lease / 2, clock: .continuous)
+                        // The new lease starts when the queue runs the call, not when it returns.
+                        let extendedAt = ContinuousClock.now
                         try await self.queue.changeVisibility(job.message.receiptHandle, timeout: lease)
-                        leaseStart = .now
+                        leaseStart = extendedAt
                     }
                 } catch is CancellationError {
                     return nil

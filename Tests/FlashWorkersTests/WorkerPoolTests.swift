@@ -3,9 +3,11 @@ import FlashOrders
 import FlashPayments
 import FlashQueue
 import FlashServer
+import FlashWorkers
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 import Testing
 
 @Suite("Worker pool")
@@ -107,12 +109,21 @@ struct WorkerPoolTests {
     }
 
     @Test func heartbeatKeepsALongChargeLeased() async throws {
-        let system = try await FlashSystem.open(Self.configuration(workers: 1, latency: .milliseconds(2500), visibility: .seconds(1)), logger: Self.logger)
+        // Real durations on both sides, by nature: the heartbeat's timer against the queue's
+        // lease. The allowance is generous: a 5 s lease is extended every 2.5 s, so each beat may
+        // come up to 2.5 s late (a starved timer, a write waiting its turn) before the lease
+        // lapses; the pool counts the lease from before its receive, so a slow receive does not
+        // eat into that. The 12 s charge outlasts the lease twice over: without the heartbeat the
+        // lease lapses (at 5 s and 10 s) and the fetcher, always long-polling for one job to keep
+        // ready, takes the message again.
+        let system = try await FlashSystem.open(Self.configuration(workers: 1, latency: .seconds(12), visibility: .seconds(5)), logger: Self.logger)
         let id = try await system.store.placeQueued(Self.order(1)).order.id
         try await Self.withRunningPool(system) { _ in
-            try await expectEventually { try await system.store.order(id: id)?.status == .completed }
+            // A deadline only for a machine that never gets there (the charge itself takes 12 s).
+            try await expectEventually(timeout: .seconds(60)) { try await system.store.order(id: id)?.status == .completed }
         }
-        // Without the heartbeat the 1 s lease would lapse twice during the 2.5 s charge.
+        // A second delivery would have counted a second attempt (and its charge, answered from
+        // the ledger, a duplicate prevented).
         #expect(try await system.store.order(id: id)?.attempts == 1)
         #expect(try await system.services.gateway.statistics().duplicateChargesPrevented == 0)
         try await system.close()
@@ -152,13 +163,25 @@ struct WorkerPoolTests {
     }
 
     @Test func gracefulShutdownFinishesChargesInProgressAndGivesBackTheRest() async throws {
-        let system = try await FlashSystem.open(Self.configuration(workers: 2, latency: .milliseconds(600)), logger: Self.logger)
+        let system = try await FlashSystem.open(Self.configuration(workers: 0, latency: .milliseconds(5)), logger: Self.logger)
         for n in 0..<6 { _ = try await system.store.placeQueued(Self.order(n)) }
-        let group = ServiceGroup(configuration: .init(services: [system.workers!], logger: Self.logger))
+        // The two charges last until the test opens the gate, which it does only once shutdown
+        // has given the buffered messages back: no charge can end (and its worker take another
+        // order) before the pool has stopped handing out work, however slow the machine.
+        let gateway = GatedGateway(system.services.gateway)
+        let pool = Self.pool(system, charging: gateway)
+        let group = ServiceGroup(configuration: .init(services: [pool], logger: Self.logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
-            try await expectEventually { system.workers!.busy == 2 }
+            try await Self.waitForTwoChargesAndTwoBuffered(pool, system)
             await group.triggerGracefulShutdown()
+            // The two buffered messages are given back while both charges are still held.
+            try await expectEventually(timeout: .seconds(60)) {
+                let queue = try await system.paymentsQueue.statistics()
+                return queue.visible == 4 && queue.inFlight == 2
+            }
+            #expect(pool.busy == 2)
+            gateway.open()
             try await tasks.waitForAll()
         }
         // The two charges in progress finished; the four others are back in the queue, untouched.
@@ -172,7 +195,7 @@ struct WorkerPoolTests {
         // After a restart everything completes, each order charged once.
         let restarted = try await FlashSystem.open(Self.configuration(workers: 4, latency: .milliseconds(5)).with(path: system.configuration.backend.path), logger: Self.logger)
         try await Self.withRunningPool(restarted) { _ in
-            try await expectEventually { try await restarted.store.counts().completed == 6 }
+            try await expectEventually(timeout: .seconds(60)) { try await restarted.store.counts().completed == 6 }
         }
         #expect(try await restarted.ledger.entries().count == 6)
         try await restarted.close()
@@ -204,6 +227,51 @@ struct WorkerPoolTests {
     }
 }
 
+extension WorkerPoolTests {
+    /// A gateway whose charges are decided (the simulator's ledger written) and then held until
+    /// the test opens the gate: how long a charge lasts is an event the test controls, not a
+    /// latency. A charge cancelled while held throws `CancellationError` (decided, unanswered).
+    final class GatedGateway: PaymentGateway {
+        let inner: any PaymentGateway
+        private let opened = Mutex(false)
+
+        init(_ inner: any PaymentGateway) { self.inner = inner }
+
+        /// Lets the held charges answer, and every later one at once.
+        func open() { opened.withLock { $0 = true } }
+
+        func charge(orderID: String, amount: Double) async throws -> PaymentOutcome {
+            let outcome = try await inner.charge(orderID: orderID, amount: amount)
+            while !opened.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
+            return outcome
+        }
+
+        func finalOutcome(orderID: String) async throws -> PaymentOutcome { try await inner.finalOutcome(orderID: orderID) }
+        func statistics() async throws -> PaymentStatistics { try await inner.statistics() }
+        var expectedLatency: Duration { inner.expectedLatency }
+    }
+
+    /// A pool of two workers over `system`'s store, charging through `gateway` (the system wires
+    /// its own pool to the simulator). Its leases (10 min) cannot lapse, nor its shutdown
+    /// deadline (60 s) pass, while a test waits on its events: only a machine that never gets
+    /// there meets either.
+    static func pool(_ system: FlashSystem, charging gateway: GatedGateway) -> WorkerPool {
+        WorkerPool(configuration: .init(workers: 2, visibilityTimeout: .seconds(600), retryBackoff: .milliseconds(10),
+                                        shutdownDeadline: .seconds(60)),
+                   store: system.store, gateway: gateway, logger: logger)
+    }
+
+    /// Waits until both workers charge (held at the gate) and the fetcher has filled the prefetch
+    /// buffer: a pool of two keeps two jobs ready, so four messages are leased.
+    static func waitForTwoChargesAndTwoBuffered(_ pool: WorkerPool, _ system: FlashSystem,
+                                                sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        try await WorkerPoolTests().expectEventually(timeout: .seconds(60), sourceLocation: sourceLocation) {
+            guard pool.busy == 2 else { return false }
+            return try await system.paymentsQueue.statistics().inFlight == 4
+        }
+    }
+}
+
 extension FlashConfiguration {
     func with(path: String) -> FlashConfiguration {
         var copy = self
@@ -215,16 +283,26 @@ extension FlashConfiguration {
 @Suite("Worker pool: deliveries that count")
 struct UntriedDeliveryTests {
     @Test func messagesGivenBackFromThePrefetchBufferAtShutdownKeepTheirDeliveries() async throws {
-        var config = WorkerPoolTests.configuration(workers: 2, latency: .milliseconds(600))
+        var config = WorkerPoolTests.configuration(workers: 0, latency: .milliseconds(5))
         config.queue.maxReceives = 1
         let system = try await FlashSystem.open(config, logger: WorkerPoolTests.logger)
         for n in 0..<10 { _ = try await system.store.placeQueued(WorkerPoolTests.order(n)) }
+        // The two charges are held until shutdown has given the buffer back (see
+        // gracefulShutdownFinishesChargesInProgressAndGivesBackTheRest): exactly two are charged.
+        let gateway = WorkerPoolTests.GatedGateway(system.services.gateway)
+        let pool = WorkerPoolTests.pool(system, charging: gateway)
         // In FlashSystem's order: the pool last, so it is the first to stop.
-        let group = ServiceGroup(configuration: .init(services: [system.reconciler, system.workers!], logger: WorkerPoolTests.logger))
+        let group = ServiceGroup(configuration: .init(services: [system.reconciler, pool], logger: WorkerPoolTests.logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
-            try await WorkerPoolTests().expectEventually { system.workers!.busy == 2 }
+            try await WorkerPoolTests.waitForTwoChargesAndTwoBuffered(pool, system)
             await group.triggerGracefulShutdown()
+            try await WorkerPoolTests().expectEventually(timeout: .seconds(60)) {
+                let queue = try await system.paymentsQueue.statistics()
+                return queue.visible == 8 && queue.inFlight == 2
+            }
+            #expect(pool.busy == 2)
+            gateway.open()
             try await tasks.waitForAll()
         }
         // Two charged; the rest (buffered ones included) are back, untried: pending, no attempt.
@@ -238,7 +316,7 @@ struct UntriedDeliveryTests {
             WorkerPoolTests.configuration(workers: 4, latency: .milliseconds(5)).with(path: config.backend.path).with(maxReceives: 1),
             logger: WorkerPoolTests.logger)
         try await WorkerPoolTests.withRunningPool(restarted) { _ in
-            try await WorkerPoolTests().expectEventually { try await restarted.store.counts().completed == 10 }
+            try await WorkerPoolTests().expectEventually(timeout: .seconds(60)) { try await restarted.store.counts().completed == 10 }
         }
         #expect(try await restarted.paymentsQueue.statistics().deadLettered == 0)
         #expect(try await restarted.ledger.entries().count == 10)
