@@ -8,6 +8,20 @@ import Testing
 struct QueueContractTests {
     static let fast = QueueAttributes(visibilityTimeout: .milliseconds(200))
 
+    /// Receives (each message leased for 60 s) until a receive comes back empty: every message
+    /// visible now. For a ``ManualTime``, which stands still, so no lease taken here runs out
+    /// within the loop; at most 20 rounds, so that a lease that does not hide its message fails
+    /// the test rather than hanging it.
+    static func receiveAllVisible(_ queue: any MessageQueue) async throws -> [ReceivedMessage] {
+        var all: [ReceivedMessage] = []
+        for _ in 0..<20 {
+            let batch = try await queue.receive(maxMessages: 10, wait: .zero, visibilityTimeout: .seconds(60))
+            if batch.isEmpty { break }
+            all += batch
+        }
+        return all
+    }
+
     @Test(arguments: QueueBackend.allCases)
     func sendThenReceiveReturnsTheBodyOnce(_ backend: QueueBackend) async throws {
         try await withHarness(backend) { harness in
@@ -25,12 +39,24 @@ struct QueueContractTests {
 
     @Test(arguments: QueueBackend.allCases)
     func expiredLeaseRedeliversWithAHigherReceiveCount(_ backend: QueueBackend) async throws {
-        try await withHarness(backend) { harness in
+        let time = ManualTime()
+        try await withHarness(backend, time: time.source) { harness in
             let queue = try await harness.queue("work", Self.fast)
             let id = try await queue.send("job")
             let first = try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .milliseconds(100))
             #expect(first.map(\.messageID) == [id])
-            let second = try await queue.receive(maxMessages: 1, wait: .seconds(5), visibilityTimeout: .seconds(30))
+            let second: [ReceivedMessage]
+            if backend == .sqs {
+                // SQS keeps its own, real time (the lease is 1 s there): only a lease that never
+                // ran out leaves this 20 s long poll empty, however slow the machine.
+                second = try await queue.receive(maxMessages: 1, wait: .seconds(20), visibilityTimeout: .seconds(30))
+            } else {
+                // Hidden until the last millisecond of the lease, visible at its end.
+                time.advance(by: .milliseconds(99))
+                #expect(try await queue.receive(maxMessages: 1, wait: .zero).isEmpty)
+                time.advance(by: .milliseconds(1))
+                second = try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .seconds(30))
+            }
             #expect(second.map(\.messageID) == [id])
             #expect(second.first?.receiveCount == 2)
             #expect(second.first?.receiptHandle != first.first?.receiptHandle)
@@ -42,11 +68,15 @@ struct QueueContractTests {
         // SQS differs: AWS documents only that the latest receipt handle works; an older one may
         // still delete or extend (moto lets it). Consumers on SQS are idempotent for this reason.
         guard backend != .sqs else { return }
-        try await withHarness(backend) { harness in
+        let time = ManualTime()
+        try await withHarness(backend, time: time.source) { harness in
             let queue = try await harness.queue("work", Self.fast)
             _ = try await queue.send("job")
             let stale = try #require(try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .milliseconds(50)).first)
-            let fresh = try #require(try await queue.receive(maxMessages: 1, wait: .seconds(5), visibilityTimeout: .seconds(30)).first)
+            time.advance(by: .milliseconds(49))
+            #expect(try await queue.receive(maxMessages: 1, wait: .zero).isEmpty)
+            time.advance(by: .milliseconds(1))
+            let fresh = try #require(try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .seconds(30)).first)
             await #expect(throws: QueueError.receiptHandleInvalid(stale.receiptHandle.rawValue)) {
                 try await queue.delete(stale.receiptHandle)
             }
@@ -84,7 +114,8 @@ struct QueueContractTests {
     func concurrentCallsKeepTheirOwnLeasesAndReceipts(_ backend: QueueBackend) async throws {
         // SQS differs: a stale receipt may still act there (see the test above).
         guard backend != .sqs else { return }
-        try await withHarness(backend) { harness in
+        let time = ManualTime()
+        try await withHarness(backend, time: time.source) { harness in
             let queue = try await harness.queue("work", Self.fast)
             _ = try await queue.sendBatch((0..<10).map { OutgoingMessage("a\($0)") })
             _ = try await queue.sendBatch((0..<10).map { OutgoingMessage("b\($0)") })
@@ -95,12 +126,12 @@ struct QueueContractTests {
             #expect(long.count == 10)
             #expect(Set(short.map(\.messageID)).isDisjoint(with: long.map(\.messageID)))
 
-            // Only the short leases run out: exactly those messages come back.
-            var again: [ReceivedMessage] = []
-            let deadline = ContinuousClock.now + .seconds(10)
-            while again.count < 10, ContinuousClock.now < deadline {
-                again += try await queue.receive(maxMessages: 10, wait: .seconds(2), visibilityTimeout: .seconds(60))
-            }
+            // Only the short leases run out, at their end: exactly those messages come back.
+            time.advance(by: .milliseconds(299))
+            #expect(try await queue.receive(maxMessages: 10, wait: .zero).isEmpty)
+            time.advance(by: .milliseconds(1))
+            let again = try await Self.receiveAllVisible(queue)
+            #expect(again.count == 10)
             #expect(Set(again.map(\.messageID)) == Set(short.map(\.messageID)))
 
             // The first call runs alone; the two after it, stale and current receipts of the same
@@ -130,14 +161,35 @@ struct QueueContractTests {
 
     @Test(arguments: QueueBackend.allCases)
     func heartbeatKeepsTheLease(_ backend: QueueBackend) async throws {
-        try await withHarness(backend) { harness in
+        let time = ManualTime()
+        try await withHarness(backend, time: time.source) { harness in
             let queue = try await harness.queue("work", Self.fast)
             _ = try await queue.send("job")
+            if backend == .sqs {
+                // SQS keeps its own, real time, in whole seconds: a 5 s lease, so the heartbeat
+                // lands inside it (one loopback call: a generous allowance on a loaded box), then
+                // a sleep longer than that lease, so without the heartbeat the message would be
+                // visible again at the check; the heartbeat's 60 s are far from over by then.
+                let delivery = try #require(try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .seconds(5)).first)
+                try await queue.changeVisibility(delivery.receiptHandle, timeout: .seconds(60))
+                try await Task.sleep(for: .seconds(6))
+                #expect(try await queue.receive(maxMessages: 1, wait: .zero).isEmpty)
+                try await queue.delete(delivery.receiptHandle)
+                return
+            }
             let delivery = try #require(try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .milliseconds(150)).first)
+            // The heartbeat, 100 ms into the 150 ms lease: 60 s from now.
+            time.advance(by: .milliseconds(100))
             try await queue.changeVisibility(delivery.receiptHandle, timeout: .seconds(60))
-            try await Task.sleep(for: .milliseconds(300))
+            // The first lease has run out; the heartbeat's holds the message.
+            time.advance(by: .milliseconds(50))
             #expect(try await queue.receive(maxMessages: 1, wait: .zero).isEmpty)
+            // Still held 1 ms before 60 s after the heartbeat (not after the receive).
+            time.advance(by: .milliseconds(59_949))
+            #expect(try await queue.receive(maxMessages: 1, wait: .zero).isEmpty)
+            // The receipt is still the current one.
             try await queue.delete(delivery.receiptHandle)
+            #expect(try await queue.statistics().total == 0)
         }
     }
 
@@ -243,7 +295,8 @@ struct QueueContractTests {
         try await withHarness(backend) { harness in
             let queue = try await harness.queue("work", Self.fast)
             _ = try await queue.sendBatch((1...10).map { OutgoingMessage("m\($0)") })
-            _ = try await queue.receive(maxMessages: 3, wait: .zero)
+            // Leased for long enough that they are still in flight at the purge, however slow the box.
+            _ = try await queue.receive(maxMessages: 3, wait: .zero, visibilityTimeout: .seconds(60))
             try await queue.purge()
             #expect(try await queue.statistics().total == 0)
             #expect(try await queue.receive(maxMessages: 10, wait: .zero).isEmpty)
@@ -329,22 +382,39 @@ struct QueueContractTests {
 
     @Test(arguments: QueueBackend.allCases)
     func reopeningKeepsEveryUnacknowledgedMessage(_ backend: QueueBackend) async throws {
-        let harness = try await backend.makeHarness()
+        let time = ManualTime()
+        let harness = try await backend.makeHarness(time: time.source)
         let queue = try await harness.queue("durable", QueueAttributes(visibilityTimeout: .milliseconds(100)))
         let ids = try await queue.sendBatch((1...5).map { OutgoingMessage("m\($0)") })
         let leased = try await queue.receive(maxMessages: 2, wait: .zero)
+        try #require(!leased.isEmpty)
         try await queue.delete(leased[0].receiptHandle)
         let reopened = try await harness.reopened()
         let again = try await reopened.existingQueue("durable")
+        let unacknowledged = Set(ids).subtracting([leased[0].messageID])
         var seen: Set<String> = []
-        let clock = ContinuousClock()
-        let deadline = clock.now + .seconds(10)
-        while seen.count < 4, clock.now < deadline {
-            for message in try await again.receive(maxMessages: 10, wait: .seconds(1), visibilityTimeout: .seconds(60)) {
-                seen.insert(message.messageID)
+        if backend == .sqs {
+            // SQS keeps its own, real time (the lease is 1 s there). Only a message lost (or a
+            // lease that never ends) leaves one of these 20 s long polls empty, however slow the
+            // machine; a few polls at most, so a broken queue fails the test rather than hangs it.
+            var polls = 0
+            while seen.count < unacknowledged.count, polls < 10 {
+                polls += 1
+                let batch = try await again.receive(maxMessages: 10, wait: .seconds(20), visibilityTimeout: .seconds(60))
+                if batch.isEmpty { break }
+                seen.formUnion(batch.map(\.messageID))
             }
+        } else {
+            // The messages never received are there at once; the one still leased is not (its
+            // lease survived the reopening) until the last millisecond of that lease has passed.
+            seen.formUnion(try await Self.receiveAllVisible(again).map(\.messageID))
+            #expect(seen == unacknowledged.subtracting(leased.map(\.messageID)))
+            time.advance(by: .milliseconds(99))
+            #expect(try await again.receive(maxMessages: 10, wait: .zero).isEmpty)
+            time.advance(by: .milliseconds(1))
+            seen.formUnion(try await Self.receiveAllVisible(again).map(\.messageID))
         }
-        #expect(seen == Set(ids).subtracting([leased[0].messageID]))
+        #expect(seen == unacknowledged)
         try await reopened.close()
     }
 
@@ -402,7 +472,8 @@ struct QueueContractTests {
         // SQS differs: it counts every receive toward redrive, given back or not (SQSMessageQueue
         // says so); flashsale's outbox store hides never-touched deliveries for a while instead.
         guard backend != .sqs else { return }
-        try await withHarness(backend) { harness in
+        let time = ManualTime()
+        try await withHarness(backend, time: time.source) { harness in
             let queue = try await harness.queue("work", QueueAttributes(visibilityTimeout: .seconds(30), maxReceiveCount: 2))
             let dlq = try await harness.existingQueue("work-dlq")
             let id = try await queue.send("job")
@@ -418,10 +489,21 @@ struct QueueContractTests {
             let tried = try #require(try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .milliseconds(50)).first)
             #expect(tried.receiveCount == 1)
             // Counted deliveries still count: a lease that runs out is a delivery.
-            let again = try #require(try await queue.receive(maxMessages: 1, wait: .seconds(5), visibilityTimeout: .milliseconds(50)).first)
+            time.advance(by: .milliseconds(49))
+            #expect(try await queue.receive(maxMessages: 1, wait: .zero).isEmpty)
+            time.advance(by: .milliseconds(1))
+            let again = try #require(try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .milliseconds(50)).first)
             #expect(again.receiveCount == 2)
             try await queue.returnUntried([tried.receiptHandle])  // stale: ignored
-            #expect(try await queue.receive(maxMessages: 1, wait: .seconds(2)).isEmpty)
+            // Ignored indeed: the message stays leased to `again` (a return would show it now),
+            // up to the last millisecond of that lease.
+            #expect(try await queue.receive(maxMessages: 1, wait: .zero).isEmpty)
+            time.advance(by: .milliseconds(49))
+            #expect(try await queue.receive(maxMessages: 1, wait: .zero).isEmpty)
+            #expect(try await dlq.statistics().total == 0)
+            // That second counted lease runs out: the next receive dead-letters the message.
+            time.advance(by: .milliseconds(1))
+            #expect(try await queue.receive(maxMessages: 1, wait: .zero).isEmpty)
             #expect(try await dlq.statistics().total == 1)
         }
     }
