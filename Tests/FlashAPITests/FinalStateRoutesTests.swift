@@ -1,5 +1,6 @@
 import FlashCore
 import FlashAPI
+import FlashPayments
 import FlashServer
 import HTTPTypes
 import Hummingbird
@@ -128,24 +129,43 @@ struct FinalStateRoutesTests {
     }
 
     @Test func aSyncReplayWhileTheFirstIsChargingSaysSoAndTheLaterReplayGetsTheOrder() async throws {
-        var config = TestSystem.configuration(latency: .seconds(3))
+        var config = TestSystem.configuration(latency: .milliseconds(5))
         config.api.syncLanes = 2
-        try await TestSystem.withLiveSystem(config) { system, client in
+        let system = try await FlashSystem.open(config, logger: TestSystem.logger)
+        var services = system.services
+        // The first request's charge is decided, then held until the test has the replay's
+        // answer: the replay arrives while the first is charging by the order of events, not by
+        // racing a charge's length.
+        let gateway = HeldChargeGateway(services.gateway)
+        services.gateway = gateway
+        // Far beyond the test's few steps: the first customer's deadline does not end its charge.
+        // (The test client gives each request 15 s, its own fixed deadline: the first request
+        // is held for a poll and one replay only.)
+        services.syncTimeout = .seconds(60)
+        let app = buildApplication(services, host: "127.0.0.1", port: 0, logger: TestSystem.logger)
+        try await app.test(.ahc(.http)) { client in
             let body = #"{"customer_id": 3, "items": [{"product_id": "A", "price": 5}]}"#
             async let first = client.call(.post, "/orders/sync", json: body, headers: Self.key("pay-1"))
-            // The first request has stored its order and is charging (for 3 s).
-            try await expectEventually { try await system.store.counts().processing == 1 }
+            // If the test fails early, the held charge still ends before the server stops.
+            defer { gateway.release() }
+            // The first request has stored its order and is charging (held at the gateway).
+            try await expectEventually(timeout: .seconds(60)) { gateway.held == 1 }
             let replay = try await client.call(.post, "/orders/sync", json: body, headers: Self.key("pay-1"))
             #expect(replay.status == .conflict)
             #expect(replay.errorCode == "request_in_progress")
             #expect(replay.headers[.retryAfter] != nil)
+            gateway.release()
             let done = try await first
+            #expect(done.status == .ok)
             #expect(done.string("status") == "completed")
             let later = try await client.call(.post, "/orders/sync", json: body, headers: Self.key("pay-1"))
             #expect(later.status == .ok)
             #expect(later.string("order_id") == done.string("order_id"))
             #expect(try await system.ledger.entries().count == 1)
         }
+        // The replays charged nothing: one charge, held once.
+        #expect(gateway.held == 1)
+        try await system.close()
     }
 
     @Test func purgingThePaymentsQueueSettlesTheOrdersItOrphans() async throws {
@@ -169,6 +189,35 @@ struct FinalStateRoutesTests {
             #expect(stats.int("reconciler", "failed") == 3)
             #expect(stats.int("payments", "voided") == 3)
         }
+    }
+}
+
+extension FinalStateRoutesTests {
+    /// A gateway whose charges are decided (the simulator writes its ledger) and then held until
+    /// the test releases them; a charge cancelled while held throws `CancellationError`.
+    final class HeldChargeGateway: PaymentGateway {
+        let inner: any PaymentGateway
+        private let released = Mutex(false)
+        private let holding = Mutex(0)
+
+        init(_ inner: any PaymentGateway) { self.inner = inner }
+
+        /// Charges that were decided and held (released or not).
+        var held: Int { holding.withLock { $0 } }
+
+        /// Lets the held charges answer, and every later one at once.
+        func release() { released.withLock { $0 = true } }
+
+        func charge(orderID: String, amount: Double) async throws -> PaymentOutcome {
+            let outcome = try await inner.charge(orderID: orderID, amount: amount)
+            holding.withLock { $0 += 1 }
+            while !released.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
+            return outcome
+        }
+
+        func finalOutcome(orderID: String) async throws -> PaymentOutcome { try await inner.finalOutcome(orderID: orderID) }
+        func statistics() async throws -> PaymentStatistics { try await inner.statistics() }
+        var expectedLatency: Duration { inner.expectedLatency }
     }
 }
 

@@ -1,9 +1,11 @@
 import FlashCore
 import FlashAPI
+import FlashPayments
 import FlashServer
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import Synchronization
 import Testing
 
 @Suite("Order routes over HTTP")
@@ -127,25 +129,33 @@ struct OrderRoutesTests {
     }
 
     @Test func syncRefusesAtOnceWhenThePredictedWaitIsTooLong() async throws {
-        var config = TestSystem.configuration(latency: .milliseconds(800))
-        config.api.syncTimeout = .milliseconds(300)
-        try await TestSystem.withLiveSystem(config) { system, client in
+        let system = try await FlashSystem.open(TestSystem.configuration(latency: .milliseconds(5)), logger: TestSystem.logger)
+        var services = system.services
+        // The prediction is the lanes' alone (a minute per charge expected), apart from the
+        // gateway (5 ms) and far from any machine's speed: 60 s ahead > the 30 s limit, while the
+        // customer served below has all of 30 s.
+        services.lanes = CheckoutLanes(lanes: 1, expectedServiceTime: .seconds(60))
+        services.syncTimeout = .seconds(30)
+        let lanes = services.lanes
+        let app = buildApplication(services, host: "127.0.0.1", port: 0, logger: TestSystem.logger)
+        try await app.test(.ahc(.http)) { client in
             // A customer holds the only lane (the test takes it itself: no race with the clock).
-            let lanes = system.services.lanes
             #expect(await lanes.enter(timeout: .seconds(1)))
-            // The next would wait ~800 ms (the expected charge) > 300 ms: told at once.
+            // The next would wait ~60 s (the expected charge) > 30 s: told at once. (The lane is
+            // held until this call returns: a customer put in line instead would wait out the
+            // limit and get a 504, if the test client did not give up first.)
             let refused = try await client.call(.post, "/orders/sync", json: seedOrder)
             lanes.leave(serviceTime: nil)
             #expect(refused.status == .serviceUnavailable)
             #expect(refused.errorCode == "overloaded")
             #expect(Int(refused.headers[.retryAfter] ?? "") ?? 0 >= 1)
-            // With the lane free, a customer is served (the charge is decided on arrival and
-            // settled at the 300 ms deadline, not after the gateway's 800 ms).
+            // With the lane free, a customer is served.
             #expect(try await client.call(.post, "/orders/sync", json: seedOrder).string("status") == "completed")
-            // Nothing was stored or charged for the refused customer.
-            #expect(try await system.ledger.entries().count == 1)
-            #expect(try await system.store.counts().total == 1)
         }
+        // Nothing was stored or charged for the refused customer.
+        #expect(try await system.ledger.entries().count == 1)
+        #expect(try await system.store.counts().total == 1)
+        try await system.close()
     }
 
     @Test func statsFollowTheContract() async throws {
@@ -194,5 +204,73 @@ struct SyncTimeoutTests {
         #expect(try await system.ledger.entries().count == 1)
         #expect(try await system.store.counts().total == 1)
         try await system.close()
+    }
+
+    @Test func aChargeDecidedOnArrivalButUnansweredIsSettledCompletedAtTheDeadline() async throws {
+        let system = try await FlashSystem.open(TestSystem.configuration(latency: .milliseconds(5)), logger: TestSystem.logger)
+        var services = system.services
+        // The gateway decides the charge when it arrives (its ledger holds it), then stays silent.
+        let gateway = SilentAfterDecidingGateway(services.gateway)
+        services.gateway = gateway
+        // The deadline is real time inside the endpoint, and the customer is answered only at
+        // it; so both sides get a generous allowance. Before it: intake, a free lane, placing the
+        // order and the gateway's decision (milliseconds on an idle machine) have 4.8 s. After
+        // it: settling (the gateway's answer, a store write) has 10 s before the test client's
+        // own fixed 15 s deadline.
+        services.syncTimeout = .seconds(5)
+        let app = buildApplication(services, host: "127.0.0.1", port: 0, logger: TestSystem.logger)
+        try await app.test(.ahc(.http)) { client in
+            let reply = try await client.call(.post, "/orders/sync", json: seedOrder)
+            #expect(reply.status == .ok)
+            #expect(reply.string("status") == "completed")
+            let id = try #require(reply.string("order_id"))
+            #expect(try await system.ledger.entries()[id]?.outcome.isApproved == true)
+            // Answered at the deadline (the charge given up, not waited for), by the gateway's
+            // word on what stands: charged, so completed, not voided.
+            #expect(gateway.cancelled == 1)
+            #expect(gateway.asked == 1)
+        }
+        #expect(try await system.ledger.entries().count == 1)
+        #expect(try await system.services.gateway.statistics().voided == 0)
+        let counts = try await system.store.counts()
+        #expect((counts.completed, counts.failed, counts.processing) == (1, 0, 0))
+        try await system.close()
+    }
+}
+
+extension SyncTimeoutTests {
+    /// A gateway that decides each charge (the simulator writes its ledger) and then does not
+    /// answer, for a minute, unless the caller gives up first: then the charge throws
+    /// `CancellationError` (it may be decided: ask ``PaymentGateway/finalOutcome(orderID:)``).
+    final class SilentAfterDecidingGateway: PaymentGateway {
+        let inner: any PaymentGateway
+        private let cancellations = Mutex(0)
+        private let questions = Mutex(0)
+
+        init(_ inner: any PaymentGateway) { self.inner = inner }
+
+        /// Charges given up by their caller.
+        var cancelled: Int { cancellations.withLock { $0 } }
+        /// Final outcomes asked for.
+        var asked: Int { questions.withLock { $0 } }
+
+        func charge(orderID: String, amount: Double) async throws -> PaymentOutcome {
+            do {
+                let outcome = try await inner.charge(orderID: orderID, amount: amount)
+                try await Task.sleep(for: .seconds(60))
+                return outcome
+            } catch let error as CancellationError {
+                cancellations.withLock { $0 += 1 }
+                throw error
+            }
+        }
+
+        func finalOutcome(orderID: String) async throws -> PaymentOutcome {
+            questions.withLock { $0 += 1 }
+            return try await inner.finalOutcome(orderID: orderID)
+        }
+
+        func statistics() async throws -> PaymentStatistics { try await inner.statistics() }
+        var expectedLatency: Duration { inner.expectedLatency }
     }
 }
