@@ -72,7 +72,7 @@ struct DashboardTests {
                 try await page.send("Page.enable")
                 try await page.send("Emulation.setDeviceMetricsOverride", #"{"width":1280,"height":1000,"deviceScaleFactor":1,"mobile":false}"#)
                 try await page.send("Page.navigate", #"{"url":\#(JSONText.quoted(baseURL + "/dashboard"))}"#)
-                try await expectEventually(timeout: .seconds(20)) {
+                try await expectEventually(timeout: .seconds(60)) {
                     let reading = try await Self.read(page)
                     return reading.connection == "live" && reading.snapshots >= 2
                 }
@@ -89,7 +89,7 @@ struct DashboardTests {
                 }
                 try await expectEventually(timeout: .seconds(60)) { try await client.stats().int("orders", "completed") == 200 }
                 // Let the page receive the settled figures.
-                try await expectEventually(timeout: .seconds(10)) {
+                try await expectEventually(timeout: .seconds(60)) {
                     try await Self.read(page).stat("orders.completed") == "200"
                 }
                 let page1 = try await Self.read(page)
@@ -103,8 +103,14 @@ struct DashboardTests {
                 try laptop.write(to: Self.artifacts.appendingPathComponent("dashboard.png"))
 
                 // A phone: one column, nothing wider than the screen.
+                // The browser applies the new size when it gets to it (a busy machine: seconds); the
+                // page fits once it is laid out at 390 px (reading scrollWidth lays it out), and a
+                // page wider than a phone never does.
                 try await page.send("Emulation.setDeviceMetricsOverride", #"{"width":390,"height":844,"deviceScaleFactor":2,"mobile":true}"#)
-                try await Task.sleep(for: .milliseconds(700))
+                try await expectEventually(timeout: .seconds(60)) {
+                    let phone = try await Self.read(page)
+                    return phone.json["innerWidth"]?.int == 390 && (phone.json["scrollWidth"]?.int ?? .max) <= 390
+                }
                 let phone = try await Self.read(page)
                 #expect(phone.json["innerWidth"]?.int == 390)
                 #expect((phone.json["scrollWidth"]?.int ?? .max) <= 390, "the page is wider than a phone: \(String(describing: phone.json["scrollWidth"]))")
@@ -113,13 +119,15 @@ struct DashboardTests {
 
                 // A restart: SIGTERM ends the open event streams (shutdown does not wait for
                 // them), the page shows it is reconnecting, keeps what it drew, and goes live again.
+                // A shutdown that waited for the open streams would never end (the page and the
+                // test's own subscription keep theirs open): terminate fails it after its 60 s (a
+                // generous allowance for a clean exit on a busy machine; no separate bound on the
+                // time, which would measure the machine, not the shutdown).
                 let kept = try await Self.read(page).snapshots
-                let started = ContinuousClock.now
-                #expect(try await current.server.terminate(timeout: .seconds(20)) == 0)
-                #expect(ContinuousClock.now - started < .seconds(15))
-                try await expectEventually(timeout: .seconds(10)) { try await Self.read(page).connection == "reconnecting" }
+                #expect(try await current.server.terminate(timeout: .seconds(60)) == 0)
+                try await expectEventually(timeout: .seconds(60)) { try await Self.read(page).connection == "reconnecting" }
                 current.server = try await ServerProcess(dataPath: data, arguments: arguments + ["--port", "\(port)"])
-                try await expectEventually(timeout: .seconds(30)) {
+                try await expectEventually(timeout: .seconds(60)) {
                     let reading = try await Self.read(page)
                     return reading.connection == "live" && reading.snapshots > kept
                 }

@@ -66,7 +66,13 @@ struct FinalStateTests {
     @Test func syncRequestsKilledMidChargeEndSettledAndTheirKeysAnswerTheTruth() async throws {
         // The reproduction's flags, plus a gateway that takes one charge at a time, so that one
         // customer's charge is decided and the other's is still waiting when the server dies.
-        let flags = ["--payment-latency", "3s", "--payment-concurrency", "1", "--sync-lanes", "2"]
+        // The charge takes an hour (as in the test above): the state the kill must come in, one
+        // charge decided and both orders processing, then lasts until the customers' deadline,
+        // not a few seconds that a slow machine could spend polling. That deadline (the sync
+        // timeout) is a real duration, on purpose: a minute for the poll below to see the state,
+        // and what the restarted server must wait out before it settles the orders. An hour is
+        // never reached (server 1 is killed; the restart sends no charge: a replay creates nothing).
+        let flags = ["--payment-latency", "1h", "--sync-timeout", "60s", "--payment-concurrency", "1", "--sync-lanes", "2"]
         let data = ServerProcess.temporaryDataPath()
         try await Self.withClient { http in
             let server = try await ServerProcess(dataPath: data, arguments: flags)
@@ -76,11 +82,12 @@ struct FinalStateTests {
             let requests = Task {
                 await withTaskGroup(of: Void.self) { group in
                     for key in ["k1", "k2"] {
-                        group.addTask { _ = try? await client.call(.POST, "/orders/sync", json: body, headers: [("Idempotency-Key", key)]) }
+                        // Longer than the server's 60 s: the client does not hang up first.
+                        group.addTask { _ = try? await client.call(.POST, "/orders/sync", json: body, headers: [("Idempotency-Key", key)], timeout: .seconds(120)) }
                     }
                 }
             }
-            try await expectEventually(timeout: .seconds(20)) {
+            try await expectEventually(timeout: .seconds(60)) {
                 let stats = try await client.stats()
                 return stats.int("payments", "charges") == 1 && stats.int("orders", "processing") == 2
             }
@@ -89,13 +96,14 @@ struct FinalStateTests {
 
             let restarted = try await ServerProcess(dataPath: data, arguments: flags)
             let again = APIClient(http: http, base: restarted.baseURL)
-            // Until the dead requests' deadline passes, a replay says the order is in progress
-            // (and creates nothing); then it answers the settled order.
+            // Until the dead requests' deadline passes (60 s after they arrived, and a 2 s grace),
+            // a replay says the order is in progress (and creates nothing); then it answers the
+            // settled order. The reconciler settles it after that: events, given a generous deadline.
             var finals: [String: String] = [:]
-            let deadline = ContinuousClock.now + .seconds(40)
+            let deadline = ContinuousClock.now + .seconds(180)
             while finals.count < 2, ContinuousClock.now < deadline {
                 for key in ["k1", "k2"] where finals[key] == nil {
-                    let reply = try await again.call(.POST, "/orders/sync", json: body, headers: [("Idempotency-Key", key)])
+                    let reply = try await again.call(.POST, "/orders/sync", json: body, headers: [("Idempotency-Key", key)], timeout: .seconds(60))
                     if reply.status == 200, let status = reply.string("status") {
                         finals[key] = status
                     } else {
@@ -159,7 +167,7 @@ struct FinalStateTests {
             let late = try await again.call(.POST, "/orders/async", json: #"{"customer_id": 9, "items": [{"product_id": "TV"}]}"#)
             let lateID = try #require(late.string("order_id"))
             #expect(try await Self.product(again, "TV").reserved == 1)
-            try await expectEventually(timeout: .seconds(20)) {
+            try await expectEventually(timeout: .seconds(60)) {
                 try await again.call(.GET, "/orders/\(lateID)").string("status") == "failed"
             }
             #expect(try await Self.product(again, "TV") == (5, 0, 0))
