@@ -22,8 +22,17 @@ public struct TimeSource: Sendable {
     /// Now, in milliseconds since 1970-01-01T00:00:00Z.
     public func nowMillis() -> Int64 { read() }
 
-    /// The system's wall clock (``WallClock/nowMillis()``).
+    /// The system's wall clock (``WallClock/nowMillis()``): for times that are stored or shared
+    /// between processes.
     public static let system = TimeSource { WallClock.nowMillis() }
+
+    /// A steady clock (milliseconds on `ContinuousClock` since this process first read it): for
+    /// times kept only in this process, such as backoffs, which a step of the wall clock (NTP, a
+    /// resumed VM) must neither stretch nor cut short.
+    public static let monotonic: TimeSource = {
+        let origin = ContinuousClock.now
+        return TimeSource { (ContinuousClock.now - origin).asMilliseconds }
+    }()
 }
 
 /// A time that moves only when told to (``advance(by:)``): for tests of time-based rules.

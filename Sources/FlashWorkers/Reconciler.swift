@@ -40,8 +40,9 @@ public final class Reconciler: Service {
         /// How soon a dead letter whose order could not be settled (the gateway did not answer)
         /// is tried again.
         public var deadLetterRetry: Duration
-        /// Where the backoffs read "now": the wall clock unless a test moves time itself.
-        public var time: TimeSource = .system
+        /// Where the backoffs read "now": a steady clock (backoffs live in this process only)
+        /// unless a test moves time itself.
+        public var time: TimeSource = .monotonic
 
         public init(interval: Duration = .seconds(1), pageSize: Int = 500, rowsPerSweep: Int = 2_000, concurrency: Int = 16,
                     deadLetterRetry: Duration = .seconds(5)) {
@@ -79,7 +80,7 @@ public final class Reconciler: Service {
     /// after ``firstRetry``, doubling up to ``longestRetry``, so an outage does not turn every
     /// sweep into thousands of failing calls.
     private struct Backoff {
-        /// Epoch milliseconds, of ``Configuration/time``.
+        /// Milliseconds on ``Configuration/time``.
         var until: Int64
         var failures: Int
     }
