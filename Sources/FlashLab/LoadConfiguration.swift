@@ -53,9 +53,9 @@ public struct LoadConfiguration: Sendable {
     /// How long to run.
     public var duration: Double = 30
     /// Requests to send in all, at most (as `hey -n` or `ab -n`); nil sends until the duration
-    /// ends. A run that reaches it ends once the last of them is answered, so none is cut off at
-    /// a deadline and the counts match what the server saw exactly; the duration still bounds
-    /// the run.
+    /// ends. A run that reaches it ends the moment the last of them is answered, so none is cut
+    /// off at a deadline: every request sent is in the counts (answered, or failed by its
+    /// timeout or a connection error). The duration still bounds the run.
     public var requestLimit: Int?
     /// Open loop: requests per second at fixed intended times; nil runs the closed loop.
     public var rate: Double?

@@ -74,8 +74,8 @@ public struct LoadGenerator: Sendable {
             try? await http.shutdown()
             throw error
         }
-        try await http.shutdown()
         let elapsed = (clock.now - start).asSeconds
+        try await http.shutdown()
         return LoadResult(
             configuration: config, elapsed: elapsed, endpoints: tally.endpoints, aggregated: tally.aggregated,
             statusCodes: tally.statusCodes, errors: tally.errors, history: history.samples)
@@ -85,52 +85,55 @@ public struct LoadGenerator: Sendable {
 
     /// Users send, think, send again until the deadline; as with Locust's `--run-time`, requests
     /// still in flight then are cancelled and not counted. With a request limit, users take one
-    /// of its requests before each send, and the run ends when they have sent them all and had
-    /// every answer (or at the deadline, if that comes first).
+    /// of its requests before each send, and the run ends the moment the last of them is
+    /// answered (users still thinking, and the spawner, are stopped then), or at the deadline if
+    /// that comes first.
     static func closedLoop(config: LoadConfiguration, http: HTTPClient, tally: LoadTally, clock: ContinuousClock,
                            start: ContinuousClock.Instant, deadline: ContinuousClock.Instant) async throws {
         let tickets = config.requestLimit.map { RequestTickets($0) }
-        try await withThrowingTaskGroup(of: Void.self) { race in
-            race.addTask {
-                do {
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { race in
+                race.addTask {
                     try await Task.sleep(until: deadline, clock: .continuous)
-                } catch {
-                    return  // cancelled: the users finished first
+                    throw DeadlineReached()
                 }
-                throw DeadlineReached()
-            }
-            race.addTask {
-                try await withThrowingDiscardingTaskGroup { group in
-                    for user in 0..<config.users {
-                        let spawnAt = start + .milliseconds(Int64(Double(user) / max(config.spawnRate, 0.001) * 1000))
-                        if spawnAt >= deadline || tickets?.remaining == 0 { break }
-                        try await Task.sleep(until: spawnAt, clock: .continuous)
-                        tally.setUsers(user + 1)
-                        group.addTask {
-                            var bodies = OrderBodies(seed: config.seed == 0 ? UInt64.random(in: 1...UInt64.max) : config.seed &+ UInt64(user))
-                            while clock.now < deadline, tickets?.take() ?? true {
-                                let sent = clock.now
-                                await send(config: config, http: http, tally: tally, bodies: &bodies, intended: sent, clock: clock)
-                                let think = Double.random(in: config.wait)
-                                let next = clock.now + .milliseconds(Int64(think * 1000))
-                                if next >= deadline { break }
-                                try await Task.sleep(until: next, clock: .continuous)
+                race.addTask {
+                    try await withThrowingDiscardingTaskGroup { group in
+                        for user in 0..<config.users {
+                            let spawnAt = start + .milliseconds(Int64(Double(user) / max(config.spawnRate, 0.001) * 1000))
+                            if spawnAt >= deadline || tickets?.remaining == 0 { break }
+                            // Cancelled (the last answer came, or the run was): spawn no more; the
+                            // group then ends with its users' outcome.
+                            do { try await Task.sleep(until: spawnAt, clock: .continuous) } catch { break }
+                            tally.setUsers(user + 1)
+                            group.addTask {
+                                var bodies = OrderBodies(seed: config.seed == 0 ? UInt64.random(in: 1...UInt64.max) : config.seed &+ UInt64(user))
+                                while clock.now < deadline, tickets?.take() ?? true {
+                                    let sent = clock.now
+                                    await send(config: config, http: http, tally: tally, bodies: &bodies, intended: sent, clock: clock)
+                                    // The limit's last answer ends the run at once (it cancels the others).
+                                    if tickets?.answered() == true { throw LimitReached() }
+                                    let think = Double.random(in: config.wait)
+                                    let next = clock.now + .milliseconds(Int64(think * 1000))
+                                    if next >= deadline { break }
+                                    try await Task.sleep(until: next, clock: .continuous)
+                                }
                             }
                         }
                     }
                 }
-            }
-            // The deadline throws (cancelling the users, and with them their requests in flight);
-            // users that are all done end the run only under a request limit. Without one, users
-            // who stopped early (their next send past the deadline) still wait for it.
-            _ = try await race.next()
-            if tickets == nil {
+                // The first to end decides: the deadline throws (cancelling the users, and with
+                // them their requests in flight); the limit's last answer throws `LimitReached`;
+                // users who all stopped early (their next send past the deadline) still wait
+                // for the deadline. A cancelled run throws `CancellationError`.
                 _ = try await race.next()
-            } else {
-                race.cancelAll()
+                _ = try await race.next()
             }
-        }
+        } catch is LimitReached {}
     }
+
+    /// Ends a closed loop with a request limit when its last request is answered.
+    struct LimitReached: Error {}
 
     /// Ends the closed loop's task group at the deadline (cancelling requests in flight).
     struct DeadlineReached: Error {}
@@ -232,24 +235,39 @@ struct OrderBodies {
     }
 }
 
-/// The requests a run with a request limit may still send, taken one at a time by its users.
+/// The requests of a run with a request limit: taken one at a time by its users before each
+/// send, and counted when answered.
 final class RequestTickets: Sendable {
-    private let left: Mutex<Int>
+    private struct Counts {
+        var left: Int
+        var unanswered: Int
+    }
+
+    private let counts: Mutex<Counts>
 
     init(_ limit: Int) {
-        left = Mutex(max(0, limit))
+        counts = Mutex(Counts(left: max(0, limit), unanswered: max(0, limit)))
     }
 
     /// Takes one; false when none is left.
     func take() -> Bool {
-        left.withLock { count in
-            guard count > 0 else { return false }
-            count -= 1
+        counts.withLock { counts in
+            guard counts.left > 0 else { return false }
+            counts.left -= 1
             return true
         }
     }
 
-    var remaining: Int { left.withLock { $0 } }
+    /// Counts a taken request's answer (or failure); true when it was the limit's last.
+    func answered() -> Bool {
+        counts.withLock { counts in
+            counts.unanswered -= 1
+            return counts.unanswered == 0
+        }
+    }
+
+    /// Requests not yet taken.
+    var remaining: Int { counts.withLock { $0.left } }
 }
 
 /// The per-second samples of a run, appended by the sampling task.

@@ -22,10 +22,20 @@ struct LoadGeneratorTests {
         return config
     }
 
-    @Test func closedLoopCountsEveryRequestTheServerSaw() async throws {
-        let (result, orders) = try await LabServer.with(Self.server(), logger: Self.logger) { url, system in
+    /// Runs the generator (async orders, configured by `configure`) against a fresh server:
+    /// its result, and how many orders the server stored.
+    static func runCountingOrders(_ configure: @escaping @Sendable (inout LoadConfiguration) -> Void) async throws -> (LoadResult, Int) {
+        try await LabServer.with(server(), logger: logger) { url, system in
             var config = LoadConfiguration(host: url)
             config.endpoint = .async
+            configure(&config)
+            let result = try await LoadGenerator(configuration: config).run()
+            return (result, try await system.store.counts().total)
+        }
+    }
+
+    @Test func closedLoopCountsEveryRequestTheServerSaw() async throws {
+        let (result, orders) = try await Self.runCountingOrders { config in
             config.users = 4
             config.spawnRate = 100
             config.wait = 0.001...0.003
@@ -36,8 +46,6 @@ struct LoadGeneratorTests {
             config.requestLimit = 20
             config.duration = 120
             config.timeout = 30
-            let result = try await LoadGenerator(configuration: config).run()
-            return (result, try await system.store.counts().total)
         }
         // Exactly the limit, and exactly what the server stored: no request lost or counted
         // twice, none sent beyond the limit, none cut off.
@@ -57,15 +65,11 @@ struct LoadGeneratorTests {
     }
 
     @Test func aClosedLoopCutAtItsDeadlineCountsOnlyAnsweredRequests() async throws {
-        let (result, orders) = try await LabServer.with(Self.server(), logger: Self.logger) { url, system in
-            var config = LoadConfiguration(host: url)
-            config.endpoint = .async
+        let (result, orders) = try await Self.runCountingOrders { config in
             config.users = 4
             config.spawnRate = 100
             config.wait = 0.001...0.003
             config.duration = 1
-            let result = try await LoadGenerator(configuration: config).run()
-            return (result, try await system.store.counts().total)
         }
         // How many requests fit in the second is the machine's business; these hold at any
         // speed. As with Locust's --run-time, requests still in flight at the deadline (at most
@@ -99,17 +103,13 @@ struct LoadGeneratorTests {
     }
 
     @Test func aRequestLimitEndsTheOpenLoopToo() async throws {
-        let (result, orders) = try await LabServer.with(Self.server(), logger: Self.logger) { url, system in
-            var config = LoadConfiguration(host: url)
-            config.endpoint = .async
+        let (result, orders) = try await Self.runCountingOrders { config in
             config.rate = 100
             // 10 sends in the first 0.1 s, then the run ends with their answers; the duration
             // and timeout only bound a broken run, so they are generous.
             config.requestLimit = 10
             config.duration = 120
             config.timeout = 30
-            let result = try await LoadGenerator(configuration: config).run()
-            return (result, try await system.store.counts().total)
         }
         #expect(result.aggregated.requests == 10)
         #expect(orders == 10)
