@@ -131,19 +131,18 @@ struct FinalStateRoutesTests {
     @Test func aSyncReplayWhileTheFirstIsChargingSaysSoAndTheLaterReplayGetsTheOrder() async throws {
         var config = TestSystem.configuration(latency: .milliseconds(5))
         config.api.syncLanes = 2
-        let system = try await FlashSystem.open(config, logger: TestSystem.logger)
-        var services = system.services
-        // The first request's charge is decided, then held until the test has the replay's
-        // answer: the replay arrives while the first is charging by the order of events, not by
-        // racing a charge's length.
-        let gateway = HeldChargeGateway(services.gateway)
-        services.gateway = gateway
-        // Far beyond the test's few steps: the first customer's deadline does not end its charge.
-        // (The test client gives each request 15 s, its own fixed deadline: the first request
-        // is held for a poll and one replay only.)
-        services.syncTimeout = .seconds(60)
-        let app = buildApplication(services, host: "127.0.0.1", port: 0, logger: TestSystem.logger)
-        try await app.test(.ahc(.http)) { client in
+        try await TestSystem.withServices(config, adjust: { services in
+            // The first request's charge is decided, then held until the test has the replay's
+            // answer: the replay arrives while the first is charging by the order of events, not
+            // by racing a charge's length.
+            let gateway = HeldChargeGateway(services.gateway)
+            services.gateway = gateway
+            // Far beyond the test's few steps: the first customer's deadline does not end its
+            // charge. (The test client gives each request 15 s, its own fixed deadline: the first
+            // request is held for a poll and one replay only.)
+            services.syncTimeout = .seconds(60)
+            return gateway
+        }) { system, gateway, client in
             let body = #"{"customer_id": 3, "items": [{"product_id": "A", "price": 5}]}"#
             async let first = client.call(.post, "/orders/sync", json: body, headers: Self.key("pay-1"))
             // If the test fails early, the held charge still ends before the server stops.
@@ -162,10 +161,9 @@ struct FinalStateRoutesTests {
             #expect(later.status == .ok)
             #expect(later.string("order_id") == done.string("order_id"))
             #expect(try await system.ledger.entries().count == 1)
+            // The replays charged nothing: one charge, held once.
+            #expect(gateway.held == 1)
         }
-        // The replays charged nothing: one charge, held once.
-        #expect(gateway.held == 1)
-        try await system.close()
     }
 
     @Test func purgingThePaymentsQueueSettlesTheOrdersItOrphans() async throws {

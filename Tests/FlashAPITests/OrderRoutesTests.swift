@@ -129,16 +129,14 @@ struct OrderRoutesTests {
     }
 
     @Test func syncRefusesAtOnceWhenThePredictedWaitIsTooLong() async throws {
-        let system = try await FlashSystem.open(TestSystem.configuration(latency: .milliseconds(5)), logger: TestSystem.logger)
-        var services = system.services
-        // The prediction is the lanes' alone (a minute per charge expected), apart from the
-        // gateway (5 ms) and far from any machine's speed: 60 s ahead > the 30 s limit, while the
-        // customer served below has all of 30 s.
-        services.lanes = CheckoutLanes(lanes: 1, expectedServiceTime: .seconds(60))
-        services.syncTimeout = .seconds(30)
-        let lanes = services.lanes
-        let app = buildApplication(services, host: "127.0.0.1", port: 0, logger: TestSystem.logger)
-        try await app.test(.ahc(.http)) { client in
+        try await TestSystem.withServices(TestSystem.configuration(latency: .milliseconds(5)), adjust: { services in
+            // The prediction is the lanes' alone (a minute per charge expected), apart from the
+            // gateway (5 ms) and far from any machine's speed: 60 s ahead > the 30 s limit, while
+            // the customer served below has all of 30 s.
+            services.lanes = CheckoutLanes(lanes: 1, expectedServiceTime: .seconds(60))
+            services.syncTimeout = .seconds(30)
+            return services.lanes
+        }) { system, lanes, client in
             // A customer holds the only lane (the test takes it itself: no race with the clock).
             #expect(await lanes.enter(timeout: .seconds(1)))
             // The next would wait ~60 s (the expected charge) > 30 s: told at once. (The lane is
@@ -151,11 +149,10 @@ struct OrderRoutesTests {
             #expect(Int(refused.headers[.retryAfter] ?? "") ?? 0 >= 1)
             // With the lane free, a customer is served.
             #expect(try await client.call(.post, "/orders/sync", json: seedOrder).string("status") == "completed")
+            // Nothing was stored or charged for the refused customer.
+            #expect(try await system.ledger.entries().count == 1)
+            #expect(try await system.store.counts().total == 1)
         }
-        // Nothing was stored or charged for the refused customer.
-        #expect(try await system.ledger.entries().count == 1)
-        #expect(try await system.store.counts().total == 1)
-        try await system.close()
     }
 
     @Test func statsFollowTheContract() async throws {
@@ -178,14 +175,12 @@ struct OrderRoutesTests {
 @Suite("Sync checkout timeouts")
 struct SyncTimeoutTests {
     @Test func aCustomerWhoWouldWaitPastTheLimitForALaneGets504AndIsNotCharged() async throws {
-        let system = try await FlashSystem.open(TestSystem.configuration(latency: .milliseconds(5)), logger: TestSystem.logger)
-        var services = system.services
-        // The lanes expect 1 ms charges, so nobody is refused up front.
-        services.lanes = CheckoutLanes(lanes: 1, expectedServiceTime: .milliseconds(1))
-        services.syncTimeout = .milliseconds(600)
-        let lanes = services.lanes
-        let app = buildApplication(services, host: "127.0.0.1", port: 0, logger: TestSystem.logger)
-        try await app.test(.ahc(.http)) { client in
+        try await TestSystem.withServices(TestSystem.configuration(latency: .milliseconds(5)), adjust: { services in
+            // The lanes expect 1 ms charges, so nobody is refused up front.
+            services.lanes = CheckoutLanes(lanes: 1, expectedServiceTime: .milliseconds(1))
+            services.syncTimeout = .milliseconds(600)
+            return services.lanes
+        }) { system, lanes, client in
             // Someone holds the only lane for longer than the limit.
             #expect(await lanes.enter(timeout: .seconds(1)))
             let arrived = ContinuousClock.now
@@ -200,26 +195,24 @@ struct SyncTimeoutTests {
             #expect(waited < .milliseconds(600) + .seconds(20))
             // A customer who gets the lane in time is served.
             #expect(try await client.call(.post, "/orders/sync", json: seedOrder).string("status") == "completed")
+            #expect(try await system.ledger.entries().count == 1)
+            #expect(try await system.store.counts().total == 1)
         }
-        #expect(try await system.ledger.entries().count == 1)
-        #expect(try await system.store.counts().total == 1)
-        try await system.close()
     }
 
     @Test func aChargeDecidedOnArrivalButUnansweredIsSettledCompletedAtTheDeadline() async throws {
-        let system = try await FlashSystem.open(TestSystem.configuration(latency: .milliseconds(5)), logger: TestSystem.logger)
-        var services = system.services
-        // The gateway decides the charge when it arrives (its ledger holds it), then stays silent.
-        let gateway = SilentAfterDecidingGateway(services.gateway)
-        services.gateway = gateway
-        // The deadline is real time inside the endpoint, and the customer is answered only at
-        // it; so both sides get a generous allowance. Before it: intake, a free lane, placing the
-        // order and the gateway's decision (milliseconds on an idle machine) have 4.8 s. After
-        // it: settling (the gateway's answer, a store write) has 10 s before the test client's
-        // own fixed 15 s deadline.
-        services.syncTimeout = .seconds(5)
-        let app = buildApplication(services, host: "127.0.0.1", port: 0, logger: TestSystem.logger)
-        try await app.test(.ahc(.http)) { client in
+        try await TestSystem.withServices(TestSystem.configuration(latency: .milliseconds(5)), adjust: { services in
+            // The gateway decides the charge when it arrives (its ledger holds it), then stays silent.
+            let gateway = SilentAfterDecidingGateway(services.gateway)
+            services.gateway = gateway
+            // The deadline is real time inside the endpoint, and the customer is answered only
+            // at it; so both sides get a generous allowance. Before it: intake, a free lane,
+            // placing the order and the gateway's decision (milliseconds on an idle machine) have
+            // 4.8 s. After it: settling (the gateway's answer, a store write) has 10 s before the
+            // test client's own fixed 15 s deadline.
+            services.syncTimeout = .seconds(5)
+            return gateway
+        }) { system, gateway, client in
             let reply = try await client.call(.post, "/orders/sync", json: seedOrder)
             #expect(reply.status == .ok)
             #expect(reply.string("status") == "completed")
@@ -229,12 +222,11 @@ struct SyncTimeoutTests {
             // word on what stands: charged, so completed, not voided.
             #expect(gateway.cancelled == 1)
             #expect(gateway.asked == 1)
+            #expect(try await system.ledger.entries().count == 1)
+            #expect(try await system.services.gateway.statistics().voided == 0)
+            let counts = try await system.store.counts()
+            #expect((counts.completed, counts.failed, counts.processing) == (1, 0, 0))
         }
-        #expect(try await system.ledger.entries().count == 1)
-        #expect(try await system.services.gateway.statistics().voided == 0)
-        let counts = try await system.store.counts()
-        #expect((counts.completed, counts.failed, counts.processing) == (1, 0, 0))
-        try await system.close()
     }
 }
 

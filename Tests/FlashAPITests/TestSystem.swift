@@ -40,6 +40,27 @@ enum TestSystem {
         try await app.test(.ahc(.http)) { client in try await body(system, client) }
         try await system.close()
     }
+
+    /// Runs `body` against the system's routes over real loopback HTTP, served with its services
+    /// as `adjust` changes them (other lanes, another deadline, a gateway wrapper); `adjust`
+    /// returns what the test needs of them. Closes the system afterwards.
+    static func withServices<Adjusted: Sendable>(
+        _ config: FlashConfiguration,
+        adjust: (inout FlashServices) -> Adjusted,
+        _ body: @escaping @Sendable (FlashSystem, Adjusted, any TestClientProtocol) async throws -> Void
+    ) async throws {
+        let system = try await FlashSystem.open(config, logger: logger)
+        var services = system.services
+        let adjusted = adjust(&services)
+        let app = buildApplication(services, host: "127.0.0.1", port: 0, logger: logger)
+        do {
+            try await app.test(.ahc(.http)) { client in try await body(system, adjusted, client) }
+        } catch {
+            try? await system.close()
+            throw error
+        }
+        try await system.close()
+    }
 }
 
 extension TestClientProtocol {
