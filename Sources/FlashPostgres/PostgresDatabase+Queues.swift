@@ -22,12 +22,12 @@ extension PostgresDatabase {
     /// An existing queue, by name.
     public func queue(named name: String) async throws -> PostgresMessageQueue {
         if let queue = catalog.withLock({ $0.queues[name] }) { return queue }
-        let rows = try await query("SELECT \(unescaped: PostgresQueueRecord.columns) FROM fs_queues WHERE name = \(name)")
+        let rows = try await read("SELECT \(unescaped: PostgresQueueRecord.columns) FROM fs_queues WHERE name = \(name)")
         guard let row = rows.first else { throw QueueError.queueDoesNotExist(name) }
         let record = try PostgresQueueRecord(row)
         var deadLetter: PostgresQueueRecord?
         if let id = record.deadLetterQueueID,
-           let row = try await query("SELECT \(unescaped: PostgresQueueRecord.columns) FROM fs_queues WHERE id = \(id)").first {
+           let row = try await read("SELECT \(unescaped: PostgresQueueRecord.columns) FROM fs_queues WHERE id = \(id)").first {
             deadLetter = try PostgresQueueRecord(row)
         }
         return register(record, deadLetter: deadLetter)

@@ -214,7 +214,9 @@ public final class PostgresDatabase: Sendable {
                         try await connection.query("SELECT set_config('statement_timeout', \(String(milliseconds)), true)", logger: self.logger)
                     }
                     let result = try await body(connection)
-                    try await connection.query("COMMIT", logger: self.logger)
+                    // COMMIT of a transaction that an error aborted answers "ROLLBACK", not an error.
+                    let tag = try await connection.query("COMMIT", logger: self.logger).get().metadata.command
+                    guard tag == "COMMIT" else { throw TransactionRolledBack(tag: tag) }
                     return result
                 } catch {
                     // A failed ROLLBACK means the connection is gone: the server rolls back.
@@ -232,18 +234,52 @@ public final class PostgresDatabase: Sendable {
     }
 
     /// Runs `body` on one connection without BEGIN/COMMIT: each of its statements commits by
-    /// itself. Retries and failures as ``transaction(timeout:_:)``.
+    /// itself, and this returns once the last one's commit is confirmed (see
+    /// ``confirmCommitted(on:)``). Retries and failures as ``transaction(timeout:_:)``.
     func statement<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         try await withRetries {
-            try await self.bounded(body)
+            try await self.bounded { connection in
+                let result = try await body(connection)
+                try await self.confirmCommitted(on: connection)
+                return result
+            }
         }
     }
 
-    /// Runs one statement (atomic by itself) and collects its rows.
+    /// Runs one statement (atomic by itself), collects its rows, and confirms its commit.
     @discardableResult
     func query(_ query: PostgresQuery) async throws -> [PostgresRow] {
         try await statement { connection in
             try await connection.query(query, logger: self.logger).get().rows
+        }
+    }
+
+    /// Runs one statement that writes nothing and collects its rows: no commit to confirm, so one
+    /// round trip fewer than ``query(_:)``.
+    func read(_ query: PostgresQuery) async throws -> [PostgresRow] {
+        try await withRetries {
+            try await self.bounded { connection in
+                try await connection.query(query, logger: self.logger).get().rows
+            }
+        }
+    }
+
+    /// Returns once the server has committed the implicit transaction of the last statement run
+    /// on `connection`; throws ``BackendUnavailable`` when that cannot be known.
+    ///
+    /// Why: postgres-nio ends a statement at the server's CommandComplete. Outside BEGIN … COMMIT
+    /// the server sends that *before* it commits (the commit runs at the protocol's Sync), so a
+    /// commit that fails afterwards (the server shutting down, a deferred constraint) would
+    /// otherwise read as success: seen as orders answered 202 and never stored across a
+    /// PostgreSQL restart. A connection runs its next statement only after the server's
+    /// ReadyForQuery, which follows the commit: a trivial statement answered proves the commit;
+    /// a connection lost first leaves it unknown, which the caller is told as "unavailable"
+    /// (the API's 503 "not acknowledged": a repeat with the same key settles it).
+    private func confirmCommitted(on connection: PostgresConnection) async throws {
+        do {
+            _ = try await connection.query("SELECT 1", logger: logger).get()
+        } catch {
+            throw BackendUnavailable(reason: "PostgreSQL did not confirm a commit (\(Self.translate(error)))")
         }
     }
 
@@ -440,6 +476,12 @@ public final class PostgresDatabase: Sendable {
             }
         }
     }
+}
+
+/// A transaction's COMMIT was answered with another tag ("ROLLBACK": an error had aborted it).
+struct TransactionRolledBack: Error, CustomStringConvertible {
+    var tag: String
+    var description: String { "COMMIT answered \(tag): the transaction was rolled back" }
 }
 
 /// The first of several answers to one call (the work's, or its deadline's); later ones are dropped.

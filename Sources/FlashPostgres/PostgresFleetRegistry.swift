@@ -25,7 +25,7 @@ public final class PostgresFleetRegistry: FleetRegistry {
     }
 
     public func processes(heartbeatSince since: Int64) async throws -> [ProcessRecord] {
-        try await database.query("""
+        try await database.read("""
             SELECT id, kind, host, pid, workers, busy, accepted_per_second, processed_per_second, started_at, heartbeat_at
             FROM fs_processes WHERE heartbeat_at >= \(since) ORDER BY started_at, id
             """).map { row in

@@ -136,7 +136,7 @@ public final class PostgresMessageQueue: MessageQueue {
             if claim.skipped == 0 { break }
         }
         if outcome.messages.isEmpty {
-            let rows = try await database.query("SELECT MIN(visible_at) FROM fs_messages WHERE queue_id = \(record.id)")
+            let rows = try await database.read("SELECT MIN(visible_at) FROM fs_messages WHERE queue_id = \(record.id)")
             outcome.nextVisibleAt = try rows.first?.makeRandomAccess().get(0, as: Int64?.self)
         }
         return outcome
@@ -253,7 +253,7 @@ public final class PostgresMessageQueue: MessageQueue {
 
     public func statistics() async throws -> QueueStatistics {
         let now = self.database.time.nowMillis()
-        let rows = try await database.query("""
+        let rows = try await database.read("""
             SELECT COUNT(*) FILTER (WHERE visible_at <= \(now)),
                    COUNT(*) FILTER (WHERE visible_at > \(now) AND receive_count > 0),
                    COUNT(*) FILTER (WHERE visible_at > \(now) AND receive_count = 0),
@@ -274,7 +274,7 @@ public final class PostgresMessageQueue: MessageQueue {
     }
 
     public func countVisible(sentAtOrBefore millis: Int64) async throws -> Int {
-        let rows = try await database.query("""
+        let rows = try await database.read("""
             SELECT COUNT(*)::bigint FROM fs_messages WHERE queue_id = \(record.id) AND visible_at <= \(min(millis, self.database.time.nowMillis()))
             """)
         return Int(try rows.first?.makeRandomAccess().get(0, as: Int64.self) ?? 0)
@@ -443,7 +443,7 @@ public final class PostgresTopic: Topic {
     }
 
     public func subscriptions() async throws -> [String] {
-        try await database.query("""
+        try await database.read("""
             SELECT q.name FROM fs_subscriptions s JOIN fs_queues q ON q.id = s.queue_id WHERE s.topic_id = \(id) ORDER BY q.id
             """).map { try $0.makeRandomAccess().get(0, as: String.self) }
     }

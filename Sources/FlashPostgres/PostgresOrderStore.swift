@@ -45,7 +45,7 @@ public final class PostgresOrderStore: OrderStore {
     // MARK: Reading
 
     public func order(id: String) async throws -> Order? {
-        try await database.query("SELECT \(unescaped: Self.columns) FROM fs_orders WHERE order_id = \(id)")
+        try await database.read("SELECT \(unescaped: Self.columns) FROM fs_orders WHERE order_id = \(id)")
             .first.map { try Self.decodeOrder($0.makeRandomAccess()) }
     }
 
@@ -229,7 +229,7 @@ public final class PostgresOrderStore: OrderStore {
     }
 
     public func expiredHolds(now: Int64, limit: Int) async throws -> [Orphan] {
-        try await database.query("""
+        try await database.read("""
             SELECT order_id FROM fs_orders
             WHERE channel = 'sync' AND status IN ('pending', 'processing') AND hold_until < \(now) ORDER BY hold_until LIMIT \(limit)
             """).map { Orphan(orderID: try $0.makeRandomAccess().get(0), reason: .syncRequestEnded) }
@@ -251,13 +251,13 @@ public final class PostgresOrderStore: OrderStore {
 
 extension PostgresOrderStore: Catalog {
     public func product(id: String) async throws -> Product? {
-        try await database.query("""
+        try await database.read("""
             SELECT product_id, stock, reserved, sold, per_customer_limit, price FROM fs_products WHERE product_id = \(id)
             """).first.map(Self.decodeProduct)
     }
 
     public func products(limit: Int) async throws -> [Product] {
-        try await database.query("""
+        try await database.read("""
             SELECT product_id, stock, reserved, sold, per_customer_limit, price FROM fs_products ORDER BY product_id LIMIT \(limit)
             """).map(Self.decodeProduct)
     }

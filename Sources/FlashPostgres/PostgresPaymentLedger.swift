@@ -13,7 +13,7 @@ public final class PostgresPaymentLedger: PaymentLedger {
     }
 
     public func outcome(for orderID: String) async throws -> PaymentOutcome? {
-        try await database.query("SELECT approved, charge_id, reason, voided FROM fs_payment_ledger WHERE order_id = \(orderID)")
+        try await database.read("SELECT approved, charge_id, reason, voided FROM fs_payment_ledger WHERE order_id = \(orderID)")
             .first.map(Self.outcome)
     }
 
@@ -43,7 +43,7 @@ public final class PostgresPaymentLedger: PaymentLedger {
 
     public func entries() async throws -> [String: LedgerEntry] {
         var entries: [String: LedgerEntry] = [:]
-        for row in try await database.query("SELECT order_id, amount, approved, charge_id, reason, voided FROM fs_payment_ledger") {
+        for row in try await database.read("SELECT order_id, amount, approved, charge_id, reason, voided FROM fs_payment_ledger") {
             let columns = row.makeRandomAccess()
             let id: String = try columns.get(0)
             entries[id] = LedgerEntry(orderID: id, amount: try columns.get(1),

@@ -208,7 +208,7 @@ struct CounterDeltas: Sendable {
     /// Every counter, summed over its shards.
     static func read(_ database: PostgresDatabase, prefix: String) async throws -> [String: Int] {
         var values: [String: Int] = [:]
-        for row in try await database.query("SELECT name, SUM(value)::bigint FROM fs_counters WHERE name LIKE \(prefix + "%") GROUP BY name") {
+        for row in try await database.read("SELECT name, SUM(value)::bigint FROM fs_counters WHERE name LIKE \(prefix + "%") GROUP BY name") {
             let row = row.makeRandomAccess()
             values[try row.get(0, as: String.self)] = Int(try row.get(1, as: Int64.self))
         }

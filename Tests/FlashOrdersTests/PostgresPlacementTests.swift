@@ -75,6 +75,55 @@ struct PostgresPlacementTests {
         try await backend.shutdown()
     }
 
+    /// A statement outside BEGIN … COMMIT commits at the protocol's Sync, after the server has
+    /// already answered CommandComplete. Here a deferred constraint trigger refuses the commit
+    /// (as a server shutting down at that moment does, which lost orders answered 202 across a
+    /// PostgreSQL restart): the caller must hear "unavailable", never success.
+    @Test(.enabled(if: OrderBackend.postgresURL != nil))
+    func aStatementWhoseCommitFailsIsNeverReportedAsDone() async throws {
+        var configuration = try PostgresDatabase.Configuration(url: try #require(OrderBackend.postgresURL))
+        configuration.schema = "p_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        configuration.operationTimeout = .seconds(60)
+        let backend = try await PostgresBackend(configuration: .init(database: configuration))
+        let database = backend.database
+        try await database.query("""
+            CREATE FUNCTION refuse_doomed() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN IF NEW.customer_id = 'doomed' THEN RAISE EXCEPTION 'refused at commit'; END IF; RETURN NULL; END $$
+            """)
+        try await database.query("""
+            CREATE CONSTRAINT TRIGGER refuse_doomed AFTER INSERT ON fs_orders DEFERRABLE INITIALLY DEFERRED
+            FOR EACH ROW EXECUTE FUNCTION refuse_doomed()
+            """)
+        _ = try await backend.catalog.putProduct(id: "TV", stock: 10, perCustomerLimit: nil, price: 300)
+        // The first order makes TV known: the next group is written in one autocommitted statement.
+        let first = OrderStoreContractTests.order("a", [("TV", 1, nil)])
+        _ = try await backend.orders.placeQueued(first)
+
+        let doomed = OrderStoreContractTests.order("doomed", [("TV", 1, nil)])
+        await #expect(throws: BackendUnavailable.self) {
+            try await backend.orders.placeQueued(doomed)
+        }
+        // Calls fail at once for a moment after the database was found unavailable.
+        try await Task.sleep(for: .milliseconds(600))
+        #expect(try await backend.orders.order(id: doomed.id) == nil)
+        #expect(try await backend.orders.order(id: first.id) != nil)
+        #expect(try await backend.catalog.product(id: "TV")?.stock == 9)
+
+        // Any write outside a transaction: a refused commit is not a success.
+        try await database.query("CREATE TABLE doomed_rows (customer_id text)")
+        try await database.query("""
+            CREATE CONSTRAINT TRIGGER refuse_doomed AFTER INSERT ON doomed_rows DEFERRABLE INITIALLY DEFERRED
+            FOR EACH ROW EXECUTE FUNCTION refuse_doomed()
+            """)
+        await #expect(throws: BackendUnavailable.self) {
+            try await database.query("INSERT INTO doomed_rows VALUES ('doomed')")
+        }
+        try await Task.sleep(for: .milliseconds(600))
+        #expect(try await database.read("SELECT 1 FROM doomed_rows").isEmpty)
+        try await database.dropSchema()
+        try await backend.shutdown()
+    }
+
     /// Returns once no session waits on a lock of server process `holder`. A session that has
     /// waited `seconds` or longer since its statement began (by the server's clock) is one the
     /// server did not give up in time: recorded as an issue, and this returns then, so that the
