@@ -40,13 +40,19 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as APIError {
             return try error.response(from: request, context: context)
         } catch let error as BackendUnavailable {
-            // Not acknowledged: the client repeats the request with its idempotency key, which
-            // returns the order if a commit whose answer was lost did store it.
+            // Not acknowledged. Said as "nothing was stored" only when that is known; when the
+            // store's commit may have happened before the connection was lost, the answer says so.
+            // Either way the client repeats the request with its idempotency key, which returns
+            // the order if it was stored.
             context.logger.warning("backend unavailable", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
             let seconds = max(1, Int(error.retryAfter.components.seconds))
-            return APIError(.serviceUnavailable, code: "unavailable",
-                            message: "the order store cannot be reached right now; the request was not acknowledged: repeat it with the same Idempotency-Key",
-                            headers: [.retryAfter: "\(seconds)"]).toResponse()
+            let (code, message) = switch error.outcome {
+            case .notApplied:
+                ("unavailable", "the order store cannot be reached right now; the request was not acknowledged and nothing was stored: repeat it with the same Idempotency-Key")
+            case .unknown:
+                ("unconfirmed", "the order store stopped answering after the request reached it: it may or may not have been stored; repeat it with the same Idempotency-Key to learn which")
+            }
+            return APIError(.serviceUnavailable, code: code, message: message, headers: [.retryAfter: "\(seconds)"]).toResponse()
         } catch let error as NIOTooManyBytesError {
             _ = error
             return APIError(.contentTooLarge, code: "payload_too_large", message: "the request body is over \(context.maxUploadSize) bytes")

@@ -41,19 +41,31 @@ extension FlashBackend {
 }
 
 /// The backend cannot be reached now (its server restarts, the network is down, no connection
-/// came free in time). The call that threw it stored nothing, unless its commit reached the
-/// server and only the answer was lost: so it is not an acknowledgement either way, and a
-/// repeat with the same idempotency key returns the order if it was stored. The API answers
-/// 503 with `Retry-After`; workers pause and try again. The backend reconnects by itself.
+/// came free in time). What the call did is in ``outcome``: nothing at all, or (when the
+/// connection was lost after the call's commit may have reached the server) unknown. Either way
+/// it is not an acknowledgement, and a repeat with the same idempotency key returns the order if
+/// it was stored. The API answers 503 with `Retry-After`, saying which of the two it is; workers
+/// pause and try again. The backend reconnects by itself.
 public struct BackendUnavailable: Error, Sendable, CustomStringConvertible {
+    /// What a failed call did to the stored state.
+    public enum Outcome: Sendable, Equatable {
+        /// Nothing: the call's writes were refused or rolled back, or never sent.
+        case notApplied
+        /// Unknown: the connection was lost after the commit may have been sent.
+        case unknown
+    }
+
     /// What failed, for logs (never shown with credentials).
     public var reason: String
     /// When a client may try again.
     public var retryAfter: Duration
+    /// Whether the call's writes are known not to have been stored.
+    public var outcome: Outcome
 
-    public init(reason: String, retryAfter: Duration = .seconds(1)) {
+    public init(reason: String, retryAfter: Duration = .seconds(1), outcome: Outcome = .notApplied) {
         self.reason = reason
         self.retryAfter = retryAfter
+        self.outcome = outcome
     }
 
     public var description: String { "the database is unavailable: \(reason)" }

@@ -36,9 +36,12 @@ extension PostgresDatabase {
     /// Creates a topic if needed.
     public func createTopic(_ name: String) async throws -> PostgresTopic {
         if let topic = catalog.withLock({ $0.topics[name] }) { return topic }
+        // DO UPDATE, not DO NOTHING and a SELECT: the SELECT reads the statement's snapshot, which
+        // misses a row that another process's transaction commits meanwhile (processes starting
+        // together on a fresh database then failed with "topic does not exist"); DO UPDATE waits
+        // for that transaction and returns its row.
         let rows = try await query("""
-            WITH made AS (INSERT INTO fs_topics (name) VALUES (\(name)) ON CONFLICT (name) DO NOTHING RETURNING id)
-            SELECT id FROM made UNION ALL SELECT id FROM fs_topics WHERE name = \(name)
+            INSERT INTO fs_topics (name) VALUES (\(name)) ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id
             """)
         guard let id = try rows.first?.makeRandomAccess().get(0, as: Int64.self) else { throw QueueError.queueDoesNotExist(name) }
         let topic = PostgresTopic(database: self, id: id, name: name)

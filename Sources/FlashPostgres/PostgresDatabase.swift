@@ -206,7 +206,7 @@ public final class PostgresDatabase: Sendable {
     /// ``Configuration/operationTimeout``, throws ``BackendUnavailable``.
     func transaction<T: Sendable>(timeout: Duration? = nil, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         try await withRetries {
-            try await self.bounded(timeout: timeout) { connection in
+            try await self.bounded(timeout: timeout) { connection, call in
                 try await connection.query("BEGIN", logger: self.logger)
                 do {
                     if let timeout {
@@ -214,6 +214,8 @@ public final class PostgresDatabase: Sendable {
                         try await connection.query("SELECT set_config('statement_timeout', \(String(milliseconds)), true)", logger: self.logger)
                     }
                     let result = try await body(connection)
+                    // Until here a lost connection rolls the transaction back; from here it may commit.
+                    call.mayCommit()
                     // COMMIT of a transaction that an error aborted answers "ROLLBACK", not an error.
                     let tag = try await connection.query("COMMIT", logger: self.logger).get().metadata.command
                     guard tag == "COMMIT" else { throw TransactionRolledBack(tag: tag) }
@@ -238,7 +240,10 @@ public final class PostgresDatabase: Sendable {
     /// ``confirmCommitted(on:)``). Retries and failures as ``transaction(timeout:_:)``.
     func statement<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         try await withRetries {
-            try await self.bounded { connection in
+            try await self.bounded { connection, call in
+                // Each statement commits by itself: from its sending on, a lost connection leaves
+                // its outcome unknown.
+                call.mayCommit()
                 let result = try await body(connection)
                 try await self.confirmCommitted(on: connection)
                 return result
@@ -258,7 +263,7 @@ public final class PostgresDatabase: Sendable {
     /// round trip fewer than ``query(_:)``.
     func read(_ query: PostgresQuery) async throws -> [PostgresRow] {
         try await withRetries {
-            try await self.bounded { connection in
+            try await self.bounded { connection, _ in
                 try await connection.query(query, logger: self.logger).get().rows
             }
         }
@@ -279,7 +284,7 @@ public final class PostgresDatabase: Sendable {
         do {
             _ = try await connection.query("SELECT 1", logger: logger).get()
         } catch {
-            throw BackendUnavailable(reason: "PostgreSQL did not confirm a commit (\(Self.translate(error)))")
+            throw BackendUnavailable(reason: "PostgreSQL did not confirm a commit (\(Self.translate(error)))", outcome: .unknown)
         }
     }
 
@@ -304,20 +309,34 @@ public final class PostgresDatabase: Sendable {
         }
     }
 
-    /// Leases a connection and runs `body` on it, within ``Configuration/operationTimeout``.
-    /// `body` runs on the connection's event loop (``EventLoopTaskExecutor``): between its
-    /// statements it does not queue behind other work on Swift's global executor.
+    /// Leases a connection and runs `body` on it, within ``Configuration/operationTimeout``
+    /// (or `timeout`) twice over: once for the wait for a connection, once for `body` from the
+    /// moment it has one. `body` runs on the connection's event loop (``EventLoopTaskExecutor``):
+    /// between its statements it does not queue behind other work on Swift's global executor.
+    ///
+    /// The two limits are separate so that the server always gives a statement up first: it
+    /// cancels a statement at 80% of the limit from the statement's start (`statement_timeout`),
+    /// and the call's own deadline counts from when its statements could start. A deadline that
+    /// also counted the wait for a connection could close a connection whose statement, waiting
+    /// on a hot row's lock, then went on to commit after its caller was told 503 (PostgreSQL does
+    /// not notice a closed socket while a statement waits on a lock).
     ///
     /// postgres-nio does not abandon a statement when its task is cancelled (it waits for the
     /// server's answer), so a deadline alone cannot free a caller whose statement hangs on a
-    /// connection that died without a reset. At the deadline the connection in use is closed:
-    /// its statement fails at once, the caller gets ``BackendUnavailable``, and the pool opens
-    /// a fresh connection. Hand-written: neither postgres-nio nor FlashCore's `withTimeout`
-    /// (which waits for its operation) does this.
-    private func bounded<T: Sendable>(timeout: Duration? = nil, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        let inUse = ConnectionSlot()
+    /// connection that died without a reset, or on a server that stopped. At the deadline the
+    /// connection in use is closed: its statement fails at once, the caller gets
+    /// ``BackendUnavailable``, and the pool opens a fresh connection. Hand-written: neither
+    /// postgres-nio nor FlashCore's `withTimeout` (which waits for its operation) does this.
+    ///
+    /// What the caller is told follows ``Call/mayCommit()``: a failure without a server's answer
+    /// after `body` marked that its commit may be under way is ``BackendUnavailable/Outcome/unknown``.
+    private func bounded<T: Sendable>(timeout: Duration? = nil,
+                                      _ body: @escaping @Sendable (PostgresConnection, Call) async throws -> T) async throws -> T {
+        let call = Call()
         let answer = FirstAnswer<T>()
         let limit = timeout ?? configuration.operationTimeout
+        let clock = ContinuousClock()
+        let started = clock.now
         // Not a task group: a group waits for every child, and the point is not to wait for a
         // statement that does not end. Tracked, so that shutdown lets it end before the
         // connections' event loops stop.
@@ -327,25 +346,31 @@ public final class PostgresDatabase: Sendable {
                 defer { self.inFlight.withLock { _ = $0.removeValue(forKey: id) } }
                 do {
                     let result = try await self.client.withConnection { connection in
-                        inUse.value.withLock { $0 = connection }
-                        defer { inUse.value.withLock { $0 = nil } }
+                        // A connection that came after the call gave up waiting for one is not used.
+                        guard call.begin(on: connection, at: clock.now) else { throw TimeoutError(limit: limit) }
+                        defer { call.end() }
                         return try await withTaskExecutorPreference(self.loopExecutors.executor(for: connection.eventLoop)) {
-                            try await body(connection)
+                            try await body(connection, call)
                         }
                     }
                     answer.give(.success(result))
                 } catch {
-                    answer.give(.failure(error))
+                    answer.give(.failure(call.verdict(on: error)))
                 }
             }
             inFlight[id] = work
             return work
         }
         let deadline = Task { [logger] in
-            guard (try? await Task.sleep(for: limit)) != nil else { return }
-            guard answer.give(.failure(TimeoutError(limit: limit))) else { return }
+            guard (try? await Task.sleep(until: started + limit, clock: clock)) != nil else { return }
+            // The wait for a connection is over; the statements, if they started, get their own limit.
+            if let began = call.beganOrAbandon(), began + limit > clock.now {
+                guard (try? await Task.sleep(until: began + limit, clock: clock)) != nil else { return }
+            }
+            let expired = TimeoutError(limit: limit)
+            guard answer.give(.failure(call.verdict(on: expired))) else { return }
             work.cancel()
-            if let stuck = inUse.value.withLock({ $0 }) {
+            if let stuck = call.connection {
                 logger.warning("closing a PostgreSQL connection that did not answer in time", metadata: ["limit": "\(limit)"])
                 try? await stuck.close()
             }
@@ -448,7 +473,7 @@ public final class PostgresDatabase: Sendable {
             guard WallClock.nowMillis() >= unreachableUntil.load(ordering: .relaxed) else { continue }
             do {
                 let statement: PostgresQuery = "SELECT pg_notify(\(channel), q.id::text) FROM unnest(\(ids)::bigint[]) AS q(id)"
-                _ = try await bounded { connection in try await connection.query(statement, logger: self.logger).get() }
+                _ = try await bounded { connection, _ in try await connection.query(statement, logger: self.logger).get() }
             } catch {
                 logger.debug("NOTIFY failed; other processes' polls will look within a second", metadata: ["error": "\(error)"])
             }
@@ -519,9 +544,57 @@ final class FirstAnswer<T: Sendable>: Sendable {
     }
 }
 
-/// The connection a bounded call is using, for its deadline to close.
-final class ConnectionSlot: Sendable {
-    let value = Mutex<PostgresConnection?>(nil)
+/// One bounded call's progress: the connection it uses (for its deadline to close), when it got
+/// it, and whether its commit may have been sent (what a lost connection then means).
+final class Call: Sendable {
+    private struct State {
+        var connection: PostgresConnection?
+        var began: ContinuousClock.Instant?
+        var abandoned = false
+        var mayCommit = false
+    }
+
+    private let state = Mutex(State())
+
+    /// Takes `connection` for the call, unless the call gave up waiting for one.
+    func begin(on connection: PostgresConnection, at instant: ContinuousClock.Instant) -> Bool {
+        state.withLock { state in
+            guard !state.abandoned else { return false }
+            state.connection = connection
+            state.began = instant
+            return true
+        }
+    }
+
+    /// The connection is back in the pool.
+    func end() {
+        state.withLock { $0.connection = nil }
+    }
+
+    /// When the call got its connection; if it has none yet, the call gives up waiting.
+    func beganOrAbandon() -> ContinuousClock.Instant? {
+        state.withLock { state in
+            if state.began == nil { state.abandoned = true }
+            return state.began
+        }
+    }
+
+    /// The connection in use, if any.
+    var connection: PostgresConnection? { state.withLock { $0.connection } }
+
+    /// From now on the call's writes may commit on the server: a lost connection leaves them unknown.
+    func mayCommit() {
+        state.withLock { $0.mayCommit = true }
+    }
+
+    /// What to tell the caller of a call that failed with `error`. A server's answer (an error
+    /// with a SQLSTATE) is definite: the statement, or the transaction, did not commit. Anything
+    /// else after the commit may have been sent (a lost connection, the deadline) is unknown.
+    func verdict(on error: any Error) -> any Error {
+        guard state.withLock({ $0.mayCommit }), PostgresDatabase.sqlState(error) == nil, !(error is BackendUnavailable) else { return error }
+        return BackendUnavailable(reason: "PostgreSQL stopped answering after a commit may have been sent (\(PostgresDatabase.translate(error)))",
+                                  outcome: .unknown)
+    }
 }
 
 /// The queues and topics a process has opened, by name.

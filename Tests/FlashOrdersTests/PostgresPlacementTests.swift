@@ -75,6 +75,132 @@ struct PostgresPlacementTests {
         try await backend.shutdown()
     }
 
+    /// A call that waited for a pooled connection most of its limit must still be given up by
+    /// the server before its caller hears 503 "nothing was stored": the call's deadline counts
+    /// from when it got its connection, and the server cancels the statement first.
+    @Test(.enabled(if: OrderBackend.postgresURL != nil))
+    func anOrderThatWaitedForAConnectionIsNeverStoredAfterItsCallerWasToldNothingWas() async throws {
+        var configuration = try PostgresDatabase.Configuration(url: try #require(OrderBackend.postgresURL))
+        configuration.schema = "p_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        configuration.operationTimeout = .seconds(60)
+        let backend = try await PostgresBackend(configuration: .init(database: configuration))
+        _ = try await backend.catalog.putProduct(id: "TV", stock: 10, perCustomerLimit: nil, price: 300)
+
+        // The process under test: two connections, one of them its LISTEN session.
+        let limitSeconds = 4
+        var hurried = configuration
+        hurried.operationTimeout = .seconds(limitSeconds)
+        hurried.maxConnections = 2
+        let placer = try await PostgresBackend(configuration: .init(database: hurried))
+        _ = try await placer.orders.placeQueued(OrderStoreContractTests.order("a", [("TV", 1, nil)]))
+        let channel = "flashsale_" + (configuration.schema ?? "")
+        // Both processes' LISTEN sessions are up (so the placer's pool has one connection left).
+        let listening = "LISTEN \"\(channel)\"%"
+        let patience = ContinuousClock.now + .seconds(60)
+        while try await backend.database.read("SELECT 1 FROM pg_stat_activity WHERE query LIKE \(listening)").count < 2 {
+            guard ContinuousClock.now < patience else { throw CancellationError() }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+
+        // The placer's other connection is busy until the test lets it go.
+        let (poolHeld, poolTaken) = AsyncStream.makeStream(of: Void.self)
+        let (poolReleased, releasePool) = AsyncStream.makeStream(of: Void.self)
+        defer { releasePool.finish() }
+        let occupying = Task {
+            try await placer.database.transaction(timeout: .seconds(120)) { _ in
+                poolTaken.yield()
+                for await _ in poolReleased {}
+            }
+        }
+        for await _ in poolHeld { break }
+
+        // Another session holds TV's row until the test lets it go.
+        let (locked, lockTaken) = AsyncStream.makeStream(of: Int.self)
+        let (released, release) = AsyncStream.makeStream(of: Void.self)
+        defer { release.finish() }
+        let holding = Task {
+            defer { lockTaken.finish() }
+            try await backend.database.transaction(timeout: .seconds(120)) { connection in
+                for try await pid in try await connection.query(
+                    "SELECT pg_backend_pid() FROM fs_products WHERE product_id = 'TV' FOR UPDATE", logger: backend.database.logger
+                ).decode(Int.self) {
+                    lockTaken.yield(pid)
+                }
+                for await _ in released {}
+            }
+        }
+        var rowLocked = false
+        for await _ in locked {
+            rowLocked = true
+            break
+        }
+        try #require(rowLocked)
+
+        // The order waits for a connection for most of its limit, then for TV's row.
+        let late = OrderStoreContractTests.order("b", [("TV", 1, nil)])
+        let placing = Task { try await placer.orders.placeQueued(late) }
+        try await Task.sleep(for: .seconds(limitSeconds) * 0.7)
+        releasePool.finish()
+        try await occupying.value
+        do {
+            _ = try await placing.value
+            Issue.record("the order was placed while its product's row was locked")
+        } catch let error as BackendUnavailable {
+            #expect(error.outcome == .notApplied, "told: \(error)")
+        }
+        // Told that nothing was stored: the row is let go at once, and nothing must commit then.
+        release.finish()
+        try await holding.value
+        try await Task.sleep(for: .milliseconds(600))
+        #expect(try await backend.orders.order(id: late.id) == nil)
+        #expect(try await backend.catalog.product(id: "TV")?.stock == 9)
+        try await placer.shutdown()
+        try await backend.database.dropSchema()
+        try await backend.shutdown()
+    }
+
+    /// Processes that start together on a fresh database (what an orchestrator does) all open it:
+    /// none fails because another one was creating the same topic at the same moment.
+    @Test(.enabled(if: OrderBackend.postgresURL != nil))
+    func processesStartingTogetherOnAFreshDatabaseAllOpenIt() async throws {
+        var configuration = try PostgresDatabase.Configuration(url: try #require(OrderBackend.postgresURL))
+        configuration.operationTimeout = .seconds(60)
+        configuration.maxConnections = 2
+        configuration.schema = "p_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        let fresh = configuration
+        let opened = await withThrowingTaskGroup(of: PostgresBackend.self) { group in
+            for _ in 0..<6 { group.addTask { try await PostgresBackend(configuration: .init(database: fresh)) } }
+            var opened: [PostgresBackend] = []
+            while let result = await group.nextResult() {
+                switch result {
+                case let .success(backend): opened.append(backend)
+                case let .failure(error): Issue.record("a process failed to open the database: \(error)")
+                }
+            }
+            return opened
+        }
+        #expect(opened.count == 6)
+        let first = try #require(opened.first)
+        // The migrations' lock staggers whole starts; the step that raced is creating a topic
+        // that does not exist yet, so that is repeated here, by every process at once.
+        for round in 0..<20 {
+            let ids = await withThrowingTaskGroup(of: Int64.self) { group in
+                for backend in opened { group.addTask { try await backend.database.createTopic("t\(round)").id } }
+                var ids: Set<Int64> = []
+                while let result = await group.nextResult() {
+                    switch result {
+                    case let .success(id): ids.insert(id)
+                    case let .failure(error): Issue.record("a process failed to create topic t\(round): \(error)")
+                    }
+                }
+                return ids
+            }
+            #expect(ids.count == 1)
+        }
+        try await first.database.dropSchema()
+        for backend in opened { try await backend.shutdown() }
+    }
+
     /// A statement outside BEGIN … COMMIT commits at the protocol's Sync, after the server has
     /// already answered CommandComplete. Here a deferred constraint trigger refuses the commit
     /// (as a server shutting down at that moment does, which lost orders answered 202 across a
