@@ -1,4 +1,4 @@
-import Foundation
+import FlashCore
 import Hummingbird
 
 extension Parameters {
@@ -8,14 +8,12 @@ extension Parameters {
     /// rather than matched raw.
     func decoded(_ name: String) throws -> String {
         let raw = try require(name)
-        guard raw.contains("%") else { return raw }
-        guard let text = raw.removingPercentEncoding else {
+        do {
+            return try PathSegment.decode(raw)
+        } catch .notUTF8 {
             throw APIError.badRequest("invalid_path", "the path's '\(name)' is not valid percent-encoded UTF-8")
-        }
-        // No id holds a control character (bodies refuse them too); PostgreSQL refuses NUL in text.
-        guard !text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+        } catch .controlCharacter {
             throw APIError.badRequest("invalid_path", "the path's '\(name)' must not hold control characters")
         }
-        return text
     }
 }

@@ -61,14 +61,14 @@ public final class GatewayServer: Sendable {
         }
         router.post("/charges") { request, context in try await self.charge(request, context: context) }
         router.get("/charges/{order_id}") { _, context in
-            let orderID = try context.parameters.require("order_id")
+            let orderID = try Self.orderID(context)
             guard let outcome = try await self.ledger.outcome(for: orderID) else {
                 throw GatewayError(.notFound, "no charge for order '\(orderID)'")
             }
             return try Response.gatewayJSON(.ok, JSONEncoder().encode(ChargeResponse(orderID: orderID, outcome: outcome)))
         }
         router.post("/charges/{order_id}/void") { _, context in
-            let orderID = try context.parameters.require("order_id")
+            let orderID = try Self.orderID(context)
             let outcome = try await self.gateway.finalOutcome(orderID: orderID)
             return try Response.gatewayJSON(.ok, JSONEncoder().encode(ChargeResponse(orderID: orderID, outcome: outcome)))
         }
@@ -79,6 +79,18 @@ public final class GatewayServer: Sendable {
                 declines: stats.declines, voided: stats.voided)))
         }
         return router
+    }
+
+    /// The path's order id, percent-decoded: the id the charge was made under.
+    private static func orderID(_ context: BasicRequestContext) throws -> String {
+        let raw = try context.parameters.require("order_id")
+        do {
+            return try PathSegment.decode(raw)
+        } catch .notUTF8 {
+            throw GatewayError(.badRequest, "the order id is not valid percent-encoded UTF-8")
+        } catch .controlCharacter {
+            throw GatewayError(.badRequest, "the order id must not hold control characters")
+        }
     }
 
     private func charge(_ request: Request, context: BasicRequestContext) async throws -> Response {
