@@ -215,7 +215,8 @@ public final class PostgresDatabase: Sendable {
                     }
                     let result = try await body(connection)
                     // Until here a lost connection rolls the transaction back; from here it may commit.
-                    call.mayCommit()
+                    // A call whose deadline has passed sends no COMMIT: its caller heard "nothing stored".
+                    guard call.mayCommit() else { throw TimeoutError(limit: timeout ?? self.configuration.operationTimeout) }
                     // COMMIT of a transaction that an error aborted answers "ROLLBACK", not an error.
                     let tag = try await connection.query("COMMIT", logger: self.logger).get().metadata.command
                     guard tag == "COMMIT" else { throw TransactionRolledBack(tag: tag) }
@@ -241,9 +242,10 @@ public final class PostgresDatabase: Sendable {
     func statement<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         try await withRetries {
             try await self.bounded { connection, call in
-                // Each statement commits by itself: from its sending on, a lost connection leaves
-                // its outcome unknown.
-                call.mayCommit()
+                // The statement commits by itself: from its sending on, a lost connection leaves
+                // its outcome unknown. (So `body` runs one statement: after a first one committed,
+                // an error of a second could not be told apart.)
+                guard call.mayCommit() else { throw TimeoutError(limit: self.configuration.operationTimeout) }
                 let result = try await body(connection)
                 try await self.confirmCommitted(on: connection)
                 return result
@@ -284,7 +286,7 @@ public final class PostgresDatabase: Sendable {
         do {
             _ = try await connection.query("SELECT 1", logger: logger).get()
         } catch {
-            throw BackendUnavailable(reason: "PostgreSQL did not confirm a commit (\(Self.translate(error)))", outcome: .unknown)
+            throw UnconfirmedCommit(underlying: error)
         }
     }
 
@@ -303,15 +305,15 @@ public final class PostgresDatabase: Sendable {
                     continue
                 }
                 let translated = Self.translate(error)
-                if translated is BackendUnavailable { unreachableUntil.store(WallClock.nowMillis() + 500, ordering: .relaxed) }
+                if Self.meansUnreachable(error) { unreachableUntil.store(WallClock.nowMillis() + 500, ordering: .relaxed) }
                 throw translated
             }
         }
     }
 
-    /// Leases a connection and runs `body` on it, within ``Configuration/operationTimeout``
-    /// (or `timeout`) twice over: once for the wait for a connection, once for `body` from the
-    /// moment it has one. `body` runs on the connection's event loop (``EventLoopTaskExecutor``):
+    /// Leases a connection and runs `body` on it: the wait for a connection gets half of
+    /// ``Configuration/operationTimeout`` (or `timeout`), and `body` gets all of it from the
+    /// moment it has one (so a call ends within 1.5 times the limit). `body` runs on the connection's event loop (``EventLoopTaskExecutor``):
     /// between its statements it does not queue behind other work on Swift's global executor.
     ///
     /// The two limits are separate so that the server always gives a statement up first: it
@@ -348,10 +350,18 @@ public final class PostgresDatabase: Sendable {
                     let result = try await self.client.withConnection { connection in
                         // A connection that came after the call gave up waiting for one is not used.
                         guard call.begin(on: connection, at: clock.now) else { throw TimeoutError(limit: limit) }
-                        defer { call.end() }
-                        return try await withTaskExecutorPreference(self.loopExecutors.executor(for: connection.eventLoop)) {
-                            try await body(connection, call)
+                        let outcome: Result<T, any Error>
+                        do {
+                            outcome = .success(try await withTaskExecutorPreference(self.loopExecutors.executor(for: connection.eventLoop)) {
+                                try await body(connection, call)
+                            })
+                        } catch {
+                            outcome = .failure(error)
                         }
+                        // A connection the deadline is closing goes back to the pool closed, never
+                        // to another call that its close would cut.
+                        if call.end() { try? await connection.close() }
+                        return try outcome.get()
                     }
                     answer.give(.success(result))
                 } catch {
@@ -362,15 +372,16 @@ public final class PostgresDatabase: Sendable {
             return work
         }
         let deadline = Task { [logger] in
-            guard (try? await Task.sleep(until: started + limit, clock: clock)) != nil else { return }
+            guard (try? await Task.sleep(until: started + limit / 2, clock: clock)) != nil else { return }
             // The wait for a connection is over; the statements, if they started, get their own limit.
             if let began = call.beganOrAbandon(), began + limit > clock.now {
                 guard (try? await Task.sleep(until: began + limit, clock: clock)) != nil else { return }
             }
-            let expired = TimeoutError(limit: limit)
-            guard answer.give(.failure(call.verdict(on: expired))) else { return }
+            // Decided at once with the work's commit point: either its COMMIT (or autocommitted
+            // statement) was already marked, and the answer is "unknown", or it is never sent.
+            guard answer.give(.failure(call.expire(limit: limit))) else { return }
             work.cancel()
-            if let stuck = call.connection {
+            if let stuck = call.claimForClosing() {
                 logger.warning("closing a PostgreSQL connection that did not answer in time", metadata: ["limit": "\(limit)"])
                 try? await stuck.close()
             }
@@ -404,10 +415,30 @@ public final class PostgresDatabase: Sendable {
         sqlState(error) == "23505"
     }
 
+    /// Whether `error` says the server cannot be reached (no connection could be made, a
+    /// connection was lost, the server is shutting down), so that the calls of the next moment
+    /// should fail at once. A call that was merely slow says nothing about the others: a
+    /// statement the server gave up (`statement_timeout`: one slow read) or a deadline passed
+    /// (a transaction waiting on a hot row) must not turn every request of the process away.
+    static func meansUnreachable(_ error: any Error) -> Bool {
+        if let unconfirmed = error as? UnconfirmedCommit { return meansUnreachable(unconfirmed.underlying) }
+        if let state = sqlState(error) { return state.hasPrefix("08") || state.hasPrefix("57P") || state == "53300" }
+        if error is ConnectionPoolError { return true }
+        guard let error = error as? PSQLError else { return false }
+        switch error.code {
+        case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed: return true
+        default: return false
+        }
+    }
+
     /// Errors that mean "the database cannot be reached now" become ``BackendUnavailable``;
     /// others pass unchanged.
     static func translate(_ error: any Error) -> any Error {
         if error is BackendUnavailable || error is CancellationError { return error }
+        if let unconfirmed = error as? UnconfirmedCommit {
+            return BackendUnavailable(reason: "\(unconfirmed.underlying is TimeoutError ? "no answer" : "connection lost") after a commit may have been sent (\(translate(unconfirmed.underlying)))",
+                                      outcome: .unknown)
+        }
         if let timeout = error as? TimeoutError { return BackendUnavailable(reason: "no answer from PostgreSQL within \(timeout.limit.shortDescription)") }
         if error is ConnectionPoolError { return BackendUnavailable(reason: "no connection to PostgreSQL (\(error))") }
         if let error = error as? PSQLError {
@@ -545,13 +576,17 @@ final class FirstAnswer<T: Sendable>: Sendable {
 }
 
 /// One bounded call's progress: the connection it uses (for its deadline to close), when it got
-/// it, and whether its commit may have been sent (what a lost connection then means).
+/// it, whether its commit may have been sent, and whether its deadline passed. The work and the
+/// deadline decide under one lock, so that "nothing was stored" is never said of a call whose
+/// COMMIT goes out afterwards.
 final class Call: Sendable {
     private struct State {
         var connection: PostgresConnection?
         var began: ContinuousClock.Instant?
         var abandoned = false
         var mayCommit = false
+        var expired = false
+        var closing = false
     }
 
     private let state = Mutex(State())
@@ -566,9 +601,13 @@ final class Call: Sendable {
         }
     }
 
-    /// The connection is back in the pool.
-    func end() {
-        state.withLock { $0.connection = nil }
+    /// The work is done with its connection; returns whether the deadline is closing it (the
+    /// work then closes it too before the pool takes it back).
+    func end() -> Bool {
+        state.withLock { state in
+            state.connection = nil
+            return state.closing
+        }
     }
 
     /// When the call got its connection; if it has none yet, the call gives up waiting.
@@ -579,22 +618,57 @@ final class Call: Sendable {
         }
     }
 
-    /// The connection in use, if any.
-    var connection: PostgresConnection? { state.withLock { $0.connection } }
+    /// For the deadline: the connection still in use, marked as being closed; nil when the work
+    /// has already given it back (it may serve another call by now).
+    func claimForClosing() -> PostgresConnection? {
+        state.withLock { state in
+            guard let connection = state.connection else { return nil }
+            state.closing = true
+            return connection
+        }
+    }
 
-    /// From now on the call's writes may commit on the server: a lost connection leaves them unknown.
-    func mayCommit() {
-        state.withLock { $0.mayCommit = true }
+    /// From now on the call's writes may commit on the server: a lost connection leaves them
+    /// unknown. False when the deadline has passed: the caller was told nothing was stored, so
+    /// nothing may be sent that could commit.
+    func mayCommit() -> Bool {
+        state.withLock { state in
+            guard !state.expired else { return false }
+            state.mayCommit = true
+            return true
+        }
+    }
+
+    /// For the deadline: the call is over; what its caller is told.
+    func expire(limit: Duration) -> any Error {
+        let committing = state.withLock { state in
+            state.expired = true
+            return state.mayCommit
+        }
+        let expired = TimeoutError(limit: limit)
+        return committing ? UnconfirmedCommit(underlying: expired) : expired
     }
 
     /// What to tell the caller of a call that failed with `error`. A server's answer (an error
-    /// with a SQLSTATE) is definite: the statement, or the transaction, did not commit. Anything
-    /// else after the commit may have been sent (a lost connection, the deadline) is unknown.
+    /// with a SQLSTATE) is definite: the statement, or the transaction, did not commit; so is a
+    /// COMMIT answered ROLLBACK, and an error of this process (a row it could not decode). A
+    /// lost connection after the commit may have been sent is unknown.
     func verdict(on error: any Error) -> any Error {
-        guard state.withLock({ $0.mayCommit }), PostgresDatabase.sqlState(error) == nil, !(error is BackendUnavailable) else { return error }
-        return BackendUnavailable(reason: "PostgreSQL stopped answering after a commit may have been sent (\(PostgresDatabase.translate(error)))",
-                                  outcome: .unknown)
+        guard state.withLock({ $0.mayCommit }), PostgresDatabase.sqlState(error) == nil else { return error }
+        switch error {
+        case is BackendUnavailable, is CancellationError, is TransactionRolledBack, is PostgresDecodingError, is UnconfirmedCommit:
+            return error
+        default:
+            return UnconfirmedCommit(underlying: error)
+        }
     }
+}
+
+/// A call's connection was lost (or its deadline passed) after its commit may have been sent:
+/// its writes may or may not be stored. Told as ``BackendUnavailable`` with an unknown outcome.
+struct UnconfirmedCommit: Error, CustomStringConvertible {
+    var underlying: any Error
+    var description: String { "PostgreSQL stopped answering after a commit may have been sent (\(underlying))" }
 }
 
 /// The queues and topics a process has opened, by name.
