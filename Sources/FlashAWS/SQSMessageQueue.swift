@@ -155,7 +155,7 @@ public final class SQSMessageQueue: MessageQueue {
     }
 
     public func countVisible(sentAtOrBefore millis: Int64) async throws -> Int {
-        try await statistics().visible
+        min(try await statistics().visible, QueueLimits.countCeiling)
     }
 
     /// The queue's ARN (`arn:aws:sqs:region:account:name`).

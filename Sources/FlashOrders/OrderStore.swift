@@ -216,9 +216,11 @@ extension OrderStore {
 
     /// Roughly how many queued orders are ahead of this pending one: the visible messages sent
     /// at or before it (an estimate: messages of other producers, and leased ones, are not
-    /// ordered exactly).
+    /// ordered exactly). Nil when it is not pending, or when ``QueueLimits/countCeiling`` or more
+    /// are ahead (the count stops there: a place beyond it is not known).
     public func queuePosition(of order: Order) async throws -> Int? {
         guard order.status == .pending else { return nil }
-        return try await paymentsQueue.countVisible(sentAtOrBefore: order.createdAt)
+        let ahead = try await paymentsQueue.countVisible(sentAtOrBefore: order.createdAt)
+        return ahead < QueueLimits.countCeiling ? ahead : nil
     }
 }

@@ -247,8 +247,34 @@ public final class PostgresMessageQueue: MessageQueue {
         return Int(try rows.first?.makeRandomAccess().get(0, as: Int64.self) ?? 0)
     }
 
+    /// The most messages one statement of a purge deletes.
+    static let purgeBatch = 5_000
+
+    /// Deletes the messages the queue holds when the purge starts, ``purgeBatch`` at a time, each
+    /// batch its own statement: one DELETE of a large backlog runs past `statement_timeout`
+    /// (the server then rolls it back whole), so a purge of any size is many short ones. Each
+    /// batch goes on from where the last one ended (by `seq`, the primary key), so none rescans
+    /// the rows its predecessors deleted. A message sent after the purge started is kept, as SQS
+    /// keeps those sent after PurgeQueue.
     public func purge() async throws {
-        try await database.query("DELETE FROM fs_messages WHERE queue_id = \(record.id)")
+        let newest = try await database.read("SELECT MAX(seq) FROM fs_messages WHERE queue_id = \(record.id)")
+        guard let last = try newest.first?.makeRandomAccess().get(0, as: Int64?.self) else { return }
+        var after: Int64 = 0
+        while true {
+            let rows = try await database.query("""
+                WITH gone AS (
+                    DELETE FROM fs_messages WHERE seq IN (
+                        SELECT seq FROM fs_messages WHERE queue_id = \(record.id) AND seq > \(after) AND seq <= \(last)
+                        ORDER BY seq LIMIT \(Self.purgeBatch))
+                    RETURNING seq
+                )
+                SELECT COUNT(*)::bigint, MAX(seq) FROM gone
+                """)
+            guard let row = rows.first?.makeRandomAccess() else { return }
+            let deleted = try row.get(0, as: Int64.self)
+            guard deleted == Self.purgeBatch, let reached = try row.get(1, as: Int64?.self) else { return }
+            after = reached
+        }
     }
 
     public func statistics() async throws -> QueueStatistics {
@@ -275,7 +301,9 @@ public final class PostgresMessageQueue: MessageQueue {
 
     public func countVisible(sentAtOrBefore millis: Int64) async throws -> Int {
         let rows = try await database.read("""
-            SELECT COUNT(*)::bigint FROM fs_messages WHERE queue_id = \(record.id) AND visible_at <= \(min(millis, self.database.time.nowMillis()))
+            SELECT COUNT(*)::bigint FROM (
+                SELECT 1 FROM fs_messages WHERE queue_id = \(record.id) AND visible_at <= \(min(millis, self.database.time.nowMillis()))
+                LIMIT \(QueueLimits.countCeiling)) AS ahead
             """)
         return Int(try rows.first?.makeRandomAccess().get(0, as: Int64.self) ?? 0)
     }

@@ -63,7 +63,8 @@ public protocol MessageQueue: Sendable {
 
     /// Roughly how many visible messages were sent at or before `millis` (Unix ms): how many are
     /// ahead of a message sent then. An estimate; a backend that cannot order by send time may
-    /// answer with all visible messages.
+    /// answer with all visible messages. Counts at most ``QueueLimits/countCeiling`` (answered
+    /// then: "that many or more"), so that its cost does not grow with the backlog.
     func countVisible(sentAtOrBefore millis: Int64) async throws -> Int
 }
 

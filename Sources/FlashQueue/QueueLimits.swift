@@ -2,6 +2,9 @@
 public enum QueueLimits {
     /// Most entries in one send, delete or receive batch.
     public static let maxBatchSize = 10
+    /// The most messages ``MessageQueue/countVisible(sentAtOrBefore:)`` counts: an order's place
+    /// in the queue is asked on the request path, which must not cost in proportion to the backlog.
+    public static let countCeiling = 10_000
     /// Longest long-poll wait.
     public static let maxWait: Duration = .seconds(20)
     /// Longest delivery delay.

@@ -200,7 +200,8 @@ public final class SQLiteMessageQueue: MessageQueue {
 extension SQLiteMessageQueue {
     public func countVisible(sentAtOrBefore millis: Int64) async throws -> Int {
         try await database.read { [record] db in
-            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(record.table) WHERE visible_at <= ?", arguments: [min(millis, self.database.time.nowMillis())]) ?? 0
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM (SELECT 1 FROM \(record.table) WHERE visible_at <= ? LIMIT ?)",
+                             arguments: [min(millis, self.database.time.nowMillis()), QueueLimits.countCeiling]) ?? 0
         }
     }
 }

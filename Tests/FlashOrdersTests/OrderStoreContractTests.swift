@@ -338,4 +338,28 @@ struct OrderStoreContractTests {
             #expect(try await backend.orders.queuePosition(of: finished) == nil)
         }
     }
+
+    /// Asking an order's place costs the same whatever the backlog: the count stops at the
+    /// ceiling, and a place beyond it is not known (nil), rather than a scan of every message.
+    @Test(arguments: OrderBackend.allCases)
+    func aPlaceBeyondTheCountsCeilingIsNotCounted(_ backend: OrderBackend) async throws {
+        try await backend.makeStore().with { backend in
+            let first = try await backend.orders.placeQueued(Self.order("c0", [("P", 1, 1)])).order
+            let queue = backend.orders.paymentsQueue
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for task in 0..<10 {
+                    group.addTask {
+                        for batch in 0..<(QueueLimits.countCeiling / 100) {
+                            _ = try await queue.sendBatch((0..<10).map { OutgoingMessage("filler \(task) \(batch) \($0)") })
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            try await Task.sleep(for: .milliseconds(2))
+            let last = try await backend.orders.placeQueued(Self.order("c1", [("P", 1, 1)])).order
+            #expect(try await backend.orders.queuePosition(of: first) == 1)
+            #expect(try await backend.orders.queuePosition(of: last) == nil)
+        }
+    }
 }
