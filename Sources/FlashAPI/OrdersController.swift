@@ -47,7 +47,9 @@ struct OrdersController<Context: RequestContext> {
     /// the gateway has not answered by then, the order is settled by the rule of final states
     /// (``OrderSettler``): charged after all → 200 completed; not charged → voided, failed, 504
     /// saying nothing was charged; the gateway cannot tell → 504 saying the order will be
-    /// settled (the reconciler takes it once its hold ends).
+    /// settled (the reconciler takes it once its hold ends). When the charge was decided but its
+    /// result cannot be recorded (the store just became unavailable), 202 with the order as it
+    /// stands: it is stored and charged-or-declined, and the reconciler records the outcome.
     @Sendable func placeSync(_ request: Request, context: Context) async throws -> Response {
         let timeout = syncTimeout
         let deadline = ContinuousClock.now + timeout
@@ -86,7 +88,18 @@ struct OrdersController<Context: RequestContext> {
         serviceTime = ContinuousClock.now - started
         if case let .decided(outcome) = charged {
             let result = OrderResult(outcome, voided: "payment voided: the order was settled as never charged")
-            let finished = try await store.finish(placement.order.id, result: result) ?? placement.order
+            let finished: Order
+            do {
+                finished = try await store.finish(placement.order.id, result: result) ?? placement.order
+            } catch {
+                // The charge is decided and the order stored; only its result is not recorded yet.
+                // A 503 here ("not acknowledged, repeat") would be untrue, and a repeat without a
+                // key would charge again: the order is accepted as it stands, and the reconciler
+                // finishes it by the gateway's answer once the request's hold ends.
+                context.logger.warning("a sync order's charge was decided but its result could not be recorded; the reconciler will",
+                               metadata: ["order_id": "\(placement.order.id)", "error": "\(error)"])
+                return Response.json(.accepted, OrderJSON.order(placement.order))
+            }
             processed.record()
             orderMetrics.recordFinished(result, by: .sync)
             return Response.json(.ok, OrderJSON.order(finished))

@@ -1,5 +1,8 @@
-import FlashCore
 import FlashAPI
+import FlashBackend
+import FlashCore
+import FlashOrders
+import FlashQueue
 import FlashPayments
 import FlashServer
 import HTTPTypes
@@ -191,6 +194,75 @@ struct FinalStateRoutesTests {
 }
 
 extension FinalStateRoutesTests {
+    /// The charge is decided, then recording its result fails (the store just became
+    /// unavailable): the customer is told the truth (202, the order stored and charged, being
+    /// recorded), not 503 "not acknowledged, repeat"; the reconciler then records the outcome.
+    @Test func aSyncOrderWhoseChargedResultCannotBeRecordedIsAcceptedAndThenCompleted() async throws {
+        let config = TestSystem.configuration()
+        try await TestSystem.withServices(config, adjust: { services in
+            let store = FinishFailingStore(services.store)
+            services.store = store
+            services.syncTimeout = .seconds(1)
+            return store
+        }) { system, store, client in
+            #expect(try await client.call(.put, "/products/TV", json: #"{"stock": 1, "price": 300}"#).status == .ok)
+            let reply = try await client.call(.post, "/orders/sync", json: #"{"customer_id": 1, "items": [{"product_id": "TV"}]}"#)
+            #expect(reply.status == .accepted, "\(reply.text)")
+            #expect(reply.string("status") == "processing")
+            let id = try #require(reply.string("order_id"))
+            #expect(store.refused == 1)
+
+            // The store is back; once the request's hold has ended, the reconciler settles the
+            // order by the gateway's answer: charged, so completed, the unit sold.
+            store.failing.withLock { $0 = false }
+            let reconciler = try #require(system.services.reconciler)
+            let settled = try await eventuallyTrue(timeout: .seconds(30)) {
+                await reconciler.sweep()
+                return try await client.call(.get, "/orders/\(id)").string("status") == "completed"
+            }
+            #expect(settled)
+            let tv = try await client.call(.get, "/products/TV")
+            #expect(tv.int("sold") == 1 && tv.int("stock") == 0 && tv.int("reserved") == 0)
+            #expect(try await client.call(.get, "/stats").int("payments", "charges") == 1)
+        }
+    }
+
+    /// A store whose `finish` fails as an unavailable backend's does while `failing` holds.
+    final class FinishFailingStore: OrderStore {
+        let inner: any OrderStore
+        let failing = Mutex(true)
+        private let refusals = Mutex(0)
+
+        init(_ inner: any OrderStore) { self.inner = inner }
+
+        /// The finishes refused so far.
+        var refused: Int { refusals.withLock { $0 } }
+
+        var paymentsQueue: any MessageQueue { inner.paymentsQueue }
+        func placeQueued(_ order: NewOrder) async throws -> Placement { try await inner.placeQueued(order) }
+        func placeImmediate(_ order: NewOrder, holdUntil: Int64) async throws -> Placement {
+            try await inner.placeImmediate(order, holdUntil: holdUntil)
+        }
+        func order(id: String) async throws -> Order? { try await inner.order(id: id) }
+        func startProcessing(_ orderIDs: [String]) async throws -> [String: Order] { try await inner.startProcessing(orderIDs) }
+        func returnUntried(_ deliveries: [UntriedDelivery]) async throws { try await inner.returnUntried(deliveries) }
+        func returnAttempts(_ orderIDs: [String]) async throws { try await inner.returnAttempts(orderIDs) }
+        func finish(_ orderID: String, result: OrderResult, deleting receipt: ReceiptHandle?) async throws -> Order? {
+            if failing.withLock({ $0 }) {
+                refusals.withLock { $0 += 1 }
+                throw BackendUnavailable(reason: "the test's store is away")
+            }
+            return try await inner.finish(orderID, result: result, deleting: receipt)
+        }
+        func settle(_ orderID: String, result: OrderResult, counted: Bool) async throws -> FinishedOrder? {
+            try await inner.settle(orderID, result: result, counted: counted)
+        }
+        func orphans(after cursor: Int64, limit: Int) async throws -> OrphanScan { try await inner.orphans(after: cursor, limit: limit) }
+        func expiredHolds(now: Int64, limit: Int) async throws -> [Orphan] { try await inner.expiredHolds(now: now, limit: limit) }
+        func settlementCounts() async throws -> SettlementCounts { try await inner.settlementCounts() }
+        func counts() async throws -> OrderCounts { try await inner.counts() }
+    }
+
     /// A gateway whose charges are decided (the simulator writes its ledger) and then held until
     /// the test releases them; a charge cancelled while held throws `CancellationError`.
     final class HeldChargeGateway: PaymentGateway {
