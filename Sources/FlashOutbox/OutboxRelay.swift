@@ -23,8 +23,11 @@ public final class OutboxRelay: Service {
         /// Batches in flight at once (each up to 10 messages).
         public var concurrency: Int
         /// How long a message taken from the outbox stays hidden from other relays: after a crash,
-        /// it is published again this much later.
+        /// another relay publishes it this much later. Short, because a publish in progress keeps
+        /// its messages leased (``heartbeat``) however long AWS takes.
         public var lease: Duration
+        /// How often a publish in progress extends its messages' lease (a third of it by default).
+        public var heartbeat: Duration
         /// How long an idle relay waits for a message before asking again (a long poll: a new
         /// message wakes it at once).
         public var wait: Duration
@@ -32,12 +35,16 @@ public final class OutboxRelay: Service {
         public var firstBackoff: Duration
         public var longestBackoff: Duration
 
-        /// The lease outlasts a publish with all its retries (each AWS call gives up after 30 s),
-        /// so a slow AWS does not make a second relay publish the same batch.
-        public init(concurrency: Int = 8, lease: Duration = .seconds(150), wait: Duration = .seconds(1),
+        /// The lease was once sized to outlast a publish with all its retries (each AWS call gives
+        /// up after 30 s), so that a slow AWS would not make a second relay publish the same
+        /// batch; a crash then left the batch unpublished for 150 s. Now the lease is short and
+        /// extended while the publish runs: a slow AWS still publishes once, a crash is taken
+        /// over within seconds.
+        public init(concurrency: Int = 8, lease: Duration = .seconds(10), heartbeat: Duration? = nil, wait: Duration = .seconds(1),
                     firstBackoff: Duration = .milliseconds(200), longestBackoff: Duration = .seconds(20)) {
             self.concurrency = concurrency
             self.lease = lease
+            self.heartbeat = heartbeat ?? lease / 3
             self.wait = wait
             self.firstBackoff = firstBackoff
             self.longestBackoff = longestBackoff
@@ -127,7 +134,7 @@ public final class OutboxRelay: Service {
         guard !messages.isEmpty else { return .idle }
         let accepted: [Bool]
         do {
-            accepted = try await destination.publishBatch(messages.map(\.body))
+            accepted = try await keepingLeased(messages) { [destination] in try await destination.publishBatch(messages.map(\.body)) }
         } catch {
             // Kept in the outbox: visible again after the backoff, for this relay or another.
             let delay = backoff(after: failureStreak.load(ordering: .relaxed) + 1)
@@ -153,5 +160,31 @@ public final class OutboxRelay: Service {
             return .refused(refused)
         }
         return .published(sent.count)
+    }
+
+    /// Runs `publish` while extending the lease of `messages` every ``Configuration/heartbeat``,
+    /// so that no other relay takes them while it runs, however long it takes; a relay that dies
+    /// stops extending, and its messages are another's a lease later. An extension that fails
+    /// (the backend briefly away) is tried at the next beat.
+    private func keepingLeased<T: Sendable>(_ messages: [ReceivedMessage], _ publish: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await publish() }
+            group.addTask { [outbox, configuration] in
+                while true {
+                    try await Task.sleep(for: configuration.heartbeat)
+                    // All at once: one slow extension must not let the others' leases run out.
+                    await withDiscardingTaskGroup { beat in
+                        for message in messages {
+                            beat.addTask { try? await outbox.changeVisibility(message.receiptHandle, timeout: configuration.lease) }
+                        }
+                    }
+                }
+            }
+            defer { group.cancelAll() }
+            while let result = try await group.next() {
+                if let result { return result }
+            }
+            throw CancellationError()
+        }
     }
 }
