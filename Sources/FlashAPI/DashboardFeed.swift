@@ -82,9 +82,11 @@ public final class DashboardFeed: Service, Sendable {
         public var stock: Stock
         public var reconciler: Settlements
         public var outbox: SystemStats.Outbox?
+        /// The parts of the reading the server could not read (their figures are the last it had).
+        public var unavailable: [String: SystemStats.Unavailable]?
 
         enum CodingKeys: String, CodingKey {
-            case t, orders, queue, workers, rates, stock, reconciler, outbox
+            case t, orders, queue, workers, rates, stock, reconciler, outbox, unavailable
             case acceptLatency = "accept_latency"
         }
 
@@ -99,6 +101,7 @@ public final class DashboardFeed: Service, Sendable {
             try container.encode(stock, forKey: .stock)
             try container.encode(reconciler, forKey: .reconciler)
             try container.encode(outbox, forKey: .outbox)
+            try container.encodeIfPresent(unavailable, forKey: .unavailable)
         }
     }
 
@@ -209,7 +212,10 @@ public final class DashboardFeed: Service, Sendable {
         let units: Int?
         do {
             (stats, units) = try await withTimeout(limit) {
-                let stats = try await reader.snapshot()
+                let stats = await reader.snapshot()
+                // Without the order counts there is no picture to draw: skipped, as a whole
+                // reading the backend cannot give. Another part missing is drawn, and marked.
+                if let missing = stats.unavailable?["orders"] { throw BackendUnavailable(reason: missing.reason) }
                 let units = try await catalog?.product(id: product)?.stock
                 return (stats, units)
             }
@@ -240,7 +246,7 @@ public final class DashboardFeed: Service, Sendable {
             acceptLatency: .init(count: figures.count, p50Milliseconds: figures.p50Milliseconds, p99Milliseconds: figures.p99Milliseconds),
             stock: .init(product: product, units: units),
             reconciler: .init(completed: stats.reconciler.completed, failed: stats.reconciler.failed),
-            outbox: stats.outbox)
+            outbox: stats.outbox, unavailable: stats.unavailable)
         guard let data = try? Self.encoder.encode(snapshot), let json = String(data: data, encoding: .utf8) else { return }
         let windowMillis = Int64(configuration.window.asSeconds * 1000)
         let viewers = state.withLock { state -> [AsyncStream<String>.Continuation] in

@@ -23,8 +23,6 @@ struct MetricsController<Context: RequestContext> {
     let lanes: CheckoutLanes
     let startedAtMillis: Int64
 
-    /// How long a scrape waits for the backend's figures before answering without them.
-    static var readLimit: Duration { .seconds(5) }
     /// Products shown with their stock (the label set stays bounded).
     static var productLimit: Int { 100 }
 
@@ -38,8 +36,12 @@ struct MetricsController<Context: RequestContext> {
                         body: .init(byteBuffer: ByteBuffer(bytes: registry.exposition())))
     }
 
-    /// Sets every scrape-time gauge; a backend that cannot answer in time leaves the fleet's
-    /// gauges at their last values and sets `flashsale_backend_up` to 0.
+    /// Sets every scrape-time gauge. A part of the figures that cannot be read in time keeps its
+    /// gauges at their last values, and its dependency's `flashsale_dependency_up` says 0:
+    /// `database` (orders, settlements, the fleet's heartbeats), `queue` (the payments queue:
+    /// the database's own, or SQS) and `gateway` (the payment gateway's ledger). Each is read on
+    /// its own, so a gateway that is down does not mark the database down.
+    /// `flashsale_backend_up` is the database's.
     func refreshGauges(logger: Logger) async {
         let gauge = registry.gauge
         gauge("flashsale_process_start_time_seconds", [], "When this process started (Unix time).").set(Double(startedAtMillis) / 1000)
@@ -48,23 +50,29 @@ struct MetricsController<Context: RequestContext> {
         gauge("flashsale_process_sync_lanes", [], "This process's checkout lanes (POST /orders/sync).").set(Double(lanes.lanes))
         gauge("flashsale_process_sync_lanes_busy", [], "Checkout lanes charging now.").set(Double(lanes.busy))
         gauge("flashsale_process_sync_waiting", [], "Sync customers waiting for a lane.").set(Double(lanes.waiting))
-        let reader = self.reader
-        let catalog = self.catalog
-        do {
-            let (stats, products) = try await withTimeout(Self.readLimit) {
-                let stats = try await reader.snapshot()
-                let products = try await catalog?.products(limit: Self.productLimit) ?? []
-                return (stats, products)
-            }
-            set(stats, products: products)
-            gauge("flashsale_backend_up", [], "1 when the last scrape read the backend's figures, 0 when it could not.").set(Double(1))
-        } catch {
-            logger.warning("metrics: the backend's figures could not be read", metadata: ["error": "\(error)"])
-            gauge("flashsale_backend_up", [], "1 when the last scrape read the backend's figures, 0 when it could not.").set(Double(0))
+        let stats = await reader.snapshot()
+        let missing = stats.unavailable ?? [:]
+        if !missing.isEmpty {
+            logger.warning("metrics: some figures could not be read", metadata: ["unavailable": "\(missing.mapValues(\.reason))"])
         }
+        var products: [Product]?
+        if let catalog {
+            do {
+                products = try await withTimeout(SystemStatsReader.partLimit) { try await catalog.products(limit: Self.productLimit) }
+            } catch {
+                logger.warning("metrics: the products could not be read", metadata: ["error": "\(error)"])
+            }
+        }
+        set(stats, products: products)
+        let up = "1 when this scrape read the dependency's figures, 0 when it could not (its gauges then keep their last values)."
+        let database = missing["orders"] == nil && missing["settlements"] == nil && missing["processes"] == nil
+        for (dependency, isUp) in [("database", database), ("queue", missing["queue"] == nil), ("gateway", missing["payments"] == nil)] {
+            gauge("flashsale_dependency_up", [("dependency", dependency)], up).set(isUp ? 1.0 : 0.0)
+        }
+        gauge("flashsale_backend_up", [], "1 when the last scrape read the database's figures, 0 when it could not.").set(database ? 1.0 : 0.0)
     }
 
-    private func set(_ stats: SystemStats, products: [Product]) {
+    private func set(_ stats: SystemStats, products: [Product]?) {
         let gauge = registry.gauge
         let orders = "Orders by status (the fleet's)."
         for (status, count) in [("pending", stats.orders.pending), ("processing", stats.orders.processing),
@@ -97,7 +105,7 @@ struct MetricsController<Context: RequestContext> {
             gauge("flashsale_outbox_lag_seconds", [], "Age of the oldest unpublished message.").set(outbox.lagSeconds)
         }
         let units = "Units of each product by state: available, reserved (orders not yet paid), sold."
-        for product in products {
+        for product in products ?? [] {
             gauge("flashsale_product_units", [("product", product.productID), ("state", "available")], units).set(Double(product.stock))
             gauge("flashsale_product_units", [("product", product.productID), ("state", "reserved")], units).set(Double(product.reserved))
             gauge("flashsale_product_units", [("product", product.productID), ("state", "sold")], units).set(Double(product.sold))

@@ -134,6 +134,28 @@ public struct SystemStats: Sendable, Hashable, Codable {
     public var processes: [ProcessRecord]
     /// The transactional outbox, when the payments queue is elsewhere (SQS); absent otherwise.
     public var outbox: Outbox?
+    /// The parts that could not be read this time, by name (`orders`, `queue`, `payments`,
+    /// `settlements`, `processes`, `outbox`): their figures above are the last ones read (zero if
+    /// none was). Absent when every part was read.
+    public var unavailable: [String: Unavailable]?
+
+    /// A part of the figures that could not be read: why, and how old its figures are.
+    public struct Unavailable: Sendable, Hashable, Codable {
+        /// What failed (the dependency, and its error or time limit).
+        public var reason: String
+        /// Seconds since the figures shown were read; nil when they never were (zeros shown).
+        public var staleSeconds: Double?
+
+        public init(reason: String, staleSeconds: Double?) {
+            self.reason = reason
+            self.staleSeconds = staleSeconds
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case reason
+            case staleSeconds = "stale_seconds"
+        }
+    }
 
     /// Payment messages committed with their orders and not yet published to the payments queue
     /// (SQS/SNS): the relay's backlog and how far behind it is.
@@ -155,7 +177,7 @@ public struct SystemStats: Sendable, Hashable, Codable {
     }
 
     public init(orders: Orders, queue: Queue, workers: Workers, payments: Payments, reconciler: Reconciler, rates: Rates,
-                sync: Sync, processes: [ProcessRecord], outbox: Outbox? = nil) {
+                sync: Sync, processes: [ProcessRecord], outbox: Outbox? = nil, unavailable: [String: Unavailable]? = nil) {
         self.orders = orders
         self.queue = queue
         self.workers = workers
@@ -165,6 +187,7 @@ public struct SystemStats: Sendable, Hashable, Codable {
         self.sync = sync
         self.processes = processes
         self.outbox = outbox
+        self.unavailable = unavailable
     }
 }
 

@@ -1,10 +1,12 @@
 import FlashAPI
 import FlashCore
+import FlashPayments
 import FlashServer
 import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import Synchronization
 import Testing
 
 /// `/metrics`, request ids, the dashboard's feed and the OpenAPI document, as clients meet them.
@@ -154,6 +156,52 @@ struct ObservabilityRoutesTests {
         }
         #expect(first == DashboardFeed.keepAlive)
         viewer.end()
+    }
+
+    /// A payment gateway that does not answer takes only its own figures down: `/stats` answers
+    /// with the rest and says which part is missing; `/metrics` says the gateway is down and the
+    /// database is not.
+    @Test func aGatewayThatDoesNotAnswerLeavesTheRestOfTheFiguresStanding() async throws {
+        try await TestSystem.withServices(TestSystem.configuration(), adjust: { services in
+            let gateway = SilentStatisticsGateway(services.gateway)
+            services = FlashServices(store: services.store, deadLetterQueue: services.deadLetterQueue, gateway: gateway,
+                                     membership: services.membership, reconciler: services.reconciler, lanes: services.lanes,
+                                     syncTimeout: services.syncTimeout, processed: services.processed, catalog: services.catalog,
+                                     outbox: services.outbox, metrics: services.metrics)
+            return gateway
+        }) { _, gateway, client in
+            #expect(try await client.call(.post, "/orders/async", json: seedOrder).status == .accepted)
+            let stats = try await client.call(.get, "/stats")
+            #expect(stats.status == .ok, "\(stats.text)")
+            #expect(stats.int("orders", "total") == 1)
+            #expect(stats.string("unavailable", "payments", "reason")?.contains("no answer") == true, "\(stats.text)")
+            #expect(stats["unavailable", "orders"] == nil && stats["unavailable", "queue"] == nil)
+            #expect(gateway.asked > 0)
+
+            let samples = Self.samples(try await client.call(.get, "/metrics").text)
+            #expect(samples[#"flashsale_dependency_up{dependency="gateway"}"#] == 0)
+            #expect(samples[#"flashsale_dependency_up{dependency="database"}"#] == 1)
+            #expect(samples[#"flashsale_dependency_up{dependency="queue"}"#] == 1)
+            #expect(samples["flashsale_backend_up"] == 1)
+            #expect(samples[#"flashsale_orders{status="pending"}"#] == 1)
+        }
+    }
+
+    /// A gateway that charges as usual but never answers for its figures (until cancelled).
+    final class SilentStatisticsGateway: PaymentGateway {
+        let inner: any PaymentGateway
+        private let asks = Atomic<Int>(0)
+        init(_ inner: any PaymentGateway) { self.inner = inner }
+        var asked: Int { asks.load(ordering: .relaxed) }
+
+        func charge(orderID: String, amount: Double) async throws -> PaymentOutcome { try await inner.charge(orderID: orderID, amount: amount) }
+        func finalOutcome(orderID: String) async throws -> PaymentOutcome { try await inner.finalOutcome(orderID: orderID) }
+        func statistics() async throws -> PaymentStatistics {
+            asks.add(1, ordering: .relaxed)
+            try await Task.sleep(for: .seconds(3_600))
+            return try await inner.statistics()
+        }
+        var expectedLatency: Duration { inner.expectedLatency }
     }
 
     @Test func acceptLatencyIsTakenPerIntervalFromAcceptedOrdersOnly() async throws {
