@@ -10,11 +10,7 @@ import Testing
 struct PostgresPlacementTests {
     @Test(.enabled(if: OrderBackend.postgresURL != nil))
     func anOrderTheServerCannotStoreInTimeFailsAndIsNeverStoredLater() async throws {
-        var configuration = try PostgresDatabase.Configuration(url: try #require(OrderBackend.postgresURL))
-        configuration.schema = "p_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
-        // Set-up, the lock's holder and the checks are not about deadlines: a loaded box must
-        // not fail them by one.
-        configuration.operationTimeout = .seconds(60)
+        let configuration = try Self.freshSchema()
         let backend = try await PostgresBackend(configuration: .init(database: configuration))
         _ = try await backend.catalog.putProduct(id: "TV", stock: 10, perCustomerLimit: nil, price: 300)
 
@@ -29,28 +25,9 @@ struct PostgresPlacementTests {
         // The placer now knows TV: its next order goes in one statement.
         _ = try await placer.orders.placeQueued(OrderStoreContractTests.order("a", [("TV", 1, nil)]))
 
-        // Another session holds TV's row until the test lets it go; it says which server process it is.
-        let (locked, lockTaken) = AsyncStream.makeStream(of: Int.self)
-        let (released, release) = AsyncStream.makeStream(of: Void.self)
-        defer { release.finish() }
-        let holding = Task {
-            defer { lockTaken.finish() }
-            // Far longer than the test needs: it ends the transaction itself.
-            try await backend.database.transaction(timeout: .seconds(120)) { connection in
-                for try await pid in try await connection.query(
-                    "SELECT pg_backend_pid() FROM fs_products WHERE product_id = 'TV' FOR UPDATE", logger: backend.database.logger
-                ).decode(Int.self) {
-                    lockTaken.yield(pid)
-                }
-                for await _ in released {}
-            }
-        }
-        var holderPID: Int?
-        for await pid in locked {
-            holderPID = pid
-            break
-        }
-        let holder = try #require(holderPID)
+        // Another session holds TV's row until the test lets it go.
+        let lock = try await Self.lockRow("TV", in: backend)
+        defer { lock.released.finish() }
 
         let late = OrderStoreContractTests.order("b", [("TV", 1, nil)])
         await #expect(throws: BackendUnavailable.self) {
@@ -60,9 +37,8 @@ struct PostgresPlacementTests {
         // call's limit of the statement's start (at 80% of it): wait for that, by the server's
         // clock, before letting the lock go, so that a statement that reached the server late on
         // a loaded box is not mistaken for one that outlives its call.
-        try await Self.untilNoSessionWaits(on: holder, longerThan: limitSeconds, in: backend.database)
-        release.finish()
-        try await holding.value
+        try await Self.untilNoSessionWaits(on: lock.holder, longerThan: limitSeconds, in: backend.database)
+        try await lock.letGo()
 
         // The lock is gone: the statement that waited on it must not have gone on to commit.
         // (A lower bound: a surviving statement would commit moments after the release.)
@@ -80,9 +56,7 @@ struct PostgresPlacementTests {
     /// from when it got its connection, and the server cancels the statement first.
     @Test(.enabled(if: OrderBackend.postgresURL != nil))
     func anOrderThatWaitedForAConnectionIsNeverStoredAfterItsCallerWasToldNothingWas() async throws {
-        var configuration = try PostgresDatabase.Configuration(url: try #require(OrderBackend.postgresURL))
-        configuration.schema = "p_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
-        configuration.operationTimeout = .seconds(60)
+        let configuration = try Self.freshSchema()
         let backend = try await PostgresBackend(configuration: .init(database: configuration))
         _ = try await backend.catalog.putProduct(id: "TV", stock: 10, perCustomerLimit: nil, price: 300)
 
@@ -115,26 +89,8 @@ struct PostgresPlacementTests {
         for await _ in poolHeld { break }
 
         // Another session holds TV's row until the test lets it go.
-        let (locked, lockTaken) = AsyncStream.makeStream(of: Int.self)
-        let (released, release) = AsyncStream.makeStream(of: Void.self)
-        defer { release.finish() }
-        let holding = Task {
-            defer { lockTaken.finish() }
-            try await backend.database.transaction(timeout: .seconds(120)) { connection in
-                for try await pid in try await connection.query(
-                    "SELECT pg_backend_pid() FROM fs_products WHERE product_id = 'TV' FOR UPDATE", logger: backend.database.logger
-                ).decode(Int.self) {
-                    lockTaken.yield(pid)
-                }
-                for await _ in released {}
-            }
-        }
-        var rowLocked = false
-        for await _ in locked {
-            rowLocked = true
-            break
-        }
-        try #require(rowLocked)
+        let lock = try await Self.lockRow("TV", in: backend)
+        defer { lock.released.finish() }
 
         // The order waits for a connection most of the time it may (half its limit), then for
         // TV's row.
@@ -150,8 +106,7 @@ struct PostgresPlacementTests {
             #expect(error.outcome == .notApplied, "told: \(error)")
         }
         // Told that nothing was stored: the row is let go at once, and nothing must commit then.
-        release.finish()
-        try await holding.value
+        try await lock.letGo()
         try await Task.sleep(for: .milliseconds(600))
         #expect(try await backend.orders.order(id: late.id) == nil)
         #expect(try await backend.catalog.product(id: "TV")?.stock == 9)
@@ -164,10 +119,8 @@ struct PostgresPlacementTests {
     /// none fails because another one was creating the same topic at the same moment.
     @Test(.enabled(if: OrderBackend.postgresURL != nil))
     func processesStartingTogetherOnAFreshDatabaseAllOpenIt() async throws {
-        var configuration = try PostgresDatabase.Configuration(url: try #require(OrderBackend.postgresURL))
-        configuration.operationTimeout = .seconds(60)
+        var configuration = try Self.freshSchema()
         configuration.maxConnections = 2
-        configuration.schema = "p_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
         let fresh = configuration
         let opened = await withThrowingTaskGroup(of: PostgresBackend.self) { group in
             for _ in 0..<6 { group.addTask { try await PostgresBackend(configuration: .init(database: fresh)) } }
@@ -206,9 +159,7 @@ struct PostgresPlacementTests {
     /// placement of the same process is not turned away as if the database were unreachable.
     @Test(.enabled(if: OrderBackend.postgresURL != nil))
     func aSlowReadDoesNotTurnAwayTheNextOrder() async throws {
-        var configuration = try PostgresDatabase.Configuration(url: try #require(OrderBackend.postgresURL))
-        configuration.schema = "p_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
-        configuration.operationTimeout = .seconds(60)
+        let configuration = try Self.freshSchema()
         let backend = try await PostgresBackend(configuration: .init(database: configuration))
         _ = try await backend.catalog.putProduct(id: "TV", stock: 10, perCustomerLimit: nil, price: 300)
         // The process under test; one of its calls is given 2 s (the server gives its statement
@@ -233,9 +184,7 @@ struct PostgresPlacementTests {
     /// PostgreSQL restart): the caller must hear "unavailable", never success.
     @Test(.enabled(if: OrderBackend.postgresURL != nil))
     func aStatementWhoseCommitFailsIsNeverReportedAsDone() async throws {
-        var configuration = try PostgresDatabase.Configuration(url: try #require(OrderBackend.postgresURL))
-        configuration.schema = "p_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
-        configuration.operationTimeout = .seconds(60)
+        let configuration = try Self.freshSchema()
         let backend = try await PostgresBackend(configuration: .init(database: configuration))
         let database = backend.database
         try await database.query("""
@@ -274,6 +223,53 @@ struct PostgresPlacementTests {
         #expect(try await database.read("SELECT 1 FROM doomed_rows").isEmpty)
         try await database.dropSchema()
         try await backend.shutdown()
+    }
+
+    /// A configuration for a new, empty schema of the test database. Set-up, lock holders and
+    /// checks are not about deadlines: a generous limit, so that a loaded box does not fail them
+    /// by one (the process under test gets its own, shorter one).
+    static func freshSchema() throws -> PostgresDatabase.Configuration {
+        var configuration = try PostgresDatabase.Configuration(url: try #require(OrderBackend.postgresURL))
+        configuration.schema = "p_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        configuration.operationTimeout = .seconds(60)
+        return configuration
+    }
+
+    /// A product row held locked by a session of its own until the test lets it go.
+    struct RowLock {
+        /// The server process holding the lock.
+        let holder: Int
+        /// Finishing it ends the holding transaction.
+        let released: AsyncStream<Void>.Continuation
+        let holding: Task<Void, any Error>
+
+        /// Ends the transaction, and the lock with it.
+        func letGo() async throws {
+            released.finish()
+            try await holding.value
+        }
+    }
+
+    /// Locks `product`'s row in a transaction of `backend` that lasts until the test lets it go.
+    static func lockRow(_ product: String, in backend: PostgresBackend) async throws -> RowLock {
+        let (locked, lockTaken) = AsyncStream.makeStream(of: Int.self)
+        let (released, release) = AsyncStream.makeStream(of: Void.self)
+        let holding = Task {
+            defer { lockTaken.finish() }
+            // Far longer than the test needs: it ends the transaction itself.
+            try await backend.database.transaction(timeout: .seconds(120)) { connection in
+                for try await pid in try await connection.query(
+                    "SELECT pg_backend_pid() FROM fs_products WHERE product_id = \(product) FOR UPDATE", logger: backend.database.logger
+                ).decode(Int.self) {
+                    lockTaken.yield(pid)
+                }
+                for await _ in released {}
+            }
+        }
+        for await pid in locked { return RowLock(holder: pid, released: release, holding: holding) }
+        release.finish()
+        try await holding.value
+        throw CancellationError()
     }
 
     /// Returns once no session waits on a lock of server process `holder`. A session that has
