@@ -47,6 +47,12 @@ struct MetricsController<Context: RequestContext> {
         gauge("flashsale_process_start_time_seconds", [], "When this process started (Unix time).").set(Double(startedAtMillis) / 1000)
         gauge("flashsale_process_workers", [], "Payment workers in this process.").set(Double(workers?.workerCount ?? 0))
         gauge("flashsale_process_workers_busy", [], "This process's workers charging now.").set(Double(workers?.busy ?? 0))
+        let waitingFor = workers?.waitingFor ?? []
+        for dependency in ["database", "gateway"] {
+            gauge("flashsale_process_workers_paused", [("dependency", dependency)],
+                  "1 while this process's workers take no orders because the dependency is away (they resume when it answers).")
+                .set(waitingFor.contains(dependency) ? 1.0 : 0.0)
+        }
         gauge("flashsale_process_sync_lanes", [], "This process's checkout lanes (POST /orders/sync).").set(Double(lanes.lanes))
         gauge("flashsale_process_sync_lanes_busy", [], "Checkout lanes charging now.").set(Double(lanes.busy))
         gauge("flashsale_process_sync_waiting", [], "Sync customers waiting for a lane.").set(Double(lanes.waiting))

@@ -53,6 +53,10 @@ public final class HTTPPaymentGateway: PaymentGateway, Service {
         self.logger = logger
         var http = HTTPClient.Configuration()
         http.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: configuration.maxConnections)
+        // A refused connection fails the request at once (our own attempts retry it): by default
+        // the pool retries connecting until the request's deadline, so a charge against a gateway
+        // that is down took every attempt's whole timeout before the workers could know.
+        http.connectionPool.retryConnectionEstablishment = false
         http.timeout = .init(connect: .seconds(2), read: .seconds(Int64(configuration.requestTimeout.components.seconds) + 1))
         self.client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: http)
     }
@@ -79,6 +83,17 @@ public final class HTTPPaymentGateway: PaymentGateway, Service {
         let stats = try JSONDecoder().decode(GatewayStats.self, from: data)
         return PaymentStatistics(charges: stats.charges, declines: stats.declines, duplicateChargesPrevented: stats.duplicatesPrevented,
                                  transientErrors: transientErrors.load(ordering: .relaxed), voided: stats.voided)
+    }
+
+    /// One `GET /health` within 5 s at most (or the request timeout, if shorter): no retries, the
+    /// caller probes again.
+    public func probe() async throws {
+        let seconds = max(1, min(5, configuration.requestTimeout.components.seconds))
+        let response = try await client.execute(HTTPClientRequest(url: configuration.baseURL + "/health"), timeout: .seconds(seconds))
+        _ = try await response.body.collect(upTo: 1 << 16)
+        guard (200..<300).contains(response.status.code) else {
+            throw TransientPaymentError("the gateway's health check answered \(response.status.code)")
+        }
     }
 
     /// A charge-shaped call with retries; a definite outcome, or ``TransientPaymentError``.

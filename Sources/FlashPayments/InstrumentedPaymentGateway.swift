@@ -59,5 +59,9 @@ public struct InstrumentedPaymentGateway: PaymentGateway {
         try await base.statistics()
     }
 
+    public func probe() async throws {
+        try await base.probe()
+    }
+
     public var expectedLatency: Duration { base.expectedLatency }
 }

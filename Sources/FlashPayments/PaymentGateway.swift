@@ -54,8 +54,18 @@ public protocol PaymentGateway: Sendable {
     /// Counters of what the gateway did.
     func statistics() async throws -> PaymentStatistics
 
+    /// Returns when the gateway answers, throws when it cannot be reached: a check that charges
+    /// nothing, for a worker pool waiting out an outage. By default, asks for ``statistics()``.
+    func probe() async throws
+
     /// How long a charge is expected to take (for wait predictions).
     var expectedLatency: Duration { get }
+}
+
+extension PaymentGateway {
+    public func probe() async throws {
+        _ = try await statistics()
+    }
 }
 
 /// Counters of a gateway.

@@ -18,6 +18,13 @@ import Synchronization
 /// by the rule of final states. An undecodable message is given back at once until the queue
 /// dead-letters it.
 ///
+/// An outage is not the order's fault, and spends none of its deliveries: when the store or the
+/// gateway fails and a probe that costs no order says it is away (``CircuitBreaker``), the
+/// fetchers stop receiving, charges that failed with it go back untried, workers start no charge
+/// from the buffer, and the pool resumes by itself once the probe answers. Orders delayed by an
+/// outage of any length are charged when it ends; only an order that fails while its
+/// dependencies answer (a poison order) is dead-lettered.
+///
 /// A delivery counts against maxReceiveCount only if it was tried: messages received but never
 /// started (the prefetch buffer at shutdown) go back *untried*, their delivery and the order's
 /// attempt uncounted (``OrderStore/returnUntried(_:)``). A kill -9
@@ -40,10 +47,17 @@ public final class WorkerPool: Service {
         public var shutdownDeadline: Duration
         /// Long-poll wait of each receive.
         public var receiveWait: Duration
+        /// While the store or the gateway is away: the first probe comes this long after the
+        /// failure that found it away; each failed probe doubles the interval, up to `longestProbe`.
+        public var firstProbe: Duration
+        /// The longest interval between probes of a dependency that is away.
+        public var longestProbe: Duration
 
         public init(workers: Int, visibilityTimeout: Duration = .seconds(30), retryBackoff: Duration = .milliseconds(500),
                     maxRetryBackoff: Duration = .seconds(60), shutdownDeadline: Duration = .seconds(10),
-                    receiveWait: Duration = .seconds(20)) {
+                    receiveWait: Duration = .seconds(20), firstProbe: Duration = .milliseconds(250), longestProbe: Duration = .seconds(5)) {
+            self.firstProbe = firstProbe
+            self.longestProbe = longestProbe
             self.workers = workers
             self.visibilityTimeout = visibilityTimeout
             self.retryBackoff = retryBackoff
@@ -66,6 +80,10 @@ public final class WorkerPool: Service {
     let busyCount = Atomic<Int>(0)
     let hardStop = ArrivalSignal<Int>()
     let stopping = Atomic<Bool>(false)
+    /// Open while the order store is away.
+    let storeBreaker: CircuitBreaker
+    /// Open while the payment gateway is away.
+    let gatewayBreaker: CircuitBreaker
 
     /// A pool that charges the orders of `store`, reading their messages from its payments queue.
     public init(configuration: Configuration, store: any OrderStore, gateway: any PaymentGateway,
@@ -82,6 +100,26 @@ public final class WorkerPool: Service {
         // about L/5 at most: far inside its lease.
         let workers = configuration.workers
         self.dispatcher = WorkDispatcher(prefetch: max(1, min(workers, max(QueueLimits.maxBatchSize, workers / 5))))
+        // The store's probe reads one order by key (an id no order has): it needs the database
+        // and nothing else. The gateway's charges nothing (its health check).
+        self.storeBreaker = CircuitBreaker(name: "database", firstProbe: configuration.firstProbe,
+                                           longestProbe: configuration.longestProbe, logger: logger) { [store] in
+            _ = try await store.order(id: "flashsale-probe")
+        }
+        self.gatewayBreaker = CircuitBreaker(name: "gateway", firstProbe: configuration.firstProbe,
+                                             longestProbe: configuration.longestProbe, logger: logger) { [gateway] in
+            try await gateway.probe()
+        }
+    }
+
+    /// The dependencies the pool is waiting out (``CircuitBreaker`` open): "database", "gateway".
+    public var waitingFor: [String] {
+        [storeBreaker, gatewayBreaker].filter(\.isOpen).map(\.name)
+    }
+
+    /// How many times the pool found each dependency away.
+    public var outages: [String: Int] {
+        [storeBreaker.name: storeBreaker.trips, gatewayBreaker.name: gatewayBreaker.trips]
     }
 
     /// Workers in the pool.
@@ -105,6 +143,8 @@ public final class WorkerPool: Service {
                     await cancelWhenGracefulShutdown {
                         await withDiscardingTaskGroup { fetchGroup in
                             for _ in 0..<fetchers { fetchGroup.addTask { await self.fetchLoop() } }
+                            fetchGroup.addTask { await self.storeBreaker.probeWhileOpen() }
+                            fetchGroup.addTask { await self.gatewayBreaker.probeWhileOpen() }
                         }
                     }
                     await self.stop()
@@ -141,27 +181,44 @@ public final class WorkerPool: Service {
 
     private func fetchLoop() async {
         while !Task.isCancelled {
+            // No receive while a dependency is away: each would count a delivery toward the
+            // dead-letter queue for an order nobody can work on.
+            await storeBreaker.waitUntilClosed()
+            await gatewayBreaker.waitUntilClosed()
             let wanted = await dispatcher.demand()
             if wanted == 0 { return }
+            if storeBreaker.isOpen || gatewayBreaker.isOpen {
+                _ = dispatcher.deliver([], reserved: wanted)
+                continue
+            }
             var jobs: [Job] = []
-            var received: [ReceivedMessage] = []
+            let received: [ReceivedMessage]
+            // The queue starts the leases when it runs the receive: after this instant, before
+            // the call returns. Counting from here, the heartbeat is never late, however long
+            // the receive took to come back (after a long poll's wait, its first beat merely
+            // comes early: one extension more).
+            let leasedAt = ContinuousClock.now
             do {
-                // The queue starts the leases when it runs the receive: after this instant, before
-                // the call returns. Counting from here, the heartbeat is never late, however long
-                // the receive took to come back (after a long poll's wait, its first beat merely
-                // comes early: one extension more).
-                let leasedAt = ContinuousClock.now
                 received = try await queue.receive(maxMessages: wanted, wait: configuration.receiveWait,
                                                    visibilityTimeout: configuration.visibilityTimeout)
+            } catch {
+                if !(error is CancellationError) {
+                    logger.error("receive failed", metadata: ["error": "\(error)"])
+                    try? await Task.sleep(for: .milliseconds(200))
+                }
+                _ = dispatcher.deliver([], reserved: wanted)
+                continue
+            }
+            do {
                 jobs = try await prepare(received, leasedAt: leasedAt)
             } catch {
-                if !(error is CancellationError) { logger.error("receive failed", metadata: ["error": "\(error)"]) }
+                if !(error is CancellationError) {
+                    logger.error("starting orders failed", metadata: ["error": "\(error)"])
+                    _ = await storeBreaker.isAway(after: error)
+                }
                 // Received but not prepared (the store failed): nothing was tried, so the
                 // deliveries go back uncounted; the orders were not touched.
-                if jobs.isEmpty, !received.isEmpty {
-                    await returnUntried(received.map { Job(message: $0, order: nil, orderID: nil, leasedAt: .now) })
-                }
-                if !(error is CancellationError) { try? await Task.sleep(for: .milliseconds(200)) }
+                await returnUntried(received.map { Job(message: $0, order: nil, orderID: nil, leasedAt: .now) })
             }
             await returnUntried(dispatcher.deliver(jobs, reserved: wanted))
         }
@@ -213,6 +270,8 @@ public final class WorkerPool: Service {
         guard let orderID = job.orderID else { return .unusable("undecodable message body") }
         guard let order = job.order else { return .unusable("no order \(orderID)") }
         if order.status.isTerminal { return .alreadyFinished }
+        // Buffered before the gateway was found away: back, untried, until it answers.
+        if gatewayBreaker.isOpen { return .untried }
         busyCount.add(1, ordering: .relaxed)
         defer { busyCount.subtract(1, ordering: .relaxed) }
         do {
@@ -220,12 +279,15 @@ public final class WorkerPool: Service {
             return .finished(OrderResult(outcome, voided: "payment voided: the order was settled as never charged"))
         } catch is NotStarted {
             return .untried
-        } catch is TransientPaymentError {
-            return .retry(after: backoff(forDelivery: job.message.receiveCount))
         } catch is CancellationError {
             return .giveBack
         } catch {
-            logger.error("charge failed", metadata: ["order_id": "\(orderID)", "message_id": "\(job.message.messageID)", "error": "\(error)"])
+            if !(error is TransientPaymentError) {
+                logger.error("charge failed", metadata: ["order_id": "\(orderID)", "message_id": "\(job.message.messageID)", "error": "\(error)"])
+            }
+            // Nothing was charged. If the gateway is away, that is not the order's fault: the
+            // delivery goes back untried, and the order is charged once the gateway answers.
+            if await gatewayBreaker.isAway(after: error) { return .untried }
             return .retry(after: backoff(forDelivery: job.message.receiveCount))
         }
     }
@@ -337,6 +399,7 @@ public final class WorkerPool: Service {
         } catch {
             logger.error("settling failed; the message will be redelivered",
                          metadata: ["order_id": "\(job.orderID ?? "-")", "message_id": "\(job.message.messageID)", "error": "\(error)"])
+            _ = await storeBreaker.isAway(after: error)
         }
     }
 
@@ -363,6 +426,7 @@ public final class WorkerPool: Service {
         } catch {
             logger.error("returning untried messages failed; their leases will run out",
                          metadata: ["order_ids": "\(jobs.compactMap(\.orderID).joined(separator: ","))", "error": "\(error)"])
+            _ = await storeBreaker.isAway(after: error)
         }
     }
 }

@@ -73,4 +73,58 @@ struct RemoteGatewayTests {
         }
         try await http.shutdown()
     }
+
+    /// A payment provider that is down for a while fails none of the orders it delays: the
+    /// workers stop using up deliveries while it cannot be reached, and charge the orders once it
+    /// is back (issue: a two-minute gateway outage dead-lettered and failed the orders accepted
+    /// meanwhile).
+    @Test func ordersAcceptedWhileTheGatewayIsDownAreChargedWhenItReturns() async throws {
+        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        let data = ServerProcess.temporaryDataPath()
+        var gateway = try await ServerProcess("gateway", dataPath: data + ".gateway", arguments: ["--latency", "20ms"])
+        let gatewayPort = gateway.port
+        // Two deliveries per order and a 50 ms first backoff: without the breaker, each order's
+        // deliveries are spent within a second or two of outage.
+        let api = try await ServerProcess(dataPath: data, arguments: [
+            "--workers", "2", "--payment-url", gateway.baseURL, "--max-receives", "2", "--retry-backoff", "50ms",
+        ])
+        let client = APIClient(http: http, base: api.baseURL)
+        @Sendable func paused() async throws -> Double? {
+            let response = try await http.execute(HTTPClientRequest(url: api.baseURL + "/metrics"), timeout: .seconds(30))
+            let text = String(buffer: try await response.body.collect(upTo: 1 << 22))
+            return text.split(separator: "\n").first { $0.hasPrefix(#"flashsale_process_workers_paused{dependency="gateway"}"#) }
+                .flatMap { Double(String($0.split(separator: " ").last ?? "")) }
+        }
+        do {
+            gateway.kill9()
+            var ids: [String] = []
+            for n in 0..<5 {
+                let reply = try await client.call(.POST, "/orders/async", json: #"{"customer_id":\#(n),"items":[{"product_id":"P","price":5}]}"#)
+                #expect(reply.status == 202)
+                ids.append(try #require(reply.string("order_id")))
+            }
+            // The workers found the gateway away and stopped.
+            try await expectEventually { try await paused() == 1 }
+            // The outage goes on: orders stay open, none dead-lettered.
+            try await Task.sleep(for: .seconds(3))
+            for id in ids {
+                let status = try await client.call(.GET, "/orders/\(id)").string("status")
+                #expect(status == "pending" || status == "processing", "\(id): \(String(describing: status))")
+            }
+            #expect(try await client.stats().int("queue", "dead_letter") == 0)
+            // The gateway is back, at its address: every order is charged once, none failed.
+            gateway = try await ServerProcess("gateway", dataPath: data + ".gateway", arguments: ["--latency", "20ms", "--port", "\(gatewayPort)"])
+            for id in ids {
+                try await expectEventually { try await client.call(.GET, "/orders/\(id)").string("status") == "completed" }
+            }
+            try await expectEventually { try await paused() == 0 }
+            #expect(try await APIClient(http: http, base: gateway.baseURL).call(.GET, "/stats").int("charges") == ids.count)
+            for process in [api, gateway] { _ = try? await process.terminate() }
+        } catch {
+            for process in [api, gateway] { process.kill9() }
+            try? await http.shutdown()
+            throw error
+        }
+        try await http.shutdown()
+    }
 }
