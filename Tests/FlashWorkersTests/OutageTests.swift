@@ -93,16 +93,17 @@ struct OutageTests {
         func counts() async throws -> OrderCounts { try check(); return try await inner.counts() }
     }
 
-    /// Three deliveries per order; a 300 ms lease and a 10 ms first backoff, so that deliveries
-    /// would be spent within a second of outage; probes every 10–50 ms.
-    static func system() async throws -> FlashSystem {
-        var config = WorkerPoolTests.configuration(workers: 0, latency: .milliseconds(5), visibility: .milliseconds(300))
+    /// Three deliveries per order and a 10 ms first backoff, so that a charge's retries would spend
+    /// them within a second of outage; probes every 10–50 ms. `lease`: how soon a delivery that
+    /// was never given back (the store away) comes back.
+    static func system(lease: Duration) async throws -> FlashSystem {
+        var config = WorkerPoolTests.configuration(workers: 0, latency: .milliseconds(5), visibility: lease)
         config.queue.maxReceives = 3
         return try await FlashSystem.open(config, logger: WorkerPoolTests.logger)
     }
 
-    static func pool(store: any OrderStore, gateway: any PaymentGateway) -> WorkerPool {
-        WorkerPool(configuration: .init(workers: 3, visibilityTimeout: .milliseconds(300), retryBackoff: .milliseconds(10),
+    static func pool(store: any OrderStore, gateway: any PaymentGateway, lease: Duration) -> WorkerPool {
+        WorkerPool(configuration: .init(workers: 3, visibilityTimeout: lease, retryBackoff: .milliseconds(10),
                                         maxRetryBackoff: .milliseconds(40), shutdownDeadline: .seconds(60), receiveWait: .milliseconds(100),
                                         firstProbe: .milliseconds(10), longestProbe: .milliseconds(50)),
                    store: store, gateway: gateway, logger: WorkerPoolTests.logger)
@@ -134,11 +135,12 @@ struct OutageTests {
     }
 
     @Test func aGatewayOutageSpendsNoDeliveriesAndTheOrdersAreChargedWhenItReturns() async throws {
-        let system = try await Self.system()
+        // A lease no test run outlasts: the deliveries counted are the pool's own doing.
+        let system = try await Self.system(lease: .seconds(600))
         var ids: [String] = []
         for n in 0..<4 { ids.append(try await system.store.placeQueued(WorkerPoolTests.order(n)).order.id) }
         let gateway = OutageGateway(system.services.gateway)
-        let pool = Self.pool(store: system.store, gateway: gateway)
+        let pool = Self.pool(store: system.store, gateway: gateway, lease: .seconds(600))
         try await Self.running(pool, system) {
             // Away: the pool found it so, stopped, and keeps probing (40 probes: well over a
             // second at the longest interval, in which the old pool spent every delivery).
@@ -161,15 +163,18 @@ struct OutageTests {
     }
 
     @Test func aStoreOutageSpendsNoDeliveriesAndTheOrdersAreChargedWhenItReturns() async throws {
-        let system = try await Self.system()
+        // A delivery the pool could not give back (the store is away) comes back after 1 s: the
+        // old pool received it again each time, and dead-lettered it at the fourth.
+        let system = try await Self.system(lease: .seconds(1))
         var ids: [String] = []
         for n in 0..<4 { ids.append(try await system.store.placeQueued(WorkerPoolTests.order(n)).order.id) }
         let store = OutageStore(system.store)
         store.down.store(true, ordering: .releasing)
-        let pool = Self.pool(store: store, gateway: system.services.gateway)
+        let pool = Self.pool(store: store, gateway: system.services.gateway, lease: .seconds(1))
         try await Self.running(pool, system) {
-            // The store's probe is one of its calls: 40 failed calls take well over a second.
-            try await WorkerPoolTests().expectEventually(timeout: .seconds(60)) { store.failedCalls.load(ordering: .relaxed) >= 40 }
+            // The store's probe is one of its calls: 120 failed calls take over 5 s (at most one
+            // probe per 50 ms), the time the old pool took to dead-letter every order twice over.
+            try await WorkerPoolTests().expectEventually(timeout: .seconds(60)) { store.failedCalls.load(ordering: .relaxed) >= 120 }
             #expect(pool.waitingFor == ["database"])
             try await Self.expectNothingLostOrFailed(system, ids)
             store.down.store(false, ordering: .releasing)
@@ -190,7 +195,7 @@ struct OutageTests {
         config.queue.maxReceives = 3
         let system = try await FlashSystem.open(config, logger: WorkerPoolTests.logger)
         let id = try await system.store.placeQueued(WorkerPoolTests.order(1)).order.id
-        let pool = Self.pool(store: system.store, gateway: system.services.gateway)
+        let pool = Self.pool(store: system.store, gateway: system.services.gateway, lease: .seconds(30))
         try await Self.running(pool, system) {
             try await WorkerPoolTests().expectEventually(timeout: .seconds(60)) { try await system.store.order(id: id)?.status == .failed }
         }
