@@ -18,6 +18,9 @@ import ServiceLifecycle
 public protocol FlashBackend: Service {
     /// Orders and their stock reservations; its `paymentsQueue` is the queue the workers read.
     var orders: any OrderStore { get }
+    /// The payments queue's settings as stored: the fleet's, whatever this process asked for
+    /// (see `replaceQueueSettings` in each backend's configuration).
+    var paymentsQueueSettings: QueueAttributes { get }
     /// Products and stock.
     var catalog: any Catalog { get }
     /// The payments queue's dead-letter queue, if redrive is on.

@@ -25,6 +25,10 @@ public final class PostgresBackend: FlashBackend {
         /// elsewhere (SQS).
         public var topicName = "orders"
         public var paymentsQueueName = "payments"
+        /// Whether ``paymentsQueue`` replaces the settings of a payments queue that exists; when
+        /// false (the default) the stored settings hold (see ``paymentsQueueSettings``): one
+        /// setting for every process of the fleet.
+        public var replaceQueueSettings = false
 
         public init(database: PostgresDatabase.Configuration,
                     paymentsQueue: QueueAttributes = QueueAttributes(visibilityTimeout: .seconds(30), maxReceiveCount: 5),
@@ -48,7 +52,8 @@ public final class PostgresBackend: FlashBackend {
         self.configuration = configuration
         let database = try await PostgresDatabase(configuration: configuration.database, logger: logger)
         do {
-            let payments = try await database.createQueue(configuration.paymentsQueueName, attributes: configuration.paymentsQueue)
+            let payments = try await database.createQueue(configuration.paymentsQueueName, attributes: configuration.paymentsQueue,
+                                                           replacing: configuration.replaceQueueSettings)
             let topic = try await database.createTopic(configuration.topicName)
             try await topic.subscribe(queue: configuration.paymentsQueueName)
             self.payments = payments
@@ -64,6 +69,7 @@ public final class PostgresBackend: FlashBackend {
     }
 
     public var orders: any OrderStore { store }
+    public var paymentsQueueSettings: QueueAttributes { payments.attributes }
     public var catalog: any Catalog { store }
     public var deadLetterQueue: (any MessageQueue)? { deadLetters }
     public var ledger: any PaymentLedger { postgresLedger }

@@ -4,9 +4,9 @@ import PostgresNIO
 
 extension PostgresDatabase {
     /// Creates a queue (and its dead-letter queue, when redrive is on), or updates the settings of
-    /// an existing one; its messages are kept. Every process opening the queue writes its settings,
-    /// so give them all the same ones.
-    public func createQueue(_ name: String, attributes: QueueAttributes = QueueAttributes()) async throws -> PostgresMessageQueue {
+    /// an existing one (unless `replacing` is false: then the stored settings hold, and the
+    /// queue's ``PostgresMessageQueue/attributes`` say what they are); its messages are kept.
+    public func createQueue(_ name: String, attributes: QueueAttributes = QueueAttributes(), replacing: Bool = true) async throws -> PostgresMessageQueue {
         try attributes.validate()
         guard !name.isEmpty, name.utf8.count <= 80 else { throw QueueError.invalidAttribute("queue name must be 1 to 80 bytes") }
         var deadLetter: PostgresQueueRecord?
@@ -15,7 +15,7 @@ extension PostgresDatabase {
                                       retention: QueueLimits.maxRetention, maxBodyBytes: QueueLimits.maxBodyBytesCeiling)
             deadLetter = try await upsertQueue(deadLetterName, dlq, deadLetterQueueID: nil, keepExisting: true)
         }
-        let record = try await upsertQueue(name, attributes, deadLetterQueueID: deadLetter?.id, keepExisting: false)
+        let record = try await upsertQueue(name, attributes, deadLetterQueueID: deadLetter?.id, keepExisting: !replacing)
         return register(record, deadLetter: deadLetter)
     }
 

@@ -14,6 +14,12 @@ struct PostgresQueueRecord: Sendable, Hashable {
     var maxBodyBytes: Int
     var deadLetterQueueID: Int64?
 
+    /// The stored settings (the dead-letter queue by its default name).
+    var attributes: QueueAttributes {
+        QueueAttributes(visibilityTimeout: .milliseconds(visibilityTimeoutMillis), maxReceiveCount: maxReceiveCount,
+                        retention: .milliseconds(retentionMillis), deliveryDelay: .milliseconds(delayMillis), maxBodyBytes: maxBodyBytes)
+    }
+
     static let columns = "id, name, visibility_timeout_ms, max_receive_count, retention_ms, delay_ms, max_body_bytes, dead_letter_queue_id"
 
     init(_ row: PostgresRow) throws {
@@ -46,6 +52,8 @@ public final class PostgresMessageQueue: MessageQueue {
     let record: PostgresQueueRecord
     let deadLetter: PostgresQueueRecord?
     let database: PostgresDatabase
+    /// The settings this queue works by: as stored when it was opened.
+    public var attributes: QueueAttributes { record.attributes }
     private let lastSweep = Atomic<Int64>(0)
     /// Concurrent calls of this process share statements and commits (group commit): sends,
     /// claims and deletes made while one is running run together as the next one. Measured

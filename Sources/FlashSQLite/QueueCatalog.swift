@@ -33,19 +33,30 @@ struct QueueRecord: Sendable, Hashable {
         try Row.fetchOne(db, sql: "SELECT * FROM fs_queues WHERE id = ?", arguments: [id]).map(QueueRecord.init(row:))
     }
 
-    /// Creates the queue, or updates its settings if it exists; returns its record.
-    static func upsert(_ db: Database, name: String, attributes: QueueAttributes, deadLetterQueueID: Int64?, now: Int64) throws -> QueueRecord {
-        try db.execute(sql: """
-            INSERT INTO fs_queues (name, visibility_timeout_ms, max_receive_count, retention_ms, delay_ms,
-                                   max_body_bytes, dead_letter_queue_id, created_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-            ON CONFLICT(name) DO UPDATE SET
+    /// The stored settings (the dead-letter queue by its default name).
+    var attributes: QueueAttributes {
+        QueueAttributes(visibilityTimeout: .milliseconds(visibilityTimeoutMillis), maxReceiveCount: maxReceiveCount,
+                        retention: .milliseconds(retentionMillis), deliveryDelay: .milliseconds(delayMillis), maxBodyBytes: maxBodyBytes)
+    }
+
+    /// Creates the queue, or, when `replacing`, updates the settings of an existing one (else
+    /// they stay as stored); returns its record, with the settings that hold.
+    static func upsert(_ db: Database, name: String, attributes: QueueAttributes, deadLetterQueueID: Int64?, now: Int64,
+                       replacing: Bool = true) throws -> QueueRecord {
+        let onConflict = replacing ? """
+            DO UPDATE SET
                 visibility_timeout_ms = excluded.visibility_timeout_ms,
                 max_receive_count = excluded.max_receive_count,
                 retention_ms = excluded.retention_ms,
                 delay_ms = excluded.delay_ms,
                 max_body_bytes = excluded.max_body_bytes,
                 dead_letter_queue_id = excluded.dead_letter_queue_id
+            """ : "DO NOTHING"
+        try db.execute(sql: """
+            INSERT INTO fs_queues (name, visibility_timeout_ms, max_receive_count, retention_ms, delay_ms,
+                                   max_body_bytes, dead_letter_queue_id, created_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(name) \(onConflict)
             """, arguments: [
                 name, attributes.visibilityTimeout.asMilliseconds, attributes.maxReceiveCount,
                 attributes.retention.asMilliseconds, attributes.deliveryDelay.asMilliseconds,

@@ -26,6 +26,10 @@ public final class SQLiteBackend: FlashBackend {
         /// elsewhere (SQS).
         public var topicName = "orders"
         public var paymentsQueueName = "payments"
+        /// Whether ``paymentsQueue`` replaces the settings of a payments queue that exists; when
+        /// false (the default) the stored settings hold (see ``paymentsQueueSettings``): one
+        /// setting for every process of the fleet.
+        public var replaceQueueSettings = false
         /// How often this process looks for commits by other processes on the file, to wake its
         /// long-polling receivers (``SQLiteDatabase/watchOtherProcesses(every:)``).
         public var wakePoll: Duration
@@ -55,7 +59,8 @@ public final class SQLiteBackend: FlashBackend {
     public init(configuration: Configuration) async throws {
         self.configuration = configuration
         let database = try SQLiteDatabase(path: configuration.path, synchronous: configuration.synchronous)
-        let payments = try await database.createQueue(configuration.paymentsQueueName, attributes: configuration.paymentsQueue)
+        let payments = try await database.createQueue(configuration.paymentsQueueName, attributes: configuration.paymentsQueue,
+                                                           replacing: configuration.replaceQueueSettings)
         let topic = try await database.createTopic(configuration.topicName)
         try await topic.subscribe(queue: configuration.paymentsQueueName)
         self.database = database
@@ -68,6 +73,7 @@ public final class SQLiteBackend: FlashBackend {
     }
 
     public var orders: any OrderStore { store }
+    public var paymentsQueueSettings: QueueAttributes { payments.attributes }
     public var catalog: any Catalog { store }
     public var deadLetterQueue: (any MessageQueue)? { deadLetters }
     public var ledger: any PaymentLedger { sqliteLedger }

@@ -4,8 +4,10 @@ import GRDB
 
 extension SQLiteDatabase {
     /// Creates a queue (and its dead-letter queue, when redrive is on), or updates the settings of
-    /// an existing one. Its unacknowledged messages, if any, are kept.
-    public func createQueue(_ name: String, attributes: QueueAttributes = QueueAttributes()) async throws -> SQLiteMessageQueue {
+    /// an existing one (unless `replacing` is false: then the stored settings hold, and the
+    /// queue's ``SQLiteMessageQueue/attributes`` say what they are). Its unacknowledged messages,
+    /// if any, are kept.
+    public func createQueue(_ name: String, attributes: QueueAttributes = QueueAttributes(), replacing: Bool = true) async throws -> SQLiteMessageQueue {
         try attributes.validate()
         guard !name.isEmpty, name.utf8.count <= 80 else { throw QueueError.invalidAttribute("queue name must be 1 to 80 bytes") }
         let deadLetterName = attributes.deadLetterQueueName(for: name)
@@ -19,7 +21,8 @@ extension SQLiteDatabase {
                     retention: QueueLimits.maxRetention, maxBodyBytes: QueueLimits.maxBodyBytesCeiling)
                 deadLetter = try existing ?? QueueRecord.upsert(db, name: deadLetterName, attributes: dlqAttributes, deadLetterQueueID: nil, now: now)
             }
-            let record = try QueueRecord.upsert(db, name: name, attributes: attributes, deadLetterQueueID: deadLetter?.id, now: now)
+            let record = try QueueRecord.upsert(db, name: name, attributes: attributes, deadLetterQueueID: deadLetter?.id, now: now,
+                                                replacing: replacing)
             return (record, deadLetter)
         }
         return register(record: record, deadLetter: deadLetter)

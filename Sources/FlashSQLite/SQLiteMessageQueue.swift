@@ -11,6 +11,8 @@ public final class SQLiteMessageQueue: MessageQueue {
     public let name: String
     let record: QueueRecord
     let deadLetter: QueueRecord?
+    /// The settings this queue works by: as stored when it was opened.
+    public var attributes: QueueAttributes { record.attributes }
     let database: SQLiteConnection
     private let lastSweep = Atomic<Int64>(0)
 

@@ -2,6 +2,7 @@ import FlashAWS
 import FlashGateway
 import FlashPayments
 import FlashPostgres
+import FlashQueue
 import FlashSQLite
 
 /// Everything a flashsale process can be told, one type per concern. `serve` and `worker` read
@@ -73,8 +74,50 @@ public struct QueueConfiguration: Sendable {
     public var maxReceives = 5
     /// How long a payment message is kept before it is dropped (SQS's MessageRetentionPeriod).
     public var messageRetention: Duration = .seconds(4 * 86_400)
+    /// The settings this process was given (by flag or variable), not left at their defaults.
+    public var stated: Set<QueueSetting> = []
+    /// Store these settings for the whole fleet, replacing the stored ones.
+    public var reconfigure = false
 
     public init() {}
+
+    /// One of the payments queue's settings, by its flag.
+    public enum QueueSetting: String, Sendable, Hashable, CaseIterable {
+        case visibilityTimeout = "--visibility-timeout"
+        case maxReceives = "--max-receives"
+        case messageRetention = "--message-retention"
+    }
+
+    /// The settings of a payments queue that exists are stored with it, one for the whole
+    /// fleet: this configuration with the stored values. Throws ``QueueSettingsMismatch`` when
+    /// this process was given a value that differs from the stored one (it would otherwise
+    /// enforce another lease, redrive or retention than the rest of the fleet).
+    public func adopting(_ stored: QueueAttributes) throws -> QueueConfiguration {
+        let differences: [(QueueSetting, here: String, stored: String)] = [
+            (.visibilityTimeout, visibilityTimeout.shortDescription, stored.visibilityTimeout.shortDescription),
+            (.maxReceives, "\(maxReceives)", "\(stored.maxReceiveCount)"),
+            (.messageRetention, messageRetention.shortDescription, stored.retention.shortDescription),
+        ].filter { $0.here != $0.stored }
+        let refused = differences.filter { stated.contains($0.0) }
+        if !refused.isEmpty {
+            throw QueueSettingsMismatch(description: "the payments queue's settings are stored in the database, one for the whole fleet, "
+                + "and this process was given others: "
+                + refused.map { "\($0.0.rawValue) \($0.here) here, \($0.stored) stored" }.joined(separator: "; ")
+                + ". Start it without \(refused.count == 1 ? "that option" : "those options") to use the stored settings, or add "
+                + "--reconfigure-queue (FLASHSALE_RECONFIGURE_QUEUE=1) to store this process's settings for every process "
+                + "(processes already running keep theirs until they restart).")
+        }
+        var copy = self
+        copy.visibilityTimeout = stored.visibilityTimeout
+        copy.maxReceives = stored.maxReceiveCount
+        copy.messageRetention = stored.retention
+        return copy
+    }
+}
+
+/// A process was given payments-queue settings that differ from the ones stored for the fleet.
+public struct QueueSettingsMismatch: Error, CustomStringConvertible {
+    public var description: String
 }
 
 /// The worker pool and the reconciler.

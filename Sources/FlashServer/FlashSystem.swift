@@ -60,16 +60,38 @@ public struct FlashSystem: Sendable {
             var options = PostgresBackend.Configuration(database: postgres, paymentsQueue: paymentsQueue,
                                                         strictCatalog: configuration.backend.strictCatalog)
             (options.topicName, options.paymentsQueueName) = names
+            options.replaceQueueSettings = configuration.queue.reconfigure
             backend = try await PostgresBackend(configuration: options, logger: logger)
         } else {
             var options = SQLiteBackend.Configuration(
                 path: configuration.backend.path, synchronous: configuration.backend.synchronous, paymentsQueue: paymentsQueue,
                 strictCatalog: configuration.backend.strictCatalog, wakePoll: configuration.backend.wakePoll)
             (options.topicName, options.paymentsQueueName) = names
+            options.replaceQueueSettings = configuration.queue.reconfigure
             backend = try await SQLiteBackend(configuration: options)
         }
+        var configuration = configuration
         do {
             try await checkQueueMode(of: backend, sqs: configuration.sqs != nil)
+            // The backend's own payments queue: its stored settings are the fleet's. (SQS keeps
+            // its queue's settings itself: `setup-aws`.)
+            if configuration.sqs == nil {
+                let asked = configuration.queue
+                configuration.queue = try asked.adopting(backend.paymentsQueueSettings)
+                if configuration.queue.visibilityTimeout != asked.visibilityTimeout || configuration.queue.maxReceives != asked.maxReceives
+                    || configuration.queue.messageRetention != asked.messageRetention {
+                    logger.info("payments queue settings as stored for the fleet", metadata: [
+                        "visibility_timeout": "\(configuration.queue.visibilityTimeout.shortDescription)",
+                        "max_receives": "\(configuration.queue.maxReceives)",
+                        "message_retention": "\(configuration.queue.messageRetention.shortDescription)",
+                    ])
+                } else if asked.reconfigure {
+                    logger.warning("payments queue settings stored for the whole fleet", metadata: [
+                        "visibility_timeout": "\(asked.visibilityTimeout.shortDescription)", "max_receives": "\(asked.maxReceives)",
+                        "message_retention": "\(asked.messageRetention.shortDescription)",
+                    ])
+                }
+            }
         } catch {
             try? await backend.shutdown()
             throw error

@@ -26,6 +26,7 @@ struct BackendOptions: ParsableArguments {
     @Option(help: "Lease of each delivered payment message [FLASHSALE_VISIBILITY_TIMEOUT, default 30s].") var visibilityTimeout: String?
     @Option(help: "Deliveries before a message is dead-lettered [FLASHSALE_MAX_RECEIVES, default 5].") var maxReceives: String?
     @Option(help: "How long a payment message is kept before it is dropped, up to 14d; its order is then settled [FLASHSALE_MESSAGE_RETENTION, default 4d].") var messageRetention: String?
+    @Flag(help: "Store this process's --visibility-timeout, --max-receives and --message-retention for the whole fleet, replacing the stored ones (otherwise the stored ones hold, and a process given others refuses to start) [FLASHSALE_RECONFIGURE_QUEUE].") var reconfigureQueue = false
     @Option(help: "How often to look for other processes' commits on the file, to wake idle workers; longer costs less CPU and delays pickup [FLASHSALE_WAKE_POLL, default 50ms].") var wakePoll: String?
 
     func resolve(into config: inout FlashConfiguration) throws {
@@ -49,6 +50,12 @@ struct BackendOptions: ParsableArguments {
                                                         range: .milliseconds(1)...QueueLimits.maxWait)
         config.queue.messageRetention = try Settings.duration(messageRetention, env: "FLASHSALE_MESSAGE_RETENTION", default: config.queue.messageRetention,
                                                               range: .milliseconds(1)...QueueLimits.maxRetention)
+        config.queue.stated = Set([
+            (QueueConfiguration.QueueSetting.visibilityTimeout, Settings.value(visibilityTimeout, env: "FLASHSALE_VISIBILITY_TIMEOUT")),
+            (.maxReceives, Settings.value(maxReceives, env: "FLASHSALE_MAX_RECEIVES")),
+            (.messageRetention, Settings.value(messageRetention, env: "FLASHSALE_MESSAGE_RETENTION")),
+        ].compactMap { $0.1 == nil ? nil : $0.0 })
+        config.queue.reconfigure = Settings.flag(reconfigureQueue, env: "FLASHSALE_RECONFIGURE_QUEUE")
     }
 }
 

@@ -162,7 +162,7 @@ struct FinalStateTests {
             _ = try await server.terminate()
 
             // Retention drops a message while nobody works the queue: its order is settled too.
-            let short = try await ServerProcess(dataPath: data, arguments: ["--workers", "0", "--message-retention", "1s"])
+            let short = try await ServerProcess(dataPath: data, arguments: ["--workers", "0", "--message-retention", "1s", "--reconfigure-queue"])
             let again = APIClient(http: http, base: short.baseURL)
             let late = try await again.call(.POST, "/orders/async", json: #"{"customer_id": 9, "items": [{"product_id": "TV"}]}"#)
             let lateID = try #require(late.string("order_id"))

@@ -54,7 +54,8 @@ struct FleetTests {
         let data = ServerProcess.temporaryDataPath()
         let http = Self.httpClient()
         do {
-            let api = try await ServerProcess(dataPath: data, arguments: ["--workers", "0"])
+            // The fleet's lease, which the workers are given too (one setting, stored once).
+            let api = try await ServerProcess(dataPath: data, arguments: ["--workers", "0", "--visibility-timeout", "2s"])
             let client = APIClient(http: http, base: api.baseURL)
             var workers: [ServerProcess] = []
             for _ in 0..<3 { workers.append(try await ServerProcess("worker", dataPath: data, arguments: Self.workerArguments)) }

@@ -55,11 +55,13 @@ struct ScaleOutTests {
         do {
             let gateway = try await ServerProcess("gateway", dataPath: files + ".gateway", arguments: ["--latency", "20ms"])
             started.append(gateway)
-            let shared = ["--database", database, "--payment-url", gateway.baseURL]
+            // One lease for the fleet: the queue's settings are stored once, and a process given
+            // others refuses to start.
+            let shared = ["--database", database, "--payment-url", gateway.baseURL, "--visibility-timeout", "2s"]
             let apis = [try await ServerProcess(dataPath: files, arguments: shared + ["--workers", "0"]),
                         try await ServerProcess(dataPath: files, arguments: shared + ["--workers", "0"])]
             started += apis
-            let workerArguments = shared + ["--workers", "12", "--visibility-timeout", "2s"]
+            let workerArguments = shared + ["--workers", "12"]
             var workers: [ServerProcess] = []
             for _ in 0..<3 { workers.append(try await ServerProcess("worker", dataPath: files, arguments: workerArguments)) }
             started += workers
