@@ -5,5 +5,5 @@ struct FlashSaleCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "flashsale",
         abstract: "A flash-sale order-processing engine: order API, inventory gate, durable queue, payment workers.",
-        subcommands: [ServeCommand.self, WorkerCommand.self, GatewayCommand.self, SetupAWSCommand.self, LoadCommand.self, MonitorCommand.self, PlanCommand.self, LabCommand.self, BenchCommand.self])
+        subcommands: [ServeCommand.self, WorkerCommand.self, GatewayCommand.self, SetupAWSCommand.self, LoadCommand.self, MonitorCommand.self, PlanCommand.self, LabCommand.self, BenchCommand.self, ChaosCommand.self])
 }

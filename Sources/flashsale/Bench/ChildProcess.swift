@@ -57,6 +57,17 @@ final class ChildProcess: @unchecked Sendable {
 
     var isRunning: Bool { process.isRunning }
 
+    /// Sends `number` (SIGKILL, SIGSTOP, SIGCONT…) to the program, if it is running.
+    func send(_ number: Int32) {
+        if process.isRunning { kill(process.processIdentifier, number) }
+    }
+
+    /// Blocks until the program has exited (after a SIGKILL: at once).
+    func waitUntilExit() {
+        process.waitUntilExit()
+        Self.live.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(self)) }
+    }
+
     /// What the program wrote so far.
     var log: String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
 

@@ -1,0 +1,71 @@
+import FlashCore
+import Foundation
+import Testing
+
+/// `flashsale chaos`, the reduced tier the test command runs: every topology it can start here
+/// (the embedded process, a fleet on one file, and PostgreSQL with its restart and SIGSTOP when
+/// the test command's cluster is there), a few faults each, the promise checked from outside.
+/// The full run (`--faults 100`) is the README's; its summaries are in the Guarantees section.
+@Suite("flashsale chaos", .serialized)
+struct ChaosCommandTests {
+    static func chaos(_ arguments: [String]) async throws -> (status: Int32, output: String, errors: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: ServerProcess.binary)
+        process.arguments = ["chaos"] + arguments
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("flashsale-chaos-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let out = directory.appendingPathComponent("out"), err = directory.appendingPathComponent("err")
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: out)
+        process.standardError = try FileHandle(forWritingTo: err)
+        try process.run()
+        // Bounded: a run that never ends is a failure, not a hung suite.
+        let deadline = ContinuousClock.now + .seconds(900)
+        while process.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
+        if process.isRunning {
+            process.interrupt()
+            Issue.record("flashsale chaos did not finish within 15 minutes")
+        }
+        process.waitUntilExit()
+        return (process.terminationStatus, try String(contentsOf: out, encoding: .utf8), try String(contentsOf: err, encoding: .utf8))
+    }
+
+    @Test func aFewFaultsPerTopologyBreakNoPromise() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        var arguments = ["--faults", "4", "--interval", "700ms", "--clients", "4", "--json",
+                         "--output", FileManager.default.temporaryDirectory.appendingPathComponent("flashsale-chaos-\(UUID().uuidString)").path]
+        var expected = ["embedded", "fleet"]
+        if let postgres = environment["FLASHSALE_TEST_POSTGRES"] {
+            arguments += ["--database", postgres]
+            if let directory = environment["FLASHSALE_TEST_POSTGRES_DIR"] { arguments += ["--postgres-dir", directory] }
+            expected.append("postgres")
+        }
+        let run = try await Self.chaos(arguments)
+        #expect(run.status == 0, "\(run.output)\n\(run.errors)")
+        let summaries = try JSONValue.parse(Array(run.output.utf8)).array ?? []
+        #expect(summaries.compactMap { $0.at(["topology"])?.string } == expected)
+        for summary in summaries {
+            let name = summary.at(["topology"])?.string ?? "?"
+            // The run was real: faults injected, orders acknowledged and settled.
+            let faults = summary.at(["faults"])?.object?.values.compactMap(\.int).reduce(0, +) ?? 0
+            #expect(faults == 4, "\(name)")
+            #expect((summary.at(["acknowledged"])?.int ?? 0) > 0, "\(name)")
+            #expect((summary.at(["completed"])?.int ?? 0) > 0, "\(name)")
+            for violation in ["lost", "presentAfterRefusal", "chargedTwice", "completedWithoutCharge", "failedWithCharge",
+                              "chargedAfterNotCharged", "stuck", "oversold", "stockNotConserved"] {
+                #expect(summary.at([violation])?.int == 0, "\(name): \(violation) in \(run.output)")
+            }
+            #expect(summary.at(["crashed"])?.array?.isEmpty == true, "\(name)")
+        }
+    }
+
+    @Test func badOptionsAreRefusedBeforeAnythingStarts() async throws {
+        for (arguments, fragment) in [(["--topology", "cloud"], "--topology"), (["--topology", "postgres"], "--database"),
+                                      (["--interval", "1ms"], "--interval"), (["--clients", "0"], "--clients")] {
+            let run = try await Self.chaos(arguments)
+            #expect(run.status != 0)
+            #expect(run.errors.contains(fragment), "\(arguments): \(run.errors)")
+        }
+    }
+}
