@@ -44,6 +44,9 @@ public final class HTTPPaymentGateway: PaymentGateway, Service {
 
     public let configuration: Configuration
     private let client: HTTPClient
+    /// The health check's own client: a probe must not wait behind the charges for a connection
+    /// of the pool (a busy pool is not a gateway that is away).
+    private let probeClient: HTTPClient
     private let logger: Logger
     private let transientErrors = Atomic<Int>(0)
     private let closed = Mutex(false)
@@ -59,6 +62,11 @@ public final class HTTPPaymentGateway: PaymentGateway, Service {
         http.connectionPool.retryConnectionEstablishment = false
         http.timeout = .init(connect: .seconds(2), read: .seconds(Int64(configuration.requestTimeout.components.seconds) + 1))
         self.client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: http)
+        var probe = HTTPClient.Configuration()
+        probe.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 2)
+        probe.connectionPool.retryConnectionEstablishment = false
+        probe.timeout = .init(connect: .seconds(2), read: .seconds(5))
+        self.probeClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: probe)
     }
 
     public var expectedLatency: Duration { configuration.expectedLatency }
@@ -89,7 +97,7 @@ public final class HTTPPaymentGateway: PaymentGateway, Service {
     /// caller probes again.
     public func probe() async throws {
         let seconds = max(1, min(5, configuration.requestTimeout.components.seconds))
-        let response = try await client.execute(HTTPClientRequest(url: configuration.baseURL + "/health"), timeout: .seconds(seconds))
+        let response = try await probeClient.execute(HTTPClientRequest(url: configuration.baseURL + "/health"), timeout: .seconds(seconds))
         _ = try await response.body.collect(upTo: 1 << 16)
         guard (200..<300).contains(response.status.code) else {
             throw TransientPaymentError("the gateway's health check answered \(response.status.code)")
@@ -107,6 +115,7 @@ public final class HTTPPaymentGateway: PaymentGateway, Service {
 
     private func send(_ method: HTTPMethod, _ path: String, body: Data?, idempotencyKey: String?) async throws -> Data {
         var lastError = "no attempt"
+        var reached = false
         for attempt in 0..<max(1, configuration.attempts) {
             if attempt > 0 {
                 let base = Double(configuration.backoff.asMilliseconds) * Double(1 << (attempt - 1))
@@ -120,6 +129,7 @@ public final class HTTPPaymentGateway: PaymentGateway, Service {
             if let body { request.body = .bytes(ByteBuffer(data: body)) }
             do {
                 let response = try await client.execute(request, timeout: .seconds(Int64(configuration.requestTimeout.components.seconds)))
+                reached = true
                 let bytes = try await response.body.collect(upTo: 1 << 20)
                 switch response.status.code {
                 case 200..<300:
@@ -136,11 +146,20 @@ public final class HTTPPaymentGateway: PaymentGateway, Service {
                 throw CancellationError()
             } catch {
                 if Task.isCancelled { throw CancellationError() }
+                if !Self.neverSent(error) { reached = true }
                 lastError = "\(error)"
             }
             logger.debug("gateway call failed; retrying", metadata: ["path": "\(path)", "attempt": "\(attempt + 1)", "error": "\(lastError)"])
         }
-        throw TransientPaymentError("payment gateway unreachable: \(lastError)")
+        throw TransientPaymentError("payment gateway unreachable: \(lastError)", reachedGateway: reached)
+    }
+
+    /// Whether `error` says the request never left this process: no connection could be made.
+    private static func neverSent(_ error: any Error) -> Bool {
+        if let error = error as? HTTPClientError, error == .connectTimeout { return true }
+        if let error = error as? IOError, [ECONNREFUSED, ENETUNREACH, EHOSTUNREACH].contains(error.errnoCode) { return true }
+        if let error = error as? ChannelError, case .connectTimeout = error { return true }
+        return false
     }
 
     private static func escaped(_ id: String) -> String {
@@ -157,5 +176,6 @@ public final class HTTPPaymentGateway: PaymentGateway, Service {
     public func shutdown() async throws {
         guard !closed.withLock({ closed in defer { closed = true }; return closed }) else { return }
         try await client.shutdown()
+        try await probeClient.shutdown()
     }
 }

@@ -17,7 +17,13 @@ public enum PaymentOutcome: Sendable, Hashable {
 /// A failure worth retrying: nothing was charged.
 public struct TransientPaymentError: Error, Sendable, Hashable, CustomStringConvertible {
     public var message: String
-    public init(_ message: String) { self.message = message }
+    /// False when no attempt reached the gateway at all (every connection was refused): the
+    /// charge was never sent. True when one may have (a timeout, a 5xx, a cut connection).
+    public var reachedGateway: Bool
+    public init(_ message: String, reachedGateway: Bool = true) {
+        self.message = message
+        self.reachedGateway = reachedGateway
+    }
     public var description: String { message }
 }
 

@@ -93,11 +93,15 @@ public struct QueueConfiguration: Sendable {
     /// this process was given a value that differs from the stored one (it would otherwise
     /// enforce another lease, redrive or retention than the rest of the fleet).
     public func adopting(_ stored: QueueAttributes) throws -> QueueConfiguration {
-        let differences: [(QueueSetting, here: String, stored: String)] = [
-            (.visibilityTimeout, visibilityTimeout.shortDescription, stored.visibilityTimeout.shortDescription),
-            (.maxReceives, "\(maxReceives)", "\(stored.maxReceiveCount)"),
-            (.messageRetention, messageRetention.shortDescription, stored.retention.shortDescription),
-        ].filter { $0.here != $0.stored }
+        // Compared as stored: whole milliseconds.
+        let compared: [(QueueSetting, here: String, stored: String, same: Bool)] = [
+            (.visibilityTimeout, visibilityTimeout.shortDescription, stored.visibilityTimeout.shortDescription,
+             visibilityTimeout.asMilliseconds == stored.visibilityTimeout.asMilliseconds),
+            (.maxReceives, "\(maxReceives)", "\(stored.maxReceiveCount)", maxReceives == stored.maxReceiveCount),
+            (.messageRetention, messageRetention.shortDescription, stored.retention.shortDescription,
+             messageRetention.asMilliseconds == stored.retention.asMilliseconds),
+        ]
+        let differences = compared.filter { !$0.same }
         let refused = differences.filter { stated.contains($0.0) }
         if !refused.isEmpty {
             throw QueueSettingsMismatch(description: "the payments queue's settings are stored in the database, one for the whole fleet, "
@@ -111,6 +115,16 @@ public struct QueueConfiguration: Sendable {
         copy.visibilityTimeout = stored.visibilityTimeout
         copy.maxReceives = stored.maxReceiveCount
         copy.messageRetention = stored.retention
+        return copy
+    }
+
+    /// The stored settings with the ones this process was given in their place: what
+    /// `--reconfigure-queue` stores (a setting it was not given keeps its stored value).
+    public func merged(into stored: QueueAttributes) -> QueueConfiguration {
+        var copy = self
+        copy.visibilityTimeout = stated.contains(.visibilityTimeout) ? visibilityTimeout : stored.visibilityTimeout
+        copy.maxReceives = stated.contains(.maxReceives) ? maxReceives : stored.maxReceiveCount
+        copy.messageRetention = stated.contains(.messageRetention) ? messageRetention : stored.retention
         return copy
     }
 }

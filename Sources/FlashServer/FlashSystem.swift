@@ -46,31 +46,19 @@ public struct FlashSystem: Sendable {
     /// Opens the backend (and, with ``FlashConfiguration/sqs``, the SQS queue and SNS topic)
     /// and wires every component for `role`.
     public static func open(_ configuration: FlashConfiguration, role: Role = .server, logger: Logger) async throws -> FlashSystem {
-        var paymentsQueue = QueueAttributes(visibilityTimeout: configuration.queue.visibilityTimeout,
-                                            maxReceiveCount: configuration.queue.maxReceives,
-                                            retention: configuration.queue.messageRetention)
-        // With SQS, the backend's queue is the outbox: messages wait there only until the relay
-        // has published them, so none is dead-lettered or dropped (SQS's own queue does both).
-        let names = configuration.sqs == nil ? ("orders", "payments") : ("outbox-orders", "outbox")
-        if configuration.sqs != nil {
-            paymentsQueue = QueueAttributes(visibilityTimeout: .seconds(30), maxReceiveCount: 0, retention: QueueLimits.maxRetention)
-        }
-        let backend: any FlashBackend
-        if let postgres = configuration.backend.postgres {
-            var options = PostgresBackend.Configuration(database: postgres, paymentsQueue: paymentsQueue,
-                                                        strictCatalog: configuration.backend.strictCatalog)
-            (options.topicName, options.paymentsQueueName) = names
-            options.replaceQueueSettings = configuration.queue.reconfigure
-            backend = try await PostgresBackend(configuration: options, logger: logger)
-        } else {
-            var options = SQLiteBackend.Configuration(
-                path: configuration.backend.path, synchronous: configuration.backend.synchronous, paymentsQueue: paymentsQueue,
-                strictCatalog: configuration.backend.strictCatalog, wakePoll: configuration.backend.wakePoll)
-            (options.topicName, options.paymentsQueueName) = names
-            options.replaceQueueSettings = configuration.queue.reconfigure
-            backend = try await SQLiteBackend(configuration: options)
-        }
         var configuration = configuration
+        var backend = try await openBackend(configuration, replacingQueueSettings: false, logger: logger)
+        // --reconfigure-queue: the stored settings with this process's stated ones in their place.
+        if configuration.queue.reconfigure, configuration.sqs == nil {
+            let stored = backend.paymentsQueueSettings
+            let merged = configuration.queue.merged(into: stored)
+            if merged.visibilityTimeout != stored.visibilityTimeout || merged.maxReceives != stored.maxReceiveCount
+                || merged.messageRetention != stored.retention {
+                try? await backend.shutdown()
+                configuration.queue = merged
+                backend = try await openBackend(configuration, replacingQueueSettings: true, logger: logger)
+            }
+        }
         do {
             try await checkQueueMode(of: backend, sqs: configuration.sqs != nil)
             // The backend's own payments queue: its stored settings are the fleet's. (SQS keeps
@@ -104,6 +92,33 @@ public struct FlashSystem: Sendable {
             try? await backend.shutdown()
             throw error
         }
+    }
+
+    /// The backend `configuration` names, its payments queue created with this process's
+    /// settings, or opened with the stored ones (unless `replacingQueueSettings`).
+    static func openBackend(_ configuration: FlashConfiguration, replacingQueueSettings: Bool, logger: Logger) async throws -> any FlashBackend {
+        var paymentsQueue = QueueAttributes(visibilityTimeout: configuration.queue.visibilityTimeout,
+                                            maxReceiveCount: configuration.queue.maxReceives,
+                                            retention: configuration.queue.messageRetention)
+        // With SQS, the backend's queue is the outbox: messages wait there only until the relay
+        // has published them, so none is dead-lettered or dropped (SQS's own queue does both).
+        let names = configuration.sqs == nil ? ("orders", "payments") : ("outbox-orders", "outbox")
+        if configuration.sqs != nil {
+            paymentsQueue = QueueAttributes(visibilityTimeout: .seconds(30), maxReceiveCount: 0, retention: QueueLimits.maxRetention)
+        }
+        if let postgres = configuration.backend.postgres {
+            var options = PostgresBackend.Configuration(database: postgres, paymentsQueue: paymentsQueue,
+                                                        strictCatalog: configuration.backend.strictCatalog)
+            (options.topicName, options.paymentsQueueName) = names
+            options.replaceQueueSettings = replacingQueueSettings
+            return try await PostgresBackend(configuration: options, logger: logger)
+        }
+        var options = SQLiteBackend.Configuration(
+            path: configuration.backend.path, synchronous: configuration.backend.synchronous, paymentsQueue: paymentsQueue,
+            strictCatalog: configuration.backend.strictCatalog, wakePoll: configuration.backend.wakePoll)
+        (options.topicName, options.paymentsQueueName) = names
+        options.replaceQueueSettings = replacingQueueSettings
+        return try await SQLiteBackend(configuration: options)
     }
 
     /// Refuses to mix queue modes on one backend. A local-mode process would take every order

@@ -120,8 +120,11 @@ final class CircuitBreaker: Sendable {
             do {
                 try await probe()
             } catch {
-                away = true
-                trip("\(error)")
+                // A probe cut short by cancellation (shutdown) says nothing about the dependency.
+                if !Task.isCancelled {
+                    away = true
+                    trip("\(error)")
+                }
             }
             let waiters = state.withLock { state in
                 state.checking = false

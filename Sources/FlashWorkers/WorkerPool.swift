@@ -212,13 +212,15 @@ public final class WorkerPool: Service {
             do {
                 jobs = try await prepare(received, leasedAt: leasedAt)
             } catch {
-                if !(error is CancellationError) {
-                    logger.error("starting orders failed", metadata: ["error": "\(error)"])
-                    _ = await storeBreaker.isAway(after: error)
-                }
                 // Received but not prepared (the store failed): nothing was tried, so the
                 // deliveries go back uncounted; the orders were not touched.
                 await returnUntried(received.map { Job(message: $0, order: nil, orderID: nil, leasedAt: .now) })
+                if !(error is CancellationError) {
+                    logger.error("starting orders failed", metadata: ["error": "\(error)"])
+                    // Away: wait for the probe. Not away (a busy file, a deadlock victim): a
+                    // moment before the next receive, not a tight loop.
+                    if !(await storeBreaker.isAway(after: error)) { try? await Task.sleep(for: .milliseconds(200)) }
+                }
             }
             await returnUntried(dispatcher.deliver(jobs, reserved: wanted))
         }
@@ -285,9 +287,13 @@ public final class WorkerPool: Service {
             if !(error is TransientPaymentError) {
                 logger.error("charge failed", metadata: ["order_id": "\(orderID)", "message_id": "\(job.message.messageID)", "error": "\(error)"])
             }
-            // Nothing was charged. If the gateway is away, that is not the order's fault: the
-            // delivery goes back untried, and the order is charged once the gateway answers.
-            if await gatewayBreaker.isAway(after: error) { return .untried }
+            // If the gateway is away (its health check fails too), the pool stops taking orders.
+            // A charge that never reached it (every connection refused) is not the order's
+            // fault: it goes back untried, and is charged once the gateway answers. One that may
+            // have reached it counts: an order whose charge itself brings the gateway down must
+            // still reach the dead-letter queue.
+            let away = await gatewayBreaker.isAway(after: error)
+            if away, let transient = error as? TransientPaymentError, !transient.reachedGateway { return .untried }
             return .retry(after: backoff(forDelivery: job.message.receiveCount))
         }
     }

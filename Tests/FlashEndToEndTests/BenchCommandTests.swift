@@ -10,20 +10,7 @@ import Testing
 @Suite(.serialized) struct BenchCommandTests {
     /// One run to its end: exit status, standard output, standard error.
     static func bench(_ arguments: [String]) async throws -> (status: Int32, output: String, errors: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: ServerProcess.binary)
-        process.arguments = ["bench"] + arguments
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("flashsale-bench-test-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let out = directory.appendingPathComponent("out"), err = directory.appendingPathComponent("err")
-        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: out)
-        process.standardError = try FileHandle(forWritingTo: err)
-        try process.run()
-        while process.isRunning { try await Task.sleep(for: .milliseconds(50)) }
-        return (process.terminationStatus, try String(contentsOf: out, encoding: .utf8), try String(contentsOf: err, encoding: .utf8))
+        try await ServerProcess.runCommand(["bench"] + arguments)
     }
 
     struct Row {

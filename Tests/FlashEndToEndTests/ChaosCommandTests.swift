@@ -9,26 +9,8 @@ import Testing
 @Suite("flashsale chaos", .serialized)
 struct ChaosCommandTests {
     static func chaos(_ arguments: [String]) async throws -> (status: Int32, output: String, errors: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: ServerProcess.binary)
-        process.arguments = ["chaos"] + arguments
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("flashsale-chaos-test-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let out = directory.appendingPathComponent("out"), err = directory.appendingPathComponent("err")
-        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: out)
-        process.standardError = try FileHandle(forWritingTo: err)
-        try process.run()
         // Bounded: a run that never ends is a failure, not a hung suite.
-        let deadline = ContinuousClock.now + .seconds(900)
-        while process.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
-        if process.isRunning {
-            process.interrupt()
-            Issue.record("flashsale chaos did not finish within 15 minutes")
-        }
-        process.waitUntilExit()
-        return (process.terminationStatus, try String(contentsOf: out, encoding: .utf8), try String(contentsOf: err, encoding: .utf8))
+        try await ServerProcess.runCommand(["chaos"] + arguments, within: .seconds(900))
     }
 
     @Test func aFewFaultsPerTopologyBreakNoPromise() async throws {

@@ -68,6 +68,32 @@ final class ServerProcess: @unchecked Sendable {
         return (process.terminationReason, process.terminationStatus, text)
     }
 
+    /// Runs `flashsale …arguments` (a command that ends by itself: `bench`, `chaos`) to its end,
+    /// or interrupts it after `limit` and records an issue; its exit status and what it wrote.
+    static func runCommand(_ arguments: [String], within limit: Duration = .seconds(900),
+                           sourceLocation: SourceLocation = #_sourceLocation) async throws -> (status: Int32, output: String, errors: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("flashsale-command-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let out = directory.appendingPathComponent("out"), err = directory.appendingPathComponent("err")
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: out)
+        process.standardError = try FileHandle(forWritingTo: err)
+        try process.run()
+        let deadline = ContinuousClock.now + limit
+        while process.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        if process.isRunning {
+            process.interrupt()
+            Issue.record("flashsale \(arguments.first ?? "") did not finish within \(limit)", sourceLocation: sourceLocation)
+        }
+        process.waitUntilExit()
+        return (process.terminationStatus, try String(contentsOf: out, encoding: .utf8), try String(contentsOf: err, encoding: .utf8))
+    }
+
     /// kill -9: no shutdown code runs.
     func kill9() {
         kill(process.processIdentifier, SIGKILL)

@@ -25,13 +25,24 @@ struct OutageTests {
         let down = Atomic<Bool>(true)
         let probes = Atomic<Int>(0)
         let refused = Atomic<Int>(0)
+        /// Every charge reaches the gateway and brings it down (a poison order): it fails, and
+        /// the next probe fails too, after which the gateway is back.
+        let crashesOnCharge: Bool
 
-        init(_ inner: any PaymentGateway) { self.inner = inner }
+        init(_ inner: any PaymentGateway, crashesOnCharge: Bool = false) {
+            self.inner = inner
+            self.crashesOnCharge = crashesOnCharge
+            down.store(!crashesOnCharge, ordering: .releasing)
+        }
 
         func charge(orderID: String, amount: Double) async throws -> PaymentOutcome {
+            if crashesOnCharge {
+                down.store(true, ordering: .releasing)
+                throw TransientPaymentError("the gateway closed the connection", reachedGateway: true)
+            }
             if down.load(ordering: .acquiring) {
                 refused.add(1, ordering: .relaxed)
-                throw TransientPaymentError("payment gateway unreachable: connection refused")
+                throw TransientPaymentError("payment gateway unreachable: connection refused", reachedGateway: false)
             }
             return try await inner.charge(orderID: orderID, amount: amount)
         }
@@ -45,7 +56,10 @@ struct OutageTests {
 
         func probe() async throws {
             probes.add(1, ordering: .relaxed)
-            if down.load(ordering: .acquiring) { throw TransientPaymentError("payment gateway unreachable") }
+            if down.load(ordering: .acquiring) {
+                if crashesOnCharge { down.store(false, ordering: .releasing) }
+                throw TransientPaymentError("payment gateway unreachable")
+            }
         }
 
         var expectedLatency: Duration { inner.expectedLatency }
@@ -184,6 +198,23 @@ struct OutageTests {
         #expect(pool.waitingFor.isEmpty)
         #expect(pool.outages["database", default: 0] >= 1)
         #expect(try await system.services.gateway.statistics().charges == 4)
+        try await system.close()
+    }
+
+    @Test func anOrderWhoseChargeBringsTheGatewayDownIsStillDeadLettered() async throws {
+        // The gateway is away after each of its charges (its probe fails once): the charge
+        // reached it, so the delivery counts, and the order cannot loop for ever between the
+        // breaker's pauses.
+        let system = try await Self.system(lease: .seconds(600))
+        let id = try await system.store.placeQueued(WorkerPoolTests.order(1)).order.id
+        let gateway = OutageGateway(system.services.gateway, crashesOnCharge: true)
+        let pool = Self.pool(store: system.store, gateway: gateway, lease: .seconds(600))
+        try await Self.running(pool, system) {
+            try await WorkerPoolTests().expectEventually(timeout: .seconds(60)) { try await system.store.order(id: id)?.status == .failed }
+        }
+        #expect(pool.outages["gateway", default: 0] >= 1)
+        #expect(try await system.paymentsQueue.statistics().deadLettered == 1)
+        #expect(try await system.store.order(id: id)?.attempts == 3)
         try await system.close()
     }
 

@@ -79,6 +79,9 @@ struct QueueSettingsTests {
         let next = try await FlashSystem.open(Self.stating(base), logger: WorkerPoolTests.logger)
         #expect(next.configuration.queue.messageRetention == .seconds(60))
         #expect(next.backend.paymentsQueueSettings.retention == .seconds(60))
+        // Only what it was given: the lease and the receives stay as stored, not its defaults.
+        #expect(next.configuration.queue.visibilityTimeout == .seconds(2))
+        #expect(next.configuration.queue.maxReceives == 3)
         try await next.close()
     }
 }
