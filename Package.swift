@@ -128,6 +128,12 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
+        // Faults on demand for the chaos checker and tests: a TCP proxy that cuts or stalls.
+        .target(name: "FlashFaults", dependencies: [
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
         // The load generator, queue monitor, capacity planner and the lab.
         .target(name: "FlashLab", dependencies: [
             "FlashCore", "FlashBackend", "FlashServer",
@@ -137,7 +143,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .executableTarget(name: "flashsale", dependencies: [
-            "FlashServer", "FlashLab", "FlashAWS", "FlashTelemetry",
+            "FlashServer", "FlashLab", "FlashAWS", "FlashTelemetry", "FlashFaults",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -151,7 +157,7 @@ let package = Package(
         .testTarget(name: "FlashQueueTests", dependencies: ["FlashCore", "FlashQueue", "FlashSQLite", "FlashPostgres", "FlashAWS"]),
         // Drives the real `flashsale` binary over loopback: kill -9, SIGTERM, storms of requests.
         .testTarget(name: "FlashEndToEndTests", dependencies: [
-            "FlashCore", "FlashBackend", "FlashAWS",
+            "FlashCore", "FlashBackend", "FlashAWS", "FlashFaults",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             // Drives headless chromium over the DevTools protocol (the dashboard test).
             .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),

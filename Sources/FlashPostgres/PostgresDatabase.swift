@@ -99,6 +99,19 @@ public final class PostgresDatabase: Sendable {
             } ?? "\(underlying)"
             return "cannot open PostgreSQL at \(url): \(detail.isEmpty ? "\(underlying)" : detail)"
         }
+
+        /// Whether the server could not be reached (it may answer in a moment), rather than
+        /// refused this process (a wrong password or database, a failed migration).
+        public var isUnreachable: Bool {
+            // The server answered, and refused: unless it said it is starting, stopping or full,
+            // asking again will not change its answer.
+            if let error = underlying as? PSQLError, error.code == .server {
+                return PostgresDatabase.translate(error) is BackendUnavailable
+            }
+            // No answer, a refused or lost connection, no connection in time.
+            return PostgresDatabase.translate(underlying) is BackendUnavailable || underlying is IOError
+                || underlying is NIOConnectionError || underlying is ChannelError
+        }
     }
 
     /// A malformed `--database` URL.
@@ -162,6 +175,12 @@ public final class PostgresDatabase: Sendable {
         let client = PostgresClient(configuration: config, eventLoopGroup: loops, backgroundLogger: logger)
         self.client = client
         self.channel = "flashsale_" + (configuration.schema ?? "public")
+        do {
+            try await Self.connectOnce(configuration, options: options, on: loops.next(), logger: logger)
+        } catch {
+            try? await loops.shutdownGracefully()
+            throw StartupError(url: configuration.redacted, underlying: error)
+        }
         // The pool runs from here until shutdown, so the database works before (and outside) a
         // service group: queues and the catalog are opened while the process composes itself.
         tasks.withLock { $0.append(Task { await client.run() }) }
@@ -176,6 +195,24 @@ public final class PostgresDatabase: Sendable {
             await self.listen()
         }
         tasks.withLock { $0.append(listener) }
+    }
+
+    /// One connection of its own, opened and closed before the pool's first: it fails within
+    /// the connect timeout and with the server's reason (no such database, a wrong password),
+    /// where the pool would retry a failing connection until the call's deadline and report
+    /// only "no answer".
+    private static func connectOnce(_ configuration: Configuration, options: String, on loop: any EventLoop, logger: Logger) async throws {
+        let tls: PostgresConnection.Configuration.TLS = switch configuration.sslMode {
+        case "disable": .disable
+        case "require": .require(try .init(configuration: .makeClientConfiguration()))
+        default: .prefer(try .init(configuration: .makeClientConfiguration()))
+        }
+        var config = PostgresConnection.Configuration(host: configuration.host, port: configuration.port, username: configuration.username,
+                                                      password: configuration.password, database: configuration.database, tls: tls)
+        config.options.connectTimeout = .seconds(2)
+        config.options.additionalStartupParameters = [("options", options)]
+        let connection = try await PostgresConnection.connect(on: loop, configuration: config, id: 0, logger: logger)
+        try? await connection.close()
     }
 
     /// Drops this configuration's schema and everything in it (benchmarks and tests that made a

@@ -62,6 +62,10 @@ public struct BackendConfiguration: Sendable {
     public var strictCatalog = false
     /// How often a process looks for other processes' commits, to wake its idle receivers.
     public var wakePoll: Duration = .milliseconds(50)
+    /// How long a starting process keeps trying to reach its database when it cannot be
+    /// reached (a server starting, restarting or stalled), before it gives up; zero gives up at
+    /// the first failure. A wrong address, password or database name fails at once.
+    public var startupWait: Duration = .seconds(60)
 
     public init() {}
 }

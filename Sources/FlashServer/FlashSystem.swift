@@ -45,7 +45,38 @@ public struct FlashSystem: Sendable {
 
     /// Opens the backend (and, with ``FlashConfiguration/sqs``, the SQS queue and SNS topic)
     /// and wires every component for `role`.
+    ///
+    /// A database that cannot be reached yet (starting, restarting, stalled) is tried again,
+    /// with a warning each time, for up to ``BackendConfiguration/startupWait``: a process
+    /// restarted during a database outage comes up when the database does, as the processes
+    /// already running ride the outage out, rather than exiting and leaving its deliveries and
+    /// its share of the work to nobody. Anything else (a wrong URL, password, schema or queue
+    /// setting) fails at once.
     public static func open(_ configuration: FlashConfiguration, role: Role = .server, logger: Logger) async throws -> FlashSystem {
+        let deadline = ContinuousClock.now + configuration.backend.startupWait
+        var delay = Duration.milliseconds(250)
+        while true {
+            do {
+                return try await openOnce(configuration, role: role, logger: logger)
+            } catch where isUnreachable(error) && ContinuousClock.now + delay < deadline {
+                logger.warning("the database cannot be reached yet; trying again", metadata: [
+                    "database": "\(configuration.backend.postgres?.redacted ?? configuration.backend.path)",
+                    "error": "\(error)", "retry_in": "\(delay.shortDescription)",
+                ])
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
+    }
+
+    /// Whether a failed open may succeed when tried again: the database did not answer.
+    static func isUnreachable(_ error: any Error) -> Bool {
+        if error is BackendUnavailable { return true }
+        if let startup = error as? PostgresDatabase.StartupError { return startup.isUnreachable }
+        return false
+    }
+
+    private static func openOnce(_ configuration: FlashConfiguration, role: Role, logger: Logger) async throws -> FlashSystem {
         var configuration = configuration
         var backend = try await openBackend(configuration, replacingQueueSettings: false, logger: logger)
         // --reconfigure-queue: the stored settings with this process's stated ones in their place.

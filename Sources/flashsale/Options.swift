@@ -28,6 +28,7 @@ struct BackendOptions: ParsableArguments {
     @Option(help: "How long a payment message is kept before it is dropped, up to 14d; its order is then settled [FLASHSALE_MESSAGE_RETENTION, default 4d].") var messageRetention: String?
     @Flag(help: "Store this process's --visibility-timeout, --max-receives and --message-retention for the whole fleet, replacing the stored ones (otherwise the stored ones hold, and a process given others refuses to start) [FLASHSALE_RECONFIGURE_QUEUE].") var reconfigureQueue = false
     @Option(help: "How often to look for other processes' commits on the file, to wake idle workers; longer costs less CPU and delays pickup [FLASHSALE_WAKE_POLL, default 50ms].") var wakePoll: String?
+    @Option(help: "How long a starting process keeps trying to reach a database that does not answer (starting, restarting, stalled) before it exits; 0s exits at once [FLASHSALE_STARTUP_WAIT, default 60s].") var startupWait: String?
 
     func resolve(into config: inout FlashConfiguration) throws {
         config.backend.path = Settings.string(data, env: "FLASHSALE_DATA", default: config.backend.path)
@@ -48,6 +49,8 @@ struct BackendOptions: ParsableArguments {
         config.queue.maxReceives = try Settings.int(maxReceives, env: "FLASHSALE_MAX_RECEIVES", default: config.queue.maxReceives, range: 1...1000)
         config.backend.wakePoll = try Settings.duration(wakePoll, env: "FLASHSALE_WAKE_POLL", default: config.backend.wakePoll,
                                                         range: .milliseconds(1)...QueueLimits.maxWait)
+        config.backend.startupWait = try Settings.duration(startupWait, env: "FLASHSALE_STARTUP_WAIT", default: config.backend.startupWait,
+                                                           range: .zero...(.seconds(3600)))
         config.queue.messageRetention = try Settings.duration(messageRetention, env: "FLASHSALE_MESSAGE_RETENTION", default: config.queue.messageRetention,
                                                               range: .milliseconds(1)...QueueLimits.maxRetention)
         config.queue.stated = Set([

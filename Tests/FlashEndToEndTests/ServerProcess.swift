@@ -26,7 +26,13 @@ final class ServerProcess: @unchecked Sendable {
     }
 
     /// Starts `flashsale <command> --port 0 --data dataPath …arguments` and waits until it listens.
-    init(_ command: String = "serve", dataPath: String, arguments: [String], environment: [String: String] = [:]) async throws {
+    convenience init(_ command: String = "serve", dataPath: String, arguments: [String], environment: [String: String] = [:]) async throws {
+        try self.init(launching: command, dataPath: dataPath, arguments: arguments, environment: environment)
+        try await waitUntilListening(within: .seconds(30))
+    }
+
+    /// Starts `flashsale <command> --port 0 --data dataPath …arguments`; see ``waitUntilListening(within:)``.
+    init(launching command: String, dataPath: String, arguments: [String], environment: [String: String] = [:]) throws {
         logPath = dataPath + ".\(UUID().uuidString.prefix(8)).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
@@ -36,7 +42,15 @@ final class ServerProcess: @unchecked Sendable {
         process.standardError = log
         if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
         try process.run()
-        let deadline = ContinuousClock.now + .seconds(30)
+    }
+
+    /// The process's log so far.
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// Waits until the process says where it listens; stops it and throws if it exits or
+    /// `limit` passes first.
+    func waitUntilListening(within limit: Duration) async throws {
+        let deadline = ContinuousClock.now + limit
         while ContinuousClock.now < deadline {
             let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
             if let range = text.range(of: "listening on http://127.0.0.1:") {
