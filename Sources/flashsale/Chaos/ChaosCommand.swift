@@ -84,6 +84,19 @@ struct ChaosCommand: AsyncParsableCommand {
                                               postgresDirectory: postgresDir.map { URL(fileURLWithPath: $0, isDirectory: true) })
         let history = try ChaosHistory(path: directory.appendingPathComponent("history.jsonl").path)
         defer { history.close() }
+        // The links forward for as long as the run lasts.
+        return try await withThrowingTaskGroup(of: ChaosSummary?.self) { group in
+            group.addTask {
+                try await deployment.runLinks()
+                return nil
+            }
+            defer { group.cancelAll() }
+            return try await drive(deployment, topology: topology, history: history, http: http)
+        }
+    }
+
+    private func drive(_ deployment: ChaosDeployment, topology: ChaosDeployment.Topology, history: ChaosHistory,
+                       http: ChaosHTTP) async throws -> ChaosSummary {
         do {
             try await deployment.waitUntilAnswering(http, within: .seconds(60))
             let run = ChaosRun(deployment: deployment, http: http, history: history, clients: clients, faults: faults,

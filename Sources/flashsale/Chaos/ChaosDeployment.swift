@@ -1,3 +1,4 @@
+import FlashFaults
 import Foundation
 
 /// The processes of one chaos run, on fixed loopback ports so that a process killed with kill -9
@@ -50,6 +51,24 @@ final class ChaosDeployment: @unchecked Sendable {
     /// The lease of a delivered message: a worker paused longer than this loses its deliveries.
     static let lease: Duration = .seconds(2)
 
+    /// A network path from the deployment's processes to a server (the gateway, PostgreSQL),
+    /// through a proxy the run can break.
+    final class Link: @unchecked Sendable {
+        // @unchecked: `brokenUntil` is changed only by the run's one fault loop.
+        let name: String
+        let proxy: TCPProxy
+        /// Broken (connections cut and refused, or stalled) until this instant.
+        var brokenUntil: ContinuousClock.Instant?
+
+        init(name: String, proxy: TCPProxy) {
+            self.name = name
+            self.proxy = proxy
+        }
+    }
+
+    /// The links by server: "gateway" always, "PostgreSQL" on the postgres topology.
+    private(set) var links: [String: Link] = [:]
+
     var apis: [Member] { members.filter { $0.kind == .api } }
     var gateway: Member { members.first { $0.kind == .gateway }! }
 
@@ -60,11 +79,19 @@ final class ChaosDeployment: @unchecked Sendable {
         let gatewayPort = try await ChildProcess.freePort()
         try start(.gateway, "gateway", port: gatewayPort, command: "gateway",
                   arguments: ["--data", directory.appendingPathComponent("gateway.db").path, "--latency", "20ms..60ms"])
-        var shared = ["--payment-url", "http://127.0.0.1:\(gatewayPort)", "--visibility-timeout", Self.lease.shortDescription,
+        // Every process reaches the gateway and the database through a link the run can break.
+        let gatewayLink = Link(name: "gateway", proxy: try await TCPProxy(forwardingTo: "127.0.0.1", port: gatewayPort))
+        links["gateway"] = gatewayLink
+        var shared = ["--payment-url", "http://127.0.0.1:\(gatewayLink.proxy.port)", "--visibility-timeout", Self.lease.shortDescription,
                       "--reconcile-interval", "500ms", "--retry-backoff", "100ms"]
         let api = ["--sync-timeout", "2s", "--sync-lanes", "4", "--flash-product", ChaosRun.flashProduct]
         if let database {
-            shared += ["--database", database]
+            guard var url = URLComponents(string: database), let host = url.host else { throw ChaosError("--database is not a URL") }
+            let link = Link(name: "PostgreSQL", proxy: try await TCPProxy(forwardingTo: host, port: url.port ?? 5432))
+            links["PostgreSQL"] = link
+            url.host = "127.0.0.1"
+            url.port = link.proxy.port
+            shared += ["--database", url.string ?? database]
         } else {
             shared += ["--data", directory.appendingPathComponent("flashsale.db").path]
         }
@@ -169,8 +196,30 @@ final class ChaosDeployment: @unchecked Sendable {
         postgresPaused = (pids, .now + duration)
     }
 
-    /// SIGCONT to every member whose pause is over (all of them with `all`).
+    /// Breaks a link for `duration`: `.refusing` cuts its connections and refuses new ones (a
+    /// partition that resets), `.stalled` holds every byte (one that drops packets); either way
+    /// the processes on both ends keep running. ``resumeDue()`` heals it.
+    func breakLink(_ link: Link, _ mode: TCPProxy.Mode, for duration: Duration) {
+        link.proxy.mode = mode
+        link.brokenUntil = .now + duration
+    }
+
+    /// Forwards every link until the task is cancelled.
+    func runLinks() async throws {
+        try await withThrowingDiscardingTaskGroup { group in
+            for link in links.values { group.addTask { try await link.proxy.run() } }
+        }
+    }
+
+    /// SIGCONT to every member whose pause is over, and heals every link whose break is (all of
+    /// them with `all`).
     func resumeDue(all: Bool = false) {
+        for link in links.values {
+            if let until = link.brokenUntil, all || until <= .now {
+                link.proxy.mode = .passing
+                link.brokenUntil = nil
+            }
+        }
         if let paused = postgresPaused, all || paused.until <= .now {
             for pid in paused.pids { kill(pid, SIGCONT) }
             postgresPaused = nil

@@ -181,7 +181,8 @@ struct ChaosRun {
 
     /// Faults at random moments, `interval` apart on average: kill -9 of any process kind
     /// (restarted at once, on its port), SIGSTOP of a worker for longer than its lease and of the
-    /// gateway for a few seconds.
+    /// gateway for a few seconds, the network to the gateway and to PostgreSQL cut or stalled
+    /// (every process on both ends running on), and PostgreSQL restarted or stopped.
     private func injectFaults() async throws -> [String: Int] {
         var generator = SplitMix64(seed: 0xC4A0_5EED)
         var counts: [String: Int] = [:]
@@ -195,6 +196,9 @@ struct ChaosRun {
             if !workers.isEmpty { kinds += ["kill -9 worker", "SIGSTOP worker"] }
             if deployment.topology == .embedded { kinds += ["SIGSTOP api"] }
             if deployment.postgresDirectory != nil, deployment.postgresPaused == nil { kinds += ["restart PostgreSQL", "SIGSTOP PostgreSQL"] }
+            for (name, link) in deployment.links.sorted(by: { $0.key < $1.key }) where link.brokenUntil == nil {
+                kinds += ["cut \(name) link", "stall \(name) link"]
+            }
             let kind = kinds[Int.random(in: 0..<kinds.count, using: &generator)]
             let member: ChaosDeployment.Member?
             switch kind {
@@ -220,6 +224,13 @@ struct ChaosRun {
             case "restart PostgreSQL":
                 try await deployment.restartPostgres()
                 member = nil
+            case let cut where cut.hasPrefix("cut ") || cut.hasPrefix("stall "):
+                let parts = cut.split(separator: " ")
+                let name = String(parts[1])
+                // The gateway for as long as its SIGSTOP; PostgreSQL past a lease, as its SIGSTOP.
+                deployment.breakLink(deployment.links[name]!, parts[0] == "cut" ? .refusing : .stalled,
+                                     for: name == "gateway" ? .seconds(3) : ChaosDeployment.lease + .seconds(1))
+                member = name == "gateway" ? deployment.gateway : nil
             case "SIGSTOP PostgreSQL":
                 // Longer than a lease: workers' heartbeats and the API's calls all wait on it.
                 try deployment.pausePostgres(for: ChaosDeployment.lease + .seconds(1))
