@@ -89,7 +89,7 @@ let package = Package(
         // The transactional outbox: orders commit with their message locally; a relay publishes it
         // to a payments queue in another system (SQS, SNS).
         .target(name: "FlashOutbox", dependencies: [
-            "FlashCore", "FlashQueue", "FlashOrders",
+            "FlashCore", "FlashQueue", "FlashOrders", "FlashBackend",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
@@ -168,7 +168,7 @@ let package = Package(
         ]),
         // The order-store and inventory contract suite, parameterised over backends.
         .testTarget(name: "FlashAWSTests", dependencies: [
-            "FlashAWS", "FlashQueue", "FlashOutbox", "FlashOrders", "FlashSQLite",
+            "FlashAWS", "FlashQueue", "FlashOutbox", "FlashOrders", "FlashSQLite", "FlashPayments", "FlashWorkers",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),

@@ -77,4 +77,14 @@ public protocol FleetRegistry: Sendable {
     /// Deletes the records of processes whose last heartbeat was before `millis`; returns how many.
     @discardableResult
     func prune(heartbeatBefore millis: Int64) async throws -> Int
+
+    /// A value every process of the fleet reads, by name (the latest purge of an external
+    /// payments queue); nil when none is set.
+    func value(named name: String) async throws -> String?
+
+    /// Sets the value every process of the fleet reads under `name`.
+    func setValue(_ value: String, named name: String) async throws
+
+    /// Sets the value under `name` to `new` only if it is `expected` now; whether it did.
+    func replaceValue(named name: String, from expected: String, to new: String) async throws -> Bool
 }

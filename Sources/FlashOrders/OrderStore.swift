@@ -196,6 +196,12 @@ public protocol OrderStore: Sendable {
     /// message is gone (sync orders have none: ``expiredHolds(now:limit:)`` finds theirs).
     func orphans(after cursor: Int64, limit: Int) async throws -> OrphanScan
 
+    /// Told after a complete pass of ``orphans(after:limit:)`` calls (from cursor 0 to the end)
+    /// whose orphans were settled, the pass having started at `millis` (Unix ms). A store whose
+    /// orphans depend on an event (a purge of an external queue) learns here that the event's
+    /// orphans are settled. Nothing by default.
+    func orphanPassCompleted(startedAt millis: Int64) async throws
+
     /// Up to `limit` open sync orders whose hold ended before `now` (Unix ms), oldest hold first:
     /// a direct look-up, so a dead request's order is settled soon whatever the backlog.
     func expiredHolds(now: Int64, limit: Int) async throws -> [Orphan]
@@ -208,6 +214,8 @@ public protocol OrderStore: Sendable {
 }
 
 extension OrderStore {
+    public func orphanPassCompleted(startedAt millis: Int64) async throws {}
+
     /// Finishes an order without a delivery to delete (the sync endpoint, the reconciler).
     @discardableResult
     public func finish(_ orderID: String, result: OrderResult) async throws -> Order? {

@@ -16,9 +16,9 @@ import Synchronization
 ///   finished. Giving a delivery back is the queue's first, then the order's attempt.
 /// - **The reconciler** cannot look inside SQS for an order's message. An open queued order is
 ///   taken as orphaned when its outbox message is gone (relayed) and it was placed before the
-///   queue's retention could have dropped its message, or before a purge made through this
-///   process. Dead-lettered messages are found by reading the dead-letter queue, as on every
-///   backend.
+///   queue's retention could have dropped its message, or before a purge not yet settled (made
+///   through any process: ``PurgeFence``). Dead-lettered messages are found by reading the
+///   dead-letter queue, as on every backend.
 public final class OutboxOrderStore: OrderStore {
     /// The backend's own store: it places orders with their outbox message.
     public let local: any OrderStore
@@ -30,11 +30,16 @@ public final class OutboxOrderStore: OrderStore {
     ///   - local: the backend's store, whose payments queue is the outbox.
     ///   - paymentsQueue: the queue the workers read (SQS).
     ///   - retention: how long `paymentsQueue` keeps a message (its MessageRetentionPeriod).
-    public init(local: any OrderStore, paymentsQueue: any MessageQueue, retention: Duration, retentionGrace: Duration = .seconds(300)) {
+    ///   - fence: the fleet's record of purges of `paymentsQueue`.
+    public init(local: any OrderStore, paymentsQueue: any MessageQueue, retention: Duration, fence: PurgeFence,
+                retentionGrace: Duration = .seconds(300)) {
         self.local = local
-        self.external = WatchedQueue(paymentsQueue, retention: retention)
+        self.external = WatchedQueue(paymentsQueue, retention: retention, fence: fence)
         self.retentionGrace = retentionGrace
     }
+
+    /// The fleet's record of purges of the payments queue.
+    public var fence: PurgeFence { external.fence }
 
     /// The queue the workers read.
     public var paymentsQueue: any MessageQueue { external }
@@ -94,32 +99,35 @@ public final class OutboxOrderStore: OrderStore {
 
     /// The local scan (its "message gone" means: relayed, or never had one), kept to the orders
     /// whose external message must be gone too: placed before the retention window, or before a
-    /// purge of the payments queue through this process.
+    /// purge of the payments queue (through any process) not yet settled (see ``PurgeFence``).
     public func orphans(after cursor: Int64, limit: Int) async throws -> OrphanScan {
+        // The cutoff first: a purge recorded after the scan read an order cannot make it an orphan.
+        let purgedBefore = try await external.fence.orphanCutoff()
         var scan = try await local.orphans(after: cursor, limit: limit)
         let expiredBefore = WallClock.nowMillis() - (external.retention + retentionGrace).asMilliseconds
-        let cutoff = max(expiredBefore, external.purgedBefore)
+        let cutoff = max(expiredBefore, purgedBefore)
         // An order the local store gave no time for (placedAt 0) is kept: it cannot be shown old.
         scan.orphans.removeAll { $0.reason == .messageGone && ($0.placedAt == 0 || $0.placedAt >= cutoff) }
         return scan
     }
+
+    public func orphanPassCompleted(startedAt millis: Int64) async throws {
+        try await external.fence.passCompleted(startedAt: millis)
+    }
 }
 
-/// The external payments queue, noting when it was purged through this process: the orders
-/// placed before are orphans (SQS deletes every message sent before a PurgeQueue).
+/// The external payments queue, recording each purge for the whole fleet (``PurgeFence``).
 final class WatchedQueue: MessageQueue {
     let base: any MessageQueue
     let retention: Duration
-    private let purged = Atomic<Int64>(0)
+    let fence: PurgeFence
     private let visibleCache = Mutex<(count: Int, at: ContinuousClock.Instant)?>(nil)
 
-    init(_ base: any MessageQueue, retention: Duration) {
+    init(_ base: any MessageQueue, retention: Duration, fence: PurgeFence) {
         self.base = base
         self.retention = retention
+        self.fence = fence
     }
-
-    /// Orders placed before this (Unix ms) had their messages purged; 0 when none was.
-    var purgedBefore: Int64 { purged.load(ordering: .acquiring) }
 
     var name: String { base.name }
     func send(_ body: String, delay: Duration) async throws -> String { try await base.send(body, delay: delay) }
@@ -151,10 +159,10 @@ final class WatchedQueue: MessageQueue {
         return count
     }
 
+    /// Recorded before the call: from then on no relay publishes, so that nothing sent during
+    /// SQS's deleting is lost with the backlog, and every process settles what was relayed before.
     func purge() async throws {
-        // Taken before the call: an order placed while SQS purges may keep its message.
-        let now = WallClock.nowMillis()
+        _ = try await fence.begin()
         try await base.purge()
-        purged.store(now, ordering: .releasing)
     }
 }

@@ -65,13 +65,20 @@ public final class OutboxRelay: Service {
     let logger: Logger
     private let state = Mutex(Statistics())
     private let failureStreak = Atomic<Int>(0)
+    /// Whether a purge held publishing at the last turn (for the log).
+    private let holding = Atomic<Bool>(false)
     /// Set at graceful shutdown: no new batch is taken.
     private let stopping = Atomic<Bool>(false)
 
-    public init(configuration: Configuration = Configuration(), outbox: any MessageQueue, destination: any MessagePublisher, logger: Logger) {
+    /// Holds publishing while a purge of the destination is recent (nil: never held).
+    let fence: PurgeFence?
+
+    public init(configuration: Configuration = Configuration(), outbox: any MessageQueue, destination: any MessagePublisher,
+                fence: PurgeFence? = nil, logger: Logger) {
         self.configuration = configuration
         self.outbox = outbox
         self.destination = destination
+        self.fence = fence
         self.logger = logger
     }
 
@@ -117,7 +124,7 @@ public final class OutboxRelay: Service {
 
     /// What one turn of the relay did.
     public enum Outcome: Sendable, Equatable {
-        /// Nothing was waiting.
+        /// Nothing was waiting, or a purge holds publishing.
         case idle
         /// Every message taken was published (and deleted from the outbox).
         case published(Int)
@@ -129,6 +136,18 @@ public final class OutboxRelay: Service {
     /// the batch failed as a whole (the messages stay in the outbox, hidden for a backoff).
     @discardableResult
     public func relayOnce() async throws -> Outcome {
+        if let fence {
+            let held = await fence.holdsPublishing()
+            if holding.exchange(held, ordering: .relaxed) != held {
+                logger.notice(held ? "a purge of the payments queue holds publishing until its orphans are settled and SQS has stopped deleting"
+                                   : "publishing resumes after the purge")
+            }
+            if held {
+                // A purge is recent: what is sent now could be deleted with the backlog.
+                try await Task.sleep(for: configuration.wait == .zero ? .milliseconds(100) : configuration.wait)
+                return .idle
+            }
+        }
         let messages = try await outbox.receive(maxMessages: QueueLimits.maxBatchSize, wait: configuration.wait,
                                                 visibilityTimeout: configuration.lease)
         guard !messages.isEmpty else { return .idle }

@@ -40,4 +40,18 @@ public final class PostgresFleetRegistry: FleetRegistry {
     public func prune(heartbeatBefore millis: Int64) async throws -> Int {
         try await database.query("DELETE FROM fs_processes WHERE heartbeat_at < \(millis) RETURNING 1").count
     }
+
+    public func value(named name: String) async throws -> String? {
+        try await database.read("SELECT value FROM fs_fleet_values WHERE name = \(name)").first?.decode(String.self)
+    }
+
+    public func setValue(_ value: String, named name: String) async throws {
+        try await database.query("""
+            INSERT INTO fs_fleet_values (name, value) VALUES (\(name), \(value)) ON CONFLICT (name) DO UPDATE SET value = excluded.value
+            """)
+    }
+
+    public func replaceValue(named name: String, from expected: String, to new: String) async throws -> Bool {
+        try await database.query("UPDATE fs_fleet_values SET value = \(new) WHERE name = \(name) AND value = \(expected) RETURNING 1").count == 1
+    }
 }

@@ -140,6 +140,9 @@ enum PostgresSchema {
             )
             """,
         ]),
+        Migration(version: 2, name: "fleet values", statements: [
+            "CREATE TABLE fs_fleet_values (name text PRIMARY KEY, value text NOT NULL)",
+        ]),
     ]
 
     /// Applies the migrations this database lacks, once, whatever the number of processes doing so at once.

@@ -42,4 +42,22 @@ public final class SQLiteFleetRegistry: FleetRegistry {
             return db.changesCount
         }
     }
+
+    public func value(named name: String) async throws -> String? {
+        try await database.read { db in try String.fetchOne(db, sql: "SELECT value FROM fs_fleet_values WHERE name = ?", arguments: [name]) }
+    }
+
+    public func setValue(_ value: String, named name: String) async throws {
+        try await database.write { db in
+            try db.execute(sql: "INSERT INTO fs_fleet_values (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = ?2",
+                           arguments: [name, value])
+        }
+    }
+
+    public func replaceValue(named name: String, from expected: String, to new: String) async throws -> Bool {
+        try await database.write { db in
+            try db.execute(sql: "UPDATE fs_fleet_values SET value = ? WHERE name = ? AND value = ?", arguments: [new, name, expected])
+            return db.changesCount == 1
+        }
+    }
 }

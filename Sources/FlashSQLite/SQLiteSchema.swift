@@ -133,6 +133,9 @@ enum SQLiteSchema {
                 ) WITHOUT ROWID;
                 """)
         }
+        migrator.registerMigration("v4-fleet-values") { db in
+            try db.execute(sql: "CREATE TABLE fs_fleet_values (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
+        }
         return migrator
     }
 

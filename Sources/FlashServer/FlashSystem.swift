@@ -192,9 +192,10 @@ public struct FlashSystem: Sendable {
             } else {
                 queue
             }
-            let store = OutboxOrderStore(local: backend.orders, paymentsQueue: queue, retention: queue.retention)
+            let fence = PurgeFence(registry: backend.fleet)
+            let store = OutboxOrderStore(local: backend.orders, paymentsQueue: queue, retention: queue.retention, fence: fence)
             let relay = OutboxRelay(configuration: .init(concurrency: sqs.relayConcurrency), outbox: store.outbox,
-                                    destination: destination, logger: logger)
+                                    destination: destination, fence: fence, logger: logger)
             return PaymentsRoute(store: store, deadLetterQueue: queue.deadLetterQueue, relay: relay)
         }
     }

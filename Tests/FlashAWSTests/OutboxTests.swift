@@ -3,7 +3,9 @@ import FlashCore
 import FlashOrders
 import FlashOutbox
 import FlashQueue
+import FlashPayments
 import FlashSQLite
+import FlashWorkers
 import Foundation
 import Logging
 import Testing
@@ -31,7 +33,8 @@ struct OutboxTests {
         let backend = try await Self.backend()
         let queue = try await SQSQueues(configuration: TestAWS.configuration).create(TestAWS.name("payments"), attributes: QueueAttributes())
         // Retention 0 and no grace: every relayed order counts as old enough to be an orphan.
-        let store = OutboxOrderStore(local: backend.orders, paymentsQueue: queue, retention: .zero, retentionGrace: .zero)
+        let store = OutboxOrderStore(local: backend.orders, paymentsQueue: queue, retention: .zero, fence: PurgeFence(registry: backend.fleet),
+                                     retentionGrace: .zero)
         var ids: [String] = []
         for n in 0..<25 { ids.append(try await store.placeQueued(Self.order(n)).order.id) }
         // Committed with their outbox rows, nothing published yet: no orphan, nothing in SQS.
@@ -60,15 +63,79 @@ struct OutboxTests {
 
         // Relayed and past the (zero) retention: orphans. With SQS's real retention: none.
         #expect(Set(try await store.orphans(after: 0, limit: 100).orphans.map(\.orderID)) == Set(ids))
-        let patient = OutboxOrderStore(local: backend.orders, paymentsQueue: queue, retention: .seconds(4 * 86_400))
+        let patient = OutboxOrderStore(local: backend.orders, paymentsQueue: queue, retention: .seconds(4 * 86_400),
+                                       fence: PurgeFence(registry: backend.fleet))
         #expect(try await patient.orphans(after: 0, limit: 100).orphans.isEmpty)
+        try await backend.shutdown()
+    }
+
+    /// SQS goes on deleting for up to 60 s after a PurgeQueue, messages sent meanwhile included;
+    /// the purge was once known only to the process that made it, by the orders' placing time.
+    /// Now: no relay publishes until the purge is settled and its window has passed (an order
+    /// placed meanwhile is charged after it, not lost with the backlog); every process takes
+    /// what was relayed before it for orphans (and no more), and settles them.
+    @Test func aPurgeHoldsPublishingAndEveryProcessSettlesWhatItOrphaned() async throws {
+        let backend = try await Self.backend()
+        let queue = try await SQSQueues(configuration: TestAWS.configuration).create(TestAWS.name("payments"), attributes: QueueAttributes())
+        // Two processes on one database: each with its own view of the fleet's purge record.
+        func fence() -> PurgeFence {
+            PurgeFence(registry: backend.fleet, window: .seconds(1), settleAfter: .seconds(1), margin: .milliseconds(200), freshness: .zero)
+        }
+        let purging = OutboxOrderStore(local: backend.orders, paymentsQueue: queue, retention: .seconds(4 * 86_400), fence: fence())
+        let other = OutboxOrderStore(local: backend.orders, paymentsQueue: queue, retention: .seconds(4 * 86_400), fence: fence())
+        let relay = OutboxRelay(configuration: .init(concurrency: 1, wait: .zero), outbox: other.outbox, destination: queue,
+                                fence: other.fence, logger: Logger(label: "test"))
+        var relayed: [String] = []
+        for n in 0..<5 { relayed.append(try await purging.placeQueued(Self.order(n)).order.id) }
+        while try await relay.relayOnce() != .idle {}
+        #expect(try await other.orphans(after: 0, limit: 100).orphans.isEmpty)
+
+        try await purging.paymentsQueue.purge()
+        var held: [String] = []
+        for n in 5..<8 { held.append(try await purging.placeQueued(Self.order(n)).order.id) }
+        // Held: nothing published while the purge is not settled, however long that takes.
+        #expect(try await relay.relayOnce() == .idle)
+        #expect(try await other.outbox.statistics().visible == 3)
+        // The other process knows of the purge: the relayed orders are its orphans, the held ones not.
+        #expect(Set(try await other.orphans(after: 0, limit: 100).orphans.map(\.orderID)) == Set(relayed))
+
+        // Its reconciler settles them (no charge was made: failed, units back).
+        let gateway = SimulatedPaymentGateway(configuration: .init(latency: .fixed(.milliseconds(1))), ledger: backend.ledger)
+        let reconciler = Reconciler(configuration: .init(interval: .seconds(3600), pageSize: 100), store: other,
+                                    settler: OrderSettler(store: other, gateway: gateway), paymentsQueue: other.paymentsQueue,
+                                    deadLetterQueue: nil, processed: RateMeter(), logger: Logger(label: "test"))
+        await reconciler.sweep()
+        for id in relayed { #expect(try await other.order(id: id)?.status == .failed) }
+        for id in held { #expect(try await other.order(id: id)?.status == .pending) }
+        #expect(try await other.fence.current()?.settled == false)
+        // A pass that starts past `settleAfter` settles the purge; publishing resumes after its margin.
+        let deadline = ContinuousClock.now + .seconds(60)
+        while try await other.fence.current()?.settled != true, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+            await reconciler.sweep()
+        }
+        #expect(try await other.fence.current()?.settled == true)
+        var published = 0
+        while published < 3, ContinuousClock.now < deadline {
+            if case .published(let count) = try await relay.relayOnce() { published += count }
+        }
+        #expect(published == 3)
+        var bodies: [String] = []
+        while bodies.count < 3, ContinuousClock.now < deadline {
+            bodies += try await queue.receive(maxMessages: 10, wait: .seconds(1), visibilityTimeout: .seconds(60)).map(\.body)
+        }
+        #expect(Set(bodies.compactMap(PaymentMessage.orderID(in:))) == Set(held))
+        // Settled: the held orders, relayed now, are not orphans of the old purge.
+        #expect(try await other.orphans(after: 0, limit: 100).orphans.isEmpty)
+        #expect(try await purging.orphans(after: 0, limit: 100).orphans.isEmpty)
         try await backend.shutdown()
     }
 
     @Test func aDeliveryGivenBackBeforeItsOrderWasTouchedStaysHiddenForABackoff() async throws {
         let backend = try await Self.backend()
         let queue = try await SQSQueues(configuration: TestAWS.configuration).create(TestAWS.name("payments"), attributes: QueueAttributes())
-        let store = OutboxOrderStore(local: backend.orders, paymentsQueue: queue, retention: .seconds(4 * 86_400))
+        let store = OutboxOrderStore(local: backend.orders, paymentsQueue: queue, retention: .seconds(4 * 86_400),
+                                       fence: PurgeFence(registry: backend.fleet))
         _ = try await queue.sendBatch([OutgoingMessage("untouched"), OutgoingMessage("prepared")])
         var taken: [ReceivedMessage] = []
         while taken.count < 2 { taken += try await queue.receive(maxMessages: 10, wait: .seconds(1), visibilityTimeout: .seconds(60)) }
