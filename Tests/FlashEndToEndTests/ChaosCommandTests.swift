@@ -3,8 +3,9 @@ import Foundation
 import Testing
 
 /// `flashsale chaos`, the reduced tier the test command runs: every topology it can start here
-/// (the embedded process, a fleet on one file, and PostgreSQL with its restart and SIGSTOP when
-/// the test command's cluster is there), a few faults each, the promise checked from outside.
+/// (the embedded process, a fleet on one file, PostgreSQL with its restart and SIGSTOP when the
+/// test command's cluster is there, and SQS behind an outbox on its local AWS endpoint), a few
+/// faults each, the promise checked from outside.
 /// The full run (`--faults 100`) is the README's; its summaries are in the Guarantees section.
 @Suite("flashsale chaos", .serialized)
 struct ChaosCommandTests {
@@ -22,6 +23,10 @@ struct ChaosCommandTests {
             arguments += ["--database", postgres]
             if let directory = environment["FLASHSALE_TEST_POSTGRES_DIR"] { arguments += ["--postgres-dir", directory] }
             expected.append("postgres")
+        }
+        if let aws = environment["FLASHSALE_TEST_AWS_ENDPOINT"] {
+            arguments += ["--aws-endpoint", aws]
+            expected.append("sqs")
         }
         let run = try await Self.chaos(arguments)
         #expect(run.status == 0, "\(run.output)\n\(run.errors)")
@@ -43,7 +48,7 @@ struct ChaosCommandTests {
     }
 
     @Test func badOptionsAreRefusedBeforeAnythingStarts() async throws {
-        for (arguments, fragment) in [(["--topology", "cloud"], "--topology"), (["--topology", "postgres"], "--database"),
+        for (arguments, fragment) in [(["--topology", "cloud"], "--topology"), (["--topology", "postgres"], "--database"), (["--topology", "sqs"], "--aws-endpoint"),
                                       (["--interval", "1ms"], "--interval"), (["--clients", "0"], "--clients")] {
             let run = try await Self.chaos(arguments)
             #expect(run.status != 0)

@@ -12,7 +12,7 @@ struct ChaosCommand: AsyncParsableCommand {
         commandName: "chaos",
         abstract: "Break a running deployment (kill -9, SIGSTOP) under load and check the promise from outside.")
 
-    @Option(help: "embedded, fleet, postgres (needs --database) or all [default all: postgres only with --database].")
+    @Option(help: "embedded, fleet, postgres (needs --database), sqs (needs --aws-endpoint) or all [default all: postgres only with --database, sqs only with --aws-endpoint].")
     var topology = "all"
     @Option(help: "Faults per topology.") var faults = 100
     @Option(help: "Mean time between faults (each is 0.5 to 1.5 times it).") var interval = "1s"
@@ -20,6 +20,8 @@ struct ChaosCommand: AsyncParsableCommand {
     @Option(help: "PostgreSQL URL for the postgres topology (a schema of its own per run).") var database: String?
     @Option(help: "The PostgreSQL cluster's directory (as scripts/postgres-server makes it: DIR/data, DIR/bin), to add its restart and SIGSTOP to the postgres topology's faults.")
     var postgresDir: String?
+    @Option(help: "A local AWS endpoint (moto) for the sqs topology: `setup-aws` makes the run's topic and queues there. Its outages are the network's (cut, stalled): a local endpoint killed loses its queues, which real SQS does not.")
+    var awsEndpoint: String?
     @Option(help: "Longest wait for every order to settle after the last fault.") var settle = "180s"
     @Option(help: "Directory for the history (JSON lines) and the processes' logs [default: a new one under the temporary directory].")
     var output: String?
@@ -32,8 +34,9 @@ struct ChaosCommand: AsyncParsableCommand {
         }
         guard Duration(parsing: settle) != nil else { throw ValidationError("--settle must be a duration, not '\(settle)'") }
         if topology == "postgres", database == nil { throw ValidationError("--topology postgres needs --database") }
+        if topology == "sqs", awsEndpoint == nil { throw ValidationError("--topology sqs needs --aws-endpoint") }
         guard topology == "all" || ChaosDeployment.Topology(rawValue: topology) != nil else {
-            throw ValidationError("--topology must be embedded, fleet, postgres or all, not '\(topology)'")
+            throw ValidationError("--topology must be embedded, fleet, postgres, sqs or all, not '\(topology)'")
         }
     }
 
@@ -41,7 +44,7 @@ struct ChaosCommand: AsyncParsableCommand {
         let topologies: [ChaosDeployment.Topology] = if let one = ChaosDeployment.Topology(rawValue: topology) {
             [one]
         } else {
-            database == nil ? [.embedded, .fleet] : ChaosDeployment.Topology.allCases
+            ChaosDeployment.Topology.allCases.filter { ($0 != .postgres || database != nil) && ($0 != .sqs || awsEndpoint != nil) }
         }
         let root = output.map { URL(fileURLWithPath: $0, isDirectory: true) }
             ?? URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("flashsale-chaos-\(UUID().uuidString.prefix(8))", isDirectory: true)
@@ -81,7 +84,8 @@ struct ChaosCommand: AsyncParsableCommand {
         }
         progress("\(topology.rawValue): starting")
         let deployment = try await ChaosDeployment(topology: topology, directory: directory, database: topology == .postgres ? url : nil,
-                                              postgresDirectory: postgresDir.map { URL(fileURLWithPath: $0, isDirectory: true) })
+                                                   postgresDirectory: postgresDir.map { URL(fileURLWithPath: $0, isDirectory: true) },
+                                                   aws: topology == .sqs ? awsEndpoint : nil)
         let history = try ChaosHistory(path: directory.appendingPathComponent("history.jsonl").path)
         defer { history.close() }
         // The links forward for as long as the run lasts.

@@ -15,6 +15,10 @@ final class ChaosDeployment: @unchecked Sendable {
         case fleet
         /// Two `serve --workers 0` and two `worker`s on PostgreSQL.
         case postgres
+        /// One `serve --workers 0 --queue sqs` publishing its outbox to SNS, SNS delivering to
+        /// SQS, and two `worker --queue sqs` reading it, on one SQLite file and a local AWS
+        /// endpoint (moto).
+        case sqs
     }
 
     /// One process of the deployment.
@@ -72,7 +76,11 @@ final class ChaosDeployment: @unchecked Sendable {
     var apis: [Member] { members.filter { $0.kind == .api } }
     var gateway: Member { members.first { $0.kind == .gateway }! }
 
-    init(topology: Topology, directory: URL, database: String?, postgresDirectory: URL?) async throws {
+    /// Credentials for a local AWS endpoint, which checks none, unless the environment has its own.
+    static let localAWSEnvironment = ["AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
+                                      "AWS_EC2_METADATA_DISABLED": "true"]
+
+    init(topology: Topology, directory: URL, database: String?, postgresDirectory: URL?, aws: String? = nil) async throws {
         self.topology = topology
         self.directory = directory
         self.postgresDirectory = topology == .postgres ? postgresDirectory : nil
@@ -95,13 +103,23 @@ final class ChaosDeployment: @unchecked Sendable {
         } else {
             shared += ["--data", directory.appendingPathComponent("flashsale.db").path]
         }
+        var apiOnly: [String] = []
+        if topology == .sqs {
+            guard let aws, let endpoint = URLComponents(string: aws), let host = endpoint.host else { throw ChaosError("the sqs topology needs --aws-endpoint") }
+            let link = Link(name: "AWS", proxy: try await TCPProxy(forwardingTo: host, port: endpoint.port ?? 80))
+            links["AWS"] = link
+            let (queueURL, topicARN) = try await Self.setUpAWS(aws, directory: directory)
+            shared += ["--queue", "sqs", "--aws-endpoint", "http://127.0.0.1:\(link.proxy.port)", "--queue-url", queueURL]
+            apiOnly = ["--topic-arn", topicARN]
+        }
         switch topology {
         case .embedded:
             try start(.api, "api", port: try await ChildProcess.freePort(), command: "serve", arguments: shared + api + ["--workers", "8"])
-        case .fleet, .postgres:
+        case .fleet, .postgres, .sqs:
             let apiCount = topology == .postgres ? 2 : 1
             for n in 1...apiCount {
-                try start(.api, "api\(n)", port: try await ChildProcess.freePort(), command: "serve", arguments: shared + api + ["--workers", "0"])
+                try start(.api, "api\(n)", port: try await ChildProcess.freePort(), command: "serve",
+                          arguments: shared + api + apiOnly + ["--workers", "0"])
             }
             for n in 1...2 {
                 try start(.worker, "worker\(n)", port: try await ChildProcess.freePort(), command: "worker", arguments: shared + ["--workers", "6"])
@@ -118,7 +136,32 @@ final class ChaosDeployment: @unchecked Sendable {
     private static func launch(_ name: String, _ arguments: [String], directory: URL) throws -> ChildProcess {
         try ChildProcess(name, executable: ChildProcess.selfExecutable, arguments: arguments,
                          output: directory.appendingPathComponent("\(name)-\(UUID().uuidString.prefix(6)).log"),
-                         environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FLASHSALE_") })
+                         environment: environment)
+    }
+
+    /// The children's environment: this one's without FLASHSALE_… settings, with credentials
+    /// for a local AWS endpoint where none are given.
+    private static var environment: [String: String] {
+        localAWSEnvironment.merging(ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FLASHSALE_") }) { _, own in own }
+    }
+
+    /// `flashsale setup-aws` on the endpoint, with names of this run's own: the queue's URL and
+    /// the topic's ARN. The queue's lease is the run's, and a message is dead-lettered after 5
+    /// receives.
+    private static func setUpAWS(_ endpoint: String, directory: URL) async throws -> (queueURL: String, topicARN: String) {
+        let output = directory.appendingPathComponent("setup-aws.json").path
+        let log = directory.appendingPathComponent("setup-aws.log").path
+        let prefix = "chaos" + UUID().uuidString.prefix(8).lowercased()
+        let status = await runToEnd(ChildProcess.selfExecutable, ["setup-aws", "--aws-endpoint", endpoint, "--prefix", prefix, "--max-receives", "5",
+                                                                  "--visibility-timeout", lease.shortDescription, "--json"],
+                                    log: log, output: output, environment: environment)
+        guard status == 0, let data = FileManager.default.contents(atPath: output),
+              let made = try? JSONSerialization.jsonObject(with: data) as? [String: String],
+              let queueURL = made["queue_url"], let topicARN = made["topic_arn"]
+        else {
+            throw ChaosError("setup-aws on \(endpoint) failed (\(status)): \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        }
+        return (queueURL, topicARN)
     }
 
     /// kill -9, then the same process again on the same port.
@@ -154,19 +197,27 @@ final class ChaosDeployment: @unchecked Sendable {
     /// Runs a program to its end on a thread of its own; its exit status (-1 if it could not
     /// start or was killed). Not Foundation's `Process`: `pg_ctl` leaves the server behind as a
     /// daemon, and `Process` then never reported the end of the `runuser` that started it.
-    private static func runToEnd(_ executable: String, _ arguments: [String], log: String) async -> Int32 {
+    private static func runToEnd(_ executable: String, _ arguments: [String], log: String, output: String? = nil,
+                                 environment: [String: String]? = nil) async -> Int32 {
         await withCheckedContinuation { continuation in
             Thread.detachNewThread {
                 var actions = posix_spawn_file_actions_t()
                 posix_spawn_file_actions_init(&actions)
                 defer { posix_spawn_file_actions_destroy(&actions) }
                 posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-                posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-                posix_spawn_file_actions_adddup2(&actions, 1, 2)
+                posix_spawn_file_actions_addopen(&actions, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+                if let output {
+                    posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+                } else {
+                    posix_spawn_file_actions_adddup2(&actions, 2, 1)
+                }
                 let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
                 defer { argv.forEach { free($0) } }
+                let envp: [UnsafeMutablePointer<CChar>?]? = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }
+                defer { envp?.forEach { free($0) } }
                 var pid: pid_t = 0
-                guard posix_spawn(&pid, executable, &actions, nil, argv, environ) == 0 else {
+                let spawned = envp.map { posix_spawn(&pid, executable, &actions, nil, argv, $0) } ?? posix_spawn(&pid, executable, &actions, nil, argv, environ)
+                guard spawned == 0 else {
                     continuation.resume(returning: -1)
                     return
                 }
