@@ -144,8 +144,8 @@ enum AWSTopology {
         process.standardOutput = output
         try process.run()
         let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0,
+        _ = process.blockUntilEnded(within: .seconds(120))
+        guard process.endStatus == 0,
               let object = try JSONSerialization.jsonObject(with: data) as? [String: String],
               let topic = object["topic_arn"], let queue = object["queue_url"]
         else { throw ServerError("setup-aws failed: \(String(decoding: data, as: UTF8.self))") }

@@ -140,14 +140,14 @@ import Testing
         try process.run()
         // Wait until the server is up and under load.
         var seen = ""
-        while !seen.contains("bench: POST /orders/async"), process.isRunning {
+        while !seen.contains("bench: POST /orders/async"), !process.hasEnded {
             seen += String(decoding: errors.fileHandleForReading.availableData, as: UTF8.self)
         }
         #expect(!Self.benchChildren().isEmpty, "no server running during the load")
         let folders = try FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory()).filter { $0.hasPrefix("flashsale-bench-") && !$0.hasSuffix(".db") && !$0.contains(".db-") }
         kill(process.processIdentifier, SIGINT)
-        while process.isRunning { try await Task.sleep(for: .milliseconds(50)) }
-        #expect(process.terminationStatus == 128 + SIGINT)
+        #expect(await process.waitForEnd(within: .seconds(120)))
+        #expect(process.endStatus == 128 + SIGINT)
         #expect(Self.benchChildren().isEmpty, "left running: \(Self.benchChildren())")
         for folder in folders {
             #expect(!FileManager.default.fileExists(atPath: NSTemporaryDirectory() + "/" + folder), "\(folder) left behind")

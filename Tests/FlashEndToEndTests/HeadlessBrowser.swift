@@ -90,15 +90,15 @@ final class HeadlessBrowser: Sendable {
     }
 
     func close() {
-        if process.isRunning {
+        if !process.hasEnded {
             process.terminate()
-            process.waitUntilExit()
+            if !process.blockUntilEnded(within: .seconds(10)) { kill(process.processIdentifier, SIGKILL) }
         }
         try? FileManager.default.removeItem(at: profile)
     }
 
     deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        if !process.hasEnded { kill(process.processIdentifier, SIGKILL) }
     }
 }
 

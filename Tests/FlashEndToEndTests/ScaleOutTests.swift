@@ -184,7 +184,7 @@ struct ScaleOutTests {
 
             for process in started.reversed() where process !== victim { _ = try? await process.terminate() }
         } catch {
-            for process in started where process.process.isRunning { process.kill9() }
+            for process in started where !process.process.hasEnded { process.kill9() }
             try? await http.shutdown()
             throw error
         }

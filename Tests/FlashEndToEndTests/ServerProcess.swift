@@ -60,7 +60,7 @@ final class ServerProcess: @unchecked Sendable {
                     return
                 }
             }
-            guard process.isRunning else { break }
+            guard !process.hasEnded else { break }
             try await Task.sleep(for: .milliseconds(20))
         }
         process.terminate()
@@ -77,9 +77,13 @@ final class ServerProcess: @unchecked Sendable {
         process.standardError = errors
         process.standardOutput = FileHandle.nullDevice
         try process.run()
-        process.waitUntilExit()
         let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        return (process.terminationReason, process.terminationStatus, text)
+        if !process.blockUntilEnded(within: .seconds(120)) {
+            kill(process.processIdentifier, SIGKILL)
+            _ = process.blockUntilEnded(within: .seconds(30))
+        }
+        let status = process.endStatus
+        return (status > 128 ? .uncaughtSignal : .exit, status > 128 ? status - 128 : status, text)
     }
 
     /// Runs `flashsale …arguments` (a command that ends by itself: `bench`, `chaos`) to its end,
@@ -98,36 +102,35 @@ final class ServerProcess: @unchecked Sendable {
         process.standardOutput = try FileHandle(forWritingTo: out)
         process.standardError = try FileHandle(forWritingTo: err)
         try process.run()
-        let deadline = ContinuousClock.now + limit
-        while process.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
-        if process.isRunning {
+        if await !process.waitForEnd(within: limit) {
             process.interrupt()
             Issue.record("flashsale \(arguments.first ?? "") did not finish within \(limit)", sourceLocation: sourceLocation)
+            if await !process.waitForEnd(within: .seconds(30)) {
+                kill(process.processIdentifier, SIGKILL)
+                _ = await process.waitForEnd(within: .seconds(30))
+            }
         }
-        process.waitUntilExit()
-        return (process.terminationStatus, try String(contentsOf: out, encoding: .utf8), try String(contentsOf: err, encoding: .utf8))
+        return (process.endStatus, try String(contentsOf: out, encoding: .utf8), try String(contentsOf: err, encoding: .utf8))
     }
 
     /// kill -9: no shutdown code runs.
     func kill9() {
         kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        _ = process.blockUntilEnded(within: .seconds(30))
     }
 
     /// SIGTERM, then waits for the exit; returns the exit status.
     func terminate(timeout: Duration = .seconds(30)) async throws -> Int32 {
         kill(process.processIdentifier, SIGTERM)
-        let deadline = ContinuousClock.now + timeout
-        while process.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
-        if process.isRunning {
+        if await !process.waitForEnd(within: timeout) {
             kill9()
             throw ServerError("server did not exit within \(timeout) of SIGTERM")
         }
-        return process.terminationStatus
+        return process.endStatus
     }
 
     deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        if !process.hasEnded { kill(process.processIdentifier, SIGKILL) }
     }
 }
 

@@ -48,7 +48,7 @@ struct StartupWaitTests {
             try await expectEventually(timeout: .seconds(60)) { worker.log.contains("cannot be reached yet") }
             proxy.mode = .refusing
             try await expectEventually(timeout: .seconds(60)) { worker.log.components(separatedBy: "cannot be reached yet").count > 3 }
-            #expect(worker.process.isRunning, "the worker gave up while its database was away: \(worker.log)")
+            #expect(!worker.process.hasEnded, "the worker gave up while its database was away: \(worker.log)")
             // The database is back: the worker comes up by itself and charges what an API takes.
             proxy.mode = .passing
             try await worker.waitUntilListening(within: .seconds(60))
@@ -75,9 +75,9 @@ struct StartupWaitTests {
         let missing = try ServerProcess(launching: "worker", dataPath: ServerProcess.temporaryDataPath(), arguments: [
             "--database", try Self.url(database: "no_such_database", schema: schema), "--startup-wait", "10m",
         ])
-        try await expectEventually(timeout: .seconds(60)) { !missing.process.isRunning }
-        try #require(!missing.process.isRunning, "\(missing.log)")
-        #expect(missing.process.terminationStatus != 0)
+        try await expectEventually(timeout: .seconds(60)) { missing.process.hasEnded }
+        try #require(missing.process.hasEnded, "\(missing.log)")
+        #expect(missing.process.endStatus != 0)
         #expect(missing.log.contains("no_such_database"), "\(missing.log)")
         #expect(!missing.log.contains("cannot be reached yet"), "\(missing.log)")
         // Unreachable with --startup-wait 0s: the first failure is final.
@@ -85,9 +85,9 @@ struct StartupWaitTests {
         let impatient = try ServerProcess(launching: "worker", dataPath: ServerProcess.temporaryDataPath(), arguments: [
             "--database", try Self.url(port: proxy.port, schema: schema), "--startup-wait", "0s",
         ])
-        try await expectEventually(timeout: .seconds(60)) { !impatient.process.isRunning }
-        try #require(!impatient.process.isRunning, "\(impatient.log)")
-        #expect(impatient.process.terminationStatus != 0)
+        try await expectEventually(timeout: .seconds(60)) { impatient.process.hasEnded }
+        try #require(impatient.process.hasEnded, "\(impatient.log)")
+        #expect(impatient.process.endStatus != 0)
         #expect(impatient.log.contains("cannot open PostgreSQL"), "\(impatient.log)")
     }
 }

@@ -1,3 +1,4 @@
+import FlashCore
 import Foundation
 import NIOCore
 import NIOPosix
@@ -43,10 +44,10 @@ final class ChildProcess: @unchecked Sendable {
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {
                 let children = live.withLock { Array($0.values) }
-                for child in children where child.process.isRunning { child.process.terminate() }
+                for child in children where !child.process.hasEnded { child.process.terminate() }
                 let deadline = Date().addingTimeInterval(5)
-                while children.contains(where: { $0.process.isRunning }), Date() < deadline { usleep(20_000) }
-                for child in children where child.process.isRunning { kill(child.process.processIdentifier, SIGKILL) }
+                while children.contains(where: { !$0.process.hasEnded }), Date() < deadline { usleep(20_000) }
+                for child in children where !child.process.hasEnded { kill(child.process.processIdentifier, SIGKILL) }
                 cleanup()
                 Foundation.exit(128 + number)
             }
@@ -55,16 +56,17 @@ final class ChildProcess: @unchecked Sendable {
         }
     }
 
-    var isRunning: Bool { process.isRunning }
+    /// Whether the program runs (see `Process.hasEnded`: Foundation can miss an end).
+    var isRunning: Bool { !process.hasEnded }
 
     /// Sends `number` (SIGKILL, SIGSTOP, SIGCONT…) to the program, if it is running.
     func send(_ number: Int32) {
-        if process.isRunning { kill(process.processIdentifier, number) }
+        if isRunning { kill(process.processIdentifier, number) }
     }
 
-    /// Blocks until the program has exited (after a SIGKILL: at once).
+    /// Blocks until the program has exited (after a SIGKILL: at once), for 30 s at most.
     func waitUntilExit() {
-        process.waitUntilExit()
+        _ = process.blockUntilEnded(within: .seconds(30))
         Self.live.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(self)) }
     }
 
@@ -73,23 +75,18 @@ final class ChildProcess: @unchecked Sendable {
 
     /// Waits for the program to exit by itself; its exit status.
     func exit() async -> Int32 {
-        await withCheckedContinuation { continuation in
-            DispatchQueue.global().async {
-                self.process.waitUntilExit()
-                Self.live.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(self)) }
-                continuation.resume(returning: self.process.terminationStatus)
-            }
-        }
+        while !process.hasEnded { try? await Task.sleep(for: .milliseconds(20)) }
+        Self.live.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(self)) }
+        return process.endStatus
     }
 
     /// SIGTERM, and SIGKILL when it has not exited within `grace`.
     func stop(grace: Duration = .seconds(10)) async {
-        guard process.isRunning else { return }
+        guard isRunning else { return }
         process.terminate()
-        let deadline = ContinuousClock.now + grace
-        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        _ = await exit()
+        if await !process.waitForEnd(within: grace) { kill(process.processIdentifier, SIGKILL) }
+        _ = await process.waitForEnd(within: .seconds(30))
+        Self.live.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(self)) }
     }
 
     /// Runs a short-lived program to its end; its exit status and output.
