@@ -37,6 +37,14 @@ public struct StatsSample: Sendable {
 
     public static let csvHeader = "timestamp,elapsed_seconds,visible,in_flight,delayed,dead_letter,pending,processing,completed,failed,total,workers,busy,accepted_per_second,processed_per_second"
 
+    /// The parts of the server's figures it could not read this time (stale or zero), by name.
+    public var unavailable: [String] { (stats.unavailable ?? [:]).keys.sorted() }
+
+    /// A CSV row for a sample that could not be taken: its time, every figure empty.
+    public static func missedCSVRow(unixTime: Double, elapsed: Double) -> String {
+        "\(Int(unixTime)),\(String(format: "%.2f", elapsed))" + String(repeating: ",", count: csvHeader.split(separator: ",").count - 2)
+    }
+
     public var csvRow: String {
         "\(Int(unixTime)),\(String(format: "%.2f", elapsed)),\(visible),\(inFlight),\(delayed),\(deadLetter),\(pending),\(processing),\(completed),\(failed),\(total),\(workers),\(busy),\(String(format: "%.2f", acceptedPerSecond)),\(String(format: "%.2f", processedPerSecond))"
     }
@@ -54,7 +62,7 @@ public struct StatsMonitor: Sendable {
 
     /// One reading now.
     public static func read(_ http: HTTPClient, url: String, elapsed: Double) async throws -> StatsSample {
-        let response = try await http.execute(HTTPClientRequest(url: url + "/stats"), timeout: .seconds(10))
+        let response = try await http.execute(HTTPClientRequest(url: url + "/stats"), timeout: .seconds(5))
         let body = try await response.body.collect(upTo: 1 << 20)
         guard response.status == .ok, let stats = try? JSONDecoder().decode(SystemStats.self, from: Data(body.readableBytesView)) else {
             throw MonitorError("\(url)/stats did not answer with flashsale statistics (HTTP \(response.status.code))")
@@ -62,18 +70,37 @@ public struct StatsMonitor: Sendable {
         return StatsSample(stats: stats, elapsed: elapsed, unixTime: Date().timeIntervalSince1970)
     }
 
-    /// Samples until `until` returns true (checked after each sample) or the task is cancelled.
-    public func run(http: HTTPClient, until: @Sendable (StatsSample) -> Bool = { _ in false },
+    /// Samples until `duration` seconds have passed, `until` returns true (checked after each
+    /// sample) or the task is cancelled.
+    /// The first reading must succeed (a wrong URL fails at once, naming it); a later one that
+    /// fails (the server restarting, overloaded) is reported to `onMiss` with its time and the
+    /// error, and sampling goes on.
+    public func run(http: HTTPClient, duration: Double? = nil, until: @Sendable (StatsSample) -> Bool = { _ in false },
+                    onMiss: @Sendable (_ elapsed: Double, _ error: any Error) -> Void = { _, _ in },
                     onSample: @Sendable (StatsSample) -> Void) async throws {
         let clock = ContinuousClock()
         let start = clock.now
         var tick = 0
+        var answered = false
         while !Task.isCancelled {
-            let sample = try await Self.read(http, url: url, elapsed: (clock.now - start).asSeconds)
-            onSample(sample)
-            if until(sample) { return }
-            tick += 1
-            try await Task.sleep(until: start + .milliseconds(Int64(Double(tick) * interval * 1000)), clock: .continuous)
+            let elapsed = (clock.now - start).asSeconds
+            do {
+                let sample = try await Self.read(http, url: url, elapsed: elapsed)
+                answered = true
+                onSample(sample)
+                if until(sample) { return }
+            } catch where answered && !(error is CancellationError) {
+                onMiss(elapsed, error)
+            } catch let error as MonitorError {
+                throw error
+            } catch {
+                throw MonitorError("no answer from \(url)/stats: \(error); is `flashsale serve` (or `worker --port`) running there?")
+            }
+            // The next tick on the grid from the start; ticks a slow reading overran are skipped.
+            tick = max(tick + 1, Int(((clock.now - start).asSeconds / interval).rounded(.up)))
+            let next = start + .milliseconds(Int64(Double(tick) * interval * 1000))
+            if let duration, (next - start).asSeconds > duration { return }
+            try await Task.sleep(until: next, clock: .continuous)
         }
     }
 }

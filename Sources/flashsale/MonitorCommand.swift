@@ -29,19 +29,29 @@ struct MonitorCommand: AsyncParsableCommand {
             file = FileHandle(forWritingAtPath: csv)
             file?.seekToEndOfFile()
         }
-        print("  time   visible  in_flight  delayed  dead_letter  pending  completed  failed  processed/s  workers  busy")
-        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        say("  time   visible  in_flight  delayed  dead_letter  pending  completed  failed  processed/s  workers  busy")
+        // A server that is down is a missed sample at once, not after the pool has retried
+        // connecting for the whole request timeout.
+        var client = HTTPClient.Configuration()
+        client.connectionPool.retryConnectionEstablishment = false
+        client.timeout = .init(connect: .seconds(2), read: .seconds(5))
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: client)
         let untilDrained = untilDrained
         let stopAfter = limit
         let output = file.map { UncheckedFile(handle: $0) }
         do {
-            try await StatsMonitor(url: url, interval: step.asSeconds).run(http: http, until: { sample in
-                if let stopAfter, sample.elapsed >= stopAfter { return true }
-                return untilDrained && sample.queueDepth == 0 && sample.pending == 0 && sample.processing == 0
+            try await StatsMonitor(url: url, interval: step.asSeconds).run(http: http, duration: stopAfter, until: { sample in
+                untilDrained && sample.queueDepth == 0 && sample.pending == 0 && sample.processing == 0
+            }, onMiss: { elapsed, error in
+                // Marked, not fatal: the server may be restarting; the next sample is taken as usual.
+                say(String(format: "%6.1fs  (missed: ", elapsed) + "\(error))")
+                output?.write(StatsSample.missedCSVRow(unixTime: Date().timeIntervalSince1970, elapsed: elapsed) + "\n")
             }) { sample in
-                print(String(format: "%6.1fs %9d %10d %8d %12d %8d %10d %7d %12.2f %8d %5d", sample.elapsed, sample.visible, sample.inFlight,
+                let unavailable = sample.unavailable
+                say(String(format: "%6.1fs %9d %10d %8d %12d %8d %10d %7d %12.2f %8d %5d", sample.elapsed, sample.visible, sample.inFlight,
                              sample.delayed, sample.deadLetter, sample.pending, sample.completed, sample.failed,
-                             sample.processedPerSecond, sample.workers, sample.busy))
+                             sample.processedPerSecond, sample.workers, sample.busy)
+                      + (unavailable.isEmpty ? "" : "  (unavailable, figures stale: \(unavailable.joined(separator: ", ")))"))
                 output?.write(sample.csvRow + "\n")
             }
         } catch {
@@ -51,6 +61,12 @@ struct MonitorCommand: AsyncParsableCommand {
         try await http.shutdown()
         try file?.close()
     }
+}
+
+/// One line to standard output, written at once (`print` holds lines back when the output is a
+/// pipe: `| tee`, a log collector).
+private func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
 
 /// A file written by one task at a time (the monitor's callback runs sequentially).
