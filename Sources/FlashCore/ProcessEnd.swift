@@ -41,11 +41,17 @@ extension Process {
     /// The exit status of an ended program (128 + the signal when one ended it); -1 when it has
     /// not ended or its status is lost. Foundation's when it saw the end, otherwise reaped here.
     public var endStatus: Int32 {
+        // Foundation first: it usually notices within moments of the kernel.
+        let deadline = ContinuousClock.now + .seconds(1)
+        while isRunning, hasEnded, ContinuousClock.now < deadline { usleep(10_000) }
         if !isRunning { return terminationReason == .uncaughtSignal ? 128 + terminationStatus : terminationStatus }
         let pid = processIdentifier
         if let status = ProcessEnds.reaped(pid) { return status }
         var raw: Int32 = 0
-        guard waitpid(pid, &raw, WNOHANG) == pid else { return -1 }
+        guard waitpid(pid, &raw, WNOHANG) == pid else {
+            // Foundation reaped it meanwhile: its status is Foundation's.
+            return isRunning ? -1 : (terminationReason == .uncaughtSignal ? 128 + terminationStatus : terminationStatus)
+        }
         // Exited normally: the low 7 bits are 0 and the exit code is the next byte; else a signal.
         let status = raw & 0x7F == 0 ? (raw >> 8) & 0xFF : 128 + (raw & 0x7F)
         ProcessEnds.record(pid, status)

@@ -5,8 +5,9 @@ import Synchronization
 
 /// A TCP forwarder on loopback that can break the network between a client and its server on
 /// demand: cut every connection and refuse new ones (a server gone, a network partition that
-/// resets), or stall (connections open, nothing delivered: a stalled server or a partition
-/// that drops packets; what was held is delivered when it heals, as TCP's retransmission would).
+/// resets), stall (connections open, nothing delivered: a stalled server or a partition that
+/// drops packets; what was held is delivered when it heals, as TCP's retransmission would), or
+/// delay every chunk (a slow network).
 ///
 /// For the chaos checker and for tests of what a process does when its database or gateway is
 /// away. Written here because no package in the mirror offers one (swift-nio-extras has no
@@ -22,6 +23,8 @@ public final class TCPProxy: Service, Sendable {
     public enum Mode: Sendable, Equatable {
         /// Forwards both ways.
         case passing
+        /// Forwards both ways, each chunk of bytes this much later (a slow or distant network).
+        case delayed(Duration)
         /// Holds every byte in both directions (connections stay open, new ones are accepted).
         case stalled
         /// Closes every connection, and every new one as soon as it is accepted.
@@ -129,11 +132,15 @@ public final class TCPProxy: Service, Sendable {
             }
             try await client.executeThenClose { clientIn, clientOut in
                 try await upstream.executeThenClose { upstreamIn, upstreamOut in
-                    try await withThrowingTaskGroup(of: Void.self) { copies in
+                    await withThrowingTaskGroup(of: Void.self) { copies in
                         copies.addTask { try await self.copy(clientIn, to: upstreamOut) }
                         copies.addTask { try await self.copy(upstreamIn, to: clientOut) }
-                        // Either side's end ends the connection (the other side's close follows).
-                        _ = try await copies.next()
+                        // Either side's end ends the connection: both channels are closed, so the
+                        // other copy ends too (a server waiting for a client that gave up would
+                        // otherwise keep its side open until its own timeout).
+                        _ = try? await copies.next()
+                        client.channel.close(promise: nil)
+                        upstream.channel.close(promise: nil)
                         copies.cancelAll()
                     }
                 }
@@ -147,7 +154,8 @@ public final class TCPProxy: Service, Sendable {
         for try await bytes in from {
             // Stalled: hold the bytes (and, through back pressure, the rest in the kernel).
             while mode == .stalled { try await Task.sleep(for: .milliseconds(10)) }
-            guard mode == .passing else { return }
+            if case .delayed(let delay) = mode { try await Task.sleep(for: delay) }
+            guard mode != .refusing else { return }
             try await to.write(bytes)
         }
     }

@@ -94,7 +94,8 @@ public final class PostgresDatabase: Sendable {
             // postgres-nio keeps details out of `description` (they may hold data); the server's
             // message is what an operator needs here, and it holds no password.
             let detail = (underlying as? PSQLError).map { error in
-                [error.serverInfo?[.sqlState].map { "SQLSTATE \($0)" }, error.serverInfo?[.message], error.underlying.map { "\($0)" }]
+                [error.serverInfo?[.sqlState].map { "SQLSTATE \($0)" } ?? "\(error.code)", error.serverInfo?[.message],
+                 error.underlying.map { "\($0)" }]
                     .compactMap { $0 }.joined(separator: ": ")
             } ?? "\(underlying)"
             return "cannot open PostgreSQL at \(url): \(detail.isEmpty ? "\(underlying)" : detail)"

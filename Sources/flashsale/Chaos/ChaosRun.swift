@@ -1,4 +1,5 @@
 import FlashCore
+import FlashFaults
 import Foundation
 import NIOHTTP1
 import Synchronization
@@ -181,8 +182,8 @@ struct ChaosRun {
 
     /// Faults at random moments, `interval` apart on average: kill -9 of any process kind
     /// (restarted at once, on its port), SIGSTOP of a worker for longer than its lease and of the
-    /// gateway for a few seconds, the network to the gateway and to PostgreSQL cut or stalled
-    /// (every process on both ends running on), and PostgreSQL restarted or stopped.
+    /// gateway for a few seconds, the network to the gateway, PostgreSQL and AWS cut, stalled or
+    /// slowed (every process on both ends running on), and PostgreSQL restarted or stopped.
     private func injectFaults() async throws -> [String: Int] {
         var generator = SplitMix64(seed: 0xC4A0_5EED)
         var counts: [String: Int] = [:]
@@ -195,9 +196,15 @@ struct ChaosRun {
             var kinds = ["kill -9 api", "kill -9 gateway", "SIGSTOP gateway"]
             if !workers.isEmpty { kinds += ["kill -9 worker", "SIGSTOP worker"] }
             if deployment.topology == .embedded { kinds += ["SIGSTOP api"] }
-            if deployment.postgresDirectory != nil, deployment.postgresPaused == nil { kinds += ["restart PostgreSQL", "SIGSTOP PostgreSQL"] }
+            if deployment.postgresDirectory != nil, deployment.postgresPaused == nil {
+                kinds += ["SIGSTOP PostgreSQL"]
+                // Not while its link is broken: a connection opened through a stalled link never
+                // sends its startup packet, and PostgreSQL's shutdown waits for such a child for
+                // authentication_timeout (60 s), which is PostgreSQL's behaviour, not flashsale's.
+                if deployment.links["PostgreSQL"]?.brokenUntil == nil { kinds += ["restart PostgreSQL"] }
+            }
             for (name, link) in deployment.links.sorted(by: { $0.key < $1.key }) where link.brokenUntil == nil {
-                kinds += ["cut \(name) link", "stall \(name) link"]
+                kinds += ["cut \(name) link", "stall \(name) link", "slow \(name) link"]
             }
             let kind = kinds[Int.random(in: 0..<kinds.count, using: &generator)]
             let member: ChaosDeployment.Member?
@@ -224,12 +231,16 @@ struct ChaosRun {
             case "restart PostgreSQL":
                 try await deployment.restartPostgres()
                 member = nil
-            case let cut where cut.hasPrefix("cut ") || cut.hasPrefix("stall "):
-                let parts = cut.split(separator: " ")
+            case let link where link.hasSuffix(" link"):
+                let parts = link.split(separator: " ")
                 let name = String(parts[1])
-                // The gateway for as long as its SIGSTOP; PostgreSQL past a lease, as its SIGSTOP.
-                deployment.breakLink(deployment.links[name]!, parts[0] == "cut" ? .refusing : .stalled,
-                                     for: name == "gateway" ? .seconds(3) : ChaosDeployment.lease + .seconds(1))
+                let mode: TCPProxy.Mode = switch parts[0] {
+                case "cut": .refusing
+                case "stall": .stalled
+                default: .delayed(.milliseconds(200))
+                }
+                // The gateway for as long as its SIGSTOP; the others past a lease, as PostgreSQL's SIGSTOP.
+                deployment.breakLink(deployment.links[name]!, mode, for: name == "gateway" ? .seconds(3) : ChaosDeployment.lease + .seconds(1))
                 member = name == "gateway" ? deployment.gateway : nil
             case "SIGSTOP PostgreSQL":
                 // Longer than a lease: workers' heartbeats and the API's calls all wait on it.
