@@ -197,10 +197,9 @@ public protocol OrderStore: Sendable {
     func orphans(after cursor: Int64, limit: Int) async throws -> OrphanScan
 
     /// Told after a complete pass of ``orphans(after:limit:)`` calls (from cursor 0 to the end)
-    /// whose orphans were settled, the pass having started at `millis` (Unix ms). A store whose
-    /// orphans depend on an event (a purge of an external queue) learns here that the event's
-    /// orphans are settled. Nothing by default.
-    func orphanPassCompleted(startedAt millis: Int64) async throws
+    /// whose orphans were all settled. A store whose orphans depend on an event (a purge of an
+    /// external queue) learns here that the event's orphans are settled. Nothing by default.
+    func orphanPassCompleted() async throws
 
     /// Up to `limit` open sync orders whose hold ended before `now` (Unix ms), oldest hold first:
     /// a direct look-up, so a dead request's order is settled soon whatever the backlog.
@@ -214,7 +213,7 @@ public protocol OrderStore: Sendable {
 }
 
 extension OrderStore {
-    public func orphanPassCompleted(startedAt millis: Int64) async throws {}
+    public func orphanPassCompleted() async throws {}
 
     /// Finishes an order without a delivery to delete (the sync endpoint, the reconciler).
     @discardableResult

@@ -101,18 +101,20 @@ public final class OutboxOrderStore: OrderStore {
     /// whose external message must be gone too: placed before the retention window, or before a
     /// purge of the payments queue (through any process) not yet settled (see ``PurgeFence``).
     public func orphans(after cursor: Int64, limit: Int) async throws -> OrphanScan {
-        // The cutoff first: a purge recorded after the scan read an order cannot make it an orphan.
-        let purgedBefore = try await external.fence.orphanCutoff()
+        if cursor == 0 { try await external.fence.passBegins() }
+        // Read first: a purge recorded after the scan read an order cannot make it an orphan.
+        let purged = try await external.fence.orphansAllRelayed()
         var scan = try await local.orphans(after: cursor, limit: limit)
         let expiredBefore = WallClock.nowMillis() - (external.retention + retentionGrace).asMilliseconds
-        let cutoff = max(expiredBefore, purgedBefore)
+        // While a purge is unsettled, every relayed order was relayed before it (see PurgeFence).
+        let cutoff = purged ? Int64.max : expiredBefore
         // An order the local store gave no time for (placedAt 0) is kept: it cannot be shown old.
-        scan.orphans.removeAll { $0.reason == .messageGone && ($0.placedAt == 0 || $0.placedAt >= cutoff) }
+        scan.orphans.removeAll { $0.reason == .messageGone && !purged && ($0.placedAt == 0 || $0.placedAt >= cutoff) }
         return scan
     }
 
-    public func orphanPassCompleted(startedAt millis: Int64) async throws {
-        try await external.fence.passCompleted(startedAt: millis)
+    public func orphanPassCompleted() async throws {
+        try await external.fence.passCompleted()
     }
 }
 
@@ -162,7 +164,6 @@ final class WatchedQueue: MessageQueue {
     /// Recorded before the call: from then on no relay publishes, so that nothing sent during
     /// SQS's deleting is lost with the backlog, and every process settles what was relayed before.
     func purge() async throws {
-        _ = try await fence.begin()
-        try await base.purge()
+        try await fence.purge { try await base.purge() }
     }
 }

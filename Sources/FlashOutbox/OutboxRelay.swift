@@ -136,8 +136,10 @@ public final class OutboxRelay: Service {
     /// the batch failed as a whole (the messages stay in the outbox, hidden for a backoff).
     @discardableResult
     public func relayOnce() async throws -> Outcome {
+        var generation: Int?
         if let fence {
-            let held = await fence.holdsPublishing()
+            let (held, current) = await fence.holdsPublishing()
+            generation = current
             if holding.exchange(held, ordering: .relaxed) != held {
                 logger.notice(held ? "a purge of the payments queue holds publishing until its orphans are settled and SQS has stopped deleting"
                                    : "publishing resumes after the purge")
@@ -159,6 +161,14 @@ public final class OutboxRelay: Service {
             let delay = backoff(after: failureStreak.load(ordering: .relaxed) + 1)
             for message in messages { try? await outbox.changeVisibility(message.receiptHandle, timeout: delay) }
             throw error
+        }
+        if let fence, let generation, await fence.publishOverlappedPurge(since: generation) {
+            // A purge began while this batch was out: SQS may have deleted it. Kept in the
+            // outbox, it is published again once the purge is over (consumers take a duplicate).
+            for message in messages { try? await outbox.changeVisibility(message.receiptHandle, timeout: .seconds(1)) }
+            logger.notice("a purge began while a batch was being published; it stays in the outbox to be published again after the purge",
+                          metadata: ["messages": "\(messages.count)"])
+            return .idle
         }
         let sent = zip(messages, accepted).filter(\.1).map(\.0.receiptHandle)
         if !sent.isEmpty {

@@ -8,54 +8,92 @@ import Synchronization
 /// outlives the process that made it).
 ///
 /// SQS's PurgeQueue deletes every message sent before the call, and goes on deleting for up to
-/// 60 s after it returns, messages sent meanwhile included. So while a purge is recent:
-/// - no relay publishes (``holdsPublishing()``): an order placed after the purge keeps its
-///   message in the outbox until the window has passed, and is then charged as usual;
-/// - an order whose message was relayed before the purge is an orphan (``orphanCutoff()``),
-///   and the reconcilers of every process settle it within minutes;
-/// - the purge counts as settled after a complete pass over the open orders that started
-///   ``settleAfter`` past it (a relay's publish from just before the purge has by then deleted
-///   its messages from the outbox, so its orders are seen as relayed); publishing resumes
-///   ``margin`` after that, longer than any process reads a stale record.
+/// 60 s after it returns, messages sent meanwhile included. So, with each purge numbered (its
+/// generation):
+/// - the purge is recorded before PurgeQueue is called; from then on no relay publishes
+///   (``holdsPublishing()``, read fresh for every batch) until the purge is settled and
+///   ``window`` has passed since PurgeQueue returned: an order placed meanwhile waits in the
+///   outbox and is charged after;
+/// - a relay whose publish overlapped the start of a purge (the generation changed between its
+///   reads before and after publishing) keeps its messages in the outbox, to publish them again
+///   after the hold: what SQS may have deleted is sent again (consumers are idempotent);
+/// - so, once PurgeQueue has returned and until the purge is settled, every queued order whose
+///   outbox message is gone was relayed before the purge: an orphan (``orphansAllRelayed()``),
+///   settled by the reconcilers of every process. No clock of one process is compared with
+///   another's, except for the end of the hold;
+/// - the purge is settled by a complete orphan pass, in any process, that began ``settleAfter``
+///   after that process saw PurgeQueue return (a relay that published just before the purge has
+///   deleted its outbox messages by then); publishing resumes ``margin`` after that.
+/// A PurgeQueue that fails is taken for not done: the record is set aside and nothing is settled.
+/// One whose process died before it returned is taken for done after ``abandonAfter``.
 public final class PurgeFence: Sendable {
     /// One purge, as stored.
     public struct Record: Codable, Sendable, Equatable {
-        /// When the purge was asked for (Unix ms).
+        /// Which purge: one more than the one before.
+        public var generation: Int
+        /// When the purge was asked for (Unix ms, the purging process's clock; for operators).
         public var startedAt: Int64
+        /// Whether PurgeQueue returned (false while it runs, or if the purging process died).
+        public var returned: Bool
         /// No relay publishes before this (Unix ms).
         public var holdUntil: Int64
-        /// Whether the orders it orphaned have been settled.
+        /// Whether the orders it orphaned have been settled (or the purge failed: nothing to settle).
         public var settled: Bool
     }
 
     static let valueName = "payments-queue.purge"
     let registry: any FleetRegistry
-    /// How long SQS may go on deleting after a PurgeQueue (60 s), and a little more.
+    /// How long SQS may go on deleting after a PurgeQueue returns (60 s), and a little more.
     public let window: Duration
-    /// How long after the purge a pass must start to count (longer than a relay's outbox lease).
+    /// How long after this process saw PurgeQueue return a pass must begin to settle the purge.
     public let settleAfter: Duration
     /// How long publishing stays held after the purge is settled.
     public let margin: Duration
-    /// How long a read of the record is reused.
+    /// How long a read of the record is reused by the orphan scans.
     let freshness: Duration
     private let cache = Mutex<(record: Record?, at: ContinuousClock.Instant)?>(nil)
+    /// When this process first saw each generation's PurgeQueue return.
+    private let seenReturned = Mutex<(generation: Int, at: ContinuousClock.Instant)?>(nil)
+    /// When this process first saw a generation whose PurgeQueue had not returned.
+    private let seenRunning = Mutex<(generation: Int, at: ContinuousClock.Instant)?>(nil)
+    /// How long a PurgeQueue may run (the AWS client's attempts and backoffs) before its
+    /// purging process is taken for dead and the purge for done.
+    public let abandonAfter: Duration
+    /// The generation whose purge the orphan pass in progress may settle (see ``passBegins()``).
+    private let passEligible = Mutex<Int?>(nil)
 
     public init(registry: any FleetRegistry, window: Duration = .seconds(65), settleAfter: Duration = .seconds(15),
-                margin: Duration = .seconds(10), freshness: Duration = .seconds(1)) {
+                margin: Duration = .seconds(10), freshness: Duration = .seconds(1), abandonAfter: Duration = .seconds(180)) {
         self.registry = registry
+        self.abandonAfter = abandonAfter
         self.window = window
         self.settleAfter = settleAfter
         self.margin = margin
         self.freshness = freshness
     }
 
-    /// Records a purge starting now (before the PurgeQueue call); returns its instant.
-    func begin() async throws -> Int64 {
+    /// Purges through `purge` (PurgeQueue), recorded for the fleet before and after the call.
+    func purge(_ purge: () async throws -> Void) async throws {
+        let previous = try await current(fresh: true)
         let now = WallClock.nowMillis()
-        let record = Record(startedAt: now, holdUntil: now + window.asMilliseconds, settled: false)
+        var record = Record(generation: (previous?.generation ?? 0) + 1, startedAt: now, returned: false,
+                            holdUntil: now + window.asMilliseconds, settled: false)
         try await registry.setValue(try Self.encode(record), named: Self.valueName)
         cache.withLock { $0 = (record, .now) }
-        return now
+        do {
+            try await purge()
+        } catch {
+            // Not done: nothing was orphaned. Relays may publish again at once.
+            var failed = record
+            failed.settled = true
+            failed.holdUntil = WallClock.nowMillis()
+            _ = try? await replace(record, with: failed)
+            throw error
+        }
+        var returned = record
+        returned.returned = true
+        returned.holdUntil = WallClock.nowMillis() + window.asMilliseconds
+        if try await replace(record, with: returned) { record = returned }
     }
 
     /// The latest purge (read at most once per ``freshness`` unless `fresh`); nil when none was.
@@ -63,41 +101,91 @@ public final class PurgeFence: Sendable {
         if !fresh, let cached = cache.withLock({ $0 }), ContinuousClock.now - cached.at < freshness { return cached.record }
         let record = try await registry.value(named: Self.valueName).flatMap { try? JSONDecoder().decode(Record.self, from: Data($0.utf8)) }
         cache.withLock { $0 = (record, .now) }
+        if let record, record.returned {
+            seenReturned.withLock { seen in
+                if seen?.generation != record.generation { seen = (record.generation, .now) }
+            }
+        }
         return record
     }
 
-    /// Whether relays must not publish now. When the record cannot be read, they must not
-    /// either (the backend they would delete from is away too).
-    public func holdsPublishing() async -> Bool {
+    /// Whether relays must not publish now, read fresh; with it, the generation a relay's
+    /// publish starts under (see ``publishOverlappedPurge(since:)``). When the record cannot be
+    /// read, they must not publish either (the backend they would delete from is away too).
+    public func holdsPublishing() async -> (held: Bool, generation: Int) {
         let record: Record?
         do {
-            record = try await current()
+            record = try await current(fresh: true)
+        } catch {
+            return (true, -1)
+        }
+        guard let record else { return (false, 0) }
+        if !record.returned { await takeOverIfAbandoned(record) }
+        return (!record.settled || WallClock.nowMillis() < record.holdUntil, record.generation)
+    }
+
+    /// Whether a purge began since a relay read `generation` (or that cannot be told): then
+    /// what it published may have been deleted, and stays in the outbox to be sent again.
+    public func publishOverlappedPurge(since generation: Int) async -> Bool {
+        do {
+            return (try await current(fresh: true)?.generation ?? 0) != generation
         } catch {
             return true
         }
-        guard let record else { return false }
-        return !record.settled || WallClock.nowMillis() < record.holdUntil
     }
 
-    /// Orders placed before this (Unix ms) whose message was relayed lost it to a purge not yet
-    /// settled; 0 when there is none.
-    public func orphanCutoff() async throws -> Int64 {
-        guard let record = try await current(), !record.settled else { return 0 }
-        return record.startedAt
+    /// Whether every queued order whose outbox message is gone is an orphan now: a purge has
+    /// returned and is not settled (nothing was relayed since it began).
+    public func orphansAllRelayed() async throws -> Bool {
+        guard let record = try await current() else { return false }
+        return record.returned && !record.settled
     }
 
-    /// A complete pass over the open orders, which started at `passStart` (Unix ms), has
-    /// settled the orphans it found: the purge is settled if the pass started late enough.
-    public func passCompleted(startedAt passStart: Int64) async throws {
-        guard let record = try await current(fresh: true), !record.settled,
-              passStart >= record.startedAt + settleAfter.asMilliseconds else { return }
+    /// An orphan pass begins (a scan from the first open order): it may settle the purge if
+    /// this process saw its PurgeQueue return at least ``settleAfter`` ago.
+    func passBegins() async throws {
+        let record = try await current(fresh: true)
+        let eligible: Int? = seenReturned.withLock { seen in
+            guard let record, record.returned, !record.settled, let seen, seen.generation == record.generation,
+                  ContinuousClock.now - seen.at >= settleAfter else { return nil }
+            return record.generation
+        }
+        passEligible.withLock { $0 = eligible }
+    }
+
+    /// The pass that began last has settled every orphan it found: the purge it was eligible
+    /// for is settled, unless another purge began meanwhile.
+    func passCompleted() async throws {
+        guard let generation = passEligible.withLock({ $0 }), let record = try await current(fresh: true),
+              record.generation == generation, record.returned, !record.settled else { return }
         var settled = record
         settled.settled = true
         settled.holdUntil = max(record.holdUntil, WallClock.nowMillis() + margin.asMilliseconds)
-        // Only if no other purge began meanwhile: that one's orphans are not settled yet.
-        if try await registry.replaceValue(named: Self.valueName, from: try Self.encode(record), to: try Self.encode(settled)) {
-            cache.withLock { $0 = (settled, .now) }
+        _ = try await replace(record, with: settled)
+    }
+
+    /// A PurgeQueue that has not returned for ``abandonAfter`` (as this process has watched it):
+    /// its process died before it could say. The purge may have happened, so it is taken as
+    /// returned now; its orphans are settled and publishing resumes after the window, rather
+    /// than wait for ever.
+    private func takeOverIfAbandoned(_ record: Record) async {
+        let abandoned = seenRunning.withLock { seen -> Bool in
+            if seen?.generation != record.generation { seen = (record.generation, .now) }
+            return ContinuousClock.now - seen!.at >= abandonAfter
         }
+        guard abandoned else { return }
+        var returned = record
+        returned.returned = true
+        returned.holdUntil = WallClock.nowMillis() + window.asMilliseconds
+        _ = try? await replace(record, with: returned)
+    }
+
+    /// Stores `new` in place of `old` if `old` is still the record; whether it did.
+    private func replace(_ old: Record, with new: Record) async throws -> Bool {
+        guard try await registry.replaceValue(named: Self.valueName, from: try Self.encode(old), to: try Self.encode(new)) else { return false }
+        cache.withLock { $0 = (new, .now) }
+        if new.returned && !old.returned { seenReturned.withLock { $0 = (new.generation, .now) } }
+        return true
     }
 
     static func encode(_ record: Record) throws -> String {

@@ -109,6 +109,8 @@ public final class PostgresDatabase: Sendable {
             if let error = underlying as? PSQLError, error.code == .server {
                 return PostgresDatabase.translate(error) is BackendUnavailable
             }
+            // TLS the server does not offer (sslmode=require): asking again changes nothing.
+            if let error = underlying as? PSQLError, error.code == .sslUnsupported || error.code == .failedToAddSSLHandler { return false }
             // No answer, a refused or lost connection, no connection in time.
             return PostgresDatabase.translate(underlying) is BackendUnavailable || underlying is IOError
                 || underlying is NIOConnectionError || underlying is ChannelError

@@ -62,9 +62,11 @@ public struct BackendConfiguration: Sendable {
     public var strictCatalog = false
     /// How often a process looks for other processes' commits, to wake its idle receivers.
     public var wakePoll: Duration = .milliseconds(50)
-    /// How long a starting process keeps trying to reach its database when it cannot be
-    /// reached (a server starting, restarting or stalled), before it gives up; zero gives up at
-    /// the first failure. A wrong address, password or database name fails at once.
+    /// How long a starting process keeps trying to reach its database (and, with SQS, AWS) when
+    /// it cannot be reached (a server starting, restarting or stalled), before it gives up; zero
+    /// gives up at the first failure. A server that refuses the process (no such database, a
+    /// wrong password, TLS it does not offer) fails it at once; a wrong host or port looks like
+    /// a server that is down, and is waited for.
     public var startupWait: Duration = .seconds(60)
 
     public init() {}

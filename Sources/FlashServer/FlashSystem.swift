@@ -46,7 +46,8 @@ public struct FlashSystem: Sendable {
     /// Opens the backend (and, with ``FlashConfiguration/sqs``, the SQS queue and SNS topic)
     /// and wires every component for `role`.
     ///
-    /// A database that cannot be reached yet (starting, restarting, stalled) is tried again,
+    /// A database (or, with SQS, AWS) that cannot be reached yet (starting, restarting,
+    /// stalled) is tried again,
     /// with a warning each time, for up to ``BackendConfiguration/startupWait``: a process
     /// restarted during a database outage comes up when the database does, as the processes
     /// already running ride the outage out, rather than exiting and leaving its deliveries and
@@ -59,7 +60,7 @@ public struct FlashSystem: Sendable {
             do {
                 return try await openOnce(configuration, role: role, logger: logger)
             } catch where isUnreachable(error) && ContinuousClock.now + delay < deadline {
-                logger.warning("the database cannot be reached yet; trying again", metadata: [
+                logger.warning("the database (or AWS) cannot be reached yet; trying again", metadata: [
                     "database": "\(configuration.backend.postgres?.redacted ?? configuration.backend.path)",
                     "error": "\(error)", "retry_in": "\(delay.shortDescription)",
                 ])
@@ -69,9 +70,10 @@ public struct FlashSystem: Sendable {
         }
     }
 
-    /// Whether a failed open may succeed when tried again: the database did not answer.
+    /// Whether a failed open may succeed when tried again: the database, or AWS, did not answer.
     static func isUnreachable(_ error: any Error) -> Bool {
         if error is BackendUnavailable { return true }
+        if let aws = error as? AWSError { return aws.isTransient }
         if let startup = error as? PostgresDatabase.StartupError { return startup.isUnreachable }
         return false
     }

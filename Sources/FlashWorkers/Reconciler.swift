@@ -101,8 +101,6 @@ public final class Reconciler: Service {
     private let cursor = Atomic<Int64>(0)
     /// Orphans left unresolved in the scan pass in progress.
     private let passUnresolved = Atomic<Int>(0)
-    /// When the scan pass in progress read its first page (Unix ms).
-    private let passStartedAt = Atomic<Int64>(0)
     private let backoffs = Mutex<[String: Backoff]>([:])
     /// Held by a sweep and by a purge with its settling pass, so that a sweep cannot settle the
     /// orders a purge orphaned before the purge's own pass counts them.
@@ -174,10 +172,7 @@ public final class Reconciler: Service {
         while read < configuration.rowsPerSweep, !Task.isCancelled {
             let page: (pass: Pass, next: Int64?)
             let from = cursor.load(ordering: .relaxed)
-            if from == 0 {
-                passStartedAt.store(WallClock.nowMillis(), ordering: .relaxed)
-                passUnresolved.store(0, ordering: .relaxed)
-            }
+            if from == 0 { passUnresolved.store(0, ordering: .relaxed) }
             do {
                 page = try await settlePage(after: from)
             } catch is CancellationError {
@@ -195,7 +190,7 @@ public final class Reconciler: Service {
                 cursor.store(0, ordering: .relaxed)
                 let unresolved = passUnresolved.exchange(0, ordering: .relaxed)
                 state.withLock { $0.unresolved = unresolved }
-                if unresolved == 0 { await passCompleted(startedAt: passStartedAt.load(ordering: .relaxed)) }
+                if unresolved == 0 { await passCompleted() }
                 break
             }
         }
@@ -218,7 +213,6 @@ public final class Reconciler: Service {
     /// Scans every open order now and settles the orphans, giving up after `budget`.
     private func settleOrphans(budget: Duration) async -> Pass {
         let deadline = ContinuousClock.now + budget
-        let started = WallClock.nowMillis()
         var total = Pass()
         var from: Int64 = 0
         total.complete = false
@@ -229,7 +223,7 @@ public final class Reconciler: Service {
             total.unresolved += page.pass.unresolved
             guard let next = page.next else {
                 total.complete = true
-                if total.unresolved == 0 { await passCompleted(startedAt: started) }
+                if total.unresolved == 0 { await passCompleted() }
                 break
             }
             from = next
@@ -238,9 +232,9 @@ public final class Reconciler: Service {
     }
 
     /// Tells the store that a whole pass settled every orphan it found.
-    private func passCompleted(startedAt millis: Int64) async {
+    private func passCompleted() async {
         do {
-            try await store.orphanPassCompleted(startedAt: millis)
+            try await store.orphanPassCompleted()
         } catch {
             logger.warning("could not record a completed orphan pass; the next one will", metadata: ["error": "\(error)"])
         }

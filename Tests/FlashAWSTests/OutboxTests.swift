@@ -1,7 +1,7 @@
 import FlashAWS
 import FlashCore
 import FlashOrders
-import FlashOutbox
+@testable import FlashOutbox
 import FlashQueue
 import FlashPayments
 import FlashSQLite
@@ -131,6 +131,53 @@ struct OutboxTests {
         try await backend.shutdown()
     }
 
+    /// A relay whose publish a purge overlapped cannot know whether SQS kept the batch: it
+    /// keeps it in the outbox, so it is published again after the purge, and its orders are
+    /// neither orphans nor lost. A PurgeQueue that fails orphans nothing and holds nothing.
+    @Test func aPublishOverlappedByAPurgeIsSentAgainAndAFailedPurgeOrphansNothing() async throws {
+        let backend = try await Self.backend()
+        let queue = try await SQSQueues(configuration: TestAWS.configuration).create(TestAWS.name("payments"), attributes: QueueAttributes())
+        let fence = PurgeFence(registry: backend.fleet, window: .seconds(1), settleAfter: .seconds(1), margin: .milliseconds(200), freshness: .zero)
+        let store = OutboxOrderStore(local: backend.orders, paymentsQueue: queue, retention: .seconds(4 * 86_400), fence: fence)
+        var ids: [String] = []
+        for n in 0..<2 { ids.append(try await store.placeQueued(Self.order(n)).order.id) }
+        // The batch reaches SQS, then the purge starts (and deletes it) before the relay deletes it from the outbox.
+        let overlapped = OutboxRelay(configuration: .init(concurrency: 1, wait: .zero), outbox: store.outbox,
+                                     destination: PurgedWhilePublishing(queue: queue, store: store), fence: fence, logger: Logger(label: "test"))
+        #expect(try await overlapped.relayOnce() == .idle)
+        #expect(try await store.outbox.statistics().total == 2)
+        #expect(try await store.orphans(after: 0, limit: 100).orphans.isEmpty)
+        // Once the purge is settled and its window over, the batch goes out again.
+        let gateway = SimulatedPaymentGateway(configuration: .init(latency: .fixed(.milliseconds(1))), ledger: backend.ledger)
+        let reconciler = Reconciler(configuration: .init(interval: .seconds(3600), pageSize: 100), store: store,
+                                    settler: OrderSettler(store: store, gateway: gateway), paymentsQueue: store.paymentsQueue,
+                                    deadLetterQueue: nil, processed: RateMeter(), logger: Logger(label: "test"))
+        let relay = OutboxRelay(configuration: .init(concurrency: 1, wait: .zero), outbox: store.outbox, destination: queue, fence: fence,
+                                logger: Logger(label: "test"))
+        let deadline = ContinuousClock.now + .seconds(60)
+        var published = 0
+        while published < 2, ContinuousClock.now < deadline {
+            await reconciler.sweep()
+            if case .published(let count) = try await relay.relayOnce() { published += count }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(published == 2)
+        for id in ids { #expect(try await store.order(id: id)?.status == .pending) }
+        var bodies: [String] = []
+        while bodies.count < 2, ContinuousClock.now < deadline {
+            bodies += try await queue.receive(maxMessages: 10, wait: .seconds(1), visibilityTimeout: .seconds(60)).map(\.body)
+        }
+        #expect(Set(bodies.compactMap(PaymentMessage.orderID(in:))) == Set(ids))
+
+        // A PurgeQueue that fails: nothing orphaned, nothing held.
+        struct Refused: Error {}
+        await #expect(throws: Refused.self) { try await fence.purge { throw Refused() } }
+        #expect(try await fence.current()?.settled == true)
+        #expect(await fence.holdsPublishing().held == false)
+        #expect(try await store.orphans(after: 0, limit: 100).orphans.isEmpty)
+        try await backend.shutdown()
+    }
+
     @Test func aDeliveryGivenBackBeforeItsOrderWasTouchedStaysHiddenForABackoff() async throws {
         let backend = try await Self.backend()
         let queue = try await SQSQueues(configuration: TestAWS.configuration).create(TestAWS.name("payments"), attributes: QueueAttributes())
@@ -147,5 +194,17 @@ struct OutboxTests {
         let again = try await queue.receive(maxMessages: 10, wait: .seconds(1), visibilityTimeout: .seconds(60))
         #expect(again.map(\.body) == ["prepared"])
         try await backend.shutdown()
+    }
+}
+
+/// SQS, with a purge of it started (through the outbox store) right after each batch is accepted.
+struct PurgedWhilePublishing: MessagePublisher {
+    let queue: SQSMessageQueue
+    let store: OutboxOrderStore
+    var destination: String { queue.destination }
+    func publishBatch(_ bodies: [String]) async throws -> [Bool] {
+        let accepted = try await queue.publishBatch(bodies)
+        try await store.paymentsQueue.purge()
+        return accepted
     }
 }
