@@ -60,6 +60,11 @@ struct ChaosCommand: AsyncParsableCommand {
             }
         } catch {
             try? await http.shutdown()
+            // What the topologies before the failure found still counts.
+            if !summaries.isEmpty, !json {
+                for summary in summaries { print(summary.table) }
+                print("history and logs: \(root.path)")
+            }
             throw error
         }
         try await http.shutdown()
