@@ -58,7 +58,7 @@ struct OrdersController<Context: RequestContext> {
         if predicted > timeout {
             let retryAfter = max(1, Int(predicted.asSeconds.rounded(.up)))
             throw APIError(.serviceUnavailable, code: "overloaded",
-                           message: "checkout lanes are full: the predicted wait of \(predicted.shortDescription) exceeds the \(timeout.shortDescription) limit; nothing was charged",
+                           message: await refusedBeforePlacing(order, "checkout lanes are full: the predicted wait of \(predicted.shortDescription) exceeds the \(timeout.shortDescription) limit"),
                            headers: [.retryAfter: "\(retryAfter)"])
         }
         // Answer a little before the deadline (settling and storing the result take a moment),
@@ -68,7 +68,7 @@ struct OrdersController<Context: RequestContext> {
         let laneWait = chargeDeadline - margin - ContinuousClock.now
         guard laneWait > .zero, await lanes.enter(timeout: laneWait) else {
             throw APIError(.gatewayTimeout, code: "timeout",
-                           message: "no checkout lane freed up within \(timeout.shortDescription); nothing was charged")
+                           message: await refusedBeforePlacing(order, "no checkout lane freed up within \(timeout.shortDescription)"))
         }
         var serviceTime: Duration?
         defer { lanes.leave(serviceTime: serviceTime) }
@@ -146,6 +146,21 @@ struct OrdersController<Context: RequestContext> {
             group.cancelAll()
             return first ?? .timedOut
         }
+    }
+
+    /// What a sync request refused before placing its order may say of the charge. "Nothing was
+    /// charged" only when the request cannot name an order placed before (no order id or key of
+    /// the client's): a repeat whose first request's charge is still out was told so, and was
+    /// then charged (found by `flashsale chaos`). A repeat is told that this request charged
+    /// nothing, and what is known of the order.
+    private func refusedBeforePlacing(_ order: NewOrder, _ why: String) async -> String {
+        guard order.idChosenByClient || order.idempotencyKey != nil else { return "\(why); nothing was charged" }
+        if order.idChosenByClient, let earlier = try? await store.order(id: order.id) {
+            return "\(why); this request placed and charged nothing, but order '\(order.id)' was placed by an earlier request and is "
+                + "\(earlier.status.rawValue) (GET /orders/\(order.id))"
+        }
+        return "\(why); this request placed and charged nothing (an earlier request with the same order id or Idempotency-Key may "
+            + "have placed the order: repeat it, or GET /orders/{id})"
     }
 
     /// The charge did not come back with an answer: settle the order by the rule, then answer.

@@ -195,8 +195,19 @@ struct SyncTimeoutTests {
             #expect(waited < .milliseconds(600) + .seconds(20))
             // A customer who gets the lane in time is served.
             #expect(try await client.call(.post, "/orders/sync", json: seedOrder).string("status") == "completed")
-            #expect(try await system.ledger.entries().count == 1)
-            #expect(try await system.store.counts().total == 1)
+            // A repeat of an order an earlier request placed, refused for want of a lane, is not
+            // told "nothing was charged" (had the first charge still been out, that would be
+            // untrue): it is told of the order.
+            let r1 = #"{"customer_id":"r","order_id":"r1","items":[{"product_id":"P","quantity":1,"price":1}]}"#
+            #expect(try await client.call(.post, "/orders/sync", json: r1).string("status") == "completed")
+            #expect(await lanes.enter(timeout: .seconds(1)))
+            let repeated = try await client.call(.post, "/orders/sync", json: r1)
+            lanes.leave(serviceTime: nil)
+            #expect(repeated.status == .gatewayTimeout)
+            let message = repeated.string("error", "message") ?? ""
+            #expect(!message.contains("nothing was charged"), "\(message)")
+            #expect(message.contains("order 'r1' was placed by an earlier request and is completed"), "\(message)")
+            #expect(try await system.store.counts().total == 2)
         }
     }
 

@@ -112,8 +112,15 @@ struct ChaosCheck {
                 next += 1
                 group.addTask {
                     let id = ChaosHTTP.escaped(intent.orderID!)
-                    let order = await http.call(.GET, api + "/orders/\(id)")
-                    let charge = await http.call(.GET, gateway + "/charges/\(id)")
+                    var order = await http.call(.GET, api + "/orders/\(id)")
+                    var charge = await http.call(.GET, gateway + "/charges/\(id)")
+                    // A look-up that got no answer (a busy loopback, a pool at its limit) is asked again.
+                    for _ in 0..<10 {
+                        guard order.status == nil || charge.status == nil else { break }
+                        try await Task.sleep(for: .seconds(1))
+                        if order.status == nil { order = await http.call(.GET, api + "/orders/\(id)") }
+                        if charge.status == nil { charge = await http.call(.GET, gateway + "/charges/\(id)") }
+                    }
                     guard order.status == 200 || order.status == 404, charge.status == 200 || charge.status == 404 else {
                         throw ChaosError("cannot check order \(intent.orderID!): API \(order.status.map(String.init) ?? order.error ?? "?"), "
                             + "gateway \(charge.status.map(String.init) ?? charge.error ?? "?")")
