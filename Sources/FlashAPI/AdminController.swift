@@ -31,10 +31,15 @@ struct AdminController {
         }
         let before = try await queue.statistics()
         var pass = Reconciler.Pass()
-        if let reconciler = reconciler {
-            pass = try await reconciler.purge(queue, settlingWithin: Self.settleBudget)
-        } else {
-            try await queue.purge()
+        do {
+            if let reconciler = reconciler {
+                pass = try await reconciler.purge(queue, settlingWithin: Self.settleBudget)
+            } else {
+                try await queue.purge()
+            }
+        } catch let error as PurgeInProgress {
+            throw APIError(.conflict, code: "purge_in_progress", message: "\(error)",
+                           headers: [.retryAfter: "\(max(1, Int(error.retryAfter.asSeconds.rounded(.up))))"])
         }
         return Response.json(.ok, """
             {"queue":\(JSONText.quoted(name)),"purged":\(before.total),\

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import FlashCore
+import FlashQueue
 import Foundation
 import Logging
 import NIOCore
@@ -58,6 +59,11 @@ public struct AWSError: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "AWS \(action) failed: \(code) (HTTP \(status)): \(message)" }
+}
+
+extension AWSError: RefusedCall {
+    /// AWS answered with a client error, and not one saying a purge is already under way.
+    public var didNothing: Bool { (400..<500).contains(status) && status != 429 && !isTransient && code != "PurgeQueueInProgress" }
 }
 
 /// Sends signed requests to one AWS service: `POST /` with a body, signed with Signature

@@ -1,5 +1,6 @@
 import FlashBackend
 import FlashCore
+import FlashQueue
 import Foundation
 import Synchronization
 
@@ -24,8 +25,10 @@ import Synchronization
 /// - the purge is settled by a complete orphan pass, in any process, that began ``settleAfter``
 ///   after that process saw PurgeQueue return (a relay that published just before the purge has
 ///   deleted its outbox messages by then); publishing resumes ``margin`` after that.
-/// A PurgeQueue that fails is taken for not done: the record is set aside and nothing is settled.
-/// One whose process died before it returned is taken for done after ``abandonAfter``.
+/// A purge is refused (``PurgeInProgress``) while the previous one is unsettled or held. A
+/// PurgeQueue that AWS refuses (a client error) is taken for not done: the record is set aside;
+/// one that got no answer or a server error may have happened, and is taken for done, as is one
+/// whose process died before it returned, after ``abandonAfter``.
 public final class PurgeFence: Sendable {
     /// One purge, as stored.
     public struct Record: Codable, Sendable, Equatable {
@@ -76,18 +79,44 @@ public final class PurgeFence: Sendable {
     func purge(_ purge: () async throws -> Void) async throws {
         let previous = try await current(fresh: true)
         let now = WallClock.nowMillis()
+        // One at a time: a second purge would overwrite a record whose orphans are not settled
+        // yet (and SQS refuses a PurgeQueue within 60 s of the last anyway).
+        if let previous, !previous.settled || now < previous.holdUntil {
+            let left = previous.settled ? max(1_000, previous.holdUntil - now) : window.asMilliseconds
+            throw PurgeInProgress(retryAfter: .milliseconds(left))
+        }
         var record = Record(generation: (previous?.generation ?? 0) + 1, startedAt: now, returned: false,
                             holdUntil: now + window.asMilliseconds, settled: false)
-        try await registry.setValue(try Self.encode(record), named: Self.valueName)
+        let stored = try Self.encode(record)
+        do {
+            if let previous {
+                guard try await registry.replaceValue(named: Self.valueName, from: try Self.encode(previous), to: stored) else {
+                    throw PurgeInProgress(retryAfter: window)
+                }
+            } else {
+                try await registry.setValue(stored, named: Self.valueName)
+            }
+        } catch let error as PurgeInProgress {
+            throw error
+        } catch {
+            // PurgeQueue was not called: set the record aside if it was stored after all.
+            await setAside(record)
+            throw error
+        }
         cache.withLock { $0 = (record, .now) }
         do {
             try await purge()
+        } catch let error as any RefusedCall where error.didNothing {
+            // Refused (access denied, no such queue): nothing orphaned; relays may publish at once.
+            await setAside(record)
+            throw error
         } catch {
-            // Not done: nothing was orphaned. Relays may publish again at once.
-            var failed = record
-            failed.settled = true
-            failed.holdUntil = WallClock.nowMillis()
-            _ = try? await replace(record, with: failed)
+            // No answer, or a server error: the purge may have happened. Taken as returned: its
+            // orphans are settled (failed, no charge) rather than left for days.
+            var returned = record
+            returned.returned = true
+            returned.holdUntil = WallClock.nowMillis() + window.asMilliseconds
+            _ = try? await replace(record, with: returned)
             throw error
         }
         var returned = record
@@ -178,6 +207,14 @@ public final class PurgeFence: Sendable {
         returned.returned = true
         returned.holdUntil = WallClock.nowMillis() + window.asMilliseconds
         _ = try? await replace(record, with: returned)
+    }
+
+    /// Marks a purge that did not happen as settled, nothing held.
+    private func setAside(_ record: Record) async {
+        var failed = record
+        failed.settled = true
+        failed.holdUntil = WallClock.nowMillis()
+        _ = try? await replace(record, with: failed)
     }
 
     /// Stores `new` in place of `old` if `old` is still the record; whether it did.

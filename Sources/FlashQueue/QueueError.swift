@@ -49,3 +49,26 @@ public enum QueueError: Error, Sendable, Hashable, CustomStringConvertible {
         }
     }
 }
+
+/// An error that tells whether the call did nothing (a client error: access denied, no such
+/// queue), as opposed to one whose effect is unknown (no answer, a server error), so that a
+/// caller may undo what it prepared only when nothing happened.
+public protocol RefusedCall: Error {
+    /// The call was refused before it had any effect.
+    var didNothing: Bool { get }
+}
+
+extension QueueError: RefusedCall {
+    public var didNothing: Bool { true }
+}
+
+/// A purge asked for while the previous one is still being settled (SQS itself refuses a
+/// PurgeQueue within 60 s of the last).
+public struct PurgeInProgress: Error, Sendable, CustomStringConvertible {
+    /// When a purge may be asked for again.
+    public var retryAfter: Duration
+    public init(retryAfter: Duration) { self.retryAfter = retryAfter }
+    public var description: String {
+        "the previous purge of this queue is still being settled; purge again in \(retryAfter.shortDescription)"
+    }
+}

@@ -169,12 +169,18 @@ struct OutboxTests {
         }
         #expect(Set(bodies.compactMap(PaymentMessage.orderID(in:))) == Set(ids))
 
-        // A PurgeQueue that fails: nothing orphaned, nothing held.
-        struct Refused: Error {}
-        await #expect(throws: Refused.self) { try await fence.purge { throw Refused() } }
+        // A PurgeQueue that SQS refuses: nothing orphaned, nothing held.
+        await #expect(throws: QueueError.self) { try await fence.purge { throw QueueError.queueDoesNotExist("gone") } }
         #expect(try await fence.current()?.settled == true)
         #expect(await fence.holdsPublishing().held == false)
         #expect(try await store.orphans(after: 0, limit: 100).orphans.isEmpty)
+        // One that got no answer may have happened: taken as done, held; a second purge meanwhile is refused.
+        struct NoAnswer: Error {}
+        await #expect(throws: NoAnswer.self) { try await fence.purge { throw NoAnswer() } }
+        #expect(try await fence.current()?.returned == true)
+        #expect(try await fence.current()?.settled == false)
+        #expect(await fence.holdsPublishing().held)
+        await #expect(throws: PurgeInProgress.self) { try await fence.purge {} }
         try await backend.shutdown()
     }
 
