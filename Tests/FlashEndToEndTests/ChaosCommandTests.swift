@@ -49,7 +49,7 @@ struct ChaosCommandTests {
 
     @Test func badOptionsAreRefusedBeforeAnythingStarts() async throws {
         for (arguments, fragment) in [(["--topology", "cloud"], "--topology"), (["--topology", "postgres"], "--database"), (["--topology", "sqs"], "--aws-endpoint"),
-                                      (["--interval", "1ms"], "--interval"), (["--clients", "0"], "--clients")] {
+                                      (["--interval", "1ms"], "--interval"), (["--clients", "0"], "--clients"), (["--max-open", "0"], "--max-open")] {
             let run = try await Self.chaos(arguments)
             #expect(run.status != 0)
             #expect(run.errors.contains(fragment), "\(arguments): \(run.errors)")

@@ -23,12 +23,15 @@ struct ChaosCommand: AsyncParsableCommand {
     @Option(help: "A local AWS endpoint (moto) for the sqs topology: `setup-aws` makes the run's topic and queues there. Its outages are the network's (cut, stalled): a local endpoint killed loses its queues, which real SQS does not.")
     var awsEndpoint: String?
     @Option(help: "Longest wait for every order to settle after the last fault.") var settle = "180s"
+    @Option(help: "The clients hold off while more orders than this are open [default: 300 on sqs, where moto spends time in proportion to the queue's length on every message it sends or receives; no bound elsewhere].")
+    var maxOpen: Int?
     @Option(help: "Directory for the history (JSON lines) and the processes' logs [default: a new one under the temporary directory].")
     var output: String?
     @Flag(help: "Print the summaries as one JSON array.") var json = false
 
     func validate() throws {
         guard faults >= 0, clients > 0 else { throw ValidationError("--faults must be 0 or more and --clients 1 or more") }
+        if let maxOpen, maxOpen < 1 { throw ValidationError("--max-open must be 1 or more") }
         guard let interval = Duration(parsing: interval), interval >= .milliseconds(100) else {
             throw ValidationError("--interval must be a duration of 100ms or more, not '\(interval)'")
         }
@@ -109,7 +112,8 @@ struct ChaosCommand: AsyncParsableCommand {
         do {
             try await deployment.waitUntilAnswering(http, within: .seconds(60))
             let run = ChaosRun(deployment: deployment, http: http, history: history, clients: clients, faults: faults,
-                               interval: Duration(parsing: interval)!, runID: "\(topology.rawValue)-\(UUID().uuidString.prefix(6))")
+                               interval: Duration(parsing: interval)!, runID: "\(topology.rawValue)-\(UUID().uuidString.prefix(6))",
+                               maxOpen: maxOpen ?? (topology == .sqs ? 300 : nil))
             try await run.stock()
             progress("\(topology.rawValue): \(faults) faults under load")
             let (intents, injected) = try await run.drive()

@@ -79,6 +79,9 @@ struct ChaosRun {
     let faults: Int
     let interval: Duration
     let runID: String
+    /// The clients hold off while more orders than this are open (pending or processing), as the
+    /// API's `/stats` says; nil: no bound.
+    let maxOpen: Int?
 
     static let product = "CHAOS-STOCK"
     static let productStock = 1_000_000
@@ -100,9 +103,20 @@ struct ChaosRun {
     /// Runs the load and the faults; the intents, and the faults by kind.
     func drive() async throws -> (intents: [ChaosIntent], faults: [String: Int]) {
         let stop = StopFlag()
+        let open = OpenOrders()
         return try await withThrowingTaskGroup(of: [ChaosIntent].self) { group in
-            for client in 0..<clients {
-                group.addTask { await self.client(client, until: stop) }
+            if let maxOpen {
+                group.addTask {
+                    await self.countOpen(into: open, until: stop)
+                    return []
+                }
+                for client in 0..<clients {
+                    group.addTask { await self.client(client, until: stop, holdingOffAbove: maxOpen, open: open) }
+                }
+            } else {
+                for client in 0..<clients {
+                    group.addTask { await self.client(client, until: stop) }
+                }
             }
             let injected: [String: Int]
             do {
@@ -119,6 +133,11 @@ struct ChaosRun {
         }
     }
 
+    /// The orders open at the last look.
+    final class OpenOrders: Sendable {
+        let count = Atomic<Int>(0)
+    }
+
     /// Raised when the clients must stop.
     final class StopFlag: Sendable {
         private let raised = Atomic<Bool>(false)
@@ -126,11 +145,29 @@ struct ChaosRun {
         var isRaised: Bool { raised.load(ordering: .acquiring) }
     }
 
-    private func client(_ number: Int, until stop: StopFlag) async -> [ChaosIntent] {
+    /// Reads the open orders from the first API's `/stats` twice a second (a failed read keeps
+    /// the last figure).
+    private func countOpen(into open: OpenOrders, until stop: StopFlag) async {
+        let api = deployment.apis[0].baseURL
+        while !stop.isRaised {
+            let stats = await http.call(.GET, api + "/stats", timeout: .seconds(2))
+            if let pending = stats.int("orders", "pending"), let processing = stats.int("orders", "processing") {
+                open.count.store(pending + processing, ordering: .relaxed)
+            }
+            try? await Task.sleep(for: .milliseconds(500))
+        }
+    }
+
+    private func client(_ number: Int, until stop: StopFlag, holdingOffAbove maxOpen: Int = .max,
+                        open: OpenOrders = OpenOrders()) async -> [ChaosIntent] {
         var generator = SplitMix64(seed: UInt64(number) &* 0x9E37_79B9_7F4A_7C15 &+ 1)
         var intents: [ChaosIntent] = []
         var n = 0
         while !stop.isRaised {
+            if open.count.load(ordering: .relaxed) > maxOpen {
+                try? await Task.sleep(for: .milliseconds(100))
+                continue
+            }
             n += 1
             let roll = Double.random(in: 0..<1, using: &generator)
             let operation: ChaosIntent.Operation = roll < 0.55 ? .async : (roll < 0.8 ? .buy : .sync)
