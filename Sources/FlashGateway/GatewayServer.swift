@@ -5,6 +5,9 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOCore
+import OpenAPIHummingbird
+import OpenAPIRuntime
 import ServiceLifecycle
 import Synchronization
 
@@ -13,36 +16,36 @@ import Synchronization
 /// order id, so the ledger holds at most one charge per order, whichever worker of whichever
 /// process asks and however often.
 ///
-/// - `POST /charges` `{"order_id","amount"}` with `Idempotency-Key` → `{"order_id","charge_id","status"}`
-///   (`succeeded`, `declined`, or `voided` when the order's charge was voided first).
-/// - `GET /charges/{order_id}` → the charge, or 404 when none was decided.
-/// - `POST /charges/{order_id}/void` → voids the order's charge unless one was decided, and answers
-///   the outcome that stands (what the reconciler asks before it settles an order).
-/// - `GET /stats` → ``GatewayStats``; `GET /health`; `GET /metrics` (Prometheus: requests,
-///   charges by outcome and their durations, the ledger's totals).
+/// Its API is `FlashGateway/openapi.yaml` (charge, look up, void, stats, health), served by
+/// the server stubs generated from it (``GatewayHandlers``); `GET /metrics` (Prometheus:
+/// requests, charges by outcome and their durations, the ledger's totals) is served beside it.
 public final class GatewayServer: Sendable {
     public let gateway: SimulatedPaymentGateway
     public let ledger: any PaymentLedger
     /// This gateway's metrics (`GET /metrics`).
     public let metrics: MetricsRegistry
-    private let charging: InstrumentedPaymentGateway
-    private let requests = Atomic<Int>(0)
+    private let handlers: GatewayHandlers
+
+    /// The largest request body accepted (a charge is under 300 bytes).
+    static let maxBody = 64 * 1024
 
     public init(gateway: SimulatedPaymentGateway, ledger: any PaymentLedger) {
         self.gateway = gateway
         self.ledger = ledger
         let metrics = MetricsRegistry()
         self.metrics = metrics
-        self.charging = InstrumentedPaymentGateway(gateway, factory: metrics.factory, names: InstrumentedPaymentGateway.gatewayNames)
+        handlers = GatewayHandlers(
+            gateway: gateway, ledger: ledger,
+            charging: InstrumentedPaymentGateway(gateway, factory: metrics.factory, names: InstrumentedPaymentGateway.gatewayNames),
+            requests: .init())
     }
 
     /// The gateway's routes.
-    public func router() -> Router<BasicRequestContext> {
+    public func router() throws -> Router<BasicRequestContext> {
         let router = Router()
         router.add(middleware: RequestIDMiddleware())
         router.add(middleware: HTTPMetricsMiddleware(factory: metrics.factory))
         router.add(middleware: GatewayErrorMiddleware())
-        router.get("/health") { _, _ in Response.gatewayJSON(.ok, Data(#"{"status":"ok"}"#.utf8)) }
         router.get("/metrics") { _, context in
             do {
                 let stats = try await self.gateway.statistics()
@@ -59,90 +62,38 @@ public final class GatewayServer: Sendable {
             return Response(status: .ok, headers: [.contentType: MetricsRegistry.contentType],
                             body: .init(byteBuffer: ByteBuffer(bytes: self.metrics.exposition())))
         }
-        router.post("/charges") { request, context in try await self.charge(request, context: context) }
-        router.get("/charges/{order_id}") { _, context in
-            let orderID = try Self.orderID(context)
-            guard let outcome = try await self.ledger.outcome(for: orderID) else {
-                throw GatewayError(.notFound, "no charge for order '\(orderID)'")
-            }
-            return try Response.gatewayJSON(.ok, JSONEncoder().encode(ChargeResponse(orderID: orderID, outcome: outcome)))
-        }
-        router.post("/charges/{order_id}/void") { _, context in
-            let orderID = try Self.orderID(context)
-            let outcome = try await self.gateway.finalOutcome(orderID: orderID)
-            return try Response.gatewayJSON(.ok, JSONEncoder().encode(ChargeResponse(orderID: orderID, outcome: outcome)))
-        }
-        router.get("/stats") { _, _ in
-            let stats = try await self.gateway.statistics()
-            return try Response.gatewayJSON(.ok, JSONEncoder().encode(GatewayStats(
-                charges: stats.charges, requests: self.requests.load(ordering: .relaxed), duplicatesPrevented: stats.duplicateChargesPrevented,
-                declines: stats.declines, voided: stats.voided)))
-        }
+        try handlers.registerHandlers(on: router)
         return router
-    }
-
-    /// The path's order id, percent-decoded: the id the charge was made under.
-    private static func orderID(_ context: BasicRequestContext) throws -> String {
-        let raw = try context.parameters.require("order_id")
-        do {
-            return try PathSegment.decode(raw)
-        } catch .notUTF8 {
-            throw GatewayError(.badRequest, "the order id is not valid percent-encoded UTF-8")
-        } catch .controlCharacter {
-            throw GatewayError(.badRequest, "the order id must not hold control characters")
-        }
-    }
-
-    private func charge(_ request: Request, context: BasicRequestContext) async throws -> Response {
-        requests.add(1, ordering: .relaxed)
-        guard let key = request.headers[HTTPField.Name("Idempotency-Key")!], !key.isEmpty else {
-            throw GatewayError(.badRequest, "the Idempotency-Key header is required")
-        }
-        let body = try await request.body.collect(upTo: 64 * 1024)
-        guard let charge = try? JSONDecoder().decode(ChargeRequest.self, from: Data(buffer: body)),
-              !charge.orderID.isEmpty, charge.orderID.utf8.count <= 200, charge.amount.isFinite, charge.amount >= 0
-        else { throw GatewayError(.badRequest, #"expected {"order_id": "…", "amount": number ≥ 0}"#) }
-        // One charge per order: the ledger is keyed by the order id. A key naming another order
-        // is a client bug, refused rather than charged.
-        guard key == charge.orderID else {
-            throw GatewayError(.unprocessableContent, "Idempotency-Key must be the order id ('\(charge.orderID)')")
-        }
-        do {
-            let outcome = try await charging.charge(orderID: charge.orderID, amount: charge.amount)
-            return try Response.gatewayJSON(.ok, JSONEncoder().encode(ChargeResponse(orderID: charge.orderID, outcome: outcome)))
-        } catch let error as TransientPaymentError {
-            throw GatewayError(.serviceUnavailable, error.message)
-        }
     }
 
     /// The HTTP application, with the ledger's owner (if any) in its service group.
     public func application(host: String, port: Int, services: [any Service], logger: Logger,
-                            onServerRunning: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
-        Application(router: router(), configuration: .init(address: .hostname(host, port: port), serverName: "flashsale-gateway"),
+                            onServerRunning: @escaping @Sendable (Int) async -> Void) throws -> some ApplicationProtocol {
+        Application(router: try router(), configuration: .init(address: .hostname(host, port: port), serverName: "flashsale-gateway"),
                     services: services, onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
                     logger: logger)
     }
 }
 
-/// An error of the gateway's API, answered as `{"error": {"code", "message"}}`.
-struct GatewayError: Error {
-    var status: HTTPResponse.Status
-    var message: String
-
-    init(_ status: HTTPResponse.Status, _ message: String) {
-        self.status = status
-        self.message = message
-    }
-}
-
+/// Answers every error as `{"error": {"code", "message"}}`, as the API's own answers are.
 struct GatewayErrorMiddleware: RouterMiddleware {
     typealias Context = BasicRequestContext
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
+            // Collected here, within a bound: the generated server would read any length.
+            var request = request
+            _ = try await request.collectBody(upTo: GatewayServer.maxBody)
             return try await next(request, context)
-        } catch let error as GatewayError {
-            return Self.error(error.status, error.message)
+        } catch let error as ServerError where error.operationInput == nil {
+            // The request could not be read as the operation's input (a header missing, a body
+            // that is not the document's JSON): the client's error.
+            return Self.error(.badRequest, "the request does not match the gateway's API: \(error.causeDescription)")
+        } catch let error as ServerError {
+            context.logger.error("gateway request failed", metadata: ["error": "\(error.underlyingError)"])
+            return Self.error(.internalServerError, "the gateway could not complete the request")
+        } catch is NIOTooManyBytesError {
+            return Self.error(.contentTooLarge, "the request body is over \(GatewayServer.maxBody) bytes")
         } catch let error as HTTPError {
             return Self.error(error.status, error.body ?? error.status.reasonPhrase)
         } catch {
@@ -152,7 +103,7 @@ struct GatewayErrorMiddleware: RouterMiddleware {
     }
 
     static func error(_ status: HTTPResponse.Status, _ message: String) -> Response {
-        let code = status.reasonPhrase.lowercased().replacingOccurrences(of: " ", with: "_")
+        let code = HTTPStatusName.code(status)
         return Response.gatewayJSON(status, Data(#"{"error":{"code":\#(JSONText.quoted(code)),"message":\#(JSONText.quoted(message))}}"#.utf8))
     }
 }

@@ -5,6 +5,8 @@ import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
+import OpenAPIAsyncHTTPClient
+import OpenAPIRuntime
 import ServiceLifecycle
 import Synchronization
 
@@ -47,6 +49,8 @@ public final class HTTPPaymentGateway: PaymentGateway, Service {
     /// The health check's own client: a probe must not wait behind the charges for a connection
     /// of the pool (a busy pool is not a gateway that is away).
     private let probeClient: HTTPClient
+    private let api: Client
+    private let probeAPI: Client
     private let logger: Logger
     private let transientErrors = Atomic<Int>(0)
     private let closed = Mutex(false)
@@ -67,15 +71,30 @@ public final class HTTPPaymentGateway: PaymentGateway, Service {
         probe.connectionPool.retryConnectionEstablishment = false
         probe.timeout = .init(connect: .seconds(2), read: .seconds(5))
         self.probeClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: probe)
+        // The generated client (FlashGateway/openapi.yaml) writes each request, percent-encoding
+        // the order id in a path, and reads each answer.
+        let serverURL = URL(string: configuration.baseURL) ?? URL(string: "http://127.0.0.1")!
+        api = Client(serverURL: serverURL, transport: AsyncHTTPClientTransport(configuration: .init(
+            client: client, timeout: .seconds(Int64(configuration.requestTimeout.components.seconds)))))
+        let probeSeconds = max(1, min(5, configuration.requestTimeout.components.seconds))
+        probeAPI = Client(serverURL: serverURL, transport: AsyncHTTPClientTransport(configuration: .init(
+            client: probeClient, timeout: .seconds(probeSeconds))))
     }
 
     public var expectedLatency: Duration { configuration.expectedLatency }
 
     public func charge(orderID: String, amount: Double) async throws -> PaymentOutcome {
         if Task.isCancelled { throw PaymentNotSent() }
-        let body = try JSONEncoder().encode(ChargeRequest(orderID: orderID, amount: amount))
         do {
-            return try await call(.POST, "/charges", body: body, idempotencyKey: orderID)
+            return try await call("charge") {
+                switch try await self.api.charge(headers: .init(idempotencyKey: orderID), body: .json(.init(orderId: orderID, amount: amount))) {
+                case let .ok(charge): .done(try charge.body.json.outcome)
+                case let .serviceUnavailable(error): .retry(503, error)
+                case let .badRequest(error): .refused(400, error)
+                case let .unprocessableContent(error): .refused(422, error)
+                case let .default(status, error): Self.answer(status, error)
+                }
+            }
         } catch let error as TransientPaymentError {
             transientErrors.add(1, ordering: .relaxed)
             throw error
@@ -83,12 +102,21 @@ public final class HTTPPaymentGateway: PaymentGateway, Service {
     }
 
     public func finalOutcome(orderID: String) async throws -> PaymentOutcome {
-        try await call(.POST, "/charges/\(Self.escaped(orderID))/void", body: nil, idempotencyKey: nil)
+        try await call("void") {
+            switch try await self.api.voidCharge(path: .init(orderId: orderID)) {
+            case let .ok(charge): .done(try charge.body.json.outcome)
+            case let .default(status, error): Self.answer(status, error)
+            }
+        }
     }
 
     public func statistics() async throws -> PaymentStatistics {
-        let data = try await send(.GET, "/stats", body: nil, idempotencyKey: nil)
-        let stats = try JSONDecoder().decode(GatewayStats.self, from: data)
+        let stats = try await call("stats") {
+            switch try await self.api.getStats() {
+            case let .ok(stats): .done(try stats.body.json)
+            case let .default(status, error): Self.answer(status, error)
+            }
+        }
         return PaymentStatistics(charges: stats.charges, declines: stats.declines, duplicateChargesPrevented: stats.duplicatesPrevented,
                                  transientErrors: transientErrors.load(ordering: .relaxed), voided: stats.voided)
     }
@@ -96,49 +124,51 @@ public final class HTTPPaymentGateway: PaymentGateway, Service {
     /// One `GET /health` within 5 s at most (or the request timeout, if shorter): no retries, the
     /// caller probes again.
     public func probe() async throws {
-        let seconds = max(1, min(5, configuration.requestTimeout.components.seconds))
-        let response = try await probeClient.execute(HTTPClientRequest(url: configuration.baseURL + "/health"), timeout: .seconds(seconds))
-        _ = try await response.body.collect(upTo: 1 << 16)
-        guard (200..<300).contains(response.status.code) else {
-            throw TransientPaymentError("the gateway's health check answered \(response.status.code)")
+        switch try await probeAPI.getHealth() {
+        case .ok: return
+        case let .undocumented(status, _): throw TransientPaymentError("the gateway's health check answered \(status)")
         }
     }
 
-    /// A charge-shaped call with retries; a definite outcome, or ``TransientPaymentError``.
-    private func call(_ method: HTTPMethod, _ path: String, body: Data?, idempotencyKey: String?) async throws -> PaymentOutcome {
-        let data = try await send(method, path, body: body, idempotencyKey: idempotencyKey)
-        guard let outcome = try? JSONDecoder().decode(ChargeResponse.self, from: data).outcome else {
-            throw TransientPaymentError("the gateway answered something that is not a charge")
+    /// What one attempt of a call came to.
+    private enum Answer<Value: Sendable>: Sendable {
+        case done(Value)
+        /// 429 or 5xx: tried again.
+        case retry(String)
+        /// A refusal the gateway will repeat: not worth retrying, nothing was charged.
+        case refused(String)
+
+        static func retry(_ status: Int, _ error: Components.Responses._Error) -> Self { .retry(Self.text(status, error)) }
+        static func refused(_ status: Int, _ error: Components.Responses._Error) -> Self { .refused(Self.text(status, error)) }
+        private static func text(_ status: Int, _ error: Components.Responses._Error) -> String {
+            "\(status) \((try? error.body.json.error.message) ?? "")"
         }
-        return outcome
     }
 
-    private func send(_ method: HTTPMethod, _ path: String, body: Data?, idempotencyKey: String?) async throws -> Data {
+    private static func answer<Value>(_ status: Int, _ error: Components.Responses._Error) -> Answer<Value> {
+        status == 429 || (500...599).contains(status) ? .retry(status, error) : .refused(status, error)
+    }
+
+    /// A call with retries: its value, or ``TransientPaymentError`` (with `reachedGateway` false
+    /// when no attempt could connect).
+    private func call<Value: Sendable>(_ operation: String, _ attempt: @Sendable () async throws -> Answer<Value>) async throws -> Value {
         var lastError = "no attempt"
         var reached = false
-        for attempt in 0..<max(1, configuration.attempts) {
-            if attempt > 0 {
-                let base = Double(configuration.backoff.asMilliseconds) * Double(1 << (attempt - 1))
+        for number in 0..<max(1, configuration.attempts) {
+            if number > 0 {
+                let base = Double(configuration.backoff.asMilliseconds) * Double(1 << (number - 1))
                 // Jitter: spread the retries of many workers over the window.
                 try await Task.sleep(for: .milliseconds(Int64(base * Double.random(in: 0.5..<1.0))))
             }
-            var request = HTTPClientRequest(url: configuration.baseURL + path)
-            request.method = method
-            request.headers.add(name: "Content-Type", value: "application/json")
-            if let idempotencyKey { request.headers.add(name: "Idempotency-Key", value: idempotencyKey) }
-            if let body { request.body = .bytes(ByteBuffer(data: body)) }
             do {
-                let response = try await client.execute(request, timeout: .seconds(Int64(configuration.requestTimeout.components.seconds)))
-                reached = true
-                let bytes = try await response.body.collect(upTo: 1 << 20)
-                switch response.status.code {
-                case 200..<300:
-                    return Data(buffer: bytes)
-                case 429, 500...599:
-                    lastError = "the gateway answered \(response.status.code)"
-                default:
-                    // A refusal the gateway will repeat: not worth retrying, nothing was charged.
-                    throw TransientPaymentError("the gateway refused the request (\(response.status.code)): \(String(buffer: bytes))")
+                switch try await attempt() {
+                case let .done(value):
+                    return value
+                case let .retry(why):
+                    reached = true
+                    lastError = "the gateway answered \(why)"
+                case let .refused(why):
+                    throw TransientPaymentError("the gateway refused the request (\(why))")
                 }
             } catch let error as TransientPaymentError {
                 throw error
@@ -146,10 +176,12 @@ public final class HTTPPaymentGateway: PaymentGateway, Service {
                 throw CancellationError()
             } catch {
                 if Task.isCancelled { throw CancellationError() }
-                if !Self.neverSent(error) { reached = true }
-                lastError = "\(error)"
+                let cause = (error as? ClientError)?.underlyingError ?? error
+                if cause is CancellationError { throw CancellationError() }
+                if (error as? ClientError)?.response != nil || !Self.neverSent(cause) { reached = true }
+                lastError = "\(cause)"
             }
-            logger.debug("gateway call failed; retrying", metadata: ["path": "\(path)", "attempt": "\(attempt + 1)", "error": "\(lastError)"])
+            logger.debug("gateway call failed; retrying", metadata: ["operation": "\(operation)", "attempt": "\(number + 1)", "error": "\(lastError)"])
         }
         throw TransientPaymentError("payment gateway unreachable: \(lastError)", reachedGateway: reached)
     }
@@ -160,10 +192,6 @@ public final class HTTPPaymentGateway: PaymentGateway, Service {
         if let error = error as? IOError, [ECONNREFUSED, ENETUNREACH, EHOSTUNREACH].contains(error.errnoCode) { return true }
         if let error = error as? ChannelError, case .connectTimeout = error { return true }
         return false
-    }
-
-    private static func escaped(_ id: String) -> String {
-        id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? id
     }
 
     /// Waits for graceful shutdown, then closes the HTTP client.

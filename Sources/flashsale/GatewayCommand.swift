@@ -56,7 +56,7 @@ struct GatewayCommand: AsyncParsableCommand {
         logger.info("flashsale gateway starting", metadata: [
             "latency": "\(simulator.latency)", "slots": "\(slotCount)", "ledger": "\(Settings.value(data, env: "FLASHSALE_GATEWAY_DATA") ?? "memory")",
         ])
-        let app = server.application(host: host, port: port, services: services, logger: logger) { port in
+        let app = try server.application(host: host, port: port, services: services, logger: logger) { port in
             FileHandle.standardOutput.write(Data("flashsale gateway listening on http://\(host):\(port)\n".utf8))
         }
         try await app.runService()
