@@ -1,8 +1,8 @@
 import Foundation
 
-/// One segment of a URL path as an identifier: percent-decoded, the way every HTTP hop of
-/// flashsale reads an id it was sent in a path (the API's `/orders/{id}`, the gateway's
-/// `/charges/{order_id}`). Hummingbird hands path parameters over as they are in the URL, so a
+/// One segment of a URL path as an identifier: percent-decoded, the way the API reads an id it
+/// was sent in a path (`/orders/{id}`; the gateway's are decoded by its generated server).
+/// Hummingbird hands path parameters over as they are in the URL, so a
 /// hop that forgot to decode looked up another key than the one its client escaped: an order
 /// "a b" was voided as "a%20b" while its charge stood.
 public enum PathSegment {

@@ -9,7 +9,6 @@ import NIOCore
 import OpenAPIHummingbird
 import OpenAPIRuntime
 import ServiceLifecycle
-import Synchronization
 
 /// `flashsale gateway`: the payment provider as its own service, as a real one is. It runs the
 /// simulator (latency, slots, declines) over a ledger that makes every charge idempotent by

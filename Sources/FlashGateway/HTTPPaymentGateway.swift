@@ -1,10 +1,10 @@
 import AsyncHTTPClient
 import FlashCore
 import FlashPayments
+import HTTPTypes
 import Foundation
 import Logging
 import NIOCore
-import NIOHTTP1
 import OpenAPIAsyncHTTPClient
 import OpenAPIRuntime
 import ServiceLifecycle
@@ -64,7 +64,7 @@ public final class HTTPPaymentGateway: PaymentGateway, Service {
         // the pool retries connecting until the request's deadline, so a charge against a gateway
         // that is down took every attempt's whole timeout before the workers could know.
         http.connectionPool.retryConnectionEstablishment = false
-        http.timeout = .init(connect: .seconds(2), read: .seconds(Int64(configuration.requestTimeout.components.seconds) + 1))
+        http.timeout = .init(connect: .seconds(2), read: .milliseconds(configuration.requestTimeout.asMilliseconds + 1_000))
         self.client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: http)
         var probe = HTTPClient.Configuration()
         probe.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 2)
@@ -73,12 +73,15 @@ public final class HTTPPaymentGateway: PaymentGateway, Service {
         self.probeClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: probe)
         // The generated client (FlashGateway/openapi.yaml) writes each request, percent-encoding
         // the order id in a path, and reads each answer.
-        let serverURL = URL(string: configuration.baseURL) ?? URL(string: "http://127.0.0.1")!
+        // The command line refuses a URL that does not parse; a caller passing one is a bug.
+        guard let serverURL = URL(string: configuration.baseURL) else { preconditionFailure("not a URL: \(configuration.baseURL)") }
+        // Answers are read up to 1 MiB (the runtime would read any length).
+        let bounded = [BoundedResponseBody(limit: 1 << 20)]
         api = Client(serverURL: serverURL, transport: AsyncHTTPClientTransport(configuration: .init(
-            client: client, timeout: .seconds(Int64(configuration.requestTimeout.components.seconds)))))
-        let probeSeconds = max(1, min(5, configuration.requestTimeout.components.seconds))
+            client: client, timeout: .milliseconds(configuration.requestTimeout.asMilliseconds))), middlewares: bounded)
+        let probeTimeout = min(Duration.seconds(5), max(.seconds(1), configuration.requestTimeout))
         probeAPI = Client(serverURL: serverURL, transport: AsyncHTTPClientTransport(configuration: .init(
-            client: probeClient, timeout: .seconds(probeSeconds))))
+            client: probeClient, timeout: .milliseconds(probeTimeout.asMilliseconds))), middlewares: bounded)
     }
 
     public var expectedLatency: Duration { configuration.expectedLatency }
@@ -124,9 +127,15 @@ public final class HTTPPaymentGateway: PaymentGateway, Service {
     /// One `GET /health` within 5 s at most (or the request timeout, if shorter): no retries, the
     /// caller probes again.
     public func probe() async throws {
-        switch try await probeAPI.getHealth() {
-        case .ok: return
-        case let .undocumented(status, _): throw TransientPaymentError("the gateway's health check answered \(status)")
+        do {
+            switch try await probeAPI.getHealth() {
+            case .ok: return
+            case let .undocumented(status, _) where (200..<300).contains(status): return
+            case let .undocumented(status, _): throw TransientPaymentError("the gateway's health check answered \(status)")
+            }
+        } catch let error as ClientError where (200..<300).contains(error.response?.status.code ?? 0) {
+            // A provider whose health check answers 2xx with another body (or none) is up.
+            return
         }
     }
 
@@ -178,6 +187,16 @@ public final class HTTPPaymentGateway: PaymentGateway, Service {
                 if Task.isCancelled { throw CancellationError() }
                 let cause = (error as? ClientError)?.underlyingError ?? error
                 if cause is CancellationError { throw CancellationError() }
+                // An answer that is not the document's (a proxy's HTML page, a status the gateway
+                // does not send): a refusal when it says so, not worth retrying when it is 2xx.
+                if let status = (error as? ClientError)?.response?.status.code {
+                    if (400..<500).contains(status), status != 429 {
+                        throw TransientPaymentError("the gateway refused the request (\(status), an answer not in its API)")
+                    }
+                    if (200..<300).contains(status) {
+                        throw TransientPaymentError("the gateway answered \(status) with something that is not the API's answer: \(cause)")
+                    }
+                }
                 if (error as? ClientError)?.response != nil || !Self.neverSent(cause) { reached = true }
                 lastError = "\(cause)"
             }
@@ -205,5 +224,18 @@ public final class HTTPPaymentGateway: PaymentGateway, Service {
         guard !closed.withLock({ closed in defer { closed = true }; return closed }) else { return }
         try await client.shutdown()
         try await probeClient.shutdown()
+    }
+}
+
+/// Reads each answer's body whole, up to a bound, before the generated client decodes it: a
+/// misbehaving gateway or proxy cannot grow a worker's memory without limit.
+struct BoundedResponseBody: ClientMiddleware {
+    let limit: Int
+
+    func intercept(_ request: HTTPRequest, body: HTTPBody?, baseURL: URL, operationID: String,
+                   next: @Sendable (HTTPRequest, HTTPBody?, URL) async throws -> (HTTPResponse, HTTPBody?)) async throws -> (HTTPResponse, HTTPBody?) {
+        let (response, body) = try await next(request, body, baseURL)
+        guard let body else { return (response, nil) }
+        return (response, HTTPBody(try await [UInt8](collecting: body, upTo: limit)))
     }
 }

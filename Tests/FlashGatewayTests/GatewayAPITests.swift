@@ -5,6 +5,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
+import Synchronization
 import Testing
 
 @testable import FlashGateway
@@ -133,4 +134,34 @@ struct GatewayAPITests {
         }
         try await remote.shutdown()
     }
+
+    @Test func answersOutsideTheAPIAreRefusedOnceAndA2xxHealthCheckIsUp() async throws {
+        // A proxy in front of the gateway: an HTML 404 for charges, 204 for the health check.
+        let asked = Counter()
+        let router = Router()
+        router.post("/charges") { _, _ in
+            asked.add()
+            return Response(status: .notFound, headers: [.contentType: "text/html"], body: .init(byteBuffer: ByteBuffer(string: "<h1>no</h1>")))
+        }
+        router.get("/health") { _, _ in Response(status: .noContent) }
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await app.test(.live) { client in
+            let remote = HTTPPaymentGateway(configuration: .init(baseURL: "http://127.0.0.1:\(try #require(client.port))", requestTimeout: .seconds(5),
+                                                                 attempts: 4, backoff: .milliseconds(10)))
+            await #expect {
+                try await remote.charge(orderID: "o-1", amount: 5)
+            } throws: { error in
+                (error as? TransientPaymentError)?.message.contains("refused") == true
+            }
+            #expect(asked.value == 1, "a refusal is not asked again")
+            await #expect(throws: Never.self) { try await remote.probe() }
+            try await remote.shutdown()
+        }
+    }
+}
+
+final class Counter: Sendable {
+    private let count = Atomic<Int>(0)
+    func add() { count.add(1, ordering: .relaxed) }
+    var value: Int { count.load(ordering: .relaxed) }
 }

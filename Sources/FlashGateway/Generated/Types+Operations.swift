@@ -17,7 +17,8 @@ internal enum Operations {
         internal struct Input: Sendable, Hashable {
             /// - Remark: Generated from `#/paths/charges/POST/header`.
             internal struct Headers: Sendable, Hashable {
-                /// The order id (one charge per order; a key naming another order is refused).
+                /// The order id (one charge per order; a key naming another order is refused), percent-encoded as a URI component, as the order id in a path is (what a generated client sends; the server decodes it). Gateways and workers from before this encoding sent it raw: upgrade them together.
+                ///
                 ///
                 /// - Remark: Generated from `#/paths/charges/POST/header/Idempotency-Key`.
                 internal var idempotencyKey: Swift.String
@@ -25,7 +26,7 @@ internal enum Operations {
                 /// Creates a new `Headers`.
                 ///
                 /// - Parameters:
-                ///   - idempotencyKey: The order id (one charge per order; a key naming another order is refused).
+                ///   - idempotencyKey: The order id (one charge per order; a key naming another order is refused), percent-encoded as a URI component, as the order id in a path is (what a generated client sends; the server decodes it). Gateways and workers from before this encoding sent it raw: upgrade them together.
                 ///   - accept:
                 internal init(
                     idempotencyKey: Swift.String,
