@@ -139,6 +139,7 @@ let package = Package(
         ]),
         // Faults on demand for the chaos checker and tests: a TCP proxy that cuts or stalls.
         .target(name: "FlashFaults", dependencies: [
+            .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -170,7 +171,7 @@ let package = Package(
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ]),
-        .testTarget(name: "FlashQueueTests", dependencies: ["FlashCore", "FlashQueue", "FlashSQLite", "FlashPostgres", "FlashAWS"]),
+        .testTarget(name: "FlashQueueTests", dependencies: ["FlashCore", "FlashQueue", "FlashSQLite", "FlashPostgres", "FlashAWS", "FlashBackend", "FlashFaults"]),
         // Drives the real `flashsale` binary over loopback: kill -9, SIGTERM, storms of requests.
         .testTarget(name: "FlashEndToEndTests", dependencies: [
             "FlashCore", "FlashBackend", "FlashAWS", "FlashFaults",

@@ -34,11 +34,21 @@ public struct APIError: HTTPResponseError, Sendable {
 /// Turns every error into the API's JSON error shape: Hummingbird's own (404, 413) and
 /// unexpected ones (500, logged, with no internals leaked).
 struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    /// Counts the requests refused at their admission deadline.
+    let admission: AdmissionControl
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
         } catch let error as APIError {
             return try error.response(from: request, context: context)
+        } catch let error as Overloaded {
+            // Refused before its transaction began: true to say nothing was stored.
+            admission.recordShed(.deadline)
+            let seconds = max(1, Int(error.retryAfter.components.seconds))
+            return APIError(.serviceUnavailable, code: "overloaded",
+                            message: "\(error); the request was not acknowledged and nothing was stored: repeat it after Retry-After, with the same Idempotency-Key",
+                            headers: [.retryAfter: "\(seconds)"]).toResponse()
         } catch let error as BackendUnavailable {
             // Not acknowledged. Said as "nothing was stored" only when that is known; when the
             // store's commit may have happened before the connection was lost, the answer says so.

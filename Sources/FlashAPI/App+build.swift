@@ -32,7 +32,7 @@ func makeRouter(_ services: FlashServices, routes set: RouteSet) -> (router: Rou
     router.add(middleware: HTTPMetricsMiddleware(factory: services.metrics.factory) { observation in
         latency.observe(route: observation.route, status: observation.status, duration: observation.duration)
     })
-    router.add(middleware: JSONErrorMiddleware())
+    router.add(middleware: JSONErrorMiddleware(admission: services.admission))
     let admin = router.group().add(middleware: AdminMiddleware(policy: services.admin))
     var routes = RouteTable(router: router, admin: admin)
     SystemController(reader: services.statsReader, membership: services.membership, startedAtMillis: services.startedAtMillis)
@@ -43,7 +43,7 @@ func makeRouter(_ services: FlashServices, routes set: RouteSet) -> (router: Rou
     if set == .all {
         OrdersController(store: services.store, gateway: services.gateway, lanes: services.lanes, syncTimeout: services.syncTimeout,
                          accepted: services.accepted, processed: services.processed, orderMetrics: services.orderMetrics,
-                         membership: services.membership)
+                         membership: services.membership, admission: services.admission)
             .addRoutes(to: &routes)
         DashboardController(feed: services.dashboard).addRoutes(to: &routes)
         AdminController(paymentsQueue: services.store.paymentsQueue, deadLetterQueue: services.deadLetterQueue,
@@ -52,7 +52,7 @@ func makeRouter(_ services: FlashServices, routes set: RouteSet) -> (router: Rou
         if let catalog = services.catalog {
             ProductsController(catalog: catalog).addRoutes(to: &routes)
             FlashSaleController(store: services.store, catalog: catalog, flashProduct: services.flashProduct, accepted: services.accepted,
-                                orderMetrics: services.orderMetrics)
+                                orderMetrics: services.orderMetrics, admission: services.admission)
                 .addRoutes(to: &routes)
         }
     }

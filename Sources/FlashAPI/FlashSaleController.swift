@@ -15,6 +15,8 @@ struct FlashSaleController {
     let flashProduct: String
     let accepted: RateMeter
     let orderMetrics: OrderMetrics
+    /// The placing routes' admission deadline.
+    let admission: AdmissionControl
 
     func addRoutes(to routes: inout RouteTable<FlashRequestContext>) {
         routes.on("/reset-stock/:count", method: .post, admin: true, use: resetStock)
@@ -61,7 +63,7 @@ struct FlashSaleController {
         let order = NewOrder(id: TimeOrderedID.make(), customerID: customer,
                              items: [OrderItem(productID: flashProduct, quantity: 1, price: nil)],
                              channel: .buy, idempotencyKey: try OrderIntake.idempotencyKey(request), requiresCatalog: true,
-                             idChosenByClient: false)
+                             idChosenByClient: false, admitBy: admission.deadlineFromNow())
         let placement: Placement
         do {
             placement = try await store.placeQueued(order)

@@ -24,6 +24,8 @@ public struct FlashServices: Sendable {
     public var lanes: CheckoutLanes
     /// How long a sync customer waits at most.
     public var syncTimeout: Duration
+    /// The placing routes' admission deadline and shed counts.
+    public var admission: AdmissionControl
     /// Orders this process accepted per second (async and buy).
     public var accepted: RateMeter
     /// Orders this process finished per second.
@@ -58,7 +60,7 @@ public struct FlashServices: Sendable {
                 accepted: RateMeter = RateMeter(), processed: RateMeter, catalog: (any Catalog)? = nil,
                 admin: AdminPolicy = AdminPolicy(token: nil), flashProduct: String = "iphone_16",
                 outbox: (any MessageQueue)? = nil, metrics: MetricsRegistry = MetricsRegistry(), orderMetrics: OrderMetrics? = nil,
-                workers: WorkerPool? = nil, logger: Logger = Logger(label: "flashsale")) {
+                workers: WorkerPool? = nil, admissionDeadline: Duration = .seconds(2), logger: Logger = Logger(label: "flashsale")) {
         self.store = store
         self.deadLetterQueue = deadLetterQueue
         self.gateway = gateway
@@ -76,10 +78,12 @@ public struct FlashServices: Sendable {
         self.metrics = metrics
         self.orderMetrics = orderMetrics ?? OrderMetrics(factory: metrics.factory)
         self.workers = workers
+        let admission = AdmissionControl(deadline: admissionDeadline, factory: metrics.factory)
+        self.admission = admission
         let acceptLatency = AcceptLatencyWindow()
         self.acceptLatency = acceptLatency
         let reader = SystemStatsReader(store: store, gateway: gateway, membership: membership, reconciler: reconciler,
-                                       lanes: lanes, outbox: outbox)
+                                       lanes: lanes, outbox: outbox, admission: admission)
         self.dashboard = DashboardFeed(reader: reader, catalog: catalog, product: flashProduct, latency: acceptLatency, logger: logger)
     }
 }

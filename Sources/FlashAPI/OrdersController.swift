@@ -17,6 +17,8 @@ struct OrdersController<Context: RequestContext> {
     let orderMetrics: OrderMetrics
     /// The fleet's figures, for the ETA of a pending order.
     let membership: FleetMembership
+    /// The placing routes' admission deadline.
+    let admission: AdmissionControl
 
     func addRoutes(to routes: inout RouteTable<Context>) {
         routes.on("/orders/async", method: .post, use: placeAsync)
@@ -28,7 +30,8 @@ struct OrdersController<Context: RequestContext> {
 
     /// Validates, stores the order with its message in one transaction, answers 202.
     @Sendable func placeAsync(_ request: Request, context: Context) async throws -> Response {
-        let order = try await OrderIntake.newOrder(from: request, context: context, channel: .async)
+        var order = try await OrderIntake.newOrder(from: request, context: context, channel: .async)
+        order.admitBy = admission.deadlineFromNow()
         let placement = try await OrderIntake.placeQueued(order, store: store)
         if placement.created {
             accepted.record()
@@ -53,9 +56,10 @@ struct OrdersController<Context: RequestContext> {
     @Sendable func placeSync(_ request: Request, context: Context) async throws -> Response {
         let timeout = syncTimeout
         let deadline = ContinuousClock.now + timeout
-        let order = try await OrderIntake.newOrder(from: request, context: context, channel: .sync)
+        var order = try await OrderIntake.newOrder(from: request, context: context, channel: .sync)
         let predicted = lanes.predictedWait
         if predicted > timeout {
+            admission.recordShed(.checkoutLanes)
             let retryAfter = max(1, Int(predicted.asSeconds.rounded(.up)))
             throw APIError(.serviceUnavailable, code: "overloaded",
                            message: await refusedBeforePlacing(order, "checkout lanes are full: the predicted wait of \(predicted.shortDescription) exceeds the \(timeout.shortDescription) limit"),
@@ -75,6 +79,8 @@ struct OrdersController<Context: RequestContext> {
         // Until the deadline (and a grace for this request's own settlement) the order is this
         // request's; after it, the reconciler's.
         let holdUntil = WallClock.nowMillis() + (deadline - ContinuousClock.now).asMilliseconds + SyncLimits.holdGrace.asMilliseconds
+        // Placed in time to leave the charge its margin, or not at all.
+        order.admitBy = min(admission.deadlineFromNow(), chargeDeadline - margin)
         let placement = try await OrderIntake.place(order, store: store) { try await $0.placeImmediate($1, holdUntil: holdUntil) }
         if placement.created { orderMetrics.recordAccepted(.sync) }
         guard placement.created else {

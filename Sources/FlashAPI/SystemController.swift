@@ -72,6 +72,8 @@ public struct SystemStatsReader: Sendable {
     let lanes: CheckoutLanes
     /// The backend's outbox, when the payments queue is SQS.
     let outbox: (any MessageQueue)?
+    /// This process's admission control, if its routes place orders.
+    let admission: AdmissionControl?
     /// The last figures read of each part.
     let memory = PartMemory()
 
@@ -112,6 +114,7 @@ public struct SystemStatsReader: Sendable {
             sync: .init(lanes: lanes.lanes, busy: lanes.busy, waiting: lanes.waiting),
             processes: live,
             outbox: outbox == nil ? nil : parts.outbox.value.map { .init(pending: $0.total, lagSeconds: rounded($0.oldestAgeSeconds)) },
+            admission: admission.map { .init(deadlineSeconds: $0.deadline.asSeconds, shed: $0.shed) },
             unavailable: unavailable.isEmpty ? nil : unavailable)
     }
 }

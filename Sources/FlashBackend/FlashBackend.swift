@@ -1,3 +1,4 @@
+import FlashCore
 import FlashOrders
 import FlashPayments
 import FlashQueue
@@ -72,4 +73,30 @@ public struct BackendUnavailable: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "the database is unavailable: \(reason)" }
+}
+
+/// Refused before it reached a transaction: the work could not start by its admission deadline
+/// (``FlashOrders/NewOrder/admitBy``), because the backend is slow or stalled and work waits
+/// behind it. Nothing of it was stored, and nothing of it ever will be: the API answers 503
+/// `overloaded` with `Retry-After`, and the client may repeat the request.
+///
+/// Admission control is a deadline on the time an order waits for the backend, in the manner of
+/// CoDel's sojourn time, rather than an adaptive concurrency limit: the wait is what a client
+/// feels, a deadline bounds it whatever the backend's speed (no limit to learn while a stall
+/// begins), and it costs nothing while the backend keeps up. Waiting work is bounded too: at
+/// most the arrivals of one deadline.
+public struct Overloaded: Error, Sendable, CustomStringConvertible {
+    /// How long the work waited before it was refused.
+    public var waited: Duration
+    /// When a client may try again.
+    public var retryAfter: Duration
+
+    public init(waited: Duration, retryAfter: Duration = .seconds(1)) {
+        self.waited = waited
+        self.retryAfter = retryAfter
+    }
+
+    public var description: String {
+        "the order store could not take the request within \(waited.shortDescription) (it is slow or stalled, and other work waits ahead)"
+    }
 }

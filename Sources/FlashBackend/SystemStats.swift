@@ -134,6 +134,8 @@ public struct SystemStats: Sendable, Hashable, Codable {
     public var processes: [ProcessRecord]
     /// The transactional outbox, when the payments queue is elsewhere (SQS); absent otherwise.
     public var outbox: Outbox?
+    /// This process's admission control: its deadline and the requests it shed.
+    public var admission: Admission?
     /// The parts that could not be read this time, by name (`orders`, `queue`, `payments`,
     /// `settlements`, `processes`, `outbox`): their figures above are the last ones read (zero if
     /// none was). Absent when every part was read.
@@ -157,6 +159,25 @@ public struct SystemStats: Sendable, Hashable, Codable {
         }
     }
 
+    /// This process's admission control (``AdmissionControl``).
+    public struct Admission: Sendable, Hashable, Codable {
+        /// How long an order may wait for the store before it is refused (`--admission-deadline`).
+        public var deadlineSeconds: Double
+        /// Requests refused before anything of them was stored, by reason (`deadline`,
+        /// `checkout_lanes`), since this process started.
+        public var shed: [String: Int]
+
+        public init(deadlineSeconds: Double, shed: [String: Int]) {
+            self.deadlineSeconds = deadlineSeconds
+            self.shed = shed
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case shed
+            case deadlineSeconds = "deadline_seconds"
+        }
+    }
+
     /// Payment messages committed with their orders and not yet published to the payments queue
     /// (SQS/SNS): the relay's backlog and how far behind it is.
     public struct Outbox: Sendable, Hashable, Codable {
@@ -177,7 +198,9 @@ public struct SystemStats: Sendable, Hashable, Codable {
     }
 
     public init(orders: Orders, queue: Queue, workers: Workers, payments: Payments, reconciler: Reconciler, rates: Rates,
-                sync: Sync, processes: [ProcessRecord], outbox: Outbox? = nil, unavailable: [String: Unavailable]? = nil) {
+                sync: Sync, processes: [ProcessRecord], outbox: Outbox? = nil, admission: Admission? = nil,
+                unavailable: [String: Unavailable]? = nil) {
+        self.admission = admission
         self.orders = orders
         self.queue = queue
         self.workers = workers

@@ -48,11 +48,51 @@ public final class CallGrouper<Input: Sendable, Output: Sendable>: Sendable {
 
     /// Runs `input` in the next group and returns its output.
     public func call(_ input: Input, weight: Int = 1) async throws -> Output {
-        let id = state.withLock { state in
+        try await call(input, weight: weight, id: newID())
+    }
+
+    /// Runs `input` in the next group that starts by `deadline` and returns its output; if it
+    /// still waits for a group then, it leaves the line, never runs, and throws `expired()`.
+    /// Once its group has started it waits for that group's outcome, however long.
+    public func call(_ input: Input, weight: Int = 1, startingBy deadline: ContinuousClock.Instant,
+                     orElse expired: @escaping @Sendable () -> any Error) async throws -> Output {
+        let id = newID()
+        return try await withThrowingTaskGroup(of: Output?.self) { group in
+            group.addTask { try await self.call(input, weight: weight, id: id) }
+            group.addTask {
+                // Cancelled when the call ends first.
+                guard (try? await Task.sleep(until: deadline, clock: .continuous)) != nil else { return nil }
+                self.leave(id, throwing: expired())
+                return nil
+            }
+            while let next = try await group.next() {
+                if let output = next {
+                    group.cancelAll()
+                    return output
+                }
+            }
+            throw CancellationError()
+        }
+    }
+
+    private func newID() -> UInt64 {
+        state.withLock { state in
             defer { state.nextID &+= 1 }
             return state.nextID
         }
-        return try await withTaskCancellationHandler {
+    }
+
+    /// Takes call `id` out of the line with `error`, if it still waits there.
+    private func leave(_ id: UInt64, throwing error: any Error) {
+        let left: Call? = state.withLock { state in
+            guard let index = state.waiting.firstIndex(where: { $0.id == id }) else { return nil }
+            return state.waiting.remove(at: index)
+        }
+        left?.continuation.resume(throwing: error)
+    }
+
+    private func call(_ input: Input, weight: Int, id: UInt64) async throws -> Output {
+        try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 guard !Task.isCancelled else {
                     continuation.resume(throwing: CancellationError())
@@ -67,11 +107,7 @@ public final class CallGrouper<Input: Sendable, Output: Sendable>: Sendable {
                 if start { Task { await self.drain() } }
             }
         } onCancel: {
-            let left: Call? = state.withLock { state in
-                guard let index = state.waiting.firstIndex(where: { $0.id == id }) else { return nil }
-                return state.waiting.remove(at: index)
-            }
-            left?.continuation.resume(throwing: CancellationError())
+            leave(id, throwing: CancellationError())
         }
     }
 

@@ -50,9 +50,14 @@ public struct NewOrder: Sendable, Hashable {
     /// The client chose `id` (its `order_id`): a repeat must return the stored order. A
     /// server-made time-ordered id cannot repeat, so the store skips that look-up.
     public var idChosenByClient: Bool
+    /// The admission deadline: if the store cannot begin the placement's transaction by then
+    /// (it is slow or stalled, and work waits behind it), the order is refused with
+    /// `Overloaded` and never stored. Nil waits as long as the store's own limits allow.
+    public var admitBy: ContinuousClock.Instant?
 
     public init(id: String, customerID: String, items: [OrderItem], channel: OrderChannel, idempotencyKey: String?,
-                requiresCatalog: Bool = false, idChosenByClient: Bool = true) {
+                requiresCatalog: Bool = false, idChosenByClient: Bool = true, admitBy: ContinuousClock.Instant? = nil) {
+        self.admitBy = admitBy
         self.id = id
         self.customerID = customerID
         self.items = items

@@ -1,3 +1,4 @@
+import FlashBackend
 import FlashCore
 import FlashOrders
 import FlashQueue
@@ -44,9 +45,14 @@ final class PlacementBatcher: Sendable {
         groups = CallGrouper(maxWeight: Self.maxGroup) { group in try await placer.run(group) }
     }
 
-    /// Places one order in the next group; returns when that group has committed.
+    /// Places one order in the next group; returns when that group has committed. An order
+    /// with an admission deadline that still waits for a group then (the group ahead is stuck
+    /// on a slow or stalled server) is refused with ``Overloaded``, never stored.
     func place(_ order: NewOrder, queued: Bool, holdUntil: Int64?) async throws -> Placement {
-        try await groups.call(Request(order: order, queued: queued, holdUntil: holdUntil)).get()
+        let request = Request(order: order, queued: queued, holdUntil: holdUntil)
+        guard let deadline = order.admitBy else { return try await groups.call(request).get() }
+        let queuedAt = ContinuousClock.now
+        return try await groups.call(request, startingBy: deadline) { Overloaded(waited: ContinuousClock.now - queuedAt) }.get()
     }
 }
 

@@ -1,3 +1,4 @@
+import FlashBackend
 import GRDB
 import Synchronization
 
@@ -18,6 +19,15 @@ import Synchronization
 /// undone), and the group's remaining operations run in a new transaction. So no operation runs
 /// in autocommit mode by accident, and none is reported failed although it committed.
 ///
+/// An operation may carry an admission deadline (a placement's, see ``Overloaded``): one still
+/// waiting for its group at that moment, or whose group cannot get the file's write lock by
+/// then (another process holds it), is refused with ``Overloaded`` before its transaction
+/// begins, and nothing of it is stored. Once its group holds the lock it runs and is answered
+/// with the truth. An operation without a deadline waits up to ``WriteLockWait/longest`` from
+/// when it was queued, then fails with ``BackendUnavailable`` (nothing stored). A `BEGIN
+/// IMMEDIATE` waiting for the lock gives up at the earliest of these limits, the group's and
+/// those of the operations queued behind it, so that none is answered late.
+///
 /// Hand-written on purpose: GRDB serialises writes but runs each in its own transaction.
 final class GroupCommitWriter: Sendable {
     /// One queued operation: `run` executes it inside the group's transaction, keeps its result
@@ -26,6 +36,19 @@ final class GroupCommitWriter: Sendable {
     struct Operation: Sendable {
         let run: @Sendable (Database) -> End
         let finish: @Sendable (Error?) -> Void
+        /// Refused with ``Overloaded`` if its transaction cannot begin by then.
+        let deadline: ContinuousClock.Instant?
+        /// When it was queued.
+        let queuedAt: ContinuousClock.Instant
+
+        /// When it is refused if its transaction has not begun.
+        var expiry: ContinuousClock.Instant { deadline ?? queuedAt + WriteLockWait.longest }
+
+        /// Why it is refused at its expiry: nothing of it was stored.
+        func refusal(at now: ContinuousClock.Instant) -> Error {
+            if deadline != nil { return Overloaded(waited: now - queuedAt) }
+            return BackendUnavailable(reason: "the database file's write lock stayed taken (by another process) for \(WriteLockWait.longest.shortDescription)")
+        }
     }
 
     /// How an operation's run ended.
@@ -52,12 +75,16 @@ final class GroupCommitWriter: Sendable {
     private let onCommit: @Sendable (Set<Int64>) -> Void
 
     private let pool: DatabasePool
+    private let lockWait: WriteLockWait
     private let state = Mutex(State())
     private let statistics = Mutex(WriterStatistics())
 
-    /// - Parameter onCommit: called after each successful COMMIT with the keys its operations touched.
-    init(pool: DatabasePool, onCommit: @escaping @Sendable (Set<Int64>) -> Void) {
+    /// - Parameters:
+    ///   - lockWait: the busy handler's limit, which the writer sets before each `BEGIN IMMEDIATE`.
+    ///   - onCommit: called after each successful COMMIT with the keys its operations touched.
+    init(pool: DatabasePool, lockWait: WriteLockWait, onCommit: @escaping @Sendable (Set<Int64>) -> Void) {
         self.pool = pool
+        self.lockWait = lockWait
         self.onCommit = onCommit
     }
 
@@ -85,7 +112,10 @@ final class GroupCommitWriter: Sendable {
     /// The transaction statements are prepared once (`cachedStatement`): `execute(sql:)` parses
     /// its SQL on every call, and the savepoint pair around each operation cost more than the
     /// order's own insert (callgrind, issue 13).
-    func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    ///
+    /// - Parameter deadline: refuse the operation (``Overloaded``) if its transaction cannot
+    ///   begin by then; nil waits for the write lock up to ``WriteLockWait/longest``.
+    func write<T: Sendable>(deadline: ContinuousClock.Instant? = nil, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
             let box = ResultBox<T>()
             let operation = Operation(
@@ -121,7 +151,8 @@ final class GroupCommitWriter: Sendable {
                     } else {
                         continuation.resume(with: box.result ?? .failure(CancellationError()))
                     }
-                })
+                },
+                deadline: deadline, queuedAt: .now)
             enqueue(operation)
         }
     }
@@ -129,6 +160,8 @@ final class GroupCommitWriter: Sendable {
     private func enqueue(_ operation: Operation) {
         let startDrain = state.withLock { state -> Bool in
             state.pending.append(operation)
+            // A group waiting for the file's lock gives up in time to refuse this one at its expiry.
+            if state.draining { lockWait.lower(to: operation.expiry) }
             if state.draining { return false }
             state.draining = true
             return true
@@ -139,16 +172,43 @@ final class GroupCommitWriter: Sendable {
     }
 
     /// Commits groups until no operation is waiting. Runs on GRDB's writer queue.
+    ///
+    /// Before each group's transaction, the operations past their expiry are refused; the
+    /// group's `BEGIN IMMEDIATE` waits for the write lock no longer than the earliest expiry left
+    /// (of the group, or of an operation queued meanwhile). When it gives up there, the group
+    /// goes round again: the expired are refused, the others try again with those queued since.
     private func drain(_ db: Database) {
+        var carried: [Operation] = []
         while true {
             let group = state.withLock { state -> [Operation] in
-                let group = state.pending
+                let group = carried + state.pending
                 state.pending.removeAll(keepingCapacity: true)
                 if group.isEmpty { state.draining = false }
                 return group
             }
+            carried = []
             if group.isEmpty { return }
-            let (failures, anyCommitted) = commit(group, db)
+            let now = ContinuousClock.now
+            var admitted: [Operation] = []
+            admitted.reserveCapacity(group.count)
+            for operation in group {
+                if operation.expiry <= now {
+                    operation.finish(operation.refusal(at: now))
+                } else {
+                    admitted.append(operation)
+                }
+            }
+            if admitted.isEmpty { continue }
+            let groupExpiry = admitted.lazy.map(\.expiry).min()!
+            state.withLock { state in
+                lockWait.set(until: state.pending.lazy.map(\.expiry).reduce(groupExpiry, min))
+            }
+            let outcome = commit(admitted, db)
+            lockWait.set(until: nil)
+            guard let (failures, anyCommitted) = outcome else {
+                carried = admitted
+                continue
+            }
             let keys = touched.withLock { keys -> Set<Int64> in
                 defer { keys.removeAll(keepingCapacity: true) }
                 return keys
@@ -156,17 +216,18 @@ final class GroupCommitWriter: Sendable {
             if anyCommitted, !keys.isEmpty { onCommit(keys) }
             statistics.withLock {
                 $0.commits += 1
-                $0.operations += group.count
-                $0.largestGroup = max($0.largestGroup, group.count)
+                $0.operations += admitted.count
+                $0.largestGroup = max($0.largestGroup, admitted.count)
             }
-            for (operation, failure) in zip(group, failures) { operation.finish(failure) }
+            for (operation, failure) in zip(admitted, failures) { operation.finish(failure) }
         }
     }
 
     /// Runs a group in as few transactions as SQLite allows (one, unless a transaction is rolled
     /// back under an operation). Returns, per operation, the error that undid its writes (nil when
-    /// they committed), and whether any transaction committed.
-    private func commit(_ group: [Operation], _ db: Database) -> ([Error?], Bool) {
+    /// they committed), and whether any transaction committed; nil when the first `BEGIN IMMEDIATE`
+    /// gave up waiting for the write lock at an operation's expiry (nothing ran).
+    private func commit(_ group: [Operation], _ db: Database) -> ([Error?], Bool)? {
         var failures = [Error?](repeating: nil, count: group.count)
         var anyCommitted = false
         var first = 0
@@ -174,6 +235,8 @@ final class GroupCommitWriter: Sendable {
             do {
                 try db.cachedStatement(sql: "BEGIN IMMEDIATE").execute()
             } catch {
+                // Given up at an expiry: the expired are refused, the others try again.
+                if (error as? DatabaseError)?.resultCode == .SQLITE_BUSY, first == 0, lockWait.gaveUpAtDeadline { return nil }
                 for index in first..<group.count { failures[index] = error }
                 break
             }

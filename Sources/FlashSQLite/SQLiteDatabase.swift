@@ -56,8 +56,10 @@ public final class SQLiteDatabase: Sendable {
     /// Runs `body` in a group-committed transaction; returns once the transaction is durable.
     ///
     /// If `body` throws, its writes are rolled back (and only its), and the error is rethrown.
-    public func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
-        try await connection.write(body)
+    /// With a `deadline`, a transaction that cannot begin by then (the writer is behind, or
+    /// another process holds the file's write lock) is not run: ``Overloaded``, nothing stored.
+    public func write<T: Sendable>(deadline: ContinuousClock.Instant? = nil, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await connection.write(deadline: deadline, body)
     }
 
     /// Runs `body` on a read-only snapshot, concurrently with writes.
@@ -93,13 +95,10 @@ final class SQLiteConnection: Sendable {
     init(path: String, synchronous: SQLiteDatabase.Synchronous, time: TimeSource) throws {
         var configuration = Configuration()
         // Writers of several processes contend for the file's write lock (`BEGIN IMMEDIATE`):
-        // a writer that finds it taken retries every 200 µs for up to 60 s rather than failing
-        // with SQLITE_BUSY. (SQLite's own timeout handler backs off to 100 ms sleeps, which lets a
-        // busy process take the lock again and again while the others sleep.)
-        configuration.busyMode = .callback { tries in
-            usleep(200)
-            return tries < 300_000
-        }
+        // a writer that finds it taken retries every 200 µs until its group's admission
+        // deadline, else for up to 60 s, rather than failing with SQLITE_BUSY (``WriteLockWait``).
+        let lockWait = WriteLockWait()
+        configuration.busyMode = .callback { tries in lockWait.retry(tries: tries) }
         configuration.maximumReaderCount = 4
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = \(synchronous.rawValue)")
@@ -111,7 +110,7 @@ final class SQLiteConnection: Sendable {
         self.pool = pool
         self.arrivals = arrivals
         self.time = time
-        self.writer = GroupCommitWriter(pool: pool) { keys in
+        self.writer = GroupCommitWriter(pool: pool, lockWait: lockWait) { keys in
             for key in keys { arrivals.notify(key) }
         }
     }
@@ -132,8 +131,10 @@ final class SQLiteConnection: Sendable {
         }
     }
 
-    func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
-        try await writer.write(body)
+    /// Runs `body` in the next group transaction (``GroupCommitWriter``); refused with
+    /// ``Overloaded`` if that transaction cannot begin by `deadline`.
+    func write<T: Sendable>(deadline: ContinuousClock.Instant? = nil, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await writer.write(deadline: deadline, body)
     }
 
     func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {

@@ -47,7 +47,7 @@ public final class SQLiteOrderStore: OrderStore {
     private func place(_ order: NewOrder, queued: Bool, holdUntil: Int64?) async throws -> Placement {
         let strict = strictCatalog
         let paymentsQueueID = queue.record.id
-        return try await database.write { [topic, counters] db -> Placement in
+        return try await database.write(deadline: order.admitBy) { [topic, counters] db -> Placement in
             if let existing = try Self.existing(db, order: order) { return Placement(order: existing, messageID: existing.messageID, created: false) }
             // The fingerprint is taken from the items as sent, before catalog prices fill in.
             let fingerprint = order.storedFingerprint

@@ -160,6 +160,8 @@ public struct APIConfiguration: Sendable {
     public var syncLanes = 1
     /// How long a sync customer waits at most.
     public var syncTimeout: Duration = .seconds(10)
+    /// How long an order may wait for the store before it is refused (503 overloaded, nothing stored).
+    public var admissionDeadline: Duration = .seconds(2)
     /// The token admin requests must bear; nil means loopback clients only.
     public var adminToken: String?
     /// The product sold by `POST /buy`.

@@ -242,7 +242,7 @@ public struct FlashSystem: Sendable {
             syncTimeout: configuration.api.syncTimeout, accepted: accepted, processed: processed, catalog: backend.catalog,
             admin: AdminPolicy(token: configuration.api.adminToken), flashProduct: configuration.api.flashProduct,
             outbox: route.relay == nil ? nil : backend.paymentsQueue, metrics: metrics, orderMetrics: orderMetrics, workers: workers,
-            logger: logger)
+            admissionDeadline: configuration.api.admissionDeadline, logger: logger)
         return FlashSystem(configuration: configuration, role: role, backend: backend, gateway: baseGateway, workers: workers,
                            reconciler: reconciler, membership: membership, relay: route.relay, services: services)
     }

@@ -117,6 +117,7 @@ struct WorkerOptions: ParsableArguments {
 struct APIOptions: ParsableArguments {
     @Option(help: "Checkout lanes of the sync endpoint [FLASHSALE_SYNC_LANES, default 1].") var syncLanes: String?
     @Option(help: "Longest a sync customer waits for a lane [FLASHSALE_SYNC_TIMEOUT, default 10s].") var syncTimeout: String?
+    @Option(help: "Longest an order waits for the store before it is refused with 503 overloaded, nothing stored [FLASHSALE_ADMISSION_DEADLINE, default 2s].") var admissionDeadline: String?
     @Option(help: "Bearer token for admin routes; unset means loopback clients only [FLASHSALE_ADMIN_TOKEN].") var adminToken: String?
     @Option(help: "The product sold by POST /buy [FLASHSALE_FLASH_PRODUCT, default iphone_16].") var flashProduct: String?
 
@@ -124,6 +125,8 @@ struct APIOptions: ParsableArguments {
         config.api.syncLanes = try Settings.int(syncLanes, env: "FLASHSALE_SYNC_LANES", default: config.api.syncLanes, range: 1...100_000)
         config.api.syncTimeout = try Settings.duration(syncTimeout, env: "FLASHSALE_SYNC_TIMEOUT", default: config.api.syncTimeout,
                                                        range: .milliseconds(1)...longestSetting)
+        config.api.admissionDeadline = try Settings.duration(admissionDeadline, env: "FLASHSALE_ADMISSION_DEADLINE", default: config.api.admissionDeadline,
+                                                             range: .milliseconds(10)...longestSetting)
         config.api.adminToken = Settings.value(adminToken, env: "FLASHSALE_ADMIN_TOKEN")
         config.api.flashProduct = Settings.string(flashProduct, env: "FLASHSALE_FLASH_PRODUCT", default: config.api.flashProduct)
     }

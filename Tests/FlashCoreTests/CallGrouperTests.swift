@@ -98,4 +98,24 @@ struct CallGrouperTests {
         #expect(try await kept.value == "out2")
         #expect(recorder.groups.withLock { $0 } == [[0], [2]])
     }
+
+    struct Expired: Error {}
+
+    @Test func aCallStillWaitingAtItsDeadlineLeavesWithItsErrorAndNeverRunsButOneInAGroupWaitsForIt() async throws {
+        let recorder = Recorder()
+        let grouper = CallGrouper<Int, String>(maxWeight: 100) { try await recorder.run($0) }
+        // The first group starts at once, with a deadline long past by the time it ends.
+        let running = Task { try await grouper.call(0, startingBy: .now + .seconds(3600)) { Expired() } }
+        await Self.until { recorder.groups.withLock { $0.count } == 1 }
+        let late = Task { try await grouper.call(1, startingBy: .now + .milliseconds(50)) { Expired() } }
+        let patient = Task { try await grouper.call(2, startingBy: .now + .seconds(3600)) { Expired() } }
+        await Self.until { grouper.waiting == 2 }
+        // The group ahead is stuck: call 1's deadline passes while it waits, and it is answered.
+        await #expect(throws: Expired.self) { try await late.value }
+        #expect(grouper.waiting == 1)
+        await recorder.release()
+        #expect(try await running.value == "out0")
+        #expect(try await patient.value == "out2")
+        #expect(recorder.groups.withLock { $0 } == [[0], [2]])
+    }
 }

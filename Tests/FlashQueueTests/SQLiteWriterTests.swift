@@ -1,5 +1,7 @@
+import FlashBackend
 import Dispatch
 import FlashCore
+import FlashFaults
 import FlashQueue
 @testable import FlashSQLite
 import Foundation
@@ -126,4 +128,32 @@ struct SQLiteWriterTests {
         #expect(try #require(visibleAt) - releasedAt == 600)
         try database.close()
     }
+
+    @Test func aWriteThatCannotTakeTheFileLockByItsDeadlineIsRefusedUnstoredAndOneWithoutADeadlineWaits() async throws {
+        let path = TemporaryFile.path("writer-lock")
+        let database = try SQLiteDatabase(path: path)
+        try await database.write { db in try db.execute(sql: "CREATE TABLE t (name TEXT)") }
+        // Another connection (as another process would) holds the file's write lock.
+        let other = try await SQLiteLockHolder(path: path)
+        let started = ContinuousClock.now
+        let patient = Task { try await database.write { db in try db.execute(sql: "INSERT INTO t VALUES ('patient')") } }
+        await #expect(throws: Overloaded.self) {
+            try await database.write(deadline: .now + .milliseconds(300)) { db in try db.execute(sql: "INSERT INTO t VALUES ('late')") }
+        }
+        let refusedAfter = ContinuousClock.now - started
+        #expect(refusedAfter >= .milliseconds(300))
+        // A write queued behind the stuck group, its deadline passed before the group's turn.
+        await #expect(throws: Overloaded.self) {
+            try await database.write(deadline: .now + .milliseconds(100)) { db in try db.execute(sql: "INSERT INTO t VALUES ('later')") }
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        other.release()
+        try await patient.value
+        // Once the lock is free, a write with a deadline goes through.
+        try await database.write(deadline: .now + .seconds(30)) { db in try db.execute(sql: "INSERT INTO t VALUES ('after')") }
+        let names = try await database.read { db in try String.fetchAll(db, sql: "SELECT name FROM t ORDER BY rowid") }
+        #expect(names == ["patient", "after"])
+        try database.close()
+    }
 }
+

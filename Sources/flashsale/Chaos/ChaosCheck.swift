@@ -21,7 +21,7 @@ struct ChaosSummary: Codable, Sendable {
     // The violations: each must be 0.
     /// Acknowledged, and the API does not know the order.
     var lost = 0
-    /// Told 503 `unavailable` (or refused with 4xx), with no other answer, yet the order exists.
+    /// Told 503 `unavailable` or `overloaded` (or refused with 4xx), with no other answer, yet the order exists.
     var presentAfterRefusal = 0
     /// More charges in the gateway's ledger than orders whose charge succeeded.
     var chargedTwice = 0

@@ -20,7 +20,7 @@ struct ChaosIntent: Sendable {
     var toldNotCharged = false
     /// Some answer was 4xx: refused (sold out), nothing stored.
     var refused = false
-    /// Some answer said 503 `unavailable`: not acknowledged, nothing stored.
+    /// Some answer said 503 `unavailable` or `overloaded`: not acknowledged, nothing stored.
     var notAcknowledged = false
     /// Some answer left the outcome open (a dropped connection, a timeout, 503 `unconfirmed`).
     var unresolved = false
@@ -207,7 +207,7 @@ struct ChaosRun {
             case let status? where (400..<500).contains(status):
                 intent.refused = true
                 return intent
-            case 503? where answer.code == "unavailable":
+            case 503? where answer.code == "unavailable" || answer.code == "overloaded":
                 intent.notAcknowledged = true
             default:
                 intent.unresolved = true
