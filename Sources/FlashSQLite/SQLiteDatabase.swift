@@ -45,8 +45,10 @@ public final class SQLiteDatabase: Sendable {
     ///
     /// - Parameter time: where the stores read "now" for the times they keep (leases, delays,
     ///   retention, holds); the wall clock unless a test moves time itself.
+    /// The file, its WAL and its shared-memory file are created owner-only (``PrivateFiles``).
     public init(path: String, synchronous: Synchronous = .full, time: TimeSource = .system) throws {
         self.path = path
+        PrivateFiles.prepare(path)
         self.connection = try SQLiteConnection(path: path, synchronous: synchronous, time: time)
     }
 
