@@ -7,45 +7,22 @@ struct AdminMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: FlashRequestContext,
                 next: (Request, FlashRequestContext) async throws -> Response) async throws -> Response {
-        try policy.authorize(request, remoteAddress: context.remoteAddress)
+        try policy.authorize(request)
         return try await next(request, context)
     }
 }
 
 extension AdminPolicy {
-    /// Checks an admin request: with a token, `Authorization: Bearer <token>` (401 when missing,
-    /// 403 when wrong); without one, only loopback clients (403 otherwise).
-    func authorize(_ request: Request, remoteAddress: SocketAddress?) throws {
-        if let token {
-            guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
-                throw APIError(.unauthorized, code: "unauthorized",
-                               message: "admin routes need an 'Authorization: Bearer <token>' header",
-                               headers: [.wwwAuthenticate: "Bearer"])
-            }
-            guard Self.constantTimeEquals(String(header.dropFirst("Bearer ".count)), token) else {
-                throw APIError(.forbidden, code: "forbidden", message: "the admin token is not valid")
-            }
-            return
+    /// Checks an admin request: `Authorization: Bearer <secret>` (401 when missing, 403 when
+    /// wrong), from any address.
+    func authorize(_ request: Request) throws {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+            throw APIError(.unauthorized, code: "unauthorized",
+                           message: "admin routes need an 'Authorization: Bearer <admin token>' header (the token is in flashsale.admin-token beside the database file, unless FLASHSALE_ADMIN_TOKEN or --admin-token-file set it)",
+                           headers: [.wwwAuthenticate: "Bearer"])
         }
-        guard Self.isLoopback(remoteAddress) else {
-            throw APIError(.forbidden, code: "forbidden",
-                           message: "admin routes answer only to loopback clients unless --admin-token is set")
-        }
-    }
-
-    static func isLoopback(_ address: SocketAddress?) -> Bool {
-        switch address {
-        case let .v4(v4)?:
-            return (UInt32(bigEndian: v4.address.sin_addr.s_addr) >> 24) == 127
-        case let .v6(v6)?:
-            let bytes = withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) }
-            if bytes == Array(repeating: 0, count: 15) + [1] { return true }
-            // IPv4-mapped loopback: ::ffff:127.x.y.z
-            return bytes[0..<10].allSatisfy { $0 == 0 } && bytes[10] == 0xFF && bytes[11] == 0xFF && bytes[12] == 127
-        case .unixDomainSocket?:
-            return true
-        default:
-            return false
+        guard Self.constantTimeEquals(String(header.dropFirst("Bearer ".count)), token) else {
+            throw APIError(.forbidden, code: "forbidden", message: "the admin token is not valid")
         }
     }
 

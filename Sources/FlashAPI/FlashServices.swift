@@ -58,7 +58,7 @@ public struct FlashServices: Sendable {
     public init(store: any OrderStore, deadLetterQueue: (any MessageQueue)? = nil, gateway: any PaymentGateway,
                 membership: FleetMembership, reconciler: Reconciler? = nil, lanes: CheckoutLanes, syncTimeout: Duration,
                 accepted: RateMeter = RateMeter(), processed: RateMeter, catalog: (any Catalog)? = nil,
-                admin: AdminPolicy = AdminPolicy(token: nil), flashProduct: String = "iphone_16",
+                admin: AdminPolicy, flashProduct: String = "iphone_16",
                 outbox: (any MessageQueue)? = nil, metrics: MetricsRegistry = MetricsRegistry(), orderMetrics: OrderMetrics? = nil,
                 workers: WorkerPool? = nil, admissionDeadline: Duration = .seconds(2), logger: Logger = Logger(label: "flashsale")) {
         self.store = store
@@ -88,12 +88,14 @@ public struct FlashServices: Sendable {
     }
 }
 
-/// Who may call the admin routes: bearer-token holders when a token is set, else loopback clients.
+/// Who may call the admin routes: holders of the admin secret, whatever their address (behind a
+/// proxy or a sidecar, every client comes from loopback).
 public struct AdminPolicy: Sendable {
-    /// The token admin requests must bear (`Authorization: Bearer …`); nil means loopback only.
-    public var token: String?
+    /// The secret admin requests must bear (`Authorization: Bearer …`).
+    public var token: String
 
-    public init(token: String?) {
-        self.token = token?.isEmpty == true ? nil : token
+    public init(token: String) {
+        precondition(!token.isEmpty, "the admin secret cannot be empty")
+        self.token = token
     }
 }

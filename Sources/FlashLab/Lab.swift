@@ -63,6 +63,8 @@ public struct Lab: Sendable {
     func serverConfiguration(workers: Int, name: String) -> FlashConfiguration {
         var config = FlashConfiguration()
         config.backend.path = work + "/\(name)-\(UUID().uuidString.prefix(8)).db"
+        // The lab makes no admin call over HTTP: a secret nobody holds, and no file for it.
+        config.api.adminToken = TimeOrderedID.make() + TimeOrderedID.make()
         config.workers.count = workers
         config.payment.latency = .fixed(.nanoseconds(Int64(configuration.scaled(configuration.paymentTime) * 1e9)))
         config.api.syncLanes = 1

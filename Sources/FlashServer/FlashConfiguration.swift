@@ -162,8 +162,14 @@ public struct APIConfiguration: Sendable {
     public var syncTimeout: Duration = .seconds(10)
     /// How long an order may wait for the store before it is refused (503 overloaded, nothing stored).
     public var admissionDeadline: Duration = .seconds(2)
-    /// The token admin requests must bear; nil means loopback clients only.
+    /// The secret admin requests must bear (`Authorization: Bearer …`); nil: read from
+    /// ``adminTokenFile``, else generated (``AdminSecret``).
     public var adminToken: String?
+    /// A file holding the admin secret (its first line).
+    public var adminTokenFile: String?
+    /// Where the admin secret came from (set by ``FlashSystem/open(_:role:logger:)``, for the
+    /// start-up line; never the secret).
+    public var adminTokenSource: String?
     /// The product sold by `POST /buy`.
     public var flashProduct = "iphone_16"
 

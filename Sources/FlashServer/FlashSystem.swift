@@ -53,7 +53,20 @@ public struct FlashSystem: Sendable {
     /// already running ride the outage out, rather than exiting and leaving its deliveries and
     /// its share of the work to nobody. Anything else (a wrong URL, password, schema or queue
     /// setting) fails at once.
+    ///
+    /// A server resolves its admin secret first (``AdminSecret``: given, read, or generated into
+    /// a file beside the database), into ``FlashConfiguration/api``; a worker, which serves no
+    /// admin route, gets a random one.
     public static func open(_ configuration: FlashConfiguration, role: Role = .server, logger: Logger) async throws -> FlashSystem {
+        var configuration = configuration
+        if role == .server {
+            let secret = try AdminSecret.resolve(token: configuration.api.adminToken, file: configuration.api.adminTokenFile,
+                                                 dataPath: configuration.backend.path)
+            configuration.api.adminToken = secret.token
+            configuration.api.adminTokenSource = secret.source
+        } else {
+            configuration.api.adminToken = TimeOrderedID.make() + TimeOrderedID.make()
+        }
         let deadline = ContinuousClock.now + configuration.backend.startupWait
         var delay = Duration.milliseconds(250)
         while true {
@@ -240,7 +253,7 @@ public struct FlashSystem: Sendable {
             reconciler: reconciler,
             lanes: CheckoutLanes(lanes: configuration.api.syncLanes, expectedServiceTime: configuration.payment.latency.mean),
             syncTimeout: configuration.api.syncTimeout, accepted: accepted, processed: processed, catalog: backend.catalog,
-            admin: AdminPolicy(token: configuration.api.adminToken), flashProduct: configuration.api.flashProduct,
+            admin: AdminPolicy(token: configuration.api.adminToken ?? ""), flashProduct: configuration.api.flashProduct,
             outbox: route.relay == nil ? nil : backend.paymentsQueue, metrics: metrics, orderMetrics: orderMetrics, workers: workers,
             admissionDeadline: configuration.api.admissionDeadline, logger: logger)
         return FlashSystem(configuration: configuration, role: role, backend: backend, gateway: baseGateway, workers: workers,

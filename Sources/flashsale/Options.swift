@@ -118,7 +118,8 @@ struct APIOptions: ParsableArguments {
     @Option(help: "Checkout lanes of the sync endpoint [FLASHSALE_SYNC_LANES, default 1].") var syncLanes: String?
     @Option(help: "Longest a sync customer waits for a lane [FLASHSALE_SYNC_TIMEOUT, default 10s].") var syncTimeout: String?
     @Option(help: "Longest an order waits for the store before it is refused with 503 overloaded, nothing stored [FLASHSALE_ADMISSION_DEADLINE, default 2s].") var admissionDeadline: String?
-    @Option(help: "Bearer token for admin routes; unset means loopback clients only [FLASHSALE_ADMIN_TOKEN].") var adminToken: String?
+    @Option(help: "The secret admin routes need (Authorization: Bearer …); on the command line it shows in ps, so prefer FLASHSALE_ADMIN_TOKEN or --admin-token-file [FLASHSALE_ADMIN_TOKEN; default: generated into flashsale.admin-token beside --data, owner-only].") var adminToken: String?
+    @Option(help: "A file holding the admin secret (first line; owner-only) [FLASHSALE_ADMIN_TOKEN_FILE].") var adminTokenFile: String?
     @Option(help: "The product sold by POST /buy [FLASHSALE_FLASH_PRODUCT, default iphone_16].") var flashProduct: String?
 
     func resolve(into config: inout FlashConfiguration) throws {
@@ -128,6 +129,7 @@ struct APIOptions: ParsableArguments {
         config.api.admissionDeadline = try Settings.duration(admissionDeadline, env: "FLASHSALE_ADMISSION_DEADLINE", default: config.api.admissionDeadline,
                                                              range: .milliseconds(10)...longestSetting)
         config.api.adminToken = Settings.value(adminToken, env: "FLASHSALE_ADMIN_TOKEN")
+        config.api.adminTokenFile = Settings.value(adminTokenFile, env: "FLASHSALE_ADMIN_TOKEN_FILE")
         config.api.flashProduct = Settings.string(flashProduct, env: "FLASHSALE_FLASH_PRODUCT", default: config.api.flashProduct)
     }
 }

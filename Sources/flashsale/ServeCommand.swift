@@ -43,7 +43,12 @@ struct ServeCommand: AsyncParsableCommand {
         logger.info("flashsale starting", metadata: [
             "data": "\(config.backend.postgres?.redacted ?? config.backend.path)", "queue": "\(config.sqs.map { "sqs \($0.queueURL)" } ?? "local")", "workers": "\(config.workers.count)",
             "payment_latency": "\(config.payment.latency)", "sync_lanes": "\(config.api.syncLanes)",
+            "admin_token": "\(system.configuration.api.adminTokenSource ?? "given")",
         ])
+        if let source = system.configuration.api.adminTokenSource, source != "given" {
+            // Where an operator finds the secret the admin routes need (never the secret itself).
+            FileHandle.standardOutput.write(Data("flashsale admin token \(source): send it as 'Authorization: Bearer <token>'\n".utf8))
+        }
         let app = system.application(logger: logger) { port in
             // One line on stdout that scripts (and the tests) wait for.
             FileHandle.standardOutput.write(Data("flashsale listening on http://\(config.http.host):\(port)\n".utf8))

@@ -8,6 +8,7 @@ import NIOCore
 import Synchronization
 import Testing
 @testable import FlashAPI
+import Foundation
 
 @Suite("Inventory gate and flash-sale routes")
 struct InventoryRoutesTests {
@@ -210,17 +211,18 @@ struct InventoryRoutesTests {
         }
     }
 
-    @Test func adminRoutesNeedTheTokenWhenOneIsSet() async throws {
+    @Test func adminRoutesNeedTheSecretEvenFromLoopback() async throws {
         var config = TestSystem.configuration()
         config.api.adminToken = "s3cret"
+        // The client is on loopback, as every client behind a proxy on the same host would be.
         try await TestSystem.withLiveSystem(config) { _, client in
-            let none = try await client.call(.post, "/reset-stock/5")
+            let none = try await client.call(.post, "/reset-stock/5", authorized: false)
             #expect(none.status == .unauthorized)
             #expect(none.errorCode == "unauthorized")
             let wrong = try await client.call(.post, "/reset-stock/5", headers: [.authorization: "Bearer nope"])
             #expect(wrong.status == .forbidden)
-            #expect(try await client.call(.put, "/products/A", json: #"{"stock": 1}"#).status == .unauthorized)
-            #expect(try await client.call(.post, "/admin/queues/payments/purge").status == .unauthorized)
+            #expect(try await client.call(.put, "/products/A", json: #"{"stock": 1}"#, authorized: false).status == .unauthorized)
+            #expect(try await client.call(.post, "/admin/queues/payments/purge", authorized: false).status == .unauthorized)
             #expect(try await client.call(.get, "/stock").int("stock") == 0)
             let right = try await client.call(.post, "/reset-stock/5", headers: [.authorization: "Bearer s3cret"])
             #expect(right.status == .ok)
@@ -239,13 +241,21 @@ struct InventoryRoutesTests {
         }
     }
 
-    @Test func onlyLoopbackClientsAreAdminsWithoutAToken() throws {
-        #expect(AdminPolicy.isLoopback(try SocketAddress(ipAddress: "127.0.0.1", port: 1)))
-        #expect(AdminPolicy.isLoopback(try SocketAddress(ipAddress: "127.8.9.10", port: 1)))
-        #expect(AdminPolicy.isLoopback(try SocketAddress(ipAddress: "::1", port: 1)))
-        #expect(!AdminPolicy.isLoopback(try SocketAddress(ipAddress: "10.0.0.1", port: 1)))
-        #expect(!AdminPolicy.isLoopback(try SocketAddress(ipAddress: "192.168.1.20", port: 1)))
-        #expect(!AdminPolicy.isLoopback(try SocketAddress(ipAddress: "2001:db8::1", port: 1)))
-        #expect(!AdminPolicy.isLoopback(nil))
+    @Test func withNoSecretConfiguredOneIsGeneratedOwnerOnlySharedAndAFileOthersCanReadIsRefused() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("flashsale-secret-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let data = directory.appendingPathComponent("flashsale.db").path
+        let first = try AdminSecret.resolve(token: nil, file: nil, dataPath: data)
+        let file = AdminSecret.defaultFile(forData: data)
+        #expect(first.source.contains(file) && first.source.contains("generated"))
+        #expect(first.token.count >= 32)
+        let attributes = try FileManager.default.attributesOfItem(atPath: file)
+        #expect((attributes[.posixPermissions] as? Int) == 0o600)
+        // Another process on the same file reads the same secret; a given one wins.
+        #expect(try AdminSecret.resolve(token: nil, file: nil, dataPath: data).token == first.token)
+        #expect(try AdminSecret.resolve(token: "given", file: file, dataPath: data).token == "given")
+        #expect(try AdminSecret.resolve(token: nil, file: file, dataPath: "/elsewhere/x.db").token == first.token)
+        chmod(file, 0o644)
+        #expect(throws: AdminSecretError.self) { try AdminSecret.resolve(token: nil, file: nil, dataPath: data) }
     }
 }

@@ -166,7 +166,7 @@ struct ObservabilityRoutesTests {
             let gateway = SilentStatisticsGateway(services.gateway)
             services = FlashServices(store: services.store, deadLetterQueue: services.deadLetterQueue, gateway: gateway,
                                      membership: services.membership, reconciler: services.reconciler, lanes: services.lanes,
-                                     syncTimeout: services.syncTimeout, processed: services.processed, catalog: services.catalog,
+                                     syncTimeout: services.syncTimeout, processed: services.processed, catalog: services.catalog, admin: services.admin,
                                      outbox: services.outbox, metrics: services.metrics)
             return gateway
         }) { _, gateway, client in

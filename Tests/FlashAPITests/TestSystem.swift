@@ -12,6 +12,9 @@ import Testing
 
 /// A fresh embedded system on a temporary database, for one test.
 enum TestSystem {
+    /// The admin secret of every test system; ``TestClientProtocol/call(_:_:json:headers:authorized:)`` sends it.
+    static let adminToken = "test-admin-secret"
+
     static func configuration(workers: Int = 0, latency: Duration = .milliseconds(5)) -> FlashConfiguration {
         var config = FlashConfiguration()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("flashsale-api-\(UUID().uuidString)")
@@ -21,6 +24,7 @@ enum TestSystem {
         config.workers.count = workers
         config.payment.latency = .fixed(latency)
         config.workers.shutdownDeadline = .seconds(2)
+        config.api.adminToken = adminToken
         return config
     }
 
@@ -64,10 +68,14 @@ enum TestSystem {
 }
 
 extension TestClientProtocol {
-    /// Sends a JSON body and returns status, headers and the parsed JSON reply.
+    /// Sends a JSON body and returns status, headers and the parsed JSON reply; with the test
+    /// systems' admin secret unless `headers` has an `Authorization` or `authorized` is false.
     @discardableResult
-    func call(_ method: HTTPRequest.Method, _ uri: String, json: String? = nil, headers: HTTPFields = [:]) async throws -> Reply {
-        try await execute(uri: uri, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) }) { response in
+    func call(_ method: HTTPRequest.Method, _ uri: String, json: String? = nil, headers: HTTPFields = [:],
+              authorized: Bool = true) async throws -> Reply {
+        var headers = headers
+        if authorized, headers[.authorization] == nil { headers[.authorization] = "Bearer \(TestSystem.adminToken)" }
+        return try await execute(uri: uri, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) }) { response in
             let text = String(buffer: response.body)
             return Reply(status: response.status, headers: response.headers, text: text,
                          json: try? JSONValue.parse(Array(text.utf8)))

@@ -31,8 +31,14 @@ final class ServerProcess: @unchecked Sendable {
         try await waitUntilListening(within: .seconds(30))
     }
 
+    /// The admin secret every test server gets (through the environment, unless the test gives
+    /// its own); ``APIClient`` sends it.
+    static let adminToken = "e2e-admin-secret"
+
     /// Starts `flashsale <command> --port 0 --data dataPath …arguments`; see ``waitUntilListening(within:)``.
     init(launching command: String, dataPath: String, arguments: [String], environment: [String: String] = [:]) throws {
+        var environment = environment
+        if environment["FLASHSALE_ADMIN_TOKEN"] == nil { environment["FLASHSALE_ADMIN_TOKEN"] = Self.adminToken }
         logPath = dataPath + ".\(UUID().uuidString.prefix(8)).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
@@ -154,11 +160,16 @@ struct APIClient: Sendable {
         func int(_ path: String...) -> Int? { json?.at(path)?.int }
     }
 
+    /// Sends `json` to `path`; with the test servers' admin secret unless `headers` has an
+    /// `Authorization` or `authorized` is false.
     func call(_ method: HTTPMethod, _ path: String, json: String? = nil, headers: [(String, String)] = [],
-              timeout: TimeAmount = .seconds(30)) async throws -> Reply {
+              timeout: TimeAmount = .seconds(30), authorized: Bool = true) async throws -> Reply {
         var request = HTTPClientRequest(url: base + path)
         request.method = method
         for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if authorized, !headers.contains(where: { $0.0.lowercased() == "authorization" }) {
+            request.headers.add(name: "Authorization", value: "Bearer \(ServerProcess.adminToken)")
+        }
         if let json {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(string: json))

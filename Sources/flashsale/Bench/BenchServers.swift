@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import FlashCore
 import Foundation
 import NIOCore
 
@@ -7,13 +8,16 @@ import NIOCore
 struct BenchFlashServer: Sendable {
     let process: ChildProcess
     let base: String
+    /// The admin secret of the bench's servers (given through the environment, out of `ps`).
+    static let adminToken = TimeOrderedID.make() + TimeOrderedID.make()
 
     /// Starts it with `arguments` added (`--data FILE` or `--database URL`) and waits for `/health`.
     static func start(_ label: String, arguments: [String], scratch: URL, http: HTTPClient) async throws -> BenchFlashServer {
         let port = try await ChildProcess.freePort()
         // The bench's servers take their settings from these arguments only, never from the
-        // caller's FLASHSALE_… variables (an admin token there would refuse the stock resets).
-        let environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FLASHSALE_") }
+        // caller's FLASHSALE_… variables; their admin secret is the bench's own.
+        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FLASHSALE_") }
+        environment["FLASHSALE_ADMIN_TOKEN"] = adminToken
         let process = try ChildProcess(label, executable: ChildProcess.selfExecutable,
                                        arguments: ["serve", "--host", "127.0.0.1", "--port", "\(port)", "--workers", "0", "--log-level", "error"] + arguments,
                                        output: scratch.appendingPathComponent("\(label).log"), environment: environment)

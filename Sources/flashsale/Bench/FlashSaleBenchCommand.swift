@@ -30,6 +30,7 @@ struct FlashSaleBenchCommand: AsyncParsableCommand {
         var config = FlashConfiguration()
         config.backend.path = NSTemporaryDirectory() + "flashsale-bench-sale-\(UUID().uuidString).db"
         config.http.port = 0
+        config.api.adminToken = TimeOrderedID.make() + TimeOrderedID.make()
         config.workers.count = workers
         guard let latency = Duration(parsing: paymentLatency) else { throw ValidationError("--payment-latency must be a duration") }
         config.payment.latency = .fixed(latency)
@@ -56,6 +57,7 @@ struct FlashSaleBenchCommand: AsyncParsableCommand {
     func runSale(http: HTTPClient, base: String, system: FlashSystem) async throws {
         var reset = HTTPClientRequest(url: "\(base)/reset-stock/\(stock)")
         reset.method = .POST
+        reset.headers.add(name: "Authorization", value: "Bearer \(system.configuration.api.adminToken ?? "")")
         _ = try await http.execute(reset, timeout: .seconds(10))
         let clock = ContinuousClock()
         let started = clock.now

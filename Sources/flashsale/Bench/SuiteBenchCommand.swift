@@ -270,6 +270,7 @@ struct BenchSuite {
     func control(_ base: String, _ method: String, _ path: String, body: String? = nil) async throws {
         var request = HTTPClientRequest(url: base + path)
         request.method = .init(rawValue: method)
+        request.headers.add(name: "Authorization", value: "Bearer \(BenchFlashServer.adminToken)")
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(string: body))

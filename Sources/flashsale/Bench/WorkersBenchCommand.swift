@@ -69,6 +69,7 @@ struct WorkersBenchCommand: AsyncParsableCommand {
         let waves = { (count: Int) in (count + workers - 1) / workers }
         var config = FlashConfiguration()
         config.backend.path = (directory as NSString).appendingPathComponent("flashsale-bench-workers-\(UUID().uuidString).db")
+        config.api.adminToken = TimeOrderedID.make() + TimeOrderedID.make()
         config.workers.count = workers
         config.payment.latency = .fixed(latency)
         config.queue.visibilityTimeout = .seconds(60)

@@ -140,10 +140,15 @@ final class ChaosDeployment: @unchecked Sendable {
     }
 
     /// The children's environment: this one's without FLASHSALE_… settings, with credentials
-    /// for a local AWS endpoint where none are given.
+    /// for a local AWS endpoint where none are given, and the run's admin secret.
     private static var environment: [String: String] {
-        localAWSEnvironment.merging(ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FLASHSALE_") }) { _, own in own }
+        var environment = localAWSEnvironment.merging(ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FLASHSALE_") }) { _, own in own }
+        environment["FLASHSALE_ADMIN_TOKEN"] = adminToken
+        return environment
     }
+
+    /// The admin secret of the run's API processes.
+    static let adminToken = UUID().uuidString + UUID().uuidString
 
     /// `flashsale setup-aws` on the endpoint, with names of this run's own: the queue's URL and
     /// the topic's ARN. The queue's lease is the run's, and a message is dead-lettered after 5

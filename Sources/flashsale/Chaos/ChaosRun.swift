@@ -95,7 +95,8 @@ struct ChaosRun {
         let flashProduct = Self.flashProduct
         let api = deployment.apis[0].baseURL
         for (product, stock) in [(Self.product, Self.productStock), (flashProduct, Self.flashStock)] {
-            let answer = await http.call(.PUT, api + "/products/\(product)", json: #"{"stock":\#(stock),"price":10}"#)
+            let answer = await http.call(.PUT, api + "/products/\(product)", json: #"{"stock":\#(stock),"price":10}"#,
+                                         headers: [("Authorization", "Bearer \(ChaosDeployment.adminToken)")])
             guard answer.status == 200 else { throw ChaosError("stocking \(product) failed: \(answer)") }
         }
     }
