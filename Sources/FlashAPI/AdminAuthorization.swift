@@ -1,3 +1,4 @@
+import FlashCore
 import Hummingbird
 import NIOCore
 
@@ -21,18 +22,8 @@ extension AdminPolicy {
                            message: "admin routes need an 'Authorization: Bearer <admin token>' header (the token is in flashsale.admin-token beside the database file, unless FLASHSALE_ADMIN_TOKEN or --admin-token-file set it)",
                            headers: [.wwwAuthenticate: "Bearer"])
         }
-        guard Self.constantTimeEquals(String(header.dropFirst("Bearer ".count)), token) else {
+        guard SecretComparison.equal(String(header.dropFirst("Bearer ".count)), token) else {
             throw APIError(.forbidden, code: "forbidden", message: "the admin token is not valid")
         }
-    }
-
-    /// Compares without leaking, through timing, how much of the token matched.
-    static func constantTimeEquals(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8), y = Array(b.utf8)
-        var difference = UInt8(x.count == y.count ? 0 : 1)
-        for index in 0..<max(x.count, y.count) {
-            difference |= (index < x.count ? x[index] : 0) ^ (index < y.count ? y[index] : 0)
-        }
-        return difference == 0
     }
 }

@@ -25,10 +25,17 @@ public final class GatewayServer: Sendable {
     public let metrics: MetricsRegistry
     private let handlers: GatewayHandlers
 
+    /// The secret callers of the charge operations must send (`Authorization: Bearer …`).
+    let token: String
+
     /// The largest request body accepted (a charge is under 300 bytes).
     static let maxBody = 64 * 1024
 
-    public init(gateway: SimulatedPaymentGateway, ledger: any PaymentLedger) {
+    /// - Parameter token: the secret a caller must send to charge, look up or void (shared with
+    ///   the fleet through the environment or a file); `/health`, `/stats` and `/metrics` are open.
+    public init(gateway: SimulatedPaymentGateway, ledger: any PaymentLedger, token: String) {
+        precondition(!token.isEmpty, "the gateway's secret cannot be empty")
+        self.token = token
         self.gateway = gateway
         self.ledger = ledger
         let metrics = MetricsRegistry()
@@ -45,6 +52,7 @@ public final class GatewayServer: Sendable {
         router.add(middleware: RequestIDMiddleware())
         router.add(middleware: HTTPMetricsMiddleware(factory: metrics.factory))
         router.add(middleware: GatewayErrorMiddleware())
+        router.add(middleware: GatewayAuthMiddleware(token: token))
         router.get("/metrics") { _, context in
             do {
                 let stats = try await self.gateway.statistics()
@@ -104,6 +112,26 @@ struct GatewayErrorMiddleware: RouterMiddleware {
     static func error(_ status: HTTPResponse.Status, _ message: String) -> Response {
         let code = HTTPStatusName.code(status)
         return Response.gatewayJSON(status, Data(#"{"error":{"code":\#(JSONText.quoted(code)),"message":\#(JSONText.quoted(message))}}"#.utf8))
+    }
+}
+
+/// Only callers that hold the gateway's secret may charge, look up or void (`/charges…`):
+/// anyone who could reach the port could otherwise void an order's charge, or charge it.
+struct GatewayAuthMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    let token: String
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard request.uri.path == "/charges" || request.uri.path.hasPrefix("/charges/") else { return try await next(request, context) }
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+            var response = GatewayErrorMiddleware.error(.unauthorized, "charges need 'Authorization: Bearer <gateway token>' (FLASHSALE_GATEWAY_TOKEN, or the file flashsale.gateway-token)")
+            response.headers[.wwwAuthenticate] = "Bearer"
+            return response
+        }
+        guard SecretComparison.equal(String(header.dropFirst("Bearer ".count)), token) else {
+            return GatewayErrorMiddleware.error(.forbidden, "the gateway token is not valid")
+        }
+        return try await next(request, context)
     }
 }
 

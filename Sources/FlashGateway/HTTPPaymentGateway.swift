@@ -32,9 +32,13 @@ public final class HTTPPaymentGateway: PaymentGateway, Service {
         public var maxConnections: Int
         /// What a charge is expected to take (for wait predictions).
         public var expectedLatency: Duration
+        /// The gateway's secret, sent as `Authorization: Bearer …` (``GatewayServer`` refuses
+        /// charges, look-ups and voids without it).
+        public var token: String
 
-        public init(baseURL: String, requestTimeout: Duration = .seconds(30), attempts: Int = 4, backoff: Duration = .milliseconds(100),
+        public init(baseURL: String, token: String, requestTimeout: Duration = .seconds(30), attempts: Int = 4, backoff: Duration = .milliseconds(100),
                     maxConnections: Int = 64, expectedLatency: Duration = .seconds(3)) {
+            self.token = token
             self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
             self.requestTimeout = requestTimeout
             self.attempts = attempts
@@ -76,7 +80,7 @@ public final class HTTPPaymentGateway: PaymentGateway, Service {
         // The command line refuses a URL that does not parse; a caller passing one is a bug.
         guard let serverURL = URL(string: configuration.baseURL) else { preconditionFailure("not a URL: \(configuration.baseURL)") }
         // Answers are read up to 1 MiB (the runtime would read any length).
-        let bounded = [BoundedResponseBody(limit: 1 << 20)]
+        let bounded: [any ClientMiddleware] = [BearerToken(token: configuration.token), BoundedResponseBody(limit: 1 << 20)]
         api = Client(serverURL: serverURL, transport: AsyncHTTPClientTransport(configuration: .init(
             client: client, timeout: .milliseconds(configuration.requestTimeout.asMilliseconds))), middlewares: bounded)
         let probeTimeout = min(Duration.seconds(5), max(.seconds(1), configuration.requestTimeout))
@@ -224,6 +228,18 @@ public final class HTTPPaymentGateway: PaymentGateway, Service {
         guard !closed.withLock({ closed in defer { closed = true }; return closed }) else { return }
         try await client.shutdown()
         try await probeClient.shutdown()
+    }
+}
+
+/// Sends the gateway's secret with every request.
+struct BearerToken: ClientMiddleware {
+    let token: String
+
+    func intercept(_ request: HTTPRequest, body: HTTPBody?, baseURL: URL, operationID: String,
+                   next: @Sendable (HTTPRequest, HTTPBody?, URL) async throws -> (HTTPResponse, HTTPBody?)) async throws -> (HTTPResponse, HTTPBody?) {
+        var request = request
+        request.headerFields[.authorization] = "Bearer \(token)"
+        return try await next(request, body, baseURL)
     }
 }
 

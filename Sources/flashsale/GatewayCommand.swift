@@ -1,4 +1,5 @@
 import ArgumentParser
+import FlashCore
 import FlashBackend
 import FlashGateway
 import FlashPayments
@@ -25,7 +26,14 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "Charges in progress at once; more wait for a slot; 0 is no limit [FLASHSALE_GATEWAY_SLOTS, default 0].") var slots: String?
     @Option(help: "Fraction of charges declined, 0...1 [FLASHSALE_GATEWAY_DECLINE_RATE, default 0].") var declineRate: String?
     @Option(help: "Ledger file (SQLite); in memory when unset [FLASHSALE_GATEWAY_DATA].") var data: String?
+    @Option(help: "A file holding the secret callers must send (first line; owner-only) [FLASHSALE_GATEWAY_TOKEN_FILE; or the secret itself in FLASHSALE_GATEWAY_TOKEN; default: flashsale.gateway-token beside --data (or here), generated when missing].") var tokenFile: String?
     @OptionGroup var log: LogOptions
+
+    /// The gateway's secret file when none is named: beside the ledger's file (or the file a
+    /// `--payment-url` process looks for beside its own database).
+    static func defaultTokenFile(beside path: String) -> String {
+        SharedSecret.file("flashsale.gateway-token", beside: path)
+    }
 
     func run() async throws {
         let host = Settings.string(self.host, env: "FLASHSALE_GATEWAY_HOST", default: "127.0.0.1")
@@ -52,10 +60,20 @@ struct GatewayCommand: AsyncParsableCommand {
         } else {
             ledger = InMemoryPaymentLedger()
         }
-        let server = GatewayServer(gateway: SimulatedPaymentGateway(configuration: simulator, ledger: ledger), ledger: ledger)
+        let secret = try SharedSecret.resolve(
+            "gateway token", token: ProcessInfo.processInfo.environment["FLASHSALE_GATEWAY_TOKEN"],
+            file: Settings.value(tokenFile, env: "FLASHSALE_GATEWAY_TOKEN_FILE"),
+            defaultFile: Self.defaultTokenFile(beside: Settings.value(data, env: "FLASHSALE_GATEWAY_DATA") ?? "./ledger"), generate: true,
+            hint: "set FLASHSALE_GATEWAY_TOKEN or --token-file")!
+        let server = GatewayServer(gateway: SimulatedPaymentGateway(configuration: simulator, ledger: ledger), ledger: ledger, token: secret.token)
         logger.info("flashsale gateway starting", metadata: [
             "latency": "\(simulator.latency)", "slots": "\(slotCount)", "ledger": "\(Settings.value(data, env: "FLASHSALE_GATEWAY_DATA") ?? "memory")",
+            "token": "\(secret.source)",
         ])
+        if secret.source != "given" {
+            // Where the fleet's operator finds the secret (never the secret itself).
+            FileHandle.standardOutput.write(Data("flashsale gateway token \(secret.source): give it to serve and worker as FLASHSALE_GATEWAY_TOKEN or --payment-token-file\n".utf8))
+        }
         let app = try server.application(host: host, port: port, services: services, logger: logger) { port in
             FileHandle.standardOutput.write(Data("flashsale gateway listening on http://\(host):\(port)\n".utf8))
         }

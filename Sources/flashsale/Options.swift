@@ -70,6 +70,7 @@ struct PaymentOptions: ParsableArguments {
     @Option(help: "Charges the gateway runs at once, per process; 0 is no limit [FLASHSALE_PAYMENT_CONCURRENCY, default 0].") var paymentConcurrency: String?
     @Option(help: "Charge through this payment gateway over HTTP (a `flashsale gateway`) instead of the in-process simulator; the --payment-* simulator options then do not apply [FLASHSALE_PAYMENT_URL].") var paymentURL: String?
     @Option(help: "With --payment-url: how long one charge may take before it is retried [FLASHSALE_PAYMENT_TIMEOUT, default 30s].") var paymentTimeout: String?
+    @Option(help: "With --payment-url: a file holding the gateway's secret (first line; owner-only) [FLASHSALE_PAYMENT_TOKEN_FILE; or the secret itself in FLASHSALE_GATEWAY_TOKEN; default: flashsale.gateway-token beside --data].") var paymentTokenFile: String?
 
     func resolve(into config: inout FlashConfiguration) throws {
         if let text = Settings.value(paymentLatency, env: "FLASHSALE_PAYMENT_LATENCY") {
@@ -90,7 +91,17 @@ struct PaymentOptions: ParsableArguments {
                 throw ValidationError("--payment-url must be an http(s) URL, not '\(url)'")
             }
             let timeout = try Settings.duration(paymentTimeout, env: "FLASHSALE_PAYMENT_TIMEOUT", default: .seconds(30), range: .seconds(1)...longestSetting)
-            config.paymentURL = HTTPPaymentGateway.Configuration(baseURL: url, requestTimeout: timeout, expectedLatency: config.payment.latency.mean)
+            // The secret through the environment or a file only: a flag would show it in ps.
+            let secret = try SharedSecret.resolve(
+                "gateway token", token: ProcessInfo.processInfo.environment["FLASHSALE_GATEWAY_TOKEN"],
+                file: Settings.value(paymentTokenFile, env: "FLASHSALE_PAYMENT_TOKEN_FILE"),
+                defaultFile: GatewayCommand.defaultTokenFile(beside: config.backend.path), generate: false,
+                hint: "set FLASHSALE_GATEWAY_TOKEN or --payment-token-file")
+            guard let secret else {
+                throw ValidationError("--payment-url needs the gateway's secret (what `flashsale gateway` printed): set FLASHSALE_GATEWAY_TOKEN, or --payment-token-file FILE, or put it in \(GatewayCommand.defaultTokenFile(beside: config.backend.path))")
+            }
+            config.paymentURL = HTTPPaymentGateway.Configuration(baseURL: url, token: secret.token, requestTimeout: timeout,
+                                                                 expectedLatency: config.payment.latency.mean)
         }
     }
 }

@@ -256,6 +256,6 @@ struct InventoryRoutesTests {
         #expect(try AdminSecret.resolve(token: "given", file: file, dataPath: data).token == "given")
         #expect(try AdminSecret.resolve(token: nil, file: file, dataPath: "/elsewhere/x.db").token == first.token)
         chmod(file, 0o644)
-        #expect(throws: AdminSecretError.self) { try AdminSecret.resolve(token: nil, file: nil, dataPath: data) }
+        #expect(throws: SecretFileError.self) { try AdminSecret.resolve(token: nil, file: nil, dataPath: data) }
     }
 }

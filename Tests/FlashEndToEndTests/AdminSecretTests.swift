@@ -5,7 +5,7 @@ import Testing
 /// Admin routes need a secret always (issue 25): with none configured, `serve` generates one
 /// into an owner-only file beside the database and says where; a loopback client without it
 /// (every client behind a proxy on the same host) is refused, and changes nothing.
-@Suite("The admin secret of a real server")
+@Suite("The secrets of real servers")
 struct AdminSecretTests {
     @Test func withNoSecretConfiguredServeGeneratesAnOwnerOnlyFileAndLoopbackAloneIsRefused() async throws {
         let data = ServerProcess.temporaryDataPath()
@@ -33,6 +33,41 @@ struct AdminSecretTests {
             let again = try await ServerProcess(dataPath: data, arguments: ["--workers", "0"], environment: ["FLASHSALE_ADMIN_TOKEN": ""])
             #expect(try await APIClient(http: http, base: again.baseURL).call(.POST, "/reset-stock/7", headers: bearer).status == 200)
             #expect(try await again.terminate() == 0)
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+        try await http.shutdown()
+    }
+
+    @Test func theGatewayGeneratesItsSecretAndOnlyProcessesGivenItCharge() async throws {
+        let data = ServerProcess.temporaryDataPath()
+        let directory = URL(fileURLWithPath: data).deletingLastPathComponent()
+        let gateway = try await ServerProcess("gateway", dataPath: directory.appendingPathComponent("ledger.db").path,
+                                              arguments: ["--latency", "5ms"], environment: ["FLASHSALE_GATEWAY_TOKEN": ""])
+        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            let file = directory.appendingPathComponent("flashsale.gateway-token").path
+            #expect(gateway.log.contains("gateway token generated into \(file)"), "\(gateway.log)")
+            let attributes = try FileManager.default.attributesOfItem(atPath: file)
+            #expect((attributes[.posixPermissions] as? Int) == 0o600)
+            // Without the secret, nobody charges or voids.
+            let anonymous = APIClient(http: http, base: gateway.baseURL, token: "")
+            #expect(try await anonymous.call(.POST, "/charges/o-1/void", authorized: false).status == 401)
+            // A process told to charge through it, with no secret to send, does not start.
+            let refused = try ServerProcess.runToExit(["--payment-url", gateway.baseURL])
+            #expect(refused.status != 0)
+            #expect(refused.errors.contains("FLASHSALE_GATEWAY_TOKEN"), "\(refused.errors)")
+            // Given the file (or finding it beside its database), it charges.
+            let api = try await ServerProcess(dataPath: data, arguments: [
+                "--workers", "0", "--payment-url", gateway.baseURL, "--payment-token-file", file,
+            ], environment: ["FLASHSALE_GATEWAY_TOKEN": ""])
+            let reply = try await APIClient(http: http, base: api.baseURL).call(.POST, "/orders/sync", json: seedOrder)
+            #expect(reply.status == 200, "\(String(describing: reply.json))")
+            #expect(reply.string("status") == "completed")
+            #expect(try await APIClient(http: http, base: gateway.baseURL).call(.GET, "/stats").int("charges") == 1)
+            #expect(try await api.terminate() == 0)
+            #expect(try await gateway.terminate() == 0)
         } catch {
             try? await http.shutdown()
             throw error

@@ -26,7 +26,7 @@ struct RemoteGatewayTests {
             "--workers", "0", "--payment-url", gateway.baseURL, "--sync-timeout", "1s", "--sync-lanes", "\(Self.ids.count)",
         ])
         let client = APIClient(http: http, base: api.baseURL)
-        let gatewayClient = APIClient(http: http, base: gateway.baseURL)
+        let gatewayClient = APIClient(http: http, base: gateway.baseURL, token: ServerProcess.gatewayToken)
         do {
             #expect(try await client.call(.PUT, "/products/TV", json: #"{"stock":\#(Self.ids.count),"price":300}"#).status == 200)
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -118,7 +118,7 @@ struct RemoteGatewayTests {
                 try await expectEventually { try await client.call(.GET, "/orders/\(id)").string("status") == "completed" }
             }
             try await expectEventually { try await paused() == 0 }
-            #expect(try await APIClient(http: http, base: gateway.baseURL).call(.GET, "/stats").int("charges") == ids.count)
+            #expect(try await APIClient(http: http, base: gateway.baseURL, token: ServerProcess.gatewayToken).call(.GET, "/stats").int("charges") == ids.count)
             for process in [api, gateway] { _ = try? await process.terminate() }
         } catch {
             for process in [api, gateway] { process.kill9() }

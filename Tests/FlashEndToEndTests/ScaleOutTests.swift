@@ -66,7 +66,7 @@ struct ScaleOutTests {
             for _ in 0..<3 { workers.append(try await ServerProcess("worker", dataPath: files, arguments: workerArguments)) }
             started += workers
             let clients = apis.map { APIClient(http: http, base: $0.baseURL) }
-            let gatewayClient = APIClient(http: http, base: gateway.baseURL)
+            let gatewayClient = APIClient(http: http, base: gateway.baseURL, token: ServerProcess.gatewayToken)
             try await expectEventually(timeout: .seconds(60)) {
                 try await Self.stats(clients[0]).processes.filter { $0.kind == .worker }.count == 3
             }

@@ -34,11 +34,15 @@ final class ServerProcess: @unchecked Sendable {
     /// The admin secret every test server gets (through the environment, unless the test gives
     /// its own); ``APIClient`` sends it.
     static let adminToken = "e2e-admin-secret"
+    /// The payment gateway's secret every test process gets; an ``APIClient`` of a gateway sends it.
+    static let gatewayToken = "e2e-gateway-secret"
 
     /// Starts `flashsale <command> --port 0 --data dataPath …arguments`; see ``waitUntilListening(within:)``.
     init(launching command: String, dataPath: String, arguments: [String], environment: [String: String] = [:]) throws {
         var environment = environment
         if environment["FLASHSALE_ADMIN_TOKEN"] == nil { environment["FLASHSALE_ADMIN_TOKEN"] = Self.adminToken }
+        // The payment gateway's secret, shared by a test's gateway and the processes charging through it.
+        if environment["FLASHSALE_GATEWAY_TOKEN"] == nil { environment["FLASHSALE_GATEWAY_TOKEN"] = Self.gatewayToken }
         logPath = dataPath + ".\(UUID().uuidString.prefix(8)).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
@@ -149,6 +153,9 @@ struct ServerError: Error, CustomStringConvertible {
 struct APIClient: Sendable {
     let http: HTTPClient
     let base: String
+    /// The secret sent as `Authorization: Bearer …`: the admin token of an API, the gateway's
+    /// token of a gateway.
+    var token: String = ServerProcess.adminToken
 
     struct Reply: Sendable {
         var status: Int
@@ -168,7 +175,7 @@ struct APIClient: Sendable {
         request.method = method
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         if authorized, !headers.contains(where: { $0.0.lowercased() == "authorization" }) {
-            request.headers.add(name: "Authorization", value: "Bearer \(ServerProcess.adminToken)")
+            request.headers.add(name: "Authorization", value: "Bearer \(token)")
         }
         if let json {
             request.headers.add(name: "Content-Type", value: "application/json")

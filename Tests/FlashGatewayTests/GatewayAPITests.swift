@@ -18,10 +18,20 @@ struct GatewayAPITests {
     /// Ids that need escaping in a path, or look escaped already.
     static let ids = ["a b", "a/b", "100%", "#1", "why?", "a+b", "café", "注文-1", "%2F", "a%20b", "x;y=z", ".."]
 
+    /// The secret of the tests' gateways.
+    static let token = "gateway-test-secret"
+    static let bearer: HTTPFields = [.authorization: "Bearer \(token)"]
+
+    static func authorized(_ headers: HTTPFields, _ secret: String = token) -> HTTPFields {
+        var headers = headers
+        headers[.authorization] = "Bearer \(secret)"
+        return headers
+    }
+
     static func server() -> (GatewayServer, InMemoryPaymentLedger) {
         let ledger = InMemoryPaymentLedger()
         let gateway = SimulatedPaymentGateway(configuration: .init(latency: .fixed(.zero)), ledger: ledger)
-        return (GatewayServer(gateway: gateway, ledger: ledger), ledger)
+        return (GatewayServer(gateway: gateway, ledger: ledger, token: token), ledger)
     }
 
     static func application(_ server: GatewayServer) throws -> some ApplicationProtocol {
@@ -43,7 +53,7 @@ struct GatewayAPITests {
         let (server, ledger) = Self.server()
         try await Self.application(server).test(.live) { client in
             let port = try #require(client.port)
-            let remote = HTTPPaymentGateway(configuration: .init(baseURL: "http://127.0.0.1:\(port)", requestTimeout: .seconds(10)))
+            let remote = HTTPPaymentGateway(configuration: .init(baseURL: "http://127.0.0.1:\(port)", token: Self.token, requestTimeout: .seconds(10)))
             do {
                 // Half charged, half voided before any charge, each through the generated client.
                 for (index, id) in Self.ids.enumerated() {
@@ -70,7 +80,7 @@ struct GatewayAPITests {
                     }
                     // And a client escaping the id by hand reads the same charge.
                     let escaped = id.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
-                    let response = try await client.execute(uri: "/charges/\(escaped)", method: .get)
+                    let response = try await client.execute(uri: "/charges/\(escaped)", method: .get, headers: Self.bearer)
                     #expect(response.status == .ok, "\(id)")
                     let body = try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any]
                     #expect(body?["order_id"] as? String == id)
@@ -103,7 +113,7 @@ struct GatewayAPITests {
                  ByteBuffer(repeating: UInt8(ascii: " "), count: GatewayServer.maxBody + 1), .contentTooLarge),
             ]
             for (name, method, headers, body, status) in cases {
-                let response = try await client.execute(uri: "/charges", method: method, headers: headers, body: body)
+                let response = try await client.execute(uri: "/charges", method: method, headers: Self.authorized(headers), body: body)
                 #expect(response.status == status, "\(name)")
                 let error = try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any]
                 let fields = error?["error"] as? [String: Any]
@@ -111,7 +121,7 @@ struct GatewayAPITests {
                 #expect(fields?["code"] as? String == status.reasonPhrase.lowercased().replacingOccurrences(of: " ", with: "_"), "\(name)")
             }
             for path in ["/charges/%FF/void", "/charges/a%00b/void", "/charges/%FF"] {
-                let response = try await client.execute(uri: path, method: path.hasSuffix("void") ? .post : .get)
+                let response = try await client.execute(uri: path, method: path.hasSuffix("void") ? .post : .get, headers: Self.bearer)
                 #expect(response.status == .badRequest, "\(path): \(String(buffer: response.body))")
             }
             let stats = try await client.execute(uri: "/stats", method: .get)
@@ -125,7 +135,7 @@ struct GatewayAPITests {
     @Test func aChargeToAGatewayNobodyRunsIsKnownNeverSent() async throws {
         // A port that was free a moment ago: nothing listens there.
         let port = try await Self.application(Self.server().0).test(.live) { client in client.port ?? 0 }
-        let remote = HTTPPaymentGateway(configuration: .init(baseURL: "http://127.0.0.1:\(port)", requestTimeout: .seconds(5), attempts: 2,
+        let remote = HTTPPaymentGateway(configuration: .init(baseURL: "http://127.0.0.1:\(port)", token: Self.token, requestTimeout: .seconds(5), attempts: 2,
                                                              backoff: .milliseconds(10)))
         await #expect {
             try await remote.charge(orderID: "o-1", amount: 5)
@@ -146,7 +156,7 @@ struct GatewayAPITests {
         router.get("/health") { _, _ in Response(status: .noContent) }
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
         try await app.test(.live) { client in
-            let remote = HTTPPaymentGateway(configuration: .init(baseURL: "http://127.0.0.1:\(try #require(client.port))", requestTimeout: .seconds(5),
+            let remote = HTTPPaymentGateway(configuration: .init(baseURL: "http://127.0.0.1:\(try #require(client.port))", token: Self.token, requestTimeout: .seconds(5),
                                                                  attempts: 4, backoff: .milliseconds(10)))
             await #expect {
                 try await remote.charge(orderID: "o-1", amount: 5)
@@ -156,6 +166,32 @@ struct GatewayAPITests {
             #expect(asked.value == 1, "a refusal is not asked again")
             await #expect(throws: Never.self) { try await remote.probe() }
             try await remote.shutdown()
+        }
+    }
+
+    @Test func onlyCallersWithTheSecretChargeLookUpOrVoidAndAWrongSecretIsNeverTakenForADecline() async throws {
+        let (server, ledger) = Self.server()
+        try await Self.application(server).test(.live) { client in
+            let charge = ByteBuffer(string: #"{"order_id":"o-1","amount":5}"#)
+            let key: HTTPFields = [.contentType: "application/json", HTTPField.Name("Idempotency-Key")!: "o-1"]
+            for (headers, status) in [(key, HTTPResponse.Status.unauthorized), (Self.authorized(key, "wrong"), .forbidden)] {
+                #expect(try await client.execute(uri: "/charges", method: .post, headers: headers, body: charge).status == status)
+                #expect(try await client.execute(uri: "/charges/o-1/void", method: .post, headers: headers).status == status)
+                #expect(try await client.execute(uri: "/charges/o-1", method: .get, headers: headers).status == status)
+            }
+            #expect(try await ledger.outcome(for: "o-1") == nil, "a refused caller changed the ledger")
+            // Health and figures stay open to monitoring.
+            #expect(try await client.execute(uri: "/health", method: .get).status == .ok)
+            #expect(try await client.execute(uri: "/stats", method: .get).status == .ok)
+            // A worker with a wrong secret gets a transient error (retried, its order left open),
+            // never an outcome that would settle the order.
+            let port = try #require(client.port)
+            let wrong = HTTPPaymentGateway(configuration: .init(baseURL: "http://127.0.0.1:\(port)", token: "wrong", requestTimeout: .seconds(5),
+                                                                attempts: 1))
+            await #expect(throws: TransientPaymentError.self) { _ = try await wrong.charge(orderID: "o-1", amount: 5) }
+            await #expect(throws: TransientPaymentError.self) { _ = try await wrong.finalOutcome(orderID: "o-1") }
+            try await wrong.shutdown()
+            #expect(try await ledger.outcome(for: "o-1") == nil)
         }
     }
 }

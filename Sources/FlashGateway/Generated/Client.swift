@@ -4,7 +4,7 @@ import struct Foundation.URL
 import struct Foundation.Data
 import struct Foundation.Date
 import HTTPTypes
-/// The payment provider as its own service (`flashsale gateway`): every charge is idempotent by order id, and its ledger holds at most one charge per order, whichever worker of whichever process asks and however often. Internal to a flashsale fleet; `GET /metrics` (Prometheus text) is served beside these operations. The Swift server stubs and client in `Generated/` are made from this document by `scripts/generate-gateway-api`; edit this file, then run it.
+/// The payment provider as its own service (`flashsale gateway`): every charge is idempotent by order id, and its ledger holds at most one charge per order, whichever worker of whichever process asks and however often. Internal to a flashsale fleet; `GET /metrics` (Prometheus text) is served beside these operations. The Swift server stubs and client in `Generated/` are made from this document by `scripts/generate-gateway-api`; edit this file, then run it. The charge operations need the gateway's secret (`Authorization: Bearer <token>`, shared through FLASHSALE_GATEWAY_TOKEN or a file): 401 without it, 403 with a wrong one.
 ///
 internal struct Client: APIProtocol {
     /// The underlying HTTP client.

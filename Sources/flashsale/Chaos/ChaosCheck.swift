@@ -113,13 +113,14 @@ struct ChaosCheck {
                 group.addTask {
                     let id = ChaosHTTP.escaped(intent.orderID!)
                     var order = await http.call(.GET, api + "/orders/\(id)")
-                    var charge = await http.call(.GET, gateway + "/charges/\(id)")
+                    let bearer = [("Authorization", "Bearer \(ChaosDeployment.gatewayToken)")]
+                    var charge = await http.call(.GET, gateway + "/charges/\(id)", headers: bearer)
                     // A look-up that got no answer (a busy loopback, a pool at its limit) is asked again.
                     for _ in 0..<10 {
                         guard order.status == nil || charge.status == nil else { break }
                         try await Task.sleep(for: .seconds(1))
                         if order.status == nil { order = await http.call(.GET, api + "/orders/\(id)") }
-                        if charge.status == nil { charge = await http.call(.GET, gateway + "/charges/\(id)") }
+                        if charge.status == nil { charge = await http.call(.GET, gateway + "/charges/\(id)", headers: bearer) }
                     }
                     guard order.status == 200 || order.status == 404, charge.status == 200 || charge.status == 404 else {
                         throw ChaosError("cannot check order \(intent.orderID!): API \(order.status.map(String.init) ?? order.error ?? "?"), "

@@ -144,11 +144,14 @@ final class ChaosDeployment: @unchecked Sendable {
     private static var environment: [String: String] {
         var environment = localAWSEnvironment.merging(ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FLASHSALE_") }) { _, own in own }
         environment["FLASHSALE_ADMIN_TOKEN"] = adminToken
+        environment["FLASHSALE_GATEWAY_TOKEN"] = gatewayToken
         return environment
     }
 
     /// The admin secret of the run's API processes.
     static let adminToken = UUID().uuidString + UUID().uuidString
+    /// The secret of the run's payment gateway, which its API and worker processes send.
+    static let gatewayToken = UUID().uuidString + UUID().uuidString
 
     /// `flashsale setup-aws` on the endpoint, with names of this run's own: the queue's URL and
     /// the topic's ARN. The queue's lease is the run's, and a message is dead-lettered after 5
