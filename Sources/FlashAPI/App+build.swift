@@ -63,12 +63,17 @@ func makeRouter(_ services: FlashServices, routes set: RouteSet) -> (router: Rou
 /// The HTTP application: the router, served on `host:port`, running `services` (the backend,
 /// the worker pool…) in the same service group; SIGTERM and SIGINT shut it down gracefully
 /// (server first, then `services` in reverse order).
+///
+/// `limits` bound what clients' connections hold (``ConnectionLimits``): idle and slow ones are
+/// closed, and connections past the cap are refused.
 public func buildApplication(
-    _ flash: FlashServices, routes set: RouteSet = .all, host: String, port: Int, services: [any Service] = [], logger: Logger,
+    _ flash: FlashServices, routes set: RouteSet = .all, host: String, port: Int, limits: ConnectionLimits = ConnectionLimits(),
+    services: [any Service] = [], logger: Logger,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) -> some ApplicationProtocol {
     Application(
         router: buildRouter(flash, routes: set),
+        server: limits.server(gate: ConnectionGate(limit: limits.maxConnections, factory: flash.metrics.factory)),
         configuration: .init(address: .hostname(host, port: port), serverName: "flashsale", backlog: 1024),
         services: services,
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },

@@ -1,3 +1,4 @@
+import FlashAPI
 import FlashAWS
 import FlashGateway
 import FlashPayments
@@ -46,6 +47,8 @@ public struct HTTPConfiguration: Sendable {
     public var host = "127.0.0.1"
     /// 0 picks a free port.
     public var port = 8080
+    /// What clients' connections may hold: idle and body timeouts, the most open at once.
+    public var limits = ConnectionLimits()
 
     public init() {}
 }

@@ -279,7 +279,8 @@ public struct FlashSystem: Sendable {
     /// health and statistics (worker role), with ``runningServices`` in its service group.
     public func application(logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
         buildApplication(services, routes: role == .server ? .all : .monitoring, host: configuration.http.host,
-                         port: configuration.http.port, services: runningServices, logger: logger, onServerRunning: onServerRunning)
+                         port: configuration.http.port, limits: configuration.http.limits, services: runningServices, logger: logger,
+                         onServerRunning: onServerRunning)
     }
 
     /// Closes the backend, for a system whose services never ran (tests, tools).

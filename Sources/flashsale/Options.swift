@@ -1,4 +1,5 @@
 import ArgumentParser
+import FlashAPI
 import FlashCore
 import FlashGateway
 import Foundation
@@ -121,6 +122,22 @@ struct WorkerOptions: ParsableArguments {
                                                             range: .zero...longestSetting)
         config.workers.reconcileInterval = try Settings.duration(reconcileInterval, env: "FLASHSALE_RECONCILE_INTERVAL", default: config.workers.reconcileInterval,
                                                                  range: .milliseconds(10)...longestSetting)
+    }
+}
+
+/// What clients' connections may hold (``ConnectionLimits``).
+struct ConnectionOptions: ParsableArguments {
+    @Option(help: "Close a connection with no request in progress for this long: idle keep-alive, or a request head sent too slowly [FLASHSALE_IDLE_TIMEOUT, default 30s].") var idleTimeout: String?
+    @Option(help: "Close a connection whose request body has not arrived this long after its head [FLASHSALE_BODY_TIMEOUT, default 10s].") var bodyTimeout: String?
+    @Option(help: "Connections open at once; more are closed as soon as they are accepted [FLASHSALE_MAX_CONNECTIONS, default 10000, at most the open-file limit less 256].") var maxConnections: String?
+
+    func resolve(into config: inout FlashConfiguration) throws {
+        var limits = config.http.limits
+        limits.idleTimeout = try Settings.duration(idleTimeout, env: "FLASHSALE_IDLE_TIMEOUT", default: limits.idleTimeout, range: .milliseconds(100)...longestSetting)
+        limits.bodyTimeout = try Settings.duration(bodyTimeout, env: "FLASHSALE_BODY_TIMEOUT", default: limits.bodyTimeout, range: .milliseconds(100)...longestSetting)
+        let ceiling = ConnectionLimits.connectionCeiling()
+        limits.maxConnections = try Settings.int(maxConnections, env: "FLASHSALE_MAX_CONNECTIONS", default: min(limits.maxConnections, ceiling), range: 1...ceiling)
+        config.http.limits = limits
     }
 }
 

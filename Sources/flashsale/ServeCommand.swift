@@ -22,6 +22,7 @@ struct ServeCommand: AsyncParsableCommand {
     @OptionGroup var workers: WorkerOptions
     @OptionGroup var payment: PaymentOptions
     @OptionGroup var api: APIOptions
+    @OptionGroup var connections: ConnectionOptions
     @OptionGroup var log: LogOptions
 
     func resolve() throws -> FlashConfiguration {
@@ -33,6 +34,7 @@ struct ServeCommand: AsyncParsableCommand {
         try workers.resolve(into: &config, minimumWorkers: 0)
         try payment.resolve(into: &config)
         try api.resolve(into: &config)
+        try connections.resolve(into: &config)
         return config
     }
 

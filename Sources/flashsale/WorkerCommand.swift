@@ -24,6 +24,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @OptionGroup var queue: QueueOptions
     @OptionGroup var workers: WorkerOptions
     @OptionGroup var payment: PaymentOptions
+    @OptionGroup var connections: ConnectionOptions
     @OptionGroup var log: LogOptions
 
     func resolve() throws -> (FlashConfiguration, sidePort: Bool) {
@@ -35,6 +36,7 @@ struct WorkerCommand: AsyncParsableCommand {
         try queue.resolve(into: &config)
         try workers.resolve(into: &config, minimumWorkers: 1)
         try payment.resolve(into: &config)
+        try connections.resolve(into: &config)
         return (config, side != nil)
     }
 
