@@ -43,16 +43,16 @@ func makeRouter(_ services: FlashServices, routes set: RouteSet) -> (router: Rou
     if set == .all {
         OrdersController(store: services.store, gateway: services.gateway, lanes: services.lanes, syncTimeout: services.syncTimeout,
                          accepted: services.accepted, processed: services.processed, orderMetrics: services.orderMetrics,
-                         membership: services.membership, admission: services.admission)
+                         membership: services.membership, admission: services.admission, soldOut: services.soldOut)
             .addRoutes(to: &routes)
         DashboardController(feed: services.dashboard).addRoutes(to: &routes)
         AdminController(paymentsQueue: services.store.paymentsQueue, deadLetterQueue: services.deadLetterQueue,
                         reconciler: services.reconciler)
             .addRoutes(to: &routes)
         if let catalog = services.catalog {
-            ProductsController(catalog: catalog).addRoutes(to: &routes)
+            ProductsController(catalog: catalog, soldOut: services.soldOut).addRoutes(to: &routes)
             FlashSaleController(store: services.store, catalog: catalog, flashProduct: services.flashProduct, accepted: services.accepted,
-                                orderMetrics: services.orderMetrics, admission: services.admission)
+                                orderMetrics: services.orderMetrics, admission: services.admission, soldOut: services.soldOut)
                 .addRoutes(to: &routes)
         }
     }

@@ -17,6 +17,8 @@ struct FlashSaleController {
     let orderMetrics: OrderMetrics
     /// The placing routes' admission deadline.
     let admission: AdmissionControl
+    /// Products just refused as sold out.
+    let soldOut: SoldOutMemory
 
     func addRoutes(to routes: inout RouteTable<FlashRequestContext>) {
         routes.on("/reset-stock/:count", method: .post, admin: true, use: resetStock)
@@ -30,6 +32,7 @@ struct FlashSaleController {
             throw APIError.badRequest("invalid_count", "the stock count must be a whole number from 1 to \(ProductsController.maxUnits), not '\(text)'")
         }
         let product = try await catalog.setStock(id: flashProduct, stock: count)
+        soldOut.forget(flashProduct)
         return Response.json(.ok, #"{"message":"Stock reset to \#(product.stock)","product_id":\#(JSONText.quoted(product.productID)),"stock":\#(product.stock)}"#)
     }
 
@@ -66,7 +69,7 @@ struct FlashSaleController {
                              idChosenByClient: false, admitBy: admission.deadlineFromNow())
         let placement: Placement
         do {
-            placement = try await store.placeQueued(order)
+            placement = try await OrderIntake.placeRemembering(order, store: store, soldOut: soldOut) { try await $0.placeQueued($1) }
         } catch let conflict as PlacementConflict {
             throw OrderIntake.apiError(conflict)
         } catch let refusal as InventoryRefusal {

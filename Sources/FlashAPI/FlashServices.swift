@@ -26,6 +26,8 @@ public struct FlashServices: Sendable {
     public var syncTimeout: Duration
     /// The placing routes' admission deadline and shed counts.
     public var admission: AdmissionControl
+    /// Products just refused as sold out, refused again at the edge.
+    public var soldOut = SoldOutMemory()
     /// Orders this process accepted per second (async and buy).
     public var accepted: RateMeter
     /// Orders this process finished per second.

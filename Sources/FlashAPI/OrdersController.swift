@@ -19,6 +19,8 @@ struct OrdersController<Context: RequestContext> {
     let membership: FleetMembership
     /// The placing routes' admission deadline.
     let admission: AdmissionControl
+    /// Products just refused as sold out.
+    let soldOut: SoldOutMemory
 
     func addRoutes(to routes: inout RouteTable<Context>) {
         routes.on("/orders/async", method: .post, use: placeAsync)
@@ -32,7 +34,7 @@ struct OrdersController<Context: RequestContext> {
     @Sendable func placeAsync(_ request: Request, context: Context) async throws -> Response {
         var order = try await OrderIntake.newOrder(from: request, context: context, channel: .async)
         order.admitBy = admission.deadlineFromNow()
-        let placement = try await OrderIntake.placeQueued(order, store: store)
+        let placement = try await OrderIntake.placeQueued(order, store: store, soldOut: soldOut)
         if placement.created {
             accepted.record()
             orderMetrics.recordAccepted(.async)
@@ -57,6 +59,8 @@ struct OrdersController<Context: RequestContext> {
         let timeout = syncTimeout
         let deadline = ContinuousClock.now + timeout
         var order = try await OrderIntake.newOrder(from: request, context: context, channel: .sync)
+        // Sold out just now: told at once, not after a wait for a lane.
+        if let refusal = soldOut.refusal(for: order) { throw OrderIntake.apiError(refusal) }
         let predicted = lanes.predictedWait
         if predicted > timeout {
             admission.recordShed(.checkoutLanes)
@@ -81,7 +85,7 @@ struct OrdersController<Context: RequestContext> {
         let holdUntil = WallClock.nowMillis() + (deadline - ContinuousClock.now).asMilliseconds + SyncLimits.holdGrace.asMilliseconds
         // Placed in time to leave the charge its margin, or not at all.
         order.admitBy = min(admission.deadlineFromNow(), chargeDeadline - margin)
-        let placement = try await OrderIntake.place(order, store: store) { try await $0.placeImmediate($1, holdUntil: holdUntil) }
+        let placement = try await OrderIntake.place(order, store: store, soldOut: soldOut) { try await $0.placeImmediate($1, holdUntil: holdUntil) }
         if placement.created { orderMetrics.recordAccepted(.sync) }
         guard placement.created else {
             if placement.order.status.isTerminal { return Response.json(.ok, OrderJSON.order(placement.order)) }
@@ -265,20 +269,35 @@ enum OrderIntake {
     }
 
     /// Places a queued order, mapping refusals to their API errors.
-    static func placeQueued(_ order: NewOrder, store: any OrderStore) async throws -> Placement {
-        try await place(order, store: store) { try await $0.placeQueued($1) }
+    static func placeQueued(_ order: NewOrder, store: any OrderStore, soldOut: SoldOutMemory) async throws -> Placement {
+        try await place(order, store: store, soldOut: soldOut) { try await $0.placeQueued($1) }
     }
 
     /// Places an order with `placing`, mapping the inventory gate's refusals to 409 and
-    /// idempotency conflicts to 422 (`idempotency_mismatch`) or 409 (`order_id_conflict`).
-    static func place(_ order: NewOrder, store: any OrderStore,
+    /// idempotency conflicts to 422 (`idempotency_mismatch`) or 409 (`order_id_conflict`). A
+    /// product the store just refused as sold out is refused from memory (``SoldOutMemory``).
+    static func place(_ order: NewOrder, store: any OrderStore, soldOut: SoldOutMemory,
                       _ placing: (any OrderStore, NewOrder) async throws -> Placement) async throws -> Placement {
         do {
-            return try await placing(store, order)
+            return try await placeRemembering(order, store: store, soldOut: soldOut, placing)
         } catch let refusal as InventoryRefusal {
             throw apiError(refusal)
         } catch let conflict as PlacementConflict {
             throw apiError(conflict)
+        }
+    }
+
+    /// Places an order with `placing` unless ``SoldOutMemory`` refuses it; remembers the store's
+    /// "sold out". Throws the store's errors as they are.
+    static func placeRemembering(_ order: NewOrder, store: any OrderStore, soldOut: SoldOutMemory,
+                                 _ placing: (any OrderStore, NewOrder) async throws -> Placement) async throws -> Placement {
+        if let refusal = soldOut.refusal(for: order) { throw refusal }
+        let generation = soldOut.generation
+        do {
+            return try await placing(store, order)
+        } catch let refusal as InventoryRefusal {
+            soldOut.remember(refusal, for: order, since: generation)
+            throw refusal
         }
     }
 

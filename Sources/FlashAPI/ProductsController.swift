@@ -5,6 +5,8 @@ import Hummingbird
 /// `PUT /products/{id}` (admin) and `GET /products/{id}`: the catalog behind the inventory gate.
 struct ProductsController {
     let catalog: any Catalog
+    /// Products just refused as sold out: a restock forgets them.
+    let soldOut: SoldOutMemory
 
     /// Largest stock or limit accepted.
     static let maxUnits = 1_000_000_000
@@ -35,6 +37,7 @@ struct ProductsController {
             price = number
         }
         let product = try await catalog.putProduct(id: id, stock: stock, perCustomerLimit: limit, price: price)
+        soldOut.forget(id)
         return Response.json(.ok, Self.json(product))
     }
 

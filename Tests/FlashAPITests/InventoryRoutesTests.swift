@@ -1,4 +1,5 @@
 import FlashCore
+import FlashFaults
 import FlashOrders
 import FlashServer
 import HTTPTypes
@@ -257,5 +258,44 @@ struct InventoryRoutesTests {
         #expect(try AdminSecret.resolve(token: nil, file: file, dataPath: "/elsewhere/x.db").token == first.token)
         chmod(file, 0o644)
         #expect(throws: SecretFileError.self) { try AdminSecret.resolve(token: nil, file: nil, dataPath: data) }
+    }
+
+    @Test func aSoldOutProductIsRefusedWithoutTheStoreUntilARestockAndRepeatsStillReachTheirOrders() async throws {
+        var config = TestSystem.configuration()
+        config.api.admissionDeadline = .milliseconds(300)
+        let path = config.backend.path
+        try await TestSystem.withServices(config, adjust: { services in
+            // Remembered for the whole test, so that no timing decides what it sees.
+            services.soldOut = SoldOutMemory(bound: .seconds(3600))
+        }) { _, _, client in
+            #expect(try await client.call(.post, "/reset-stock/1").status == .ok)
+            let keyed: HTTPFields = [HTTPField.Name("Idempotency-Key")!: "k-1"]
+            #expect(try await client.call(.post, "/buy", json: #"{"userId": 1}"#, headers: keyed).status == .ok)
+            // Refused by the store: one unit asked, none left.
+            #expect(try await client.call(.post, "/buy", json: #"{"userId": 2}"#).errorCode == "sold_out")
+            // The file is locked (another process's long write): the store cannot answer at all
+            // (its requests are refused at the admission deadline), but "sold out" still is.
+            let lock = try await SQLiteLockHolder(path: path)
+            let refused = try await client.call(.post, "/buy", json: #"{"userId": 3}"#)
+            #expect(refused.status == .badRequest)
+            #expect(refused.errorCode == "sold_out")
+            let async = try await client.call(.post, "/orders/async", json: #"{"customer_id": 4, "items": [{"product_id": "iphone_16"}]}"#)
+            #expect(async.status == .conflict)
+            #expect(async.errorCode == "sold_out")
+            let sync = try await client.call(.post, "/orders/sync", json: #"{"customer_id": 5, "items": [{"product_id": "iphone_16"}]}"#)
+            #expect(sync.errorCode == "sold_out")
+            // A repeat of the sale goes to the store (which returns its order, once it can answer).
+            #expect(try await client.call(.post, "/buy", json: #"{"userId": 1}"#, headers: keyed).errorCode == "overloaded")
+            lock.release()
+            #expect(try await client.call(.post, "/buy", json: #"{"userId": 1}"#, headers: keyed).status == .ok)
+            // A restock through this process is seen at once.
+            #expect(try await client.call(.post, "/reset-stock/2").status == .ok)
+            #expect(try await client.call(.post, "/buy", json: #"{"userId": 6}"#).status == .ok)
+            // Two units refused when one is left says nothing of one unit: not remembered.
+            #expect(try await client.call(.post, "/orders/async", json: #"{"customer_id": 7, "items": [{"product_id": "iphone_16", "quantity": 2}]}"#)
+                .errorCode == "sold_out")
+            #expect(try await client.call(.post, "/buy", json: #"{"userId": 8}"#).status == .ok)
+            #expect(try await client.call(.get, "/stock").int("stock") == 0)
+        }
     }
 }
