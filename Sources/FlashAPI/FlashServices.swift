@@ -27,7 +27,7 @@ public struct FlashServices: Sendable {
     /// The placing routes' admission deadline and shed counts.
     public var admission: AdmissionControl
     /// Products just refused as sold out, refused again at the edge.
-    public var soldOut = SoldOutMemory()
+    public var soldOut: SoldOutMemory
     /// Orders this process accepted per second (async and buy).
     public var accepted: RateMeter
     /// Orders this process finished per second.
@@ -80,6 +80,7 @@ public struct FlashServices: Sendable {
         self.metrics = metrics
         self.orderMetrics = orderMetrics ?? OrderMetrics(factory: metrics.factory)
         self.workers = workers
+        self.soldOut = SoldOutMemory()
         let admission = AdmissionControl(deadline: admissionDeadline, factory: metrics.factory)
         self.admission = admission
         let acceptLatency = AcceptLatencyWindow()

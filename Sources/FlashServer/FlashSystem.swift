@@ -20,7 +20,11 @@ import ServiceLifecycle
 /// worker pool and the API.
 ///
 /// The only place that names a concrete backend: everything else sees ``FlashBackend``.
-public struct FlashSystem: Sendable {
+///
+/// A class: the composition root is one thing that owns its parts, not a value to copy. (As a
+/// struct of this size it was also destroyed wrongly at the end of `ServeCommand.run()` by
+/// Swift 6.3.1's debug build, a crash at every exit, once ``FlashServices`` grew one field.)
+public final class FlashSystem: Sendable {
     /// What this process runs.
     public enum Role: Sendable {
         /// `flashsale serve`: the API, and a worker pool when `workers.count > 0`.
@@ -42,6 +46,19 @@ public struct FlashSystem: Sendable {
     public let relay: OutboxRelay?
     /// What the HTTP routes work with.
     public let services: FlashServices
+
+    init(configuration: FlashConfiguration, role: Role, backend: any FlashBackend, gateway: any PaymentGateway, workers: WorkerPool?,
+         reconciler: Reconciler, membership: FleetMembership, relay: OutboxRelay?, services: FlashServices) {
+        self.configuration = configuration
+        self.role = role
+        self.backend = backend
+        self.gateway = gateway
+        self.workers = workers
+        self.reconciler = reconciler
+        self.membership = membership
+        self.relay = relay
+        self.services = services
+    }
 
     /// Opens the backend (and, with ``FlashConfiguration/sqs``, the SQS queue and SNS topic)
     /// and wires every component for `role`.
