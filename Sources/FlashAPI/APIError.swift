@@ -47,7 +47,7 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             admission.recordShed(.deadline)
             let seconds = max(1, Int(error.retryAfter.components.seconds))
             return APIError(.serviceUnavailable, code: "overloaded",
-                            message: "\(error); the request was not acknowledged and nothing was stored: repeat it after Retry-After, with the same Idempotency-Key",
+                            message: "\(error); this request was not acknowledged and stored nothing: repeat it after Retry-After with the same Idempotency-Key (if an earlier request with that key or order_id stored the order, the repeat returns it)",
                             headers: [.retryAfter: "\(seconds)"]).toResponse()
         } catch let error as BackendUnavailable {
             // Not acknowledged. Said as "nothing was stored" only when that is known; when the

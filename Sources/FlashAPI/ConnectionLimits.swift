@@ -103,6 +103,10 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private let bodyTimeout: TimeAmount
     private var counted = false
     private var bodyDeadline: Scheduled<Void>?
+    /// Requests read (their heads) whose responses have not ended.
+    private var unanswered = 0
+    /// A request's head was read and its end not yet.
+    private var reading = false
 
     init(gate: ConnectionGate, bodyTimeout: Duration) {
         self.gate = gate
@@ -145,21 +149,38 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// A pipelined request's clock starts only once the requests before it are answered: until
+    /// then the server is not reading it, and its slowness is not the client's.
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head:
-            bodyDeadline?.cancel()
-            let gate = self.gate
-            bodyDeadline = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: bodyTimeout) {
-                gate.bodyTimedOut()
-                context.close(promise: nil)
-            }
+            reading = true
+            if unanswered == 0 { startBodyClock(context) }
+            unanswered += 1
         case .end:
+            reading = false
             bodyDeadline?.cancel()
             bodyDeadline = nil
         case .body:
             break
         }
         context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .end = unwrapOutboundIn(data) {
+            unanswered = max(0, unanswered - 1)
+            if reading, unanswered == 1, bodyDeadline == nil { startBodyClock(context) }
+        }
+        context.write(data, promise: promise)
+    }
+
+    private func startBodyClock(_ context: ChannelHandlerContext) {
+        bodyDeadline?.cancel()
+        let gate = self.gate
+        bodyDeadline = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: bodyTimeout) {
+            gate.bodyTimedOut()
+            context.close(promise: nil)
+        }
     }
 }

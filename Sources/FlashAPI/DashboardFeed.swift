@@ -70,6 +70,19 @@ public final class DashboardFeed: Service, Sendable {
             public var failed: Int
         }
 
+        /// Requests this process refused before storing anything (admission control).
+        public struct Shed: Sendable, Codable, Hashable {
+            /// Refused per second since the previous reading.
+            public var perSecond: Double
+            /// Refused since the process started, by reason.
+            public var total: [String: Int]
+
+            enum CodingKeys: String, CodingKey {
+                case total
+                case perSecond = "per_second"
+            }
+        }
+
         /// When it was read (Unix ms).
         public var t: Int64
         public var orders: SystemStats.Orders
@@ -82,11 +95,13 @@ public final class DashboardFeed: Service, Sendable {
         public var stock: Stock
         public var reconciler: Settlements
         public var outbox: SystemStats.Outbox?
+        /// This process's refused requests; absent when it places no orders.
+        public var shed: Shed?
         /// The parts of the reading the server could not read (their figures are the last it had).
         public var unavailable: [String: SystemStats.Unavailable]?
 
         enum CodingKeys: String, CodingKey {
-            case t, orders, queue, workers, rates, stock, reconciler, outbox, unavailable
+            case t, orders, queue, workers, rates, stock, reconciler, outbox, shed, unavailable
             case acceptLatency = "accept_latency"
         }
 
@@ -101,6 +116,7 @@ public final class DashboardFeed: Service, Sendable {
             try container.encode(stock, forKey: .stock)
             try container.encode(reconciler, forKey: .reconciler)
             try container.encode(outbox, forKey: .outbox)
+            try container.encodeIfPresent(shed, forKey: .shed)
             try container.encodeIfPresent(unavailable, forKey: .unavailable)
         }
     }
@@ -134,7 +150,7 @@ public final class DashboardFeed: Service, Sendable {
         var history = Deque<(t: Int64, json: String)>()
         var viewers: [Int: AsyncStream<String>.Continuation] = [:]
         var nextViewer = 0
-        var previous: (t: Int64, total: Int, finished: Int)?
+        var previous: (t: Int64, total: Int, finished: Int, shed: Int)?
         var stopped = false
     }
 
@@ -230,14 +246,16 @@ public final class DashboardFeed: Service, Sendable {
         let t = WallClock.nowMillis()
         let total = stats.orders.total
         let finished = stats.orders.completed + stats.orders.failed
-        let rates = state.withLock { state -> Snapshot.Rates in
-            defer { state.previous = (t, total, finished) }
+        let shedTotal = stats.admission.map { $0.shed.values.reduce(0, +) } ?? 0
+        let (rates, shedRate) = state.withLock { state -> (Snapshot.Rates, Double) in
+            defer { state.previous = (t, total, finished, shedTotal) }
             guard let previous = state.previous, t > previous.t else {
-                return Snapshot.Rates(acceptedPerSecond: stats.rates.acceptedPerSecond, processedPerSecond: stats.rates.processedPerSecond)
+                return (Snapshot.Rates(acceptedPerSecond: stats.rates.acceptedPerSecond, processedPerSecond: stats.rates.processedPerSecond), 0)
             }
             let seconds = Double(t - previous.t) / 1000
             let perSecond = { (delta: Int) in (max(0, Double(delta)) / seconds * 10).rounded() / 10 }
-            return Snapshot.Rates(acceptedPerSecond: perSecond(total - previous.total), processedPerSecond: perSecond(finished - previous.finished))
+            return (Snapshot.Rates(acceptedPerSecond: perSecond(total - previous.total), processedPerSecond: perSecond(finished - previous.finished)),
+                    perSecond(shedTotal - previous.shed))
         }
         let snapshot = Snapshot(
             t: t, orders: stats.orders, queue: stats.queue,
@@ -246,7 +264,7 @@ public final class DashboardFeed: Service, Sendable {
             acceptLatency: .init(count: figures.count, p50Milliseconds: figures.p50Milliseconds, p99Milliseconds: figures.p99Milliseconds),
             stock: .init(product: product, units: units),
             reconciler: .init(completed: stats.reconciler.completed, failed: stats.reconciler.failed),
-            outbox: stats.outbox, unavailable: stats.unavailable)
+            outbox: stats.outbox, shed: stats.admission.map { .init(perSecond: shedRate, total: $0.shed) }, unavailable: stats.unavailable)
         guard let data = try? Self.encoder.encode(snapshot), let json = String(data: data, encoding: .utf8) else { return }
         let windowMillis = Int64(configuration.window.asSeconds * 1000)
         let viewers = state.withLock { state -> [AsyncStream<String>.Continuation] in

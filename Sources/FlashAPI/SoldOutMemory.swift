@@ -26,8 +26,9 @@ public final class SoldOutMemory: Sendable {
         self.bound = bound
     }
 
-    /// What a placement reads before it goes to the store (see ``remember(_:for:since:)``).
-    public var generation: Int { state.withLock { $0.generation } }
+    /// What a placement reads before it goes to the store (see ``remember(_:for:since:)``): the
+    /// restock generation, and the time the refusal will count from.
+    public var generation: (number: Int, at: ContinuousClock.Instant) { (state.withLock { $0.generation }, .now) }
 
     /// The refusal for `order` from memory, if one of its products was sold out within ``bound``
     /// and the order cannot be a repeat of an earlier one.
@@ -45,14 +46,15 @@ public final class SoldOutMemory: Sendable {
         }
     }
 
-    /// Remembers the store's refusal of `order`, read at `generation`: a product is sold out if
-    /// one unit of it was refused.
-    public func remember(_ refusal: InventoryRefusal, for order: NewOrder, since generation: Int) {
+    /// Remembers the store's refusal of `order`, asked at `generation`: a product is sold out if
+    /// one unit of it in all was refused. It counts from when the store was asked, so that the
+    /// time the answer took is within ``bound``.
+    public func remember(_ refusal: InventoryRefusal, for order: NewOrder, since generation: (number: Int, at: ContinuousClock.Instant)) {
         guard case let .soldOut(productID) = refusal,
-              order.items.contains(where: { $0.productID == productID && $0.quantity == 1 }) else { return }
+              order.items.filter({ $0.productID == productID }).reduce(0, { $0 + $1.quantity }) == 1 else { return }
         state.withLock { state in
-            guard state.generation == generation else { return }
-            state.soldOut[productID] = .now
+            guard state.generation == generation.number else { return }
+            state.soldOut[productID] = generation.at
         }
     }
 

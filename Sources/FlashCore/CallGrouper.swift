@@ -22,6 +22,8 @@ public final class CallGrouper<Input: Sendable, Output: Sendable>: Sendable {
         var input: Input
         var weight: Int
         var continuation: CheckedContinuation<Output, any Error>
+        /// When it must have started, and what it gets if it has not.
+        var deadline: (instant: ContinuousClock.Instant, expired: @Sendable () -> any Error)?
     }
 
     private struct State {
@@ -48,7 +50,7 @@ public final class CallGrouper<Input: Sendable, Output: Sendable>: Sendable {
 
     /// Runs `input` in the next group and returns its output.
     public func call(_ input: Input, weight: Int = 1) async throws -> Output {
-        try await call(input, weight: weight, id: newID())
+        try await call(input, weight: weight, id: newID(), deadline: nil)
     }
 
     /// Runs `input` in the next group that starts by `deadline` and returns its output; if it
@@ -56,9 +58,12 @@ public final class CallGrouper<Input: Sendable, Output: Sendable>: Sendable {
     /// Once its group has started it waits for that group's outcome, however long.
     public func call(_ input: Input, weight: Int = 1, startingBy deadline: ContinuousClock.Instant,
                      orElse expired: @escaping @Sendable () -> any Error) async throws -> Output {
+        // Past already: never joins. A group forming after it refuses it too (a timer that fired
+        // before the call joined the line could not).
+        guard deadline > .now else { throw expired() }
         let id = newID()
         return try await withThrowingTaskGroup(of: Output?.self) { group in
-            group.addTask { try await self.call(input, weight: weight, id: id) }
+            group.addTask { try await self.call(input, weight: weight, id: id, deadline: (deadline, expired)) }
             group.addTask {
                 // Cancelled when the call ends first.
                 guard (try? await Task.sleep(until: deadline, clock: .continuous)) != nil else { return nil }
@@ -91,7 +96,8 @@ public final class CallGrouper<Input: Sendable, Output: Sendable>: Sendable {
         left?.continuation.resume(throwing: error)
     }
 
-    private func call(_ input: Input, weight: Int, id: UInt64) async throws -> Output {
+    private func call(_ input: Input, weight: Int, id: UInt64,
+                      deadline: (instant: ContinuousClock.Instant, expired: @Sendable () -> any Error)?) async throws -> Output {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 guard !Task.isCancelled else {
@@ -99,7 +105,7 @@ public final class CallGrouper<Input: Sendable, Output: Sendable>: Sendable {
                     return
                 }
                 let start = state.withLock { state in
-                    state.waiting.append(Call(id: id, input: input, weight: weight, continuation: continuation))
+                    state.waiting.append(Call(id: id, input: input, weight: weight, continuation: continuation, deadline: deadline))
                     guard !state.running else { return false }
                     state.running = true
                     return true
@@ -114,7 +120,14 @@ public final class CallGrouper<Input: Sendable, Output: Sendable>: Sendable {
     /// Runs groups until no call waits.
     private func drain() async {
         while true {
-            let group: [Call] = state.withLock { state in
+            let (group, expired): ([Call], [Call]) = state.withLock { state in
+                let now = ContinuousClock.now
+                var expired: [Call] = []
+                state.waiting.removeAll { call in
+                    guard let deadline = call.deadline, deadline.instant <= now else { return false }
+                    expired.append(call)
+                    return true
+                }
                 var total = 0
                 var count = 0
                 for call in state.waiting {
@@ -125,8 +138,9 @@ public final class CallGrouper<Input: Sendable, Output: Sendable>: Sendable {
                 let group = Array(state.waiting.prefix(count))
                 state.waiting.removeFirst(count)
                 if group.isEmpty { state.running = false }
-                return group
+                return (group, expired)
             }
+            for call in expired { call.continuation.resume(throwing: call.deadline!.expired()) }
             guard !group.isEmpty else { return }
             do {
                 let outputs = try await body(group.map(\.input))

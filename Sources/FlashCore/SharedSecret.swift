@@ -33,17 +33,23 @@ public enum SharedSecret {
             let hex = String(generator.next(), radix: 16)
             return String(repeating: "0", count: 16 - hex.count) + hex
         }.joined()
-        // O_EXCL: processes starting at once on the same file keep the one written first.
-        let descriptor = open(defaultFile, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
+        // Written whole under a name of its own, then linked into place: processes starting at
+        // once on the same file keep the one linked first, and none reads a half-written file.
+        let temporary = defaultFile + ".\(getpid()).\(generator.next() % 1_000_000)"
+        let descriptor = open(temporary, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else {
-            if errno == EEXIST { return Resolved(token: try read(what, defaultFile), source: "read from \(defaultFile)") }
             throw SecretFileError("cannot create the \(what) file \(defaultFile): \(String(cString: strerror(errno))); \(hint)")
         }
+        defer { unlink(temporary) }
         let bytes = Array((token + "\n").utf8)
         let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
         fsync(descriptor)
         close(descriptor)
         guard written == bytes.count else { throw SecretFileError("cannot write the \(what) file \(defaultFile); \(hint)") }
+        guard link(temporary, defaultFile) == 0 else {
+            if errno == EEXIST { return Resolved(token: try read(what, defaultFile), source: "read from \(defaultFile)") }
+            throw SecretFileError("cannot create the \(what) file \(defaultFile): \(String(cString: strerror(errno))); \(hint)")
+        }
         return Resolved(token: token, source: "generated into \(defaultFile) (owner-only)")
     }
 

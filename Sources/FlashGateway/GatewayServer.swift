@@ -115,14 +115,18 @@ struct GatewayErrorMiddleware: RouterMiddleware {
     }
 }
 
-/// Only callers that hold the gateway's secret may charge, look up or void (`/charges…`):
-/// anyone who could reach the port could otherwise void an order's charge, or charge it.
+/// Only callers that hold the gateway's secret may charge, look up or void: anyone who could
+/// reach the port could otherwise void an order's charge, or charge it. Every path needs it but
+/// the open ones (`/health`, `/stats`, `/metrics`), compared by their non-empty segments as the
+/// router matches them (so `//charges` is not a way around it).
 struct GatewayAuthMiddleware: RouterMiddleware {
     typealias Context = BasicRequestContext
     let token: String
+    static let open: Set<String> = ["health", "stats", "metrics"]
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard request.uri.path == "/charges" || request.uri.path.hasPrefix("/charges/") else { return try await next(request, context) }
+        let segments = request.uri.path.split(separator: "/", omittingEmptySubsequences: true)
+        if segments.count == 1, Self.open.contains(String(segments[0])) { return try await next(request, context) }
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
             var response = GatewayErrorMiddleware.error(.unauthorized, "charges need 'Authorization: Bearer <gateway token>' (FLASHSALE_GATEWAY_TOKEN, or the file flashsale.gateway-token)")
             response.headers[.wwwAuthenticate] = "Bearer"

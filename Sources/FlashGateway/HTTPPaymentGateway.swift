@@ -128,18 +128,28 @@ public final class HTTPPaymentGateway: PaymentGateway, Service {
                                  transientErrors: transientErrors.load(ordering: .relaxed), voided: stats.voided)
     }
 
-    /// One `GET /health` within 5 s at most (or the request timeout, if shorter): no retries, the
-    /// caller probes again.
+    /// One `GET /health` within 5 s at most (or the request timeout, if shorter), then one
+    /// look-up that needs the secret (a gateway that refuses this process's secret is as good as
+    /// away: the pool waits, and no delivery is spent on it); no retries, the caller probes again.
     public func probe() async throws {
         do {
             switch try await probeAPI.getHealth() {
-            case .ok: return
-            case let .undocumented(status, _) where (200..<300).contains(status): return
+            case .ok: break
+            case let .undocumented(status, _) where (200..<300).contains(status): break
             case let .undocumented(status, _): throw TransientPaymentError("the gateway's health check answered \(status)")
             }
         } catch let error as ClientError where (200..<300).contains(error.response?.status.code ?? 0) {
             // A provider whose health check answers 2xx with another body (or none) is up.
-            return
+        }
+        do {
+            if case let .default(status, _) = try await probeAPI.getCharge(path: .init(orderId: "flashsale-probe")), status == 401 || status == 403 {
+                throw TransientPaymentError("the gateway refuses this process's secret (\(status)): check FLASHSALE_GATEWAY_TOKEN or --payment-token-file",
+                                            reachedGateway: false)
+            }
+        } catch let error as TransientPaymentError {
+            throw error
+        } catch {
+            // A provider without look-ups (or another answer): its health check said enough.
         }
     }
 
@@ -149,10 +159,10 @@ public final class HTTPPaymentGateway: PaymentGateway, Service {
         /// 429 or 5xx: tried again.
         case retry(String)
         /// A refusal the gateway will repeat: not worth retrying, nothing was charged.
-        case refused(String)
+        case refused(status: Int, String)
 
         static func retry(_ status: Int, _ error: Components.Responses._Error) -> Self { .retry(Self.text(status, error)) }
-        static func refused(_ status: Int, _ error: Components.Responses._Error) -> Self { .refused(Self.text(status, error)) }
+        static func refused(_ status: Int, _ error: Components.Responses._Error) -> Self { .refused(status: status, Self.text(status, error)) }
         private static func text(_ status: Int, _ error: Components.Responses._Error) -> String {
             "\(status) \((try? error.body.json.error.message) ?? "")"
         }
@@ -180,7 +190,12 @@ public final class HTTPPaymentGateway: PaymentGateway, Service {
                 case let .retry(why):
                     reached = true
                     lastError = "the gateway answered \(why)"
-                case let .refused(why):
+                case let .refused(status, why) where status == 401 || status == 403:
+                    // Refused before anything was charged: not the order's fault, no delivery spent.
+                    logger.error("the payment gateway refuses this process's secret: check FLASHSALE_GATEWAY_TOKEN or --payment-token-file",
+                                 metadata: ["answer": "\(why)"])
+                    throw TransientPaymentError("the gateway refused this process's secret (\(why))", reachedGateway: false)
+                case let .refused(_, why):
                     throw TransientPaymentError("the gateway refused the request (\(why))")
                 }
             } catch let error as TransientPaymentError {

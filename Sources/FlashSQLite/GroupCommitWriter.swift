@@ -236,8 +236,11 @@ final class GroupCommitWriter: Sendable {
                 try db.cachedStatement(sql: "BEGIN IMMEDIATE").execute()
             } catch {
                 // Given up at an expiry: the expired are refused, the others try again.
-                if (error as? DatabaseError)?.resultCode == .SQLITE_BUSY, first == 0, lockWait.gaveUpAtDeadline { return nil }
-                for index in first..<group.count { failures[index] = error }
+                let busy = (error as? DatabaseError)?.resultCode == .SQLITE_BUSY
+                if busy, first == 0, lockWait.gaveUpAtDeadline { return nil }
+                // Nothing of these ran: refused (503), not an internal error.
+                let failure: Error = busy ? BackendUnavailable(reason: "the database file's write lock is taken (by another process)") : error
+                for index in first..<group.count { failures[index] = failure }
                 break
             }
             var next = first

@@ -298,4 +298,27 @@ struct InventoryRoutesTests {
             #expect(try await client.call(.get, "/stock").int("stock") == 0)
         }
     }
+
+    @Test func soldOutIsRememberedOnlyWhenOneUnitInAllWasRefused() {
+        let memory = SoldOutMemory(bound: .seconds(3600))
+        func order(_ items: [(String, Int)]) -> NewOrder {
+            NewOrder(id: "x", customerID: "c", items: items.map { OrderItem(productID: $0.0, quantity: $0.1, price: nil) },
+                     channel: .async, idempotencyKey: nil, idChosenByClient: false)
+        }
+        // Two lines of one unit each ask for two: refused with one left says nothing of one unit.
+        memory.remember(.soldOut(productID: "A"), for: order([("A", 1), ("A", 1)]), since: memory.generation)
+        #expect(memory.refusal(for: order([("A", 1)])) == nil)
+        memory.remember(.soldOut(productID: "A"), for: order([("A", 1), ("B", 3)]), since: memory.generation)
+        #expect(memory.refusal(for: order([("A", 1)])) == .soldOut(productID: "A"))
+        // A restock after the store was asked: that answer is not remembered.
+        let asked = memory.generation
+        memory.forget("A")
+        memory.remember(.soldOut(productID: "A"), for: order([("A", 1)]), since: asked)
+        #expect(memory.refusal(for: order([("A", 1)])) == nil)
+        // A repeat (a client's key or order id) is never refused from memory.
+        memory.remember(.soldOut(productID: "A"), for: order([("A", 1)]), since: memory.generation)
+        var keyed = order([("A", 1)])
+        keyed.idempotencyKey = "k"
+        #expect(memory.refusal(for: keyed) == nil)
+    }
 }

@@ -117,5 +117,8 @@ struct CallGrouperTests {
         #expect(try await running.value == "out0")
         #expect(try await patient.value == "out2")
         #expect(recorder.groups.withLock { $0 } == [[0], [2]])
+        // A deadline already past: refused at once, never run.
+        await #expect(throws: Expired.self) { try await grouper.call(3, startingBy: .now - .seconds(1)) { Expired() } }
+        #expect(recorder.groups.withLock { $0 } == [[0], [2]])
     }
 }

@@ -213,8 +213,9 @@ struct BenchSuite {
             let before = try await countedRefusals(base)
             var refusals = try await load.run(base: base, .buy)
             refusals.status400 = try await countedRefusals(base) - before
-            table.add(BenchRow(figure: "POST /buy, refusals (sold out, 400)", value: refusals.rate, unit: "req/s", ceiling: healthCeiling,
-                               note: check(refusals, expect: .refusal)))
+            // The sold-out storm: refused at the edge (SoldOutMemory), not behind the writer.
+            table.add(BenchRow(figure: "POST /buy, sold-out storm (refusals, 400)", value: refusals.rate, unit: "req/s", ceiling: healthCeiling,
+                               target: .ratioAtLeast(0.8), note: check(refusals, expect: .refusal)))
         } else {
             table.add(BenchRow(figure: "\(prefix)POST /buy, sales (one hot product)", value: sales.rate, unit: "req/s",
                                target: .atLeast(5000), note: salesNote))
@@ -266,7 +267,7 @@ struct BenchSuite {
         return (reply, contentType, ids)
     }
 
-    /// An admin call of the run (the server is on loopback, so no token is needed).
+    /// An admin call of the run, with the bench servers' admin secret.
     func control(_ base: String, _ method: String, _ path: String, body: String? = nil) async throws {
         var request = HTTPClientRequest(url: base + path)
         request.method = .init(rawValue: method)
