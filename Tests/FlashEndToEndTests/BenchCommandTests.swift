@@ -71,7 +71,7 @@ import Testing
     static let httpRows = [
         "ceiling: GET /health, same server", "POST /orders/async (durable)", "POST /orders/async vs /health", "POST /orders/async p99",
         "GET /orders/{id} (pending: with its queue position)", "POST /buy, sales (durable)", "POST /buy, sales vs /health",
-        "POST /buy, sales p99", "POST /buy, refusals (sold out, 400)",
+        "POST /buy, sales p99", "POST /buy, sold-out storm (refusals, 400)",
     ]
     static let otherRows = [
         "embedded queue: full cycle (send 10, receive 10, delete; 16 loops)", "embedded queue: single sends, 64 concurrent",
