@@ -34,7 +34,7 @@ public struct APIError: HTTPResponseError, Sendable {
 /// Turns every error into the API's JSON error shape: Hummingbird's own (404, 413) and
 /// unexpected ones (500, logged, with no internals leaked).
 struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
-    /// Counts the requests refused at their admission deadline.
+    /// Counts the requests refused at their admission deadline or on arrival.
     let admission: AdmissionControl
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -44,7 +44,7 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return try error.response(from: request, context: context)
         } catch let error as Overloaded {
             // Refused before its transaction began: true to say nothing was stored.
-            admission.recordShed(.deadline)
+            admission.recordShed(error.refusal == .forecast ? .forecast : .deadline)
             let seconds = max(1, Int(error.retryAfter.components.seconds))
             return APIError(.serviceUnavailable, code: "overloaded",
                             message: "\(error); this request was not acknowledged and stored nothing: repeat it after Retry-After with the same Idempotency-Key (if an earlier request with that key or order_id stored the order, the repeat returns it)",

@@ -81,7 +81,7 @@ public struct FlashServices: Sendable {
         self.orderMetrics = orderMetrics ?? OrderMetrics(factory: metrics.factory)
         self.workers = workers
         self.soldOut = SoldOutMemory()
-        let admission = AdmissionControl(deadline: admissionDeadline, factory: metrics.factory)
+        let admission = AdmissionControl(deadline: admissionDeadline, line: store.admissionLine, factory: metrics.factory)
         self.admission = admission
         let acceptLatency = AcceptLatencyWindow()
         self.acceptLatency = acceptLatency

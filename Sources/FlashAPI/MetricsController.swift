@@ -85,6 +85,13 @@ struct MetricsController<Context: RequestContext> {
                                 ("completed", stats.orders.completed), ("failed", stats.orders.failed)] {
             gauge("flashsale_orders", [("status", status)], orders).set(Double(count))
         }
+        if let admission = stats.admission {
+            gauge("flashsale_admission_limit", [],
+                  "Placements that may wait for the store now and still begin within the admission deadline (more are refused on arrival); 0 while the store is stalled, +Inf before its groups were timed.")
+                .set(admission.limit.map(Double.init) ?? .infinity)
+            gauge("flashsale_admission_stalled", [], "1 while the store has had work and answered none of it for as long as the admission deadline.")
+                .set(admission.stalled ? 1.0 : 0.0)
+        }
         let queue = "Messages in the payments queue by state (approximate, as SQS's)."
         gauge("flashsale_queue_messages", [("state", "visible")], queue).set(Double(stats.queue.visible))
         gauge("flashsale_queue_messages", [("state", "in_flight")], queue).set(Double(stats.queue.inFlight))

@@ -114,7 +114,7 @@ public struct SystemStatsReader: Sendable {
             sync: .init(lanes: lanes.lanes, busy: lanes.busy, waiting: lanes.waiting),
             processes: live,
             outbox: outbox == nil ? nil : parts.outbox.value.map { .init(pending: $0.total, lagSeconds: rounded($0.oldestAgeSeconds)) },
-            admission: admission.map { .init(deadlineSeconds: $0.deadline.asSeconds, shed: $0.shed) },
+            admission: admission?.statistics,
             unavailable: unavailable.isEmpty ? nil : unavailable)
     }
 }

@@ -83,20 +83,33 @@ public struct BackendUnavailable: Error, Sendable, CustomStringConvertible {
 /// Admission control is a deadline on the time an order waits for the backend, in the manner of
 /// CoDel's sojourn time, rather than an adaptive concurrency limit: the wait is what a client
 /// feels, a deadline bounds it whatever the backend's speed (no limit to learn while a stall
-/// begins), and it costs nothing while the backend keeps up. Waiting work is bounded too: at
-/// most the arrivals of one deadline.
+/// begins), and it costs nothing while the backend keeps up. Work the line ahead would hold past
+/// its deadline is refused on arrival rather than at the deadline (``FlashCore/LineForecast``):
+/// under overload or a stall a refused client hears so at once, and the work waiting stays
+/// within what the store can begin in one deadline.
 public struct Overloaded: Error, Sendable, CustomStringConvertible {
-    /// How long the work waited before it was refused.
+    /// How long the work waited before it was refused (zero when refused on arrival).
     public var waited: Duration
     /// When a client may try again.
     public var retryAfter: Duration
+    /// Refused on arrival (the line ahead foretold a wait past its deadline) or at its deadline.
+    public var refusal: AdmissionLine.Refusal
 
-    public init(waited: Duration, retryAfter: Duration = .seconds(1)) {
+    public init(waited: Duration, retryAfter: Duration = .seconds(1), refusal: AdmissionLine.Refusal = .deadline) {
         self.waited = waited
         self.retryAfter = retryAfter
+        self.refusal = refusal
     }
 
+    /// Refused on arrival: the work ahead of it would not let it begin by its deadline.
+    public static var onArrival: Overloaded { Overloaded(waited: .zero, refusal: .forecast) }
+
     public var description: String {
-        "the order store could not take the request within \(waited.shortDescription) (it is slow or stalled, and other work waits ahead)"
+        switch refusal {
+        case .deadline:
+            "the order store could not take the request within \(waited.shortDescription) (it is slow or stalled, and other work waits ahead)"
+        case .forecast:
+            "the order store could not take the request in time (the work waiting ahead of it, or a stalled store, would hold it past its admission deadline)"
+        }
     }
 }

@@ -163,18 +163,34 @@ public struct SystemStats: Sendable, Hashable, Codable {
     public struct Admission: Sendable, Hashable, Codable {
         /// How long an order may wait for the store before it is refused (`--admission-deadline`).
         public var deadlineSeconds: Double
-        /// Requests refused before anything of them was stored, by reason (`deadline`,
-        /// `checkout_lanes`), since this process started.
+        /// Requests refused before anything of them was stored, by reason (`forecast`,
+        /// `deadline`, `checkout_lanes`), since this process started.
         public var shed: [String: Int]
+        /// The most placements that may wait for the store and still begin within the deadline:
+        /// 0 while it is stalled, nil before its groups were timed (``AdmissionLine/Status``).
+        public var limit: Int?
+        /// How long the store's recent groups took, smoothed.
+        public var groupSeconds: Double?
+        /// Whether the store has answered nothing for as long as the deadline while it had work.
+        public var stalled: Bool
+        /// The longest a placement waited for its transaction to begin, recently (queue time).
+        public var longestWaitSeconds: Double
 
-        public init(deadlineSeconds: Double, shed: [String: Int]) {
+        public init(deadlineSeconds: Double, shed: [String: Int], limit: Int? = nil, groupSeconds: Double? = nil,
+                    stalled: Bool = false, longestWaitSeconds: Double = 0) {
             self.deadlineSeconds = deadlineSeconds
             self.shed = shed
+            self.limit = limit
+            self.groupSeconds = groupSeconds
+            self.stalled = stalled
+            self.longestWaitSeconds = longestWaitSeconds
         }
 
         enum CodingKeys: String, CodingKey {
-            case shed
+            case shed, limit, stalled
             case deadlineSeconds = "deadline_seconds"
+            case groupSeconds = "group_seconds"
+            case longestWaitSeconds = "longest_wait_seconds"
         }
     }
 

@@ -11,6 +11,10 @@ import Synchronization
 /// while it waits for a group leaves the line with `CancellationError` and never runs; once its
 /// group has started, it waits for that group's outcome.
 ///
+/// With an ``AdmissionLine``, a call with a deadline that the line foretells would not start by
+/// then is refused on arrival (``LineForecast``); the grouper reports its groups and each such
+/// call's wait there.
+///
 /// Hand-written: none of the listed packages groups request/response calls this way
 /// (swift-async-algorithms' chunking works on a sequence with no reply per element).
 public final class CallGrouper<Input: Sendable, Output: Sendable>: Sendable {
@@ -23,7 +27,9 @@ public final class CallGrouper<Input: Sendable, Output: Sendable>: Sendable {
         var weight: Int
         var continuation: CheckedContinuation<Output, any Error>
         /// When it must have started, and what it gets if it has not.
-        var deadline: (instant: ContinuousClock.Instant, expired: @Sendable () -> any Error)?
+        var deadline: (instant: ContinuousClock.Instant, refused: @Sendable (AdmissionLine.Refusal) -> any Error)?
+        /// When it joined the line.
+        var queuedAt: ContinuousClock.Instant
     }
 
     private struct State {
@@ -35,13 +41,18 @@ public final class CallGrouper<Input: Sendable, Output: Sendable>: Sendable {
     private let state = Mutex(State())
     private let maxWeight: Int
     private let body: Body
+    /// Admission control's view of this line, if calls with deadlines are refused on arrival.
+    public let line: AdmissionLine?
 
     /// - Parameters:
     ///   - maxWeight: the most summed weight in one group.
+    ///   - line: forecasts whether a call with a deadline would start by then (calls of weight
+    ///     1 each, `maxWeight` to a group); nil waits every call until its deadline.
     ///   - body: runs a group; returns exactly one output per input.
-    public init(maxWeight: Int, body: @escaping Body) {
+    public init(maxWeight: Int, line: AdmissionLine? = nil, body: @escaping Body) {
         precondition(maxWeight > 0, "a group needs room for one call")
         self.maxWeight = maxWeight
+        self.line = line
         self.body = body
     }
 
@@ -54,20 +65,22 @@ public final class CallGrouper<Input: Sendable, Output: Sendable>: Sendable {
     }
 
     /// Runs `input` in the next group that starts by `deadline` and returns its output; if it
-    /// still waits for a group then, it leaves the line, never runs, and throws `expired()`.
-    /// Once its group has started it waits for that group's outcome, however long.
+    /// still waits for a group then, it leaves the line, never runs, and throws
+    /// `refused(.deadline)`. If the ``line`` foretells on arrival that it would not start in
+    /// time, it never joins and throws `refused(.forecast)`. Once its group has started it waits
+    /// for that group's outcome, however long.
     public func call(_ input: Input, weight: Int = 1, startingBy deadline: ContinuousClock.Instant,
-                     orElse expired: @escaping @Sendable () -> any Error) async throws -> Output {
+                     orElse refused: @escaping @Sendable (AdmissionLine.Refusal) -> any Error) async throws -> Output {
         // Past already: never joins. A group forming after it refuses it too (a timer that fired
         // before the call joined the line could not).
-        guard deadline > .now else { throw expired() }
+        guard deadline > .now else { throw refused(.deadline) }
         let id = newID()
         return try await withThrowingTaskGroup(of: Output?.self) { group in
-            group.addTask { try await self.call(input, weight: weight, id: id, deadline: (deadline, expired)) }
+            group.addTask { try await self.call(input, weight: weight, id: id, deadline: (deadline, refused)) }
             group.addTask {
                 // Cancelled when the call ends first.
                 guard (try? await Task.sleep(until: deadline, clock: .continuous)) != nil else { return nil }
-                self.leave(id, throwing: expired())
+                self.leave(id, throwing: refused(.deadline))
                 return nil
             }
             while let next = try await group.next() {
@@ -97,20 +110,29 @@ public final class CallGrouper<Input: Sendable, Output: Sendable>: Sendable {
     }
 
     private func call(_ input: Input, weight: Int, id: UInt64,
-                      deadline: (instant: ContinuousClock.Instant, expired: @Sendable () -> any Error)?) async throws -> Output {
+                      deadline: (instant: ContinuousClock.Instant, refused: @Sendable (AdmissionLine.Refusal) -> any Error)?) async throws -> Output {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 guard !Task.isCancelled else {
                     continuation.resume(throwing: CancellationError())
                     return
                 }
-                let start = state.withLock { state in
-                    state.waiting.append(Call(id: id, input: input, weight: weight, continuation: continuation, deadline: deadline))
+                let now = ContinuousClock.now
+                let joined = state.withLock { state -> Bool? in
+                    if let deadline, let line,
+                       !line.admits(ahead: state.waiting.count, running: state.running, deadline: deadline.instant, at: now) {
+                        return nil
+                    }
+                    state.waiting.append(Call(id: id, input: input, weight: weight, continuation: continuation, deadline: deadline, queuedAt: now))
                     guard !state.running else { return false }
                     state.running = true
                     return true
                 }
-                if start { Task { await self.drain() } }
+                switch joined {
+                case nil: continuation.resume(throwing: deadline!.refused(.forecast))
+                case true?: Task { await self.drain() }
+                case false?: break
+                }
             }
         } onCancel: {
             leave(id, throwing: CancellationError())
@@ -140,8 +162,14 @@ public final class CallGrouper<Input: Sendable, Output: Sendable>: Sendable {
                 if group.isEmpty { state.running = false }
                 return (group, expired)
             }
-            for call in expired { call.continuation.resume(throwing: call.deadline!.expired()) }
+            for call in expired { call.continuation.resume(throwing: call.deadline!.refused(.deadline)) }
             guard !group.isEmpty else { return }
+            if let line {
+                let now = ContinuousClock.now
+                line.groupStarted(at: now)
+                for call in group where call.deadline != nil { line.began(waited: now - call.queuedAt, at: now) }
+            }
+            defer { line?.groupEnded() }
             do {
                 let outputs = try await body(group.map(\.input))
                 precondition(outputs.count == group.count, "a group's body must return one output per input")

@@ -1,3 +1,4 @@
+import FlashCore
 import FlashQueue
 
 /// The result of placing an order.
@@ -151,6 +152,11 @@ public protocol OrderStore: Sendable {
     /// The queue the payment messages of queued orders go to (and the workers read).
     var paymentsQueue: any MessageQueue { get }
 
+    /// The line placements wait in for their transaction, as admission control sees it: it
+    /// refuses on arrival those it foretells would not begin by their ``NewOrder/admitBy``, and
+    /// times the others' waits. nil when the store has no such line.
+    var admissionLine: AdmissionLine? { get }
+
     /// Stores a new order as `pending` and enqueues its payment message, atomically.
     /// A repeated idempotency key or client order id returns the first order (`created == false`).
     /// Throws ``InventoryRefusal`` when the inventory gate refuses it, ``PlacementConflict`` for
@@ -214,6 +220,8 @@ public protocol OrderStore: Sendable {
 
 extension OrderStore {
     public func orphanPassCompleted() async throws {}
+
+    public var admissionLine: AdmissionLine? { nil }
 
     /// Finishes an order without a delivery to delete (the sync endpoint, the reconciler).
     @discardableResult

@@ -22,6 +22,7 @@ import Synchronization
 public final class OutboxOrderStore: OrderStore {
     /// The backend's own store: it places orders with their outbox message.
     public let local: any OrderStore
+    public var admissionLine: AdmissionLine? { local.admissionLine }
     let external: WatchedQueue
     /// Past the queue's retention by this much, a relayed order's message is surely gone.
     let retentionGrace: Duration

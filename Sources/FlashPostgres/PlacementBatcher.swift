@@ -42,17 +42,23 @@ final class PlacementBatcher: Sendable {
         // One group in flight at a time: measured with one API process (wrk -c64), two groups at
         // once were no faster and four or eight slower: smaller groups, each paying its own
         // round trips, on the same two cores.
-        groups = CallGrouper(maxWeight: Self.maxGroup) { group in try await placer.run(group) }
+        groups = CallGrouper(maxWeight: Self.maxGroup, line: AdmissionLine(groupLimit: Self.maxGroup)) { group in try await placer.run(group) }
     }
+
+    /// Admission control's view of the placement groups.
+    var line: AdmissionLine { groups.line! }
 
     /// Places one order in the next group; returns when that group has committed. An order
     /// with an admission deadline that still waits for a group then (the group ahead is stuck
-    /// on a slow or stalled server) is refused with ``Overloaded``, never stored.
+    /// on a slow or stalled server), or that the line foretells would, is refused with
+    /// ``Overloaded``, never stored.
     func place(_ order: NewOrder, queued: Bool, holdUntil: Int64?) async throws -> Placement {
         let request = Request(order: order, queued: queued, holdUntil: holdUntil)
         guard let deadline = order.admitBy else { return try await groups.call(request).get() }
         let queuedAt = ContinuousClock.now
-        return try await groups.call(request, startingBy: deadline) { Overloaded(waited: ContinuousClock.now - queuedAt) }.get()
+        return try await groups.call(request, startingBy: deadline) { refusal in
+            Overloaded(waited: ContinuousClock.now - queuedAt, refusal: refusal)
+        }.get()
     }
 }
 

@@ -26,6 +26,7 @@ public final class PostgresOrderStore: OrderStore {
     }
 
     public var paymentsQueue: any MessageQueue { queue }
+    public var admissionLine: AdmissionLine? { batcher.line }
 
     static let columns = """
         order_id, idempotency_key, customer_id, items, total, status, channel, attempts, failure_reason, reserved, \

@@ -19,6 +19,7 @@ public final class SQLiteOrderStore: OrderStore {
     public let strictCatalog: Bool
     /// Where counter changes go: written once per counter per group commit.
     let counters: GroupCommitWriter
+    public var admissionLine: AdmissionLine? { counters.line }
 
     /// - Parameters:
     ///   - topic: where queued orders' payment messages are published.

@@ -105,10 +105,10 @@ struct CallGrouperTests {
         let recorder = Recorder()
         let grouper = CallGrouper<Int, String>(maxWeight: 100) { try await recorder.run($0) }
         // The first group starts at once, with a deadline long past by the time it ends.
-        let running = Task { try await grouper.call(0, startingBy: .now + .seconds(3600)) { Expired() } }
+        let running = Task { try await grouper.call(0, startingBy: .now + .seconds(3600)) { _ in Expired() } }
         await Self.until { recorder.groups.withLock { $0.count } == 1 }
-        let late = Task { try await grouper.call(1, startingBy: .now + .milliseconds(50)) { Expired() } }
-        let patient = Task { try await grouper.call(2, startingBy: .now + .seconds(3600)) { Expired() } }
+        let late = Task { try await grouper.call(1, startingBy: .now + .milliseconds(50)) { _ in Expired() } }
+        let patient = Task { try await grouper.call(2, startingBy: .now + .seconds(3600)) { _ in Expired() } }
         await Self.until { grouper.waiting == 2 }
         // The group ahead is stuck: call 1's deadline passes while it waits, and it is answered.
         await #expect(throws: Expired.self) { try await late.value }
@@ -118,7 +118,39 @@ struct CallGrouperTests {
         #expect(try await patient.value == "out2")
         #expect(recorder.groups.withLock { $0 } == [[0], [2]])
         // A deadline already past: refused at once, never run.
-        await #expect(throws: Expired.self) { try await grouper.call(3, startingBy: .now - .seconds(1)) { Expired() } }
+        await #expect(throws: Expired.self) { try await grouper.call(3, startingBy: .now - .seconds(1)) { _ in Expired() } }
+        #expect(recorder.groups.withLock { $0 } == [[0], [2]])
+    }
+
+    struct Refused: Error { let refusal: AdmissionLine.Refusal }
+
+    @Test func withALineACallThatCouldNotStartInTimeIsRefusedOnArrivalAndTheLineRecoversWhenAGroupEnds() async throws {
+        let recorder = Recorder()
+        let line = AdmissionLine(groupLimit: 100)
+        let grouper = CallGrouper<Int, String>(maxWeight: 100, line: line) { try await recorder.run($0) }
+        let refused: @Sendable (AdmissionLine.Refusal) -> any Error = { Refused(refusal: $0) }
+        // The first group starts and is held: the store answers nothing from then on.
+        let running = Task { try await grouper.call(0, startingBy: .now + .seconds(3600), orElse: refused) }
+        await Self.until { recorder.groups.withLock { $0.count } == 1 }
+        await Self.until { line.status(patience: .milliseconds(100)).stalled }
+        // Nothing answered for longer than this call may wait: refused on arrival, never queued.
+        do {
+            _ = try await grouper.call(1, startingBy: .now + .milliseconds(100), orElse: refused)
+            Issue.record("a call the stalled line could not start in time was let in")
+        } catch let error as Refused {
+            #expect(error.refusal == .forecast)
+        }
+        #expect(grouper.waiting == 0)
+        // One that may wait an hour joins the line.
+        let patient = Task { try await grouper.call(2, startingBy: .now + .seconds(3600), orElse: refused) }
+        await Self.until { grouper.waiting == 1 }
+        await recorder.release()
+        #expect(try await running.value == "out0")
+        #expect(try await patient.value == "out2")
+        let status = line.status(patience: .milliseconds(100))
+        #expect(!status.stalled)
+        #expect(status.groupTime != nil)
+        #expect(status.longestRecentWait > .zero, "the patient call's wait for its group was timed")
         #expect(recorder.groups.withLock { $0 } == [[0], [2]])
     }
 }

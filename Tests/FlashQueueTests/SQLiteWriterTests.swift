@@ -155,5 +155,52 @@ struct SQLiteWriterTests {
         #expect(names == ["patient", "after"])
         try database.close()
     }
-}
 
+    @Test func aWriterThatHasCommittedNothingForAPlacementsPatienceRefusesItOnArrival() async throws {
+        let path = TemporaryFile.path("writer-stall")
+        let database = try SQLiteDatabase(path: path)
+        try await database.write { db in try db.execute(sql: "CREATE TABLE t (name TEXT)") }
+        let line = database.connection.writer.line
+        let other = try await SQLiteLockHolder(path: path)
+        // A write without a deadline waits for the lock: the writer commits nothing meanwhile.
+        let patient = Task { try await database.write { db in try db.execute(sql: "INSERT INTO t VALUES ('patient')") } }
+        try await Self.until { line.status(patience: .milliseconds(100)).stalled }
+        do {
+            try await database.write(deadline: .now + .milliseconds(100)) { db in try db.execute(sql: "INSERT INTO t VALUES ('refused')") }
+            Issue.record("a placement the stalled writer could not begin in time was let in")
+        } catch let error as Overloaded {
+            #expect(error.refusal == .forecast)
+            #expect(error.waited == .zero)
+        }
+        other.release()
+        try await patient.value
+        #expect(!line.status(patience: .milliseconds(100)).stalled)
+        try await database.write(deadline: .now + .seconds(30)) { db in try db.execute(sql: "INSERT INTO t VALUES ('after')") }
+        let names = try await database.read { db in try String.fetchAll(db, sql: "SELECT name FROM t ORDER BY rowid") }
+        #expect(names == ["patient", "after"])
+        try database.close()
+    }
+
+    @Test func aGroupTakesAtMostMaxGroupOperations() async throws {
+        let database = try SQLiteDatabase(path: TemporaryFile.path("writer-cap"))
+        try await database.write { db in try db.execute(sql: "CREATE TABLE t (n INTEGER)") }
+        let gate = WriterGate()
+        let held = try await gate.hold(database)
+        let count = GroupCommitWriter.maxGroup * 2 + 1
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            for n in 0..<count {
+                tasks.addTask { try await database.write { db in try db.execute(sql: "INSERT INTO t VALUES (?)", arguments: [n]) } }
+            }
+            try await Self.waitForQueue(database, count: count)
+            let before = database.writerStatistics.commits
+            gate.release()
+            try await held.value
+            try await tasks.waitForAll()
+            let statistics = database.writerStatistics
+            #expect(statistics.largestGroup == GroupCommitWriter.maxGroup)
+            #expect(statistics.commits - before >= 3)
+        }
+        #expect(try await database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM t") } == count)
+        try database.close()
+    }
+}
