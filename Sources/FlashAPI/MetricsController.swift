@@ -87,7 +87,7 @@ struct MetricsController<Context: RequestContext> {
         }
         if let admission = stats.admission {
             gauge("flashsale_admission_limit", [],
-                  "Placements that may wait for the store now and still begin within the admission deadline (more are refused on arrival); 0 while the store is stalled, +Inf before its groups were timed.")
+                  "Placements that may wait for the store now and still be answered within the admission deadline (more are refused on arrival); 0 while the store is stalled, +Inf before its groups were timed.")
                 .set(admission.limit.map(Double.init) ?? .infinity)
             gauge("flashsale_admission_stalled", [], "1 while the store has had work and answered none of it for as long as the admission deadline.")
                 .set(admission.stalled ? 1.0 : 0.0)

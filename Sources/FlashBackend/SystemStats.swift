@@ -166,7 +166,7 @@ public struct SystemStats: Sendable, Hashable, Codable {
         /// Requests refused before anything of them was stored, by reason (`forecast`,
         /// `deadline`, `checkout_lanes`), since this process started.
         public var shed: [String: Int]
-        /// The most placements that may wait for the store and still begin within the deadline:
+        /// The most placements that may wait for the store and still be answered within the deadline:
         /// 0 while it is stalled, nil before its groups were timed (``AdmissionLine/Status``).
         public var limit: Int?
         /// How long the store's recent groups took, smoothed.

@@ -16,7 +16,7 @@ public final class AdmissionLine: Sendable {
 
     /// What the line looks like now.
     public struct Status: Sendable, Hashable {
-        /// The most placements that may wait and still begin within the patience asked about:
+        /// The most placements that may wait and still be answered within the patience asked about:
         /// 0 while the store is stalled, nil before any group was timed (none is refused on arrival).
         public var limit: Int?
         /// Recent groups' duration, smoothed.

@@ -1,6 +1,6 @@
-/// What a store's line of grouped writes foretells for a call arriving now: whether it would
-/// begin (its group's transaction start) before its deadline, judged from how long the store's
-/// recent groups took and how many calls wait ahead of it. A pure state machine: every reading
+/// What a store's line of grouped writes foretells for a call arriving now: whether it would be
+/// answered (its group's transaction begun and committed) before its deadline, judged from how
+/// long the store's recent groups took and how many calls wait ahead of it. A pure state machine: every reading
 /// and event takes the instant it happens at, so tests drive it with made-up times.
 ///
 /// The rule, for a call that may wait `patience`:
@@ -11,8 +11,13 @@
 ///   arrival, since the line ahead of it has not moved for as long as it may wait. Such a stall
 ///   lasts, across idle moments, until a group is answered.
 /// - Otherwise it waits for the running group's remaining time, then one group time for every
-///   full group ahead of it (``groupLimit`` calls per group): refused on arrival when that
-///   reaches its deadline. Before any group was timed nothing is refused on arrival.
+///   full group ahead of it (``groupLimit`` calls per group), then its own group's time:
+///   refused on arrival when that reaches 90% of the time to its deadline, so that a client let
+///   in is answered within it. Before any group was timed nothing is refused on arrival.
+///
+/// The deadline itself stays a bound on the *start* (the store refuses a call whose transaction
+/// has not begun by then): the forecast keeps admitted calls' answers within the deadline, the
+/// deadline keeps a wrong forecast from holding anyone longer.
 ///
 /// Group times come from groups as they ran, small ones included: a small group is never slower
 /// than a full one, so a forecast made from them errs towards admitting, and the deadline
@@ -32,8 +37,11 @@ public struct LineForecast: Sendable {
     /// Since when the store has had work and answered no group; nil while it keeps answering.
     private var unansweredSince: ContinuousClock.Instant?
 
-    /// The weight of the newest group in ``groupTime``.
-    static let smoothing = 0.25
+    /// The weight of the newest group in ``groupTime``: a slower group replaces the estimate at
+    /// once, a faster one moves it an eighth of the way. Too low an estimate lets in clients the
+    /// store then answers late; too high a one only refuses a few the store could have taken,
+    /// until the next groups bring it down.
+    static let smoothing = (slower: 1.0, faster: 0.125)
 
     public init(groupLimit: Int) {
         precondition(groupLimit > 0, "a group takes one call at least")
@@ -50,7 +58,10 @@ public struct LineForecast: Sendable {
     public mutating func groupEnded(at now: ContinuousClock.Instant) {
         if let groupStart {
             let took = now - groupStart
-            groupTime = groupTime.map { $0 * (1 - Self.smoothing) + took * Self.smoothing } ?? took
+            groupTime = groupTime.map { last in
+                let weight = took > last ? Self.smoothing.slower : Self.smoothing.faster
+                return last * (1 - weight) + took * weight
+            } ?? took
         }
         groupStart = nil
         unansweredSince = nil
@@ -69,21 +80,26 @@ public struct LineForecast: Sendable {
     }
 
     /// Whether a call arriving at `now`, with `ahead` calls waiting before it (not counting the
-    /// running group's), would begin within `patience`.
+    /// running group's), would be answered within `patience`.
     /// - Parameter running: whether a group runs now.
     public func admits(ahead: Int, running: Bool, patience: Duration, at now: ContinuousClock.Instant) -> Bool {
         if !running && ahead == 0 { return true }
         if isStalled(patience: patience, at: now) { return false }
         guard let groupTime else { return true }
         let remaining = running ? max(.zero, groupTime - (groupStart.map { now - $0 } ?? .zero)) : .zero
-        return remaining + groupTime * (ahead / groupLimit) < patience
+        return remaining + groupTime * (ahead / groupLimit + 1) < patience * (1 - Self.margin)
     }
 
-    /// The most calls that may wait and still begin within `patience` (the admission limit), as
-    /// foretold now: 0 while stalled (only a probe gets in), nil before any group was timed.
+    /// The share of a call's patience kept back from the forecast: group times vary, and the
+    /// answer still has to reach the client.
+    static let margin = 0.1
+
+    /// The most calls that may wait and still be answered within `patience` (the admission
+    /// limit), as foretold now: 0 while stalled or while one group takes `patience` (only a call
+    /// finding the line idle gets in), nil before any group was timed.
     public func limit(patience: Duration, at now: ContinuousClock.Instant) -> Int? {
         if isStalled(patience: patience, at: now) { return 0 }
         guard let groupTime, groupTime > .zero else { return nil }
-        return groupLimit * Int((patience / groupTime).rounded(.up))
+        return groupLimit * max(0, Int((patience * (1 - Self.margin) / groupTime).rounded(.up)) - 1)
     }
 }

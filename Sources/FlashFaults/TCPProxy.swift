@@ -150,13 +150,30 @@ public final class TCPProxy: Service, Sendable {
         }
     }
 
+    /// Forwards `from` to `to` as the mode says. Delayed, each chunk goes out `delay` after it
+    /// came in, whatever came before it: the link adds latency, not a pause per chunk in turn
+    /// (which would cap its bandwidth at a chunk per delay, and slow a large reply many times over).
     private func copy(_ from: NIOAsyncChannelInboundStream<ByteBuffer>, to: NIOAsyncChannelOutboundWriter<ByteBuffer>) async throws {
-        for try await bytes in from {
-            // Stalled: hold the bytes (and, through back pressure, the rest in the kernel).
-            while mode == .stalled { try await Task.sleep(for: .milliseconds(10)) }
-            if case .delayed(let delay) = mode { try await Task.sleep(for: delay) }
-            guard mode != .refusing else { return }
-            try await to.write(bytes)
+        let (chunks, arrivals) = AsyncStream.makeStream(of: (bytes: ByteBuffer, at: ContinuousClock.Instant).self)
+        try await withThrowingTaskGroup(of: Void.self) { reader in
+            reader.addTask {
+                defer { arrivals.finish() }
+                for try await bytes in from {
+                    // Stalled: hold the bytes (and, through back pressure, the rest in the kernel).
+                    while self.mode == .stalled { try await Task.sleep(for: .milliseconds(10)) }
+                    arrivals.yield((bytes, .now))
+                }
+            }
+            for await chunk in chunks {
+                while mode == .stalled { try await Task.sleep(for: .milliseconds(10)) }
+                if case .delayed(let delay) = mode { try await Task.sleep(until: chunk.at + delay, clock: .continuous) }
+                guard mode != .refusing else {
+                    reader.cancelAll()
+                    return
+                }
+                try await to.write(chunk.bytes)
+            }
+            try await reader.waitForAll()
         }
     }
 }

@@ -25,17 +25,19 @@ struct LineForecastTests {
     }
 
     @Test func aCallIsRefusedWhenTheFullGroupsAheadOfItWouldTakeItsPatience() {
-        // Groups of 10 calls take 100 ms: with 1 s to wait, 100 calls may wait ahead.
+        // Groups of 10 calls take 100 ms: with 1.1 s to be answered (990 ms less the margin),
+        // 90 calls may wait ahead (nine groups, then its own).
         let forecast = timed(.milliseconds(100))
         let now = at(1000)
-        #expect(forecast.admits(ahead: 99, running: false, patience: .seconds(1), at: now))
+        #expect(forecast.admits(ahead: 89, running: false, patience: .milliseconds(1100), at: now))
+        #expect(!forecast.admits(ahead: 90, running: false, patience: .milliseconds(1100), at: now))
         // A running group's time counts too (one has just started).
-        #expect(forecast.admits(ahead: 89, running: true, patience: .seconds(1), at: now))
-        #expect(!forecast.admits(ahead: 99, running: true, patience: .seconds(1), at: now))
-        #expect(!forecast.admits(ahead: 100, running: false, patience: .seconds(1), at: now))
-        #expect(!forecast.admits(ahead: 10_000, running: true, patience: .seconds(1), at: now))
-        #expect(forecast.limit(patience: .seconds(1), at: now) == 100)
-        #expect(forecast.limit(patience: .milliseconds(250), at: now) == 30)
+        #expect(forecast.admits(ahead: 79, running: true, patience: .milliseconds(1100), at: now))
+        #expect(!forecast.admits(ahead: 89, running: true, patience: .milliseconds(1100), at: now))
+        #expect(!forecast.admits(ahead: 10_000, running: true, patience: .milliseconds(1100), at: now))
+        #expect(forecast.limit(patience: .milliseconds(1100), at: now) == 90)
+        #expect(forecast.limit(patience: .milliseconds(250), at: now) == 20)
+        #expect(forecast.limit(patience: .milliseconds(100), at: now) == 0)
         // Whatever waits, an idle line lets the call in: it starts at once.
         #expect(forecast.admits(ahead: 0, running: false, patience: .milliseconds(1), at: now))
     }
@@ -43,20 +45,26 @@ struct LineForecastTests {
     @Test func theRunningGroupsRemainingTimeCounts() {
         var forecast = timed(.milliseconds(100))
         forecast.groupStarted(at: at(1000))
-        // 10 ms into a 100 ms group: 90 ms left, then a full group ahead.
-        #expect(!forecast.admits(ahead: 10, running: true, patience: .milliseconds(150), at: at(1010)))
-        // 80 ms into it: 20 ms left, then 100 ms.
-        #expect(forecast.admits(ahead: 10, running: true, patience: .milliseconds(150), at: at(1080)))
+        // 10 ms into a 100 ms group: 90 ms left, then a full group ahead, then its own.
+        #expect(!forecast.admits(ahead: 10, running: true, patience: .milliseconds(250), at: at(1010)))
+        // 80 ms into it: 20 ms left, then 200 ms.
+        #expect(forecast.admits(ahead: 10, running: true, patience: .milliseconds(250), at: at(1080)))
     }
 
-    @Test func groupTimesAreSmoothedTowardsTheNewest() {
+    @Test func groupTimesFollowASlowerGroupAtOnceAndAFasterOneSlowly() {
         var forecast = timed(.milliseconds(100))
-        for start in stride(from: 1000, to: 3000, by: 100) {
+        forecast.groupStarted(at: at(1000))
+        forecast.groupEnded(at: at(1300))
+        #expect(forecast.groupTime == .milliseconds(300), "a slower group counts at once")
+        forecast.groupStarted(at: at(2000))
+        forecast.groupEnded(at: at(2100))
+        #expect(forecast.groupTime == .milliseconds(275), "an eighth of the way to a faster one")
+        for start in stride(from: 3000, to: 12000, by: 100) {
             forecast.groupStarted(at: at(start))
             forecast.groupEnded(at: at(start + 10))
         }
         let time = forecast.groupTime!
-        #expect(time < .milliseconds(11) && time >= .milliseconds(10))
+        #expect(time < .milliseconds(11) && time >= .milliseconds(10), "steady groups are followed: \(time)")
     }
 
     @Test func aStoreThatAnswersNothingForACallsPatienceRefusesItOnArrivalButLetsOneProbeIn() {

@@ -10,6 +10,8 @@ struct BenchRow: Sendable {
         case atLeast(Double)
         /// value ≤ the number (in the row's unit).
         case atMost(Double)
+        /// value / ceiling ≤ the number.
+        case ratioAtMost(Double)
     }
 
     var figure: String
@@ -33,6 +35,7 @@ struct BenchRow: Sendable {
         case let .ratioAtLeast(minimum): return ratio.map { $0 >= minimum }
         case let .atLeast(minimum): return value >= minimum
         case let .atMost(maximum): return value <= maximum
+        case let .ratioAtMost(maximum): return ratio.map { $0 <= maximum }
         }
     }
 
@@ -42,6 +45,7 @@ struct BenchRow: Sendable {
         case let .ratioAtLeast(minimum): return "≥ \(BenchTable.number(minimum))×"
         case let .atLeast(minimum): return "≥ \(BenchTable.number(minimum)) \(unit)"
         case let .atMost(maximum): return "≤ \(BenchTable.number(maximum)) \(unit)"
+        case let .ratioAtMost(maximum): return "≤ \(BenchTable.number(maximum))×"
         }
     }
 }

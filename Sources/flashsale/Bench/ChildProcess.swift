@@ -71,6 +71,18 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     /// What the program wrote so far.
+    /// The program's process id.
+    var pid: Int32 { process.processIdentifier }
+
+    /// Its resident memory now (`VmRSS` in /proc), in bytes; nil once it ended.
+    var residentBytes: Int? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            return line.split(separator: " ").dropFirst().first.flatMap { Int($0) }.map { $0 * 1024 }
+        }
+        return nil
+    }
+
     var log: String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
 
     /// Waits for the program to exit by itself; its exit status.
