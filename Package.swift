@@ -51,6 +51,10 @@ let package = Package(
         .target(name: "FlashTelemetry", dependencies: [
             "FlashCore",
             .product(name: "Hummingbird", package: "hummingbird"),
+            // The HTTP/1 server's channel pipeline, for the connection guard (ConnectionLimits.swift).
+            .product(name: "HummingbirdCore", package: "hummingbird"),
+            .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+            .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
@@ -125,9 +129,6 @@ let package = Package(
         .target(name: "FlashAPI", dependencies: [
             "FlashCore", "FlashQueue", "FlashOrders", "FlashPayments", "FlashBackend", "FlashWorkers", "FlashTelemetry",
             .product(name: "Hummingbird", package: "hummingbird"),
-            // The HTTP/1 server's channel pipeline, for the connection guard (ConnectionLimits.swift).
-            .product(name: "HummingbirdCore", package: "hummingbird"),
-            .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -74,9 +74,12 @@ public final class GatewayServer: Sendable {
     }
 
     /// The HTTP application, with the ledger's owner (if any) in its service group.
-    public func application(host: String, port: Int, services: [any Service], logger: Logger,
+    /// `limits` bound what callers' connections hold, as on the API (``ConnectionLimits``).
+    public func application(host: String, port: Int, limits: ConnectionLimits = ConnectionLimits(), services: [any Service], logger: Logger,
                             onServerRunning: @escaping @Sendable (Int) async -> Void) throws -> some ApplicationProtocol {
-        Application(router: try router(), configuration: .init(address: .hostname(host, port: port), serverName: "flashsale-gateway"),
+        Application(router: try router(),
+                    server: limits.server(gate: ConnectionGate(limit: limits.maxConnections, factory: metrics.factory)),
+                    configuration: .init(address: .hostname(host, port: port), serverName: "flashsale-gateway", backlog: 1024),
                     services: services, onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
                     logger: logger)
     }

@@ -5,6 +5,7 @@ import FlashPayments
 import FlashPostgres
 import FlashQueue
 import FlashSQLite
+import FlashTelemetry
 
 /// Everything a flashsale process can be told, one type per concern. `serve` and `worker` read
 /// the same types from the same flags and `FLASHSALE_…` variables (see the CLI's option groups).

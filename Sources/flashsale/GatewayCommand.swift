@@ -27,6 +27,7 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "Fraction of charges declined, 0...1 [FLASHSALE_GATEWAY_DECLINE_RATE, default 0].") var declineRate: String?
     @Option(help: "Ledger file (SQLite); in memory when unset [FLASHSALE_GATEWAY_DATA].") var data: String?
     @Option(help: "A file holding the secret callers must send (first line; owner-only) [FLASHSALE_GATEWAY_TOKEN_FILE; or the secret itself in FLASHSALE_GATEWAY_TOKEN; default: flashsale.gateway-token beside --data (or here), generated when missing].") var tokenFile: String?
+    @OptionGroup var connections: ConnectionOptions
     @OptionGroup var log: LogOptions
 
     /// The gateway's secret file when none is named: beside the ledger's file (or the file a
@@ -74,7 +75,7 @@ struct GatewayCommand: AsyncParsableCommand {
             // Where the fleet's operator finds the secret (never the secret itself).
             FileHandle.standardOutput.write(Data("flashsale gateway token \(secret.source): give it to serve and worker as FLASHSALE_GATEWAY_TOKEN or --payment-token-file\n".utf8))
         }
-        let app = try server.application(host: host, port: port, services: services, logger: logger) { port in
+        let app = try server.application(host: host, port: port, limits: try connections.resolve(), services: services, logger: logger) { port in
             FileHandle.standardOutput.write(Data("flashsale gateway listening on http://\(host):\(port)\n".utf8))
         }
         try await app.runService()

@@ -132,12 +132,17 @@ struct ConnectionOptions: ParsableArguments {
     @Option(help: "Connections open at once; more are closed as soon as they are accepted [FLASHSALE_MAX_CONNECTIONS, default 10000, at most the open-file limit less 256].") var maxConnections: String?
 
     func resolve(into config: inout FlashConfiguration) throws {
-        var limits = config.http.limits
+        config.http.limits = try resolve(config.http.limits)
+    }
+
+    /// `defaults` with the flags given (or their variables) applied.
+    func resolve(_ defaults: ConnectionLimits = ConnectionLimits()) throws -> ConnectionLimits {
+        var limits = defaults
         limits.idleTimeout = try Settings.duration(idleTimeout, env: "FLASHSALE_IDLE_TIMEOUT", default: limits.idleTimeout, range: .milliseconds(100)...longestSetting)
         limits.bodyTimeout = try Settings.duration(bodyTimeout, env: "FLASHSALE_BODY_TIMEOUT", default: limits.bodyTimeout, range: .milliseconds(100)...longestSetting)
         let ceiling = ConnectionLimits.connectionCeiling()
         limits.maxConnections = try Settings.int(maxConnections, env: "FLASHSALE_MAX_CONNECTIONS", default: min(limits.maxConnections, ceiling), range: 1...ceiling)
-        config.http.limits = limits
+        return limits
     }
 }
 

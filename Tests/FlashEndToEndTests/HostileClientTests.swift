@@ -142,4 +142,26 @@ struct HostileClientTests {
         }
         try await http.shutdown()
     }
+
+    @Test func theGatewayClosesIdleConnectionsAndThosePastItsCap() async throws {
+        let gateway = try await ServerProcess("gateway", dataPath: ServerProcess.temporaryDataPath() + ".gateway", arguments: [
+            "--latency", "5ms", "--idle-timeout", "2s", "--max-connections", "30",
+        ])
+        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            let held = await Self.open(30, port: gateway.port)
+            #expect(held.count == 30)
+            try await Task.sleep(for: .milliseconds(500))
+            let extra = try #require(await Self.open(1, port: gateway.port).first)
+            #expect(try await Self.within(.seconds(10)) { extra.closedByServer }, "a connection past the gateway's cap stayed open")
+            #expect(try await Self.within(.seconds(30)) { held.allSatisfy(\.closedByServer) }, "idle connections to the gateway stayed open")
+            let client = APIClient(http: http, base: gateway.baseURL)
+            #expect(try await client.call(.GET, "/health").status == 200)
+            #expect(try await gateway.terminate() == 0)
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+        try await http.shutdown()
+    }
 }

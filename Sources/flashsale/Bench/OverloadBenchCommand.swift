@@ -1,9 +1,9 @@
 import ArgumentParser
 import AsyncHTTPClient
-import FlashAPI
 import FlashCore
 import FlashFaults
 import FlashPostgres
+import FlashTelemetry
 import Foundation
 import Logging
 import NIOCore

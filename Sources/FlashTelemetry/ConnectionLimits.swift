@@ -42,7 +42,7 @@ public struct ConnectionLimits: Sendable {
     }
 
     /// The HTTP/1 server with these limits.
-    func server(gate: ConnectionGate) -> HTTPServerBuilder {
+    public func server(gate: ConnectionGate) -> HTTPServerBuilder {
         let bodyTimeout = self.bodyTimeout
         return .http1(configuration: .init(additionalChannelHandlers: [ConnectionGuard(gate: gate, bodyTimeout: bodyTimeout)],
                                            idleTimeout: .nanoseconds(Int64(idleTimeout.asSeconds * 1e9))))
