@@ -76,10 +76,16 @@ public final class DashboardFeed: Service, Sendable {
             public var perSecond: Double
             /// Refused since the process started, by reason.
             public var total: [String: Int]
+            /// The longest a placement waited for its transaction to begin, recently (queue time), ms.
+            public var waitMs: Double
+            /// The placements that may wait for the store now (more are refused on arrival); nil
+            /// before the store's groups were timed.
+            public var limit: Int?
 
             enum CodingKeys: String, CodingKey {
-                case total
+                case total, limit
                 case perSecond = "per_second"
+                case waitMs = "wait_ms"
             }
         }
 
@@ -264,7 +270,9 @@ public final class DashboardFeed: Service, Sendable {
             acceptLatency: .init(count: figures.count, p50Milliseconds: figures.p50Milliseconds, p99Milliseconds: figures.p99Milliseconds),
             stock: .init(product: product, units: units),
             reconciler: .init(completed: stats.reconciler.completed, failed: stats.reconciler.failed),
-            outbox: stats.outbox, shed: stats.admission.map { .init(perSecond: shedRate, total: $0.shed) }, unavailable: stats.unavailable)
+            outbox: stats.outbox, shed: stats.admission.map {
+                .init(perSecond: shedRate, total: $0.shed, waitMs: ($0.longestWaitSeconds * 10_000).rounded() / 10, limit: $0.limit)
+            }, unavailable: stats.unavailable)
         guard let data = try? Self.encoder.encode(snapshot), let json = String(data: data, encoding: .utf8) else { return }
         let windowMillis = Int64(configuration.window.asSeconds * 1000)
         let viewers = state.withLock { state -> [AsyncStream<String>.Continuation] in

@@ -212,7 +212,6 @@ final class GroupCommitWriter: Sendable {
                 line.stopped()
                 return
             }
-            line.groupStarted()
             let now = ContinuousClock.now
             var admitted: [Operation] = []
             admitted.reserveCapacity(group.count)
@@ -224,6 +223,8 @@ final class GroupCommitWriter: Sendable {
                 }
             }
             if admitted.isEmpty { continue }
+            // Only a group with work to do counts: refusing the expired is not the store stalling.
+            line.groupStarted()
             let groupExpiry = admitted.lazy.map(\.expiry).min()!
             state.withLock { state in
                 lockWait.set(until: state.pending.lazy.map(\.expiry).reduce(groupExpiry, min))

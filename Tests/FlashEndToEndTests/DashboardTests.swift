@@ -153,7 +153,7 @@ struct DashboardTests {
     static func checkCharts(_ page: Page, against reported: [Int64: JSONValue]) throws {
         let paths = ["queue.visible", "queue.in_flight", "queue.dead_letter", "rates.accepted_per_second", "rates.processed_per_second",
                      "accept_latency.p50_ms", "accept_latency.p99_ms", "workers.busy", "workers.count", "stock.units",
-                     "reconciler.completed", "reconciler.failed"]
+                     "reconciler.completed", "reconciler.failed", "shed.per_second", "shed.wait_ms", "shed.limit"]
         for path in paths {
             let series = try #require(page.series(path), "no chart series \(path)")
             let times = series["times"]?.string?.split(separator: ",", omittingEmptySubsequences: false).compactMap { Int64($0) } ?? []
