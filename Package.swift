@@ -144,6 +144,7 @@ let package = Package(
         ]),
         // Faults on demand for the chaos checker and tests: a TCP proxy that cuts or stalls.
         .target(name: "FlashFaults", dependencies: [
+            "FlashCore",
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

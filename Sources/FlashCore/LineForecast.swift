@@ -86,7 +86,14 @@ public struct LineForecast: Sendable {
         if !running && ahead == 0 { return true }
         if isStalled(patience: patience, at: now) { return false }
         guard let groupTime else { return true }
-        let remaining = running ? max(.zero, groupTime - (groupStart.map { now - $0 } ?? .zero)) : .zero
+        // The running group's remaining time: the rest of a usual group's time, or, once it is
+        // overdue, as long again as it is overdue (a group slowing down is expected to go on
+        // slowly, not to end at once). Nothing between groups.
+        var remaining = Duration.zero
+        if running, let groupStart {
+            let elapsed = now - groupStart
+            remaining = elapsed <= groupTime ? groupTime - elapsed : elapsed - groupTime
+        }
         return remaining + groupTime * (ahead / groupLimit + 1) < patience * (1 - Self.margin)
     }
 

@@ -1,3 +1,4 @@
+import FlashCore
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -155,12 +156,16 @@ public final class TCPProxy: Service, Sendable {
     /// (which would cap its bandwidth at a chunk per delay, and slow a large reply many times over).
     private func copy(_ from: NIOAsyncChannelInboundStream<ByteBuffer>, to: NIOAsyncChannelOutboundWriter<ByteBuffer>) async throws {
         let (chunks, arrivals) = AsyncStream.makeStream(of: (bytes: ByteBuffer, at: ContinuousClock.Instant).self)
+        // Chunks read and not yet written, at most: beyond them the reader waits, so a slow
+        // receiver holds the rest back in the kernel, as without the proxy.
+        let inFlight = AsyncSemaphore(permits: 64)
         try await withThrowingTaskGroup(of: Void.self) { reader in
             reader.addTask {
                 defer { arrivals.finish() }
                 for try await bytes in from {
                     // Stalled: hold the bytes (and, through back pressure, the rest in the kernel).
                     while self.mode == .stalled { try await Task.sleep(for: .milliseconds(10)) }
+                    guard await inFlight.acquire() else { return }
                     arrivals.yield((bytes, .now))
                 }
             }
@@ -172,6 +177,7 @@ public final class TCPProxy: Service, Sendable {
                     return
                 }
                 try await to.write(chunk.bytes)
+                inFlight.release()
             }
             try await reader.waitForAll()
         }

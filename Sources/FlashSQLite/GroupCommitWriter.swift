@@ -200,14 +200,30 @@ final class GroupCommitWriter: Sendable {
     private func drain(_ db: Database) {
         var carried: [Operation] = []
         while true {
-            let group = state.withLock { state -> [Operation] in
+            let (group, expiredBehind) = state.withLock { state -> ([Operation], [Operation]) in
+                // Those past their expiry leave the whole line, not only the next group: one
+                // waiting beyond it would otherwise set the lock wait (below) to a past instant
+                // and be refused only once its turn came.
+                let now = ContinuousClock.now
+                var expired: [Operation] = []
+                if state.pending.count > Self.maxGroup - carried.count {
+                    state.pending.removeAll { operation in
+                        guard operation.expiry <= now else { return false }
+                        expired.append(operation)
+                        return true
+                    }
+                }
                 let taken = min(state.pending.count, max(0, Self.maxGroup - carried.count))
                 let group = carried + state.pending.prefix(taken)
                 state.pending.removeFirst(taken)
                 if group.isEmpty { state.draining = false }
-                return group
+                return (group, expired)
             }
             carried = []
+            if !expiredBehind.isEmpty {
+                let now = ContinuousClock.now
+                for operation in expiredBehind { operation.finish(operation.refusal(at: now)) }
+            }
             if group.isEmpty {
                 line.stopped()
                 return

@@ -32,8 +32,10 @@ struct LineForecastTests {
         #expect(forecast.admits(ahead: 89, running: false, patience: .milliseconds(1100), at: now))
         #expect(!forecast.admits(ahead: 90, running: false, patience: .milliseconds(1100), at: now))
         // A running group's time counts too (one has just started).
-        #expect(forecast.admits(ahead: 79, running: true, patience: .milliseconds(1100), at: now))
-        #expect(!forecast.admits(ahead: 89, running: true, patience: .milliseconds(1100), at: now))
+        var running = forecast
+        running.groupStarted(at: now)
+        #expect(running.admits(ahead: 79, running: true, patience: .milliseconds(1100), at: now))
+        #expect(!running.admits(ahead: 89, running: true, patience: .milliseconds(1100), at: now))
         #expect(!forecast.admits(ahead: 10_000, running: true, patience: .milliseconds(1100), at: now))
         #expect(forecast.limit(patience: .milliseconds(1100), at: now) == 90)
         #expect(forecast.limit(patience: .milliseconds(250), at: now) == 20)
@@ -49,6 +51,9 @@ struct LineForecastTests {
         #expect(!forecast.admits(ahead: 10, running: true, patience: .milliseconds(250), at: at(1010)))
         // 80 ms into it: 20 ms left, then 200 ms.
         #expect(forecast.admits(ahead: 10, running: true, patience: .milliseconds(250), at: at(1080)))
+        // 250 ms into it, overdue by 150 ms: expected to take 150 ms more, then 200 ms.
+        #expect(!forecast.admits(ahead: 10, running: true, patience: .milliseconds(350), at: at(1250)))
+        #expect(forecast.admits(ahead: 10, running: true, patience: .milliseconds(450), at: at(1250)))
     }
 
     @Test func groupTimesFollowASlowerGroupAtOnceAndAFasterOneSlowly() {

@@ -162,4 +162,40 @@ import Testing
             #expect(run.output.isEmpty, "\(arguments) printed a table")
         }
     }
+
+    @Test(.enabled(if: TestPostgresServer.url != nil))
+    func theOverloadBenchOffersMultiplesOfTheMeasuredCapacityAndCountsEveryAnswer() async throws {
+        let url = try #require(TestPostgresServer.url)
+        let (status, output, errors) = try await Self.bench([
+            "overload", "--database", url, "--seconds", "2", "--multiples", "3", "--link-delay", "100ms",
+            "--admission-deadline", "3s", "--clients", "256", "--json",
+        ])
+        // Pass or fail is the machine's speed; the run itself must end and print its table.
+        #expect(status == 0 || status == 1, "exit \(status): \(errors)")
+        let json = try JSONValue.parse(Array(output.utf8))
+        let rows = Self.rows(json)
+        let figures = rows.map(\.figure)
+        let capacity = try #require(rows.first { $0.figure.hasPrefix("accept capacity, PostgreSQL 100ms away") }, "\(figures)")
+        #expect(capacity.value > 0)
+        for multiple in ["1×", "3×"] {
+            for figure in ["offered (open loop)", "goodput (202 per second)", "accepted p99", "server RSS, peak"] {
+                #expect(figures.contains("\(multiple) capacity: \(figure)"), "missing \(multiple) \(figure) in \(figures)")
+            }
+        }
+        #expect(figures.contains("3× capacity: refused (503 overloaded) p99, at the server"))
+        // The open loop aims at the multiple of the capacity measured first.
+        let offered = try #require(rows.first { $0.figure == "3× capacity: offered (open loop)" })
+        #expect(abs((offered.ceiling ?? 0) - 3 * capacity.value) <= 3 * capacity.value * 0.01, "intended \(offered.ceiling ?? -1) for capacity \(capacity.value)")
+        // Every request sent was answered and counted: accepted, refused or something else named.
+        for row in rows where row.figure.hasSuffix("offered (open loop)") {
+            let note = try #require(row.note)
+            // "N sent: A accepted (202), R refused (503 overloaded), O other (…)"
+            let counts = note.split(separator: ";")[0].split(separator: "(")
+                .prefix(3).joined(separator: "(").split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
+            #expect(counts.count >= 6, "\(note)")
+            guard counts.count >= 6 else { continue }
+            let (sent, accepted, refused, other) = (counts[0], counts[1], counts[3], counts[5])
+            #expect(sent > 0 && accepted + refused + other == sent, "\(note)")
+        }
+    }
 }

@@ -91,11 +91,24 @@ struct OverloadTests {
         do {
             let client = APIClient(http: http, base: server.baseURL)
             let stall = Mutex<(start: Duration, end: Duration)?>(nil)
+            // What /stats said during the stall, and the server's memory before and at its peak.
+            let seen = Mutex<(stalled: Bool, limit: Int?, memoryBefore: Int, memoryPeak: Int)>((false, nil, 0, 0))
             let sent = try await Self.openLoop(client, prefix: "lock", rate: 30, for: .seconds(16)) { start in
                 try await Task.sleep(until: start + .seconds(3), clock: .continuous)
+                let before = server.residentBytes ?? 0
+                seen.withLock { $0.memoryBefore = before; $0.memoryPeak = before }
                 let lock = try await SQLiteLockHolder(path: data)
                 let locked = ContinuousClock.now - start
-                try await Task.sleep(for: .seconds(10))
+                let end = ContinuousClock.now + .seconds(10)
+                while ContinuousClock.now < end {
+                    let memory = server.residentBytes ?? 0
+                    seen.withLock { $0.memoryPeak = max($0.memoryPeak, memory) }
+                    if !seen.withLock({ $0.stalled }), let stats = try? await client.stats(),
+                       case .bool(true)? = stats.json?.at(["admission", "stalled"]) {
+                        seen.withLock { $0.stalled = true; $0.limit = stats.int("admission", "limit") }
+                    }
+                    try await Task.sleep(for: .milliseconds(250))
+                }
                 lock.release()
                 stall.withLock { $0 = (locked, ContinuousClock.now - start) }
             }
@@ -108,6 +121,10 @@ struct OverloadTests {
             // Once the writer had committed nothing for a deadline (2 s of a 10 s stall), orders
             // were refused on arrival instead of waiting their deadline out.
             #expect(onArrival > atDeadline, "refused on arrival \(onArrival), at the deadline \(atDeadline)")
+            let during = seen.withLock { $0 }
+            #expect(during.stalled && during.limit == 0, "/stats never said the store was stalled, with a limit of 0: \(during)")
+            // Memory stays flat: the line holds at most a deadline's orders, and the refused none.
+            #expect(during.memoryPeak - during.memoryBefore < 64 << 20, "RSS grew from \(during.memoryBefore) to \(during.memoryPeak) during the stall")
             #expect(try await server.terminate() == 0)
         } catch {
             try? await http.shutdown()

@@ -123,6 +123,13 @@ final class ServerProcess: @unchecked Sendable {
         return (process.endStatus, try String(contentsOf: out, encoding: .utf8), try String(contentsOf: err, encoding: .utf8))
     }
 
+    /// Its resident memory now (`VmRSS`), in bytes; nil once it ended.
+    var residentBytes: Int? {
+        guard let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8) else { return nil }
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }
+        return line?.split(separator: " ").dropFirst().first.flatMap { Int($0) }.map { $0 * 1024 }
+    }
+
     /// kill -9: no shutdown code runs.
     func kill9() {
         kill(process.processIdentifier, SIGKILL)

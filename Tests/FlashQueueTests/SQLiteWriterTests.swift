@@ -203,4 +203,47 @@ struct SQLiteWriterTests {
         #expect(try await database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM t") } == count)
         try database.close()
     }
+
+    @Test func aWriteWaitingBeyondTheNextGroupIsRefusedAtItsDeadlineWhileTheLockIsHeld() async throws {
+        let path = TemporaryFile.path("writer-behind")
+        let database = try SQLiteDatabase(path: path)
+        try await database.write { db in try db.execute(sql: "CREATE TABLE t (n INTEGER)") }
+        let other = try await SQLiteLockHolder(path: path)
+        // More patient writes than one group takes, then one with a short deadline behind them.
+        let count = GroupCommitWriter.maxGroup * 2 + 100
+        let patient = Task {
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                for n in 0..<count {
+                    tasks.addTask {
+                        try await database.write(deadline: .now + .seconds(120)) { db in try db.execute(sql: "INSERT INTO t VALUES (?)", arguments: [n]) }
+                    }
+                }
+                try await tasks.waitForAll()
+            }
+        }
+        // (The first few form the group that waits for the lock; more than a group's worth wait
+        // behind it, so the next one is behind those too.)
+        try await Self.until { database.connection.writer.waitingOperations > GroupCommitWriter.maxGroup + 10 }
+        let hurried = Task {
+            try await database.write(deadline: .now + .seconds(1)) { db in try db.execute(sql: "INSERT INTO t VALUES (-1)") }
+        }
+        // Refused at its deadline although the lock is still held and it is not in the next group.
+        let answered = try await withThrowingTaskGroup(of: Bool.self) { race in
+            race.addTask { _ = await hurried.result; return true }
+            race.addTask { try await Task.sleep(for: .seconds(30)); return false }
+            defer { race.cancelAll() }
+            return try await race.next() ?? false
+        }
+        #expect(answered, "the write behind the group was not answered while the lock was held")
+        do {
+            try await hurried.value
+            Issue.record("a write whose deadline passed while the lock was held was stored")
+        } catch let error as Overloaded {
+            #expect(error.refusal == .deadline)
+        }
+        other.release()
+        try await patient.value
+        #expect(try await database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM t") } == count)
+        try database.close()
+    }
 }

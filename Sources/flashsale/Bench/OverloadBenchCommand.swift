@@ -223,7 +223,8 @@ struct OverloadBenchCommand: AsyncParsableCommand {
 
         var summary: String {
             let others = other.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
-            return "\(sent) sent: \(accepted) accepted (202), \(refused) refused (503 overloaded)" + (others.isEmpty ? "" : ", other: \(others)")
+            let otherCount = other.values.reduce(0, +)
+            return "\(sent) sent: \(accepted) accepted (202), \(refused) refused (503 overloaded), \(otherCount) other" + (others.isEmpty ? "" : " (\(others))")
         }
 
         mutating func record(_ answer: Answer, took: Double) {
@@ -293,8 +294,10 @@ struct OverloadBenchCommand: AsyncParsableCommand {
     static func admission(base: String, http: HTTPClient) async -> String {
         guard let response = try? await http.execute(HTTPClientRequest(url: base + "/stats"), timeout: .seconds(10)),
               let body = try? await response.body.collect(upTo: 1 << 20),
-              let value = try? JSONValue.parse(body.readableBytesView), let admission = value["admission"] else { return "unread" }
-        return "\(admission)"
+              let stats = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any],
+              let admission = stats["admission"],
+              let text = try? JSONSerialization.data(withJSONObject: admission, options: [.sortedKeys]) else { return "unread" }
+        return String(decoding: text, as: UTF8.self)
     }
 
     /// One `POST /orders/async` (a new order each time): how it was answered.
