@@ -130,6 +130,12 @@ import Testing
         }
     }
 
+    /// The bench scratch folders in the temporary directory now.
+    static func scratchFolders() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())) ?? [])
+            .filter { $0.hasPrefix("flashsale-bench-") && !$0.hasSuffix(".db") && !$0.contains(".db-") }
+    }
+
     @Test func ctrlCStopsTheRunsServersAndRemovesItsFiles() async throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: ServerProcess.binary)
@@ -137,6 +143,8 @@ import Testing
         let errors = Pipe()
         process.standardError = errors
         process.standardOutput = FileHandle.nullDevice
+        // Scratch folders already there (an earlier run killed by another signal leaves its own).
+        let earlier = Set(Self.scratchFolders())
         try process.run()
         // Wait until the server is up and under load.
         var seen = ""
@@ -144,7 +152,8 @@ import Testing
             seen += String(decoding: errors.fileHandleForReading.availableData, as: UTF8.self)
         }
         #expect(!Self.benchChildren().isEmpty, "no server running during the load")
-        let folders = try FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory()).filter { $0.hasPrefix("flashsale-bench-") && !$0.hasSuffix(".db") && !$0.contains(".db-") }
+        let folders = Self.scratchFolders().filter { !earlier.contains($0) }
+        #expect(!folders.isEmpty, "the run's scratch folder was not found")
         kill(process.processIdentifier, SIGINT)
         #expect(await process.waitForEnd(within: .seconds(120)))
         #expect(process.endStatus == 128 + SIGINT)
