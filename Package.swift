@@ -152,7 +152,7 @@ let package = Package(
         ]),
         // The load generator, queue monitor, capacity planner and the lab.
         .target(name: "FlashLab", dependencies: [
-            "FlashCore", "FlashBackend", "FlashServer",
+            "FlashCore", "FlashBackend", "FlashServer", "FlashWorkers",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "Logging", package: "swift-log"),

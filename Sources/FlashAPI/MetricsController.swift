@@ -53,6 +53,22 @@ struct MetricsController<Context: RequestContext> {
                   "1 while this process's workers take no orders because the dependency is away (they resume when it answers).")
                 .set(waitingFor.contains(dependency) ? 1.0 : 0.0)
         }
+        if let scaling = workers?.scaling {
+            gauge("flashsale_workers_recommended", [],
+                  "Workers the fleet needs now by Little's law (service time x (arrivals + waiting / target wait)), as this process's controller sees it.")
+                .set(Double(scaling.fleetNeed))
+            gauge("flashsale_worker_processes_recommended", [],
+                  "Worker processes the fleet needs at this process's --max-workers each (for KEDA, HPA or ECS to scale on).")
+                .set(Double(scaling.recommendedProcesses))
+            gauge("flashsale_process_workers_target", [], "Workers this process's controller answered (what --workers auto runs; a fixed pool's own count otherwise).")
+                .set(Double(scaling.workers))
+            gauge("flashsale_arrival_rate", [], "Orders arriving per second, as the worker controller estimates it (smoothed).").set(scaling.arrivalRate)
+            gauge("flashsale_process_payment_service_seconds", [], "Time per charge at the gateway, smoothed over this process's charges.")
+                .set(scaling.serviceSeconds)
+            gauge("flashsale_process_workers_gateway_ceiling", [],
+                  "Most workers the payment gateway is taken to carry (its limit showed as slower charges or errors); +Inf while it shows none.")
+                .set(scaling.gatewayCeiling.map(Double.init) ?? .infinity)
+        }
         gauge("flashsale_process_sync_lanes", [], "This process's checkout lanes (POST /orders/sync).").set(Double(lanes.lanes))
         gauge("flashsale_process_sync_lanes_busy", [], "Checkout lanes charging now.").set(Double(lanes.busy))
         gauge("flashsale_process_sync_waiting", [], "Sync customers waiting for a lane.").set(Double(lanes.waiting))
@@ -99,6 +115,8 @@ struct MetricsController<Context: RequestContext> {
         gauge("flashsale_queue_dead_letter_messages", [], "Messages in the payments queue's dead-letter queue.").set(Double(stats.queue.deadLetter))
         gauge("flashsale_queue_oldest_message_age_seconds", [], "Age of the oldest message in the payments queue.").set(stats.queue.oldestAgeSeconds)
         gauge("flashsale_workers", [], "Payment workers of the live processes (the fleet's).").set(Double(stats.workers.count))
+        gauge("flashsale_queue_backlog_per_worker", [], "Messages waiting in the payments queue per worker of the fleet (what KEDA's SQS scaler divides).")
+            .set(Double(stats.queue.visible) / Double(max(1, stats.workers.count)))
         gauge("flashsale_workers_busy", [], "Payment workers charging now (the fleet's, from heartbeats).").set(Double(stats.workers.busy))
         gauge("flashsale_worker_processes", [], "Live processes running payment workers.").set(Double(stats.workers.processes))
         gauge("flashsale_processes", [], "Live flashsale processes sharing the backend.").set(Double(stats.processes.count))

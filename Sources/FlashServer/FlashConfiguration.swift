@@ -6,6 +6,7 @@ import FlashPostgres
 import FlashQueue
 import FlashSQLite
 import FlashTelemetry
+import FlashWorkers
 
 /// Everything a flashsale process can be told, one type per concern. `serve` and `worker` read
 /// the same types from the same flags and `FLASHSALE_…` variables (see the CLI's option groups).
@@ -146,8 +147,11 @@ public struct QueueSettingsMismatch: Error, CustomStringConvertible {
 
 /// The worker pool and the reconciler.
 public struct WorkerConfiguration: Sendable {
-    /// Payment workers in this process (0: none).
+    /// Payment workers in this process (0: none); with ``scaling``, the pool's minimum.
     public var count = 10
+    /// Elastic sizing (`--workers auto`): nil for a fixed pool of ``count``. Its expected
+    /// service time is set from the payment gateway's expected latency when the system is composed.
+    public var scaling: WorkerScaler.Configuration?
     /// How long shutdown waits for charges in progress.
     public var shutdownDeadline: Duration = .seconds(10)
     /// First retry backoff after a transient payment error.

@@ -247,11 +247,21 @@ public final class FlashSystem: Sendable {
         let gateway = InstrumentedPaymentGateway(baseGateway, factory: metrics.factory)
         let processed = RateMeter()
         let accepted = RateMeter()
-        let workers: WorkerPool? = configuration.workers.count > 0
+        var scaling = configuration.workers.scaling
+        scaling?.expectedServiceTime = configuration.paymentURL?.expectedLatency ?? configuration.payment.latency.mean
+        let fleet = backend.fleet
+        let staleAfter = FleetMembership.Configuration().staleAfter
+        let workers: WorkerPool? = configuration.workers.count > 0 || scaling != nil
             ? WorkerPool(configuration: .init(workers: configuration.workers.count, visibilityTimeout: configuration.queue.visibilityTimeout,
                                               retryBackoff: configuration.workers.retryBackoff,
-                                              shutdownDeadline: configuration.workers.shutdownDeadline),
-                         store: store, gateway: gateway, processed: processed, orderMetrics: orderMetrics, logger: logger)
+                                              shutdownDeadline: configuration.workers.shutdownDeadline, scaling: scaling),
+                         store: store, gateway: gateway, processed: processed, orderMetrics: orderMetrics,
+                         workerProcesses: {
+                             // Processes that run workers, from their heartbeats (this one's is
+                             // among them after its first).
+                             let live = try? await fleet.processes(heartbeatSince: WallClock.nowMillis() - staleAfter.asMilliseconds)
+                             return max(1, live?.filter { $0.kind != .api }.count ?? 1)
+                         }, logger: logger)
             : nil
         let reconciler = Reconciler(
             configuration: .init(interval: configuration.workers.reconcileInterval), store: store,

@@ -28,14 +28,51 @@ final class WorkDispatcher: Sendable {
         var demandWaiters: [CheckedContinuation<Int, Never>] = []
         var closed = false
         var returned: [Job] = []
+        /// Worker loops running (asking for jobs or working on one).
+        var workers = 0
+        /// Worker loops wanted: those beyond it retire as they next ask for a job.
+        var target = 0
+        var prefetch = 1
     }
 
     private let state = Mutex(State())
-    private let prefetch: Int
 
-    init(prefetch: Int) {
-        self.prefetch = prefetch
+    init() {}
+
+    /// Jobs kept ready beyond the idle workers of a pool of `workers`: a fifth of it (at least
+    /// a batch, at most the pool), so bursts of finishing workers find work waiting, while a
+    /// buffered job waits about L/5 at most: far inside its lease.
+    static func prefetch(forWorkers workers: Int) -> Int {
+        max(1, min(workers, max(QueueLimits.maxBatchSize, workers / 5)))
     }
+
+    /// Sets how many worker loops should run; returns how many the caller must start. Loops
+    /// beyond the new count retire when they next ask for a job (``next()`` answers nil), never
+    /// in the middle of one: idle ones at once, busy ones when their job is done.
+    func resize(to target: Int) -> Int {
+        let (start, retired, wake) = state.withLock { state -> (Int, [CheckedContinuation<Job?, Never>], [CheckedContinuation<Int, Never>]) in
+            if state.closed { return (0, [], []) }
+            state.target = max(0, target)
+            state.prefetch = Self.prefetch(forWorkers: state.target)
+            var retired: [CheckedContinuation<Job?, Never>] = []
+            while state.workers > state.target, let idle = state.idle.popLast() {
+                state.workers -= 1
+                retired.append(idle)
+            }
+            let start = max(0, state.target - state.workers)
+            state.workers += start
+            return (start, retired, takeDemandWaiters(&state))
+        }
+        for worker in retired { worker.resume(returning: nil) }
+        for waiter in wake { waiter.resume(returning: -1) }
+        return start
+    }
+
+    /// Worker loops wanted now.
+    var target: Int { state.withLock { $0.target } }
+
+    /// Jobs received and not yet handed to a worker.
+    var buffered: Int { state.withLock { $0.buffer.count } }
 
     /// Waits until some worker could use a job; returns how many to fetch (1…10), reserving
     /// them. Returns 0 once closed.
@@ -51,7 +88,7 @@ final class WorkDispatcher: Sendable {
         await withCheckedContinuation { (continuation: CheckedContinuation<Int, Never>) in
             let now = state.withLock { state -> Int? in
                 if state.closed { return 0 }
-                let wanted = Self.wanted(state, prefetch: prefetch)
+                let wanted = Self.wanted(state)
                 if wanted > 0 {
                     state.reserved += wanted
                     return wanted
@@ -63,8 +100,8 @@ final class WorkDispatcher: Sendable {
         }
     }
 
-    private static func wanted(_ state: State, prefetch: Int) -> Int {
-        min(QueueLimits.maxBatchSize, state.idle.count + prefetch - state.buffer.count - state.reserved)
+    private static func wanted(_ state: State) -> Int {
+        min(QueueLimits.maxBatchSize, state.idle.count + state.prefetch - state.buffer.count - state.reserved)
     }
 
     /// Delivers fetched jobs (after a ``demand()`` of `reserved`); returns those that no one
@@ -88,10 +125,15 @@ final class WorkDispatcher: Sendable {
         return leftover
     }
 
-    /// The next job for a worker; nil once closed.
+    /// The next job for a worker; nil once closed, or when this worker is to retire (more
+    /// workers run than ``resize(to:)`` asked for).
     func next() async -> Job? {
         await withCheckedContinuation { (continuation: CheckedContinuation<Job?, Never>) in
             let (job, ready, wake) = state.withLock { state -> (Job?, Bool, [CheckedContinuation<Int, Never>]) in
+                if !state.closed, state.workers > state.target {
+                    state.workers -= 1
+                    return (nil, true, [])
+                }
                 if let job = state.buffer.popFirst() { return (job, true, takeDemandWaiters(&state)) }
                 if state.closed { return (nil, true, []) }
                 state.idle.append(continuation)
@@ -129,7 +171,7 @@ final class WorkDispatcher: Sendable {
     }
 
     private func takeDemandWaiters(_ state: inout State) -> [CheckedContinuation<Int, Never>] {
-        guard !state.demandWaiters.isEmpty, Self.wanted(state, prefetch: prefetch) > 0 else { return [] }
+        guard !state.demandWaiters.isEmpty, Self.wanted(state) > 0 else { return [] }
         defer { state.demandWaiters.removeAll() }
         return state.demandWaiters
     }

@@ -32,6 +32,12 @@ import Synchronization
 ///
 /// Graceful shutdown: stop receiving, give back buffered messages untried, let charges in
 /// progress finish until ``Configuration/shutdownDeadline``, then give back the rest (tried).
+///
+/// Elastic (``Configuration/scaling``): every ``WorkerScaler/Configuration/interval`` the pool
+/// samples the queue, its own charges and the live worker processes, and runs as many workers
+/// as ``WorkerScaler`` answers. Workers are added at once and retired between jobs, never
+/// during a charge. A fixed pool samples too (once a second) and only reports what the
+/// controller would run (``scaling``), for `/metrics` and outside autoscalers.
 public final class WorkerPool: Service {
     /// The pool's settings.
     public struct Configuration: Sendable {
@@ -52,10 +58,15 @@ public final class WorkerPool: Service {
         public var firstProbe: Duration
         /// The longest interval between probes of a dependency that is away.
         public var longestProbe: Duration
+        /// Elastic sizing: nil for a fixed pool of ``workers``; else the pool starts at the
+        /// controller's minimum and follows its answers (``workers`` is then ignored).
+        public var scaling: WorkerScaler.Configuration?
 
         public init(workers: Int, visibilityTimeout: Duration = .seconds(30), retryBackoff: Duration = .milliseconds(500),
                     maxRetryBackoff: Duration = .seconds(60), shutdownDeadline: Duration = .seconds(10),
-                    receiveWait: Duration = .seconds(20), firstProbe: Duration = .milliseconds(250), longestProbe: Duration = .seconds(5)) {
+                    receiveWait: Duration = .seconds(20), firstProbe: Duration = .milliseconds(250), longestProbe: Duration = .seconds(5),
+                    scaling: WorkerScaler.Configuration? = nil) {
+            self.scaling = scaling
             self.firstProbe = firstProbe
             self.longestProbe = longestProbe
             self.workers = workers
@@ -78,6 +89,14 @@ public final class WorkerPool: Service {
     let orderMetrics: OrderMetrics
     let dispatcher: WorkDispatcher
     let busyCount = Atomic<Int>(0)
+    /// Charges ended since the controller's last sample: count, total seconds, transient failures.
+    let charges = Mutex<(count: Int, seconds: Double, errors: Int)>((0, 0, 0))
+    /// The controller's latest answer.
+    let latest: Mutex<WorkerScaler.Decision?>
+    /// Live processes running payment workers, this one included (from the fleet registry).
+    let workerProcesses: @Sendable () async -> Int
+    /// Worker loops to start, from ``WorkDispatcher/resize(to:)``.
+    let spawns: (stream: AsyncStream<Int>, continuation: AsyncStream<Int>.Continuation)
     let hardStop = ArrivalSignal<Int>()
     let stopping = Atomic<Bool>(false)
     /// Open while the order store is away.
@@ -86,8 +105,14 @@ public final class WorkerPool: Service {
     let gatewayBreaker: CircuitBreaker
 
     /// A pool that charges the orders of `store`, reading their messages from its payments queue.
+    /// `workerProcesses` counts the live processes that run workers, this one included (an
+    /// elastic pool runs its share of the fleet's need).
     public init(configuration: Configuration, store: any OrderStore, gateway: any PaymentGateway,
-                processed: RateMeter = RateMeter(), orderMetrics: OrderMetrics = .none, logger: Logger) {
+                processed: RateMeter = RateMeter(), orderMetrics: OrderMetrics = .none,
+                workerProcesses: @escaping @Sendable () async -> Int = { 1 }, logger: Logger) {
+        self.workerProcesses = workerProcesses
+        self.spawns = AsyncStream.makeStream(of: Int.self)
+        self.latest = Mutex(nil)
         self.orderMetrics = orderMetrics
         self.configuration = configuration
         self.queue = store.paymentsQueue
@@ -95,11 +120,7 @@ public final class WorkerPool: Service {
         self.gateway = gateway
         self.processed = processed
         self.logger = logger
-        // Jobs kept ready beyond the idle workers: a fifth of the pool (at least a batch, at most
-        // the pool), so bursts of finishing workers find work waiting, while a buffered job waits
-        // about L/5 at most: far inside its lease.
-        let workers = configuration.workers
-        self.dispatcher = WorkDispatcher(prefetch: max(1, min(workers, max(QueueLimits.maxBatchSize, workers / 5))))
+        self.dispatcher = WorkDispatcher()
         // The store's probe reads one order by key (an id no order has): it needs the database
         // and nothing else. The gateway's charges nothing (its health check).
         self.storeBreaker = CircuitBreaker(name: "database", firstProbe: configuration.firstProbe,
@@ -122,20 +143,35 @@ public final class WorkerPool: Service {
         [storeBreaker.name: storeBreaker.trips, gatewayBreaker.name: gatewayBreaker.trips]
     }
 
-    /// Workers in the pool.
-    public var workerCount: Int { configuration.workers }
+    /// Workers in the pool now (an elastic pool's latest size).
+    public var workerCount: Int { dispatcher.target }
+
+    /// The most workers this pool may run.
+    public var maxWorkers: Int { configuration.scaling?.maxWorkers ?? configuration.workers }
+
+    /// The controller's latest answer: what an elastic pool runs, and what a fixed one would
+    /// (nil before the first sample).
+    public var scaling: WorkerScaler.Decision? { latest.withLock { $0 } }
 
     /// Workers charging right now.
     public var busy: Int { busyCount.load(ordering: .relaxed) }
 
     /// Runs until graceful shutdown (or cancellation).
     public func run() async throws {
-        guard configuration.workers > 0 else {
+        let initial = configuration.scaling?.minWorkers ?? configuration.workers
+        guard initial > 0 else {
             try? await gracefulShutdown()
             return
         }
-        let fetchers = min(8, max(1, configuration.workers / 50))
-        logger.info("worker pool started", metadata: ["workers": "\(configuration.workers)", "fetchers": "\(fetchers)"])
+        let fetchers = min(8, max(1, maxWorkers / 50))
+        spawns.continuation.yield(dispatcher.resize(to: initial))
+        if let scaling = configuration.scaling {
+            logger.info("worker pool started", metadata: [
+                "workers": "auto", "min_workers": "\(scaling.minWorkers)", "max_workers": "\(scaling.maxWorkers)",
+                "target_wait": "\(scaling.targetWait)", "fetchers": "\(fetchers)"])
+        } else {
+            logger.info("worker pool started", metadata: ["workers": "\(initial)", "fetchers": "\(fetchers)"])
+        }
         await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask {
@@ -145,13 +181,18 @@ public final class WorkerPool: Service {
                             for _ in 0..<fetchers { fetchGroup.addTask { await self.fetchLoop() } }
                             fetchGroup.addTask { await self.storeBreaker.probeWhileOpen() }
                             fetchGroup.addTask { await self.gatewayBreaker.probeWhileOpen() }
+                            fetchGroup.addTask { await self.scaleLoop() }
                         }
                     }
                     await self.stop()
                 }
                 group.addTask {
+                    // Worker loops, started as the pool grows; each ends when it retires or
+                    // the pool closes.
                     await withDiscardingTaskGroup { workers in
-                        for _ in 0..<self.configuration.workers { workers.addTask { await self.workerLoop() } }
+                        for await count in self.spawns.stream {
+                            for _ in 0..<count { workers.addTask { await self.workerLoop() } }
+                        }
                     }
                 }
                 await group.waitForAll()
@@ -159,6 +200,7 @@ public final class WorkerPool: Service {
         } onGracefulShutdown: {
             // No worker starts another job from here on.
             self.dispatcher.close()
+            self.spawns.continuation.finish()
         }
         logger.info("worker pool stopped")
     }
@@ -168,6 +210,7 @@ public final class WorkerPool: Service {
     func stop() async {
         guard !stopping.exchange(true, ordering: .relaxed) else { return }
         dispatcher.close()
+        spawns.continuation.finish()
         await returnUntried(dispatcher.takeReturned())
         let deadline = ContinuousClock.now + configuration.shutdownDeadline
         while busy > 0, ContinuousClock.now < deadline {
@@ -175,6 +218,55 @@ public final class WorkerPool: Service {
         }
         // Charges still running are abandoned: their messages go back to the queue.
         hardStop.notify(0)
+    }
+
+    // MARK: Sizing
+
+    /// Samples and resizes every interval until cancelled (graceful shutdown).
+    private func scaleLoop() async {
+        var scaler = WorkerScaler(configuration: configuration.scaling ?? WorkerScaler.Configuration(
+            minWorkers: configuration.workers, maxWorkers: configuration.workers, targetWait: .seconds(5)))
+        let interval = configuration.scaling?.interval ?? .seconds(1)
+        let start = ContinuousClock.now
+        var processes = 1
+        var processesReadAt: ContinuousClock.Instant?
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: interval) } catch { return }
+            let statistics: QueueStatistics
+            do {
+                statistics = try await queue.statistics()
+            } catch {
+                // A queue that cannot be counted leaves the pool as it is.
+                logger.debug("scaling: the queue could not be read", metadata: ["error": "\(error)"])
+                continue
+            }
+            // The fleet's processes change slowly; read them once a second at most.
+            if processesReadAt.map({ ContinuousClock.now - $0 >= .seconds(1) }) ?? true {
+                processes = max(1, await workerProcesses())
+                processesReadAt = .now
+            }
+            let ended = charges.withLock { value in
+                defer { value = (0, 0, 0) }
+                return value
+            }
+            let decision = scaler.observe(WorkerScaler.Observation(
+                visible: statistics.visible, inFlight: statistics.inFlight, delayed: statistics.delayed,
+                oldestAgeSeconds: statistics.oldestAgeSeconds, buffered: dispatcher.buffered,
+                charges: ended.count, chargeSeconds: ended.seconds, gatewayErrors: ended.errors,
+                busy: busy, processes: processes), at: ContinuousClock.now - start)
+            latest.withLock { $0 = decision }
+            guard configuration.scaling != nil, !stopping.load(ordering: .relaxed) else { continue }
+            let before = dispatcher.target
+            if decision.workers != before {
+                spawns.continuation.yield(dispatcher.resize(to: decision.workers))
+                logger.info("workers resized", metadata: [
+                    "from": "\(before)", "to": "\(decision.workers)", "fleet_need": "\(decision.fleetNeed)",
+                    "arrivals_per_second": "\(Int(decision.arrivalRate.rounded()))",
+                    "service_ms": "\(Int((decision.serviceSeconds * 1000).rounded()))",
+                    "waiting": "\(statistics.visible)", "oldest_age_s": "\(statistics.oldestAgeSeconds)",
+                    "gateway_ceiling": "\(decision.gatewayCeiling.map(String.init) ?? "-")"])
+            }
+        }
     }
 
     // MARK: Fetching
@@ -276,14 +368,17 @@ public final class WorkerPool: Service {
         if gatewayBreaker.isOpen { return .untried }
         busyCount.add(1, ordering: .relaxed)
         defer { busyCount.subtract(1, ordering: .relaxed) }
+        let started = ContinuousClock.now
         do {
             let outcome = try await chargeWithHeartbeat(job, orderID: orderID, amount: order.total)
+            recordCharge(since: started, failed: false)
             return .finished(OrderResult(outcome, voided: "payment voided: the order was settled as never charged"))
         } catch is NotStarted {
             return .untried
         } catch is CancellationError {
             return .giveBack
         } catch {
+            if error is TransientPaymentError { recordCharge(since: started, failed: true) }
             if !(error is TransientPaymentError) {
                 logger.error("charge failed", metadata: ["order_id": "\(orderID)", "message_id": "\(job.message.messageID)", "error": "\(error)"])
             }
@@ -295,6 +390,15 @@ public final class WorkerPool: Service {
             let away = await gatewayBreaker.isAway(after: error)
             if away, let transient = error as? TransientPaymentError, !transient.reachedGateway { return .untried }
             return .retry(after: backoff(forDelivery: job.message.receiveCount))
+        }
+    }
+
+    /// Counts a charge that ended, for the controller's next sample: an answer's time, or a
+    /// transient failure (`failed`; a charge that failed otherwise counts as neither).
+    private func recordCharge(since start: ContinuousClock.Instant, failed: Bool) {
+        let seconds = (ContinuousClock.now - start).asSeconds
+        charges.withLock { value in
+            if failed { value.errors += 1 } else { value = (value.count + 1, value.seconds + seconds, value.errors) }
         }
     }
 

@@ -6,6 +6,7 @@ import Foundation
 import FlashPayments
 import FlashQueue
 import FlashServer
+import FlashWorkers
 import FlashTelemetry
 import FlashPostgres
 import FlashSQLite
@@ -109,13 +110,37 @@ struct PaymentOptions: ParsableArguments {
 
 /// The worker pool and the reconciler.
 struct WorkerOptions: ParsableArguments {
-    @Option(help: "Payment workers in this process [FLASHSALE_WORKERS, default 10; serve: 0 runs the API only].") var workers: String?
+    @Option(help: "Payment workers in this process, or 'auto' to size the pool from the queue (Little's law) [FLASHSALE_WORKERS, default 10; serve: 0 runs the API only].") var workers: String?
+    @Option(help: "With --workers auto: fewest workers in this process [FLASHSALE_MIN_WORKERS, default 1].") var minWorkers: String?
+    @Option(help: "With --workers auto: most workers in this process [FLASHSALE_MAX_WORKERS, default 1000].") var maxWorkers: String?
+    @Option(help: "With --workers auto: the longest an order should wait before its charge starts [FLASHSALE_TARGET_WAIT, default 5s].") var targetWait: String?
+    @Option(help: "With --workers auto: the pool shrinks only to the largest need seen over this window [FLASHSALE_SCALE_DOWN_WINDOW, default 30s].") var scaleDownWindow: String?
     @Option(help: "How long shutdown waits for charges in progress [FLASHSALE_SHUTDOWN_DEADLINE, default 10s].") var shutdownDeadline: String?
     @Option(help: "First retry backoff after a transient payment error [FLASHSALE_RETRY_BACKOFF, default 500ms].") var retryBackoff: String?
     @Option(help: "Time between the reconciler's sweeps for orders nothing else will settle [FLASHSALE_RECONCILE_INTERVAL, default 1s].") var reconcileInterval: String?
 
     func resolve(into config: inout FlashConfiguration, minimumWorkers: Int) throws {
-        config.workers.count = try Settings.int(workers, env: "FLASHSALE_WORKERS", default: config.workers.count, range: minimumWorkers...100_000)
+        if Settings.value(workers, env: "FLASHSALE_WORKERS")?.lowercased() == "auto" {
+            var scaling = config.workers.scaling ?? WorkerScaler.Configuration()
+            scaling.minWorkers = try Settings.int(minWorkers, env: "FLASHSALE_MIN_WORKERS", default: scaling.minWorkers, range: 1...100_000)
+            scaling.maxWorkers = try Settings.int(maxWorkers, env: "FLASHSALE_MAX_WORKERS", default: scaling.maxWorkers, range: 1...100_000)
+            guard scaling.minWorkers <= scaling.maxWorkers else {
+                throw ValidationError("--min-workers (\(scaling.minWorkers)) must not be above --max-workers (\(scaling.maxWorkers))")
+            }
+            scaling.targetWait = try Settings.duration(targetWait, env: "FLASHSALE_TARGET_WAIT", default: scaling.targetWait,
+                                                       range: .milliseconds(10)...longestSetting)
+            scaling.scaleDownWindow = try Settings.duration(scaleDownWindow, env: "FLASHSALE_SCALE_DOWN_WINDOW", default: scaling.scaleDownWindow,
+                                                            range: .zero...longestSetting)
+            config.workers.scaling = scaling
+            config.workers.count = scaling.minWorkers
+        } else {
+            for (flag, env) in [(minWorkers, "FLASHSALE_MIN_WORKERS"), (maxWorkers, "FLASHSALE_MAX_WORKERS"),
+                                (targetWait, "FLASHSALE_TARGET_WAIT"), (scaleDownWindow, "FLASHSALE_SCALE_DOWN_WINDOW")]
+            where flag != nil {
+                throw ValidationError("\(Settings.flagName(env)) needs --workers auto")
+            }
+            config.workers.count = try Settings.int(workers, env: "FLASHSALE_WORKERS", default: config.workers.count, range: minimumWorkers...100_000)
+        }
         config.workers.shutdownDeadline = try Settings.duration(shutdownDeadline, env: "FLASHSALE_SHUTDOWN_DEADLINE", default: config.workers.shutdownDeadline,
                                                                 range: .zero...longestSetting)
         config.workers.retryBackoff = try Settings.duration(retryBackoff, env: "FLASHSALE_RETRY_BACKOFF", default: config.workers.retryBackoff,
