@@ -1,0 +1,139 @@
+import AsyncHTTPClient
+import FlashBackend
+import Foundation
+import Synchronization
+import Testing
+
+/// `--workers auto` on real processes: a step from nothing to a sustained rate and back.
+@Suite("Elastic workers", .serialized)
+struct ElasticWorkersTests {
+    /// 200 ms charges; an order should wait at most 2 s before its charge starts; the pool
+    /// shrinks 2 s after the need falls.
+    static let auto = ["--workers", "auto", "--min-workers", "1", "--max-workers", "100", "--target-wait", "2s",
+                       "--scale-down-window", "2s", "--payment-latency", "200ms"]
+
+    /// One reading of the fleet.
+    struct Reading: Sendable {
+        var time: Double
+        /// Workers of each process with a pool, as it last reported.
+        var workers: [Int]
+        var oldestAge: Double
+        var visible: Int
+    }
+
+    /// What a sale's tasks share.
+    final class SaleLog: Sendable {
+        let accepted = Atomic<Int>(0)
+        let done = Atomic<Bool>(false)
+        let readings = Mutex<[Reading]>([])
+    }
+
+    /// Sends `rate` orders a second for `seconds` (open loop: each on its own task, at its
+    /// instant), while reading `/stats` every 100 ms; returns the readings and the orders accepted.
+    static func sale(_ client: APIClient, rate: Int, seconds: Int) async throws -> (readings: [Reading], accepted: Int) {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let log = SaleLog()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                while !log.done.load(ordering: .relaxed) {
+                    if let stats = try? await FleetTests.stats(client) {
+                        let reading = Reading(time: (clock.now - start).asSeconds,
+                                              workers: stats.processes.filter { $0.kind != .api }.map(\.workers),
+                                              oldestAge: stats.queue.oldestAgeSeconds, visible: stats.queue.visible)
+                        log.readings.withLock { $0.append(reading) }
+                    }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+            }
+            try await withThrowingTaskGroup(of: Void.self) { senders in
+                for n in 0..<(rate * seconds) {
+                    try await Task.sleep(until: start + .seconds(Double(n) / Double(rate)), clock: .continuous)
+                    senders.addTask {
+                        let reply = try await client.call(.POST, "/orders/async", json: #"{"customer_id":"e\#(n)","items":[{"product_id":"PROD-001","quantity":1,"price":10}]}"#)
+                        if reply.status == 202 { log.accepted.add(1, ordering: .relaxed) }
+                    }
+                }
+                try await senders.waitForAll()
+            }
+            log.done.store(true, ordering: .relaxed)
+            try await group.waitForAll()
+        }
+        return (log.readings.withLock { $0 }, log.accepted.load(ordering: .relaxed))
+    }
+
+    /// The workers of every pool, summed, at the readings within `range` seconds.
+    static func totals(_ readings: [Reading], in range: ClosedRange<Double>) -> [Int] {
+        readings.filter { range.contains($0.time) }.map { $0.workers.reduce(0, +) }
+    }
+
+    static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
+    }
+
+    @Test func aStepIsCarriedAfterAShortRampAndThePoolReturnsToItsMinimum() async throws {
+        let data = ServerProcess.temporaryDataPath()
+        let http = FleetTests.httpClient()
+        do {
+            let server = try await ServerProcess(dataPath: data, arguments: Self.auto)
+            let client = APIClient(http: http, base: server.baseURL)
+            _ = try await FleetTests.stats(client, within: .seconds(30)) { $0.processes.contains { $0.kind == .server && $0.workers == 1 } }
+            // 50 orders a second for 8 s: Little's law says 50 × 0.2 s = 10 workers.
+            let (readings, accepted) = try await Self.sale(client, rate: 50, seconds: 8)
+            #expect(accepted == 400)
+            let during = Self.totals(readings, in: 2...8)
+            #expect((during.max() ?? 0) >= 5, "the pool never grew: \(during)")
+            #expect((during.max() ?? 0) <= 60, "the pool grew far past the need: \(during)")
+            // After the ramp the oldest message waits less than the target (2 s) before its
+            // charge starts (its age counts the charge's 200 ms too).
+            let ages = readings.filter { (4...8).contains($0.time) }.map(\.oldestAge)
+            #expect(Self.median(ages) <= 2.2, "oldest ages after the ramp: \(ages)")
+            // Every order is charged, and the pool returns to its minimum after the sale.
+            let settled = try await FleetTests.stats(client, within: .seconds(60)) {
+                $0.orders.completed == 400 && $0.processes.first { $0.kind == .server }?.workers == 1
+            }
+            #expect(settled.orders.completed == 400)
+            #expect(settled.processes.first { $0.kind == .server }?.workers == 1)
+            #expect(try await server.terminate() == 0)
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+        try await http.shutdown()
+    }
+
+    @Test func twoWorkerProcessesTogetherSettleNearTheNeedNotTwiceIt() async throws {
+        let data = ServerProcess.temporaryDataPath()
+        let http = FleetTests.httpClient()
+        do {
+            let api = try await ServerProcess(dataPath: data, arguments: ["--workers", "0"])
+            let client = APIClient(http: http, base: api.baseURL)
+            // 400 ms charges: 50 orders a second need 20 workers in all.
+            let arguments = Self.auto.map { $0 == "200ms" ? "400ms" : $0 }
+            var workers: [ServerProcess] = []
+            for _ in 0..<2 { workers.append(try await ServerProcess("worker", dataPath: data, arguments: arguments)) }
+            _ = try await FleetTests.stats(client, within: .seconds(30)) { FleetTests.workerProcesses($0).count == 2 }
+            let (readings, accepted) = try await Self.sale(client, rate: 50, seconds: 10)
+            #expect(accepted == 500)
+            let steady = readings.filter { (5...10).contains($0.time) && $0.workers.count == 2 }
+            let totals = steady.map { Double($0.workers.reduce(0, +)) }
+            // Together near 20; each alone carrying the whole need would make 40 or more.
+            #expect(Self.median(totals) >= 12, "the fleet's workers: \(totals)")
+            #expect(Self.median(totals) <= 30, "the fleet's workers: \(totals)")
+            // Both took a share.
+            #expect(steady.allSatisfy { $0.workers.min()! >= 1 })
+            #expect(steady.contains { $0.workers.min()! >= 5 }, "one process did all the work: \(steady.map(\.workers))")
+            let settled = try await FleetTests.stats(client, within: .seconds(60)) {
+                $0.orders.completed == 500 && FleetTests.workerProcesses($0).allSatisfy { $0.workers == 1 }
+            }
+            #expect(settled.orders.completed == 500)
+            for worker in workers { #expect(try await worker.terminate() == 0) }
+            #expect(try await api.terminate() == 0)
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+        try await http.shutdown()
+    }
+}
