@@ -1,14 +1,17 @@
 import FlashCore
 import FlashServer
+import FlashWorkers
 import Foundation
 import Logging
 import Synchronization
 
 /// The seeds' whole study, reproduced in minutes: phase 1 loads the sync endpoint (normal, then
-/// flash), phase 2 is the planner's arithmetic, phase 3 loads the async endpoint, phase 4 watches
-/// the queue build up and drain, phase 5 scales the workers and finds the minimum by experiment.
+/// flash), phase 2 is the planner's arithmetic, phase 3 loads the async endpoint at the seeds'
+/// demand, phase 4 watches the queue build up and drain, phase 5 scales the workers and finds
+/// the minimum by experiment, phase 6 runs the sale against the elastic pool. First, the time
+/// scale is checked (``LabConfiguration/adaptTimeScale``).
 public struct Lab: Sendable {
-    public let configuration: LabConfiguration
+    public internal(set) var configuration: LabConfiguration
     let logger: Logger
     let work: String
 
@@ -26,26 +29,44 @@ public struct Lab: Sendable {
         defer { try? FileManager.default.removeItem(atPath: work) }
         let clock = ContinuousClock()
         let start = clock.now
+        var lab = self
         var results = LabResults(configuration: configuration)
-        let c = configuration
+        if configuration.adaptTimeScale {
+            // The study is only the seeds' if this machine delivers their demand and a pool of
+            // Little's law's size keeps up at this time scale; else time runs slower.
+            let check = Int((Double(configuration.littlesLawWorkers) * 1.1).rounded(.up))
+            while true {
+                let c = lab.configuration
+                progress("time scale \(c.timeScale): can this machine send \(Format.number(c.saleRate / c.timeScale)) orders/s with \(check) workers keeping up?")
+                let run = try await lab.saleRun(workers: check, cutoff: c.keepUpPayments * c.paymentTime, progress: progress)
+                let delivered = run.demand >= 0.97 * c.saleRate / c.timeScale
+                let keptUp = lab.keptUp(run)
+                results.calibrations.append((c.timeScale, run.demand, keptUp))
+                if (delivered && keptUp) || c.timeScale >= 1 { break }
+                lab.configuration.timeScale = min(1, c.timeScale * 2)
+            }
+            results.configuration = lab.configuration
+        }
+        let c = lab.configuration
         progress("phase 1: sync endpoint, normal load (\(c.syncNormalUsers) users)")
-        results.syncRuns.append(try await syncRun(name: "Normal load", users: c.syncNormalUsers, duration: c.syncNormalDuration))
+        results.syncRuns.append(try await lab.syncRun(name: "Normal load", users: c.syncNormalUsers, duration: c.syncNormalDuration))
         progress("phase 1: sync endpoint, flash load (\(c.syncFlashUsers) users)")
-        results.syncRuns.append(try await syncRun(name: "Flash sale", users: c.syncFlashUsers, duration: c.syncFlashDuration))
+        results.syncRuns.append(try await lab.syncRun(name: "Flash sale", users: c.syncFlashUsers, duration: c.syncFlashDuration))
         for workers in c.workerCounts {
             progress("phases 3-5: async flash sale, \(workers) worker\(workers == 1 ? "" : "s")")
-            results.saleRuns.append(try await saleRun(workers: workers, progress: progress))
+            results.saleRuns.append(try await lab.saleRun(workers: workers, cutoff: c.observeAfterSale, progress: progress))
         }
-        if c.searchMinimum, let reference = results.saleRuns.first {
-            // Bisect between 1 and twice Little's law for the demand actually measured.
-            let planned = reference.theory.minimumWorkers
-            var low = 1, high = max(2, planned * 2)
+        if c.searchMinimum {
+            // Bisect between half and twice Little's law for the seeds' demand. A trial that
+            // has not emptied its queue in time has fallen behind: it is cut off there.
+            let planned = c.littlesLawWorkers
+            var low = max(1, planned / 2), high = max(2, planned * 2)
             var found: Int?
             while low <= high {
                 let mid = (low + high) / 2
                 progress("phase 5: minimum workers search, trying \(mid)")
-                let run = try await saleRun(workers: mid, progress: progress)
-                let keptUp = run.drainSeconds <= c.scaled(c.paymentTime) * 2 + 0.02
+                let run = try await lab.saleRun(workers: mid, cutoff: c.keepUpPayments * c.paymentTime, progress: progress)
+                let keptUp = lab.keptUp(run)
                 results.minimumTrials.append((mid, keptUp, run.drainSeconds, run.peakDepth, run.demand))
                 if keptUp {
                     found = mid
@@ -56,8 +77,16 @@ public struct Lab: Sendable {
             }
             results.minimumFound = found
         }
+        progress("phase 6: the flash sale against --workers auto")
+        results.elastic = try await lab.saleRun(workers: 0, cutoff: c.observeAfterSale, progress: progress)
         results.wallSeconds = (clock.now - start).asSeconds
         return results
+    }
+
+    /// A fixed pool kept up: its queue emptied within ``LabConfiguration/keepUpPayments``
+    /// payments of the sale's end.
+    func keptUp(_ run: SaleRun) -> Bool {
+        !run.cutOff && run.drainSeconds <= configuration.scaled(configuration.paymentTime * configuration.keepUpPayments)
     }
 
     func serverConfiguration(workers: Int, name: String) -> FlashConfiguration {
@@ -66,6 +95,14 @@ public struct Lab: Sendable {
         // The lab makes no admin call over HTTP: a secret nobody holds, and no file for it.
         config.api.adminToken = TimeOrderedID.make() + TimeOrderedID.make()
         config.workers.count = workers
+        if workers == 0, name.hasPrefix("sale") {
+            // Phase 6: the elastic pool, from one worker up to far more than the sale needs.
+            let c = configuration
+            config.workers.scaling = WorkerScaler.Configuration(
+                minWorkers: 1, maxWorkers: 1_000, targetWait: .nanoseconds(Int64(c.scaled(c.autoTargetWait) * 1e9)),
+                scaleDownWindow: .nanoseconds(Int64(c.scaled(c.autoScaleDownWindow) * 1e9)))
+            config.workers.count = 1
+        }
         config.payment.latency = .fixed(.nanoseconds(Int64(configuration.scaled(configuration.paymentTime) * 1e9)))
         config.api.syncLanes = 1
         config.api.syncTimeout = .nanoseconds(Int64(configuration.scaled(configuration.syncTimeout) * 1e9))
@@ -96,26 +133,36 @@ public struct Lab: Sendable {
         return SyncRun(name: name, users: users, load: load, paymentSeconds: configuration.scaled(configuration.paymentTime), lanes: 1)
     }
 
-    // MARK: Phases 3–5
+    // MARK: Phases 3–6
 
-    func saleRun(workers: Int, progress: @escaping @Sendable (String) -> Void) async throws -> SaleRun {
+    /// The seeds' flash sale against W workers (0: `--workers auto`): open loop at the seeds'
+    /// rate, time-scaled, watched until every order is finished, or until `cutoff` seed
+    /// seconds after the sale (a pool that fell behind; its drain is then projected).
+    func saleRun(workers: Int, cutoff: Double, progress: @escaping @Sendable (String) -> Void) async throws -> SaleRun {
         let c = configuration
         let server = serverConfiguration(workers: workers, name: "sale-w\(workers)")
         return try await LabServer.with(server, logger: logger) { url, system in
             let clock = ContinuousClock()
             let start = clock.now
             let samples = DepthLog()
+            let scaling = ScalingLog()
             let saleEnded = LockedValue<Double?>(nil)
-            let interval = max(0.002, c.scaled(1))
-            let (load, emptyAt) = try await withThrowingTaskGroup(of: (LoadResult?, Double?).self) { group in
+            // The monitor samples every seed second, and an elastic pool at its controller's pace.
+            let interval = max(0.002, min(c.scaled(1), workers == 0 ? c.scaled(c.autoTargetWait) / 4 : .infinity))
+            let label = workers == 0 ? "auto" : "\(workers)"
+            let (load, emptyAt, watched) = try await withThrowingTaskGroup(of: (LoadResult?, Double??, Double?).self) { group in
                 group.addTask {
-                    let result = try await LoadGenerator(configuration: self.loadConfiguration(
-                        url: url, endpoint: .async, users: c.asyncUsers, duration: c.saleDuration)).run()
+                    var load = LoadConfiguration(host: url)
+                    load.endpoint = .async
+                    load.rate = c.saleRate / c.timeScale
+                    load.duration = c.scaled(c.saleDuration)
+                    load.timeout = max(1, c.scaled(c.syncTimeout) * 2)
+                    load.seed = 6650
+                    let result = try await LoadGenerator(configuration: load).run()
                     saleEnded.set((clock.now - start).asSeconds)
-                    return (result, nil)
+                    return (result, nil, nil)
                 }
                 group.addTask {
-                    // The monitor: depth at every tick (1 s of seed time), until the sale is over and all is done.
                     var tick = 0
                     var lastReport = clock.now
                     while true {
@@ -124,41 +171,66 @@ public struct Lab: Sendable {
                         let counts = try await system.store.counts()
                         let depth = queue.total
                         samples.append(now, depth)
+                        let pool = system.workers?.workerCount ?? 0
+                        scaling.append(now, pool, queue.oldestAgeSeconds)
                         if clock.now - lastReport > .milliseconds(250) {
                             lastReport = clock.now
-                            progress(String(format: "  workers %d  t=%@ (seed %@)  queue depth %d  completed %d",
-                                            workers, Format.seconds(now), Format.seconds(now / c.timeScale), depth, counts.completed))
+                            progress(String(format: "  workers %@ (now %d)  t=%@ (seed %@)  queue depth %d  completed %d",
+                                            label, pool, Format.seconds(now), Format.seconds(now / c.timeScale), depth, counts.completed))
                         }
-                        if saleEnded.value != nil, depth == 0, counts.pending == 0, counts.processing == 0 {
-                            return (nil, now)
+                        if let ended = saleEnded.value {
+                            if depth == 0, counts.pending == 0, counts.processing == 0 {
+                                // An elastic pool is watched on until it is back at its minimum
+                                // (its scale-down window), for the chart.
+                                if workers != 0 || pool <= 1 || now > ended + c.scaled(cutoff) { return (nil, .some(now), now) }
+                            } else if now > ended + c.scaled(cutoff) {
+                                return (nil, .some(nil), now)
+                            }
                         }
                         tick += 1
                         try await Task.sleep(until: start + .nanoseconds(Int64(Double(tick) * interval * 1e9)), clock: .continuous)
                     }
                 }
                 var load: LoadResult?
-                var empty: Double?
-                for try await (result, time) in group {
+                var empty: Double??
+                var watched: Double?
+                for try await (result, time, seen) in group {
                     if let result { load = result }
                     if let time { empty = time }
+                    if let seen { watched = seen }
                 }
-                return (load!, empty!)
+                return (load!, empty!, watched!)
             }
             var counts = try await system.store.counts()
-            // A request the load generator gave up on (its client timeout, on a busy machine)
-            // can still be placed after the monitor saw the queue empty: let those finish too.
-            let settleBy = clock.now + .seconds(10)
-            while counts.completed + counts.failed < counts.total, clock.now < settleBy {
-                try await Task.sleep(for: .milliseconds(20))
-                counts = try await system.store.counts()
+            if emptyAt != nil {
+                // A request the load generator gave up on (its client timeout, on a busy
+                // machine) can still be placed after the monitor saw the queue empty.
+                let settleBy = clock.now + .seconds(10)
+                while counts.completed + counts.failed < counts.total, clock.now < settleBy {
+                    try await Task.sleep(for: .milliseconds(20))
+                    counts = try await system.store.counts()
+                }
             }
+            // An elastic pool's queue emptied before it shrank back: the orders' span ends there.
             let depth = samples.values
+            var drained = emptyAt
+            if workers == 0, emptyAt != nil, let busy = depth.last(where: { $0.1 > 0 }) {
+                drained = depth.first { $0.0 > busy.0 }?.0 ?? emptyAt
+            }
             return SaleRun(
                 workers: workers, arrivals: counts.total, saleSeconds: saleEnded.value ?? load.elapsed,
-                emptySeconds: emptyAt, peakDepth: depth.map(\.1).max() ?? 0, completed: counts.completed,
-                failed: counts.failed, depth: depth, load: load, paymentSeconds: c.scaled(c.paymentTime))
+                emptyAt: drained, observedSeconds: watched, peakDepth: depth.map(\.1).max() ?? 0, completed: counts.completed,
+                failed: counts.failed, depth: depth, load: load, paymentSeconds: c.scaled(c.paymentTime),
+                scaling: workers == 0 ? scaling.values : [])
         }
     }
+}
+
+/// An elastic pool's samples: (wall seconds, workers, oldest message's age).
+final class ScalingLog: Sendable {
+    private let list = Mutex<[(time: Double, workers: Int, oldestAge: Double)]>([])
+    func append(_ time: Double, _ workers: Int, _ age: Double) { list.withLock { $0.append((time, workers, age)) } }
+    var values: [(time: Double, workers: Int, oldestAge: Double)] { list.withLock { $0 } }
 }
 
 /// Queue-depth samples of one run.

@@ -3,8 +3,12 @@ import Foundation
 /// The study of the seeds, as parameters in the seeds' own time; `timeScale` shrinks every
 /// duration at once (0.01: the 3 s payment takes 30 ms, the 60 s sale 0.6 s).
 public struct LabConfiguration: Sendable {
-    /// Multiplies every duration of the study.
-    public var timeScale = 0.01
+    /// Multiplies every duration of the study; the first one tried (see ``adaptTimeScale``).
+    public var timeScale = 0.02
+    /// Check first that this machine sustains the sale's rate at ``timeScale`` (the demand
+    /// delivered, and a pool of 1.1× Little's law keeping up), and double the scale until it
+    /// does. The report says which scale ran and why.
+    public var adaptTimeScale = true
     /// Seconds per payment (seed time).
     public var paymentTime = 3.0
     /// Phase 1, normal load: users and seconds (seed: 5 users for 30 s).
@@ -15,9 +19,19 @@ public struct LabConfiguration: Sendable {
     public var syncFlashDuration = 60.0
     /// How long a sync customer waits at most (seed time; the seeds' load balancer gave up at 60 s).
     public var syncTimeout = 60.0
-    /// Phases 3–5: the flash sale on the async endpoint (seed: 20 users for 60 s).
-    public var asyncUsers = 20
+    /// Phases 3–6: the flash sale on the async endpoint, open loop at the seeds' demand (60
+    /// orders/s for 60 s, seed time).
+    public var saleRate = 60.0
     public var saleDuration = 60.0
+    /// A fixed pool keeps up when the sale's last order is charged within this many payments of
+    /// the sale's end (its queue stayed bounded: a backlog of at most half the pool at the end).
+    public var keepUpPayments = 1.5
+    /// Phase 5 watches a pool that falls behind for this long after the sale (seed time), then
+    /// projects its drain from its measured rate.
+    public var observeAfterSale = 60.0
+    /// Phase 6, `--workers auto`: the target wait and the scale-down window (seed time).
+    public var autoTargetWait = 5.0
+    public var autoScaleDownWindow = 10.0
     /// Users spawned per second (seed time).
     public var spawnRate = 10.0
     /// Think time between a user's requests (seed: 100–500 ms).
@@ -32,4 +46,7 @@ public struct LabConfiguration: Sendable {
     public init() {}
 
     func scaled(_ seconds: Double) -> Double { seconds * timeScale }
+
+    /// Little's law for the seeds' sale: λ·S workers (180 for 60 orders/s of 3 s payments).
+    public var littlesLawWorkers: Int { Int((saleRate * paymentTime - 1e-9).rounded(.up)) }
 }

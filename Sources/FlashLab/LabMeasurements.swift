@@ -7,8 +7,11 @@ public struct SaleRun: Sendable {
     public var arrivals: Int
     /// Wall seconds the sale lasted.
     public var saleSeconds: Double
-    /// Wall seconds from the sale's start until the queue was empty and every order finished.
-    public var emptySeconds: Double
+    /// Wall seconds from the sale's start until the queue was empty and every order finished;
+    /// nil when the run was cut off first (``observedSeconds``).
+    public var emptyAt: Double?
+    /// Wall seconds the run was watched for, from the sale's start.
+    public var observedSeconds: Double
     /// Highest queue depth sampled (visible + in flight + delayed).
     public var peakDepth: Int
     public var completed: Int
@@ -19,11 +22,35 @@ public struct SaleRun: Sendable {
     public var load: LoadResult
     /// Payment time, wall seconds.
     public var paymentSeconds: Double
+    /// An elastic pool's run (phase 6): (wall seconds, workers, oldest message's age in wall seconds).
+    public var scaling: [(time: Double, workers: Int, oldestAge: Double)] = []
 
-    /// Wall seconds after the sale's end until empty.
+    /// Whether the run was cut off before its queue was empty.
+    public var cutOff: Bool { emptyAt == nil }
+    /// Wall seconds from the sale's start until empty: measured, or for a run cut off, projected
+    /// from what was left at the cut at the pool's capacity W/S.
+    public var emptySeconds: Double {
+        if let emptyAt { return emptyAt }
+        let left = Double(max(0, arrivals - completed - failed))
+        return observedSeconds + left / max(Double(workers) / paymentSeconds, 1e-9)
+    }
+    /// Wall seconds after the sale's end until empty (projected for a run cut off).
     public var drainSeconds: Double { max(0, emptySeconds - saleSeconds) }
-    /// Orders per wall second the pool finished, over the time it had work.
-    public var processingRate: Double { emptySeconds > 0 ? Double(completed + failed) / emptySeconds : 0 }
+    /// Orders per wall second the pool finished, over the time it had work (or was watched).
+    public var processingRate: Double {
+        let span = emptyAt ?? observedSeconds
+        return span > 0 ? Double(completed + failed) / span : 0
+    }
+    /// Worker-seconds (wall) from the sale's start until empty: the samples of an elastic
+    /// pool, W × that time for a fixed one.
+    public var workerSeconds: Double {
+        guard !scaling.isEmpty else { return Double(workers) * emptySeconds }
+        var total = 0.0
+        for (a, b) in zip(scaling, scaling.dropFirst()) where a.time < emptySeconds {
+            total += Double(a.workers) * (min(b.time, emptySeconds) - a.time)
+        }
+        return total
+    }
     /// Orders per wall second arriving.
     public var demand: Double { Double(arrivals) / max(saleSeconds, 1e-9) }
 
@@ -36,7 +63,11 @@ public struct SaleRun: Sendable {
     public var theoreticalDrain: Double { max(theory.drainTime, paymentSeconds) }
     /// Orders per wall second the theory expects over the same span: c when the queue builds,
     /// else the demand.
-    public var theoreticalRate: Double { Double(arrivals) / max(saleSeconds + theoreticalDrain, 1e-9) }
+    public var theoreticalRate: Double {
+        // Cut off while behind: the pool ran at capacity the whole time it was watched.
+        if cutOff { return min(Double(workers) / paymentSeconds, Double(arrivals) / max(observedSeconds, 1e-9)) }
+        return Double(arrivals) / max(saleSeconds + theoreticalDrain, 1e-9)
+    }
 }
 
 /// One phase-1 run on the sync endpoint.
@@ -53,6 +84,11 @@ public struct LabResults: Sendable {
     public var configuration: LabConfiguration
     public var syncRuns: [SyncRun] = []
     public var saleRuns: [SaleRun] = []
+    /// The time scales checked before the study, in order: the scale, the demand delivered
+    /// (orders per wall second), and whether a pool of 1.1× Little's law kept up.
+    public var calibrations: [(scale: Double, demand: Double, keptUp: Bool)] = []
+    /// Phase 6: the seeds' sale against `--workers auto`.
+    public var elastic: SaleRun?
     /// (workers, kept up?) trials of the minimum-worker search.
     public var minimumTrials: [(workers: Int, keptUp: Bool, drainSeconds: Double, peak: Int, demand: Double)] = []
     public var minimumFound: Int?

@@ -187,33 +187,48 @@ struct LoadGeneratorTests {
 struct LabTests {
     @Test func aTinyLabRunWritesEveryFileOfTheReport() async throws {
         var config = LabConfiguration()
-        config.timeScale = 0.001
+        // A small sale at a fast scale, run as given (no check of this machine's pace): 5
+        // orders/s for 30 s of seed time is 500 requests a wall second for 0.3 s.
+        config.timeScale = 0.01
+        config.adaptTimeScale = false
+        config.saleRate = 5
+        config.saleDuration = 30
         config.workerCounts = [1, 50]
+        config.observeAfterSale = 10
         config.syncNormalDuration = 60
         config.syncFlashDuration = 60
-        // 0.3 s of sale. How many orders a machine gets through in it is its own business
-        // (possibly none on a busy one), so the sale is checked against what the load generator
-        // itself counted, below, which holds at any speed.
-        config.saleDuration = 300
-        config.asyncUsers = 4
         config.syncFlashUsers = 4
         let results = try await Lab(configuration: config).run { _ in }
+        #expect(results.calibrations.isEmpty)
         #expect(results.syncRuns.count == 2)
         #expect(results.saleRuns.map(\.workers) == [1, 50])
-        let one = try #require(results.saleRuns.first)
-        // Every 202 the generator counted is an order the lab must find on the sale's server,
-        // which has at most one more per user: the request each may have had in flight when the
-        // sale was cut off. A lab that read the wrong store or miscounted breaks these as soon
-        // as one order got through.
-        #expect(one.arrivals >= one.load.statusCodes[202, default: 0])
-        #expect(one.arrivals <= one.load.aggregated.requests + config.asyncUsers)
-        // The lab waits until every order arrived is finished (its settle allowance of 10 s is
-        // generous for a few 3 ms charges).
-        #expect(one.completed + one.failed == one.arrivals)
-        // Each order is one message: the queue, sampled from the start, never held more.
-        #expect(!one.depth.isEmpty)
-        #expect(one.peakDepth <= one.arrivals)
+        // How many orders a machine gets through is its own business (possibly few on a busy
+        // one), so each sale is checked against what the load generator itself counted and
+        // what the server stored, which hold at any speed.
+        for run in results.saleRuns + [results.elastic].compactMap({ $0 }) {
+            // Every 202 is an order on the sale's server; open loop, no request is cut off.
+            #expect(run.arrivals >= run.load.statusCodes[202, default: 0])
+            #expect(run.arrivals <= run.load.aggregated.requests)
+            if run.cutOff {
+                // Watched until the cut: what was left is projected beyond it.
+                #expect(run.completed + run.failed <= run.arrivals)
+                #expect(run.emptySeconds >= run.observedSeconds)
+            } else {
+                // The lab waits until every order that arrived is finished.
+                #expect(run.completed + run.failed == run.arrivals)
+            }
+            // Each order is one message: the queue, sampled from the start, never held more.
+            #expect(!run.depth.isEmpty)
+            #expect(run.peakDepth <= run.arrivals)
+        }
+        // One worker cannot finish 150 payments of 30 ms in 0.1 s after the sale on any machine.
+        #expect(results.saleRuns[0].cutOff || results.saleRuns[0].arrivals < 10)
         #expect(!results.minimumTrials.isEmpty)
+        // Phase 6 ran the elastic pool and sampled its size, within its bounds.
+        let elastic = try #require(results.elastic)
+        #expect(elastic.workers == 0)
+        #expect(!elastic.scaling.isEmpty)
+        #expect(elastic.scaling.allSatisfy { (1...1_000).contains($0.workers) })
         let directory = NSTemporaryDirectory() + "flashsale-lab-report-\(UUID().uuidString)"
         let files = try LabReport(results: results).write(to: directory)
         #expect(files.map { ($0 as NSString).lastPathComponent } == LabReport.files)
@@ -223,7 +238,7 @@ struct LabTests {
             if file.hasSuffix(".svg") { #expect(text.hasPrefix("<svg") && text.contains("</svg>"), "\(file)") }
         }
         let report = try String(contentsOfFile: files[0], encoding: .utf8)
-        for heading in ["## Phase 1", "## Phase 2", "## Phase 3", "## Phase 4", "## Phase 5", "### Minimum workers"] {
+        for heading in ["## Phase 1", "## Phase 2", "## Phase 3", "## Phase 4", "## Phase 5", "### Minimum workers", "## Phase 6", "Demand delivered"] {
             #expect(report.contains(heading), "\(heading)")
         }
         #expect(report.contains("| 1 | "))
