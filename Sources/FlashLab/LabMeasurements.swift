@@ -85,12 +85,12 @@ public struct LabResults: Sendable {
     public var syncRuns: [SyncRun] = []
     public var saleRuns: [SaleRun] = []
     /// The time scales checked before the study, in order: the scale, the demand delivered
-    /// (orders per wall second), and whether a pool of 1.1× Little's law kept up.
+    /// (orders per wall second), and whether the check's pool (``LabConfiguration/checkPool``) kept up (in either of two tries).
     public var calibrations: [(scale: Double, demand: Double, keptUp: Bool)] = []
     /// Phase 6: the seeds' sale against `--workers auto`.
     public var elastic: SaleRun?
     /// (workers, kept up?) trials of the minimum-worker search.
-    public var minimumTrials: [(workers: Int, keptUp: Bool, drainSeconds: Double, peak: Int, demand: Double)] = []
+    public var minimumTrials: [(workers: Int, keptUp: Bool, drainSeconds: Double, peak: Int, demand: Double, tries: Int)] = []
     public var minimumFound: Int?
     public var wallSeconds: Double = 0
     public var startedAt = Date()

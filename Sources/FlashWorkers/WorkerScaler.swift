@@ -181,7 +181,10 @@ public struct WorkerScaler: Sendable {
         let waited = max(0, sample.oldestAgeSeconds - service)
         let drainWithin = max(1e-3, waited > target ? target / 2 : target)
         let need = service * (arrivals + Double(sample.visible) / drainWithin)
-        let fleetNeed = need < 1e-9 ? 0 : Int(need.rounded(.up))
+        // Whole workers, a tenth of one forgiven (the smoothed rate decays towards 0 but never
+        // reaches it); at least one while any message is waiting or in flight.
+        let pending = sample.visible + sample.inFlight + sample.delayed > 0
+        let fleetNeed = max(pending ? 1 : 0, Int(max(0, need - 0.1).rounded(.up)))
         let share = (fleetNeed + max(1, sample.processes) - 1) / max(1, sample.processes)
         // Up at once, down after a window.
         needs.append((time, share))

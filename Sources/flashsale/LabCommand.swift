@@ -10,7 +10,7 @@ struct LabCommand: AsyncParsableCommand {
         abstract: "Reproduce the seeds' study (sync vs async, queue buildup, worker scaling) and write a report.")
 
     @Option(help: "Report folder.") var out = "./lab-report"
-    @Option(help: "Multiplies every duration of the study (0.02: 3 s payments take 60 ms); 'auto' starts at 0.02. The lab first checks that this machine sustains the seeds' demand at it, and doubles it until it does (the report says so).") var timeScale = "auto"
+    @Option(help: "Multiplies every duration of the study (0.05: 3 s payments take 150 ms); 'auto' starts at 0.05. The lab first checks that this machine sustains the seeds' demand at it, and doubles it until it does (the report says so).") var timeScale = "auto"
     @Flag(help: "Run at --time-scale even if this machine cannot sustain the seeds' demand at it.") var exactTimeScale = false
     @Option(help: "The flash sale's demand in seed time (phases 3-6, open loop).") var rate = "60/s"
     @Option(help: "Worker counts for phase 5, comma-separated.") var workers = "1,5,20,100,200"

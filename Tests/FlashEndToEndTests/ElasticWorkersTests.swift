@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import FlashBackend
 import Foundation
+import NIOCore
 import Synchronization
 import Testing
 
@@ -67,6 +68,31 @@ struct ElasticWorkersTests {
         readings.filter { range.contains($0.time) }.map { $0.workers.reduce(0, +) }
     }
 
+    static func body(_ http: HTTPClient, _ url: String) async throws -> String {
+        let response = try await http.execute(HTTPClientRequest(url: url), timeout: .seconds(60))
+        return String(buffer: try await response.body.collect(upTo: 1 << 22))
+    }
+
+    /// A gauge's value in a Prometheus exposition (the first sample of that name, no labels).
+    static func gauge(_ name: String, in text: String) -> Double? {
+        for line in text.split(separator: "\n") where line.hasPrefix(name + " ") {
+            return Double(line.dropFirst(name.count + 1))
+        }
+        return nil
+    }
+
+    @Test func elasticSettingsNeedWorkersAutoAndConsistentBounds() throws {
+        let alone = try ServerProcess.runToExit(["--min-workers", "5"])
+        #expect(alone.status != 0)
+        #expect(alone.errors.contains("--min-workers needs --workers auto"), "\(alone.errors)")
+        let crossed = try ServerProcess.runToExit(["--workers", "auto", "--min-workers", "10", "--max-workers", "5"])
+        #expect(crossed.status != 0)
+        #expect(crossed.errors.contains("--min-workers (10) must not be above --max-workers (5)"), "\(crossed.errors)")
+        let zero = try ServerProcess.runToExit(["--workers", "auto", "--min-workers", "0"])
+        #expect(zero.status != 0)
+        #expect(zero.errors.contains("--min-workers"), "\(zero.errors)")
+    }
+
     static func median(_ values: [Double]) -> Double {
         let sorted = values.sorted()
         return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
@@ -95,6 +121,22 @@ struct ElasticWorkersTests {
             }
             #expect(settled.orders.completed == 400)
             #expect(settled.processes.first { $0.kind == .server }?.workers == 1)
+            // What outside autoscalers read: all of it there, and calm after the sale.
+            // (Once the arrival rate it estimates has decayed, it recommends no worker process.)
+            try await expectEventually(timeout: .seconds(60)) {
+                Self.gauge("flashsale_worker_processes_recommended", in: try await Self.body(http, server.baseURL + "/metrics")) == 0
+            }
+            let text = try await Self.body(http, server.baseURL + "/metrics")
+            for name in ["flashsale_workers_recommended", "flashsale_worker_processes_recommended", "flashsale_queue_backlog_per_worker",
+                         "flashsale_process_workers_target", "flashsale_arrival_rate", "flashsale_process_payment_service_seconds",
+                         "flashsale_queue_oldest_message_age_seconds"] {
+                #expect(Self.gauge(name, in: text) != nil, "\(name) missing from /metrics")
+            }
+            #expect(Self.gauge("flashsale_process_workers", in: text) == 1)
+            #expect(Self.gauge("flashsale_workers_recommended", in: text) == 0)
+            // The pool learnt the gateway's pace from its charges (200 ms, and the pool's own time).
+            let service = try #require(Self.gauge("flashsale_process_payment_service_seconds", in: text))
+            #expect(service >= 0.2 && service < 2, "service time \(service)")
             #expect(try await server.terminate() == 0)
         } catch {
             try? await http.shutdown()
