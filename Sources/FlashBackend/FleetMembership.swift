@@ -49,12 +49,13 @@ public final class FleetMembership: Service {
     let logger: Logger
     private let seen = Mutex<[ProcessRecord]>([])
 
-    public init(configuration: Configuration = Configuration(), kind: ProcessRecord.Kind, registry: any FleetRegistry,
-                logger: Logger, load: @escaping @Sendable () -> Load) {
+    /// `processID`: this process's id in the registry (a new one by default).
+    public init(configuration: Configuration = Configuration(), processID: String = ProcessRecord.makeID(), kind: ProcessRecord.Kind,
+                registry: any FleetRegistry, logger: Logger, load: @escaping @Sendable () -> Load) {
         self.configuration = configuration
         self.host = ProcessInfo.processInfo.hostName
         self.pid = Int(ProcessInfo.processInfo.processIdentifier)
-        self.processID = ProcessRecord.makeID()
+        self.processID = processID
         self.kind = kind
         self.startedAt = WallClock.nowMillis()
         self.registry = registry

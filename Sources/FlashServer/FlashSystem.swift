@@ -250,17 +250,21 @@ public final class FlashSystem: Sendable {
         var scaling = configuration.workers.scaling
         scaling?.expectedServiceTime = configuration.paymentURL?.expectedLatency ?? configuration.payment.latency.mean
         let fleet = backend.fleet
+        let processID = ProcessRecord.makeID()
         let staleAfter = FleetMembership.Configuration().staleAfter
         let workers: WorkerPool? = configuration.workers.count > 0 || scaling != nil
             ? WorkerPool(configuration: .init(workers: configuration.workers.count, visibilityTimeout: configuration.queue.visibilityTimeout,
                                               retryBackoff: configuration.workers.retryBackoff,
                                               shutdownDeadline: configuration.workers.shutdownDeadline, scaling: scaling),
                          store: store, gateway: gateway, processed: processed, orderMetrics: orderMetrics,
-                         workerProcesses: {
+                         fleet: {
                              // Processes that run workers, from their heartbeats (this one's is
                              // among them after its first).
-                             let live = try? await fleet.processes(heartbeatSince: WallClock.nowMillis() - staleAfter.asMilliseconds)
-                             return max(1, live?.filter { $0.kind != .api }.count ?? 1)
+                             guard let live = try? await fleet.processes(heartbeatSince: WallClock.nowMillis() - staleAfter.asMilliseconds)
+                             else { return WorkerPool.FleetShare() }
+                             let pools = live.filter { $0.kind != .api }
+                             let others = pools.filter { $0.id != processID }
+                             return WorkerPool.FleetShare(processes: others.count + 1, othersBusy: others.reduce(0) { $0 + $1.busy })
                          }, logger: logger)
             : nil
         let reconciler = Reconciler(
@@ -271,7 +275,7 @@ public final class FlashSystem: Sendable {
         case .server: workers == nil ? .api : .server
         case .worker: .worker
         }
-        let membership = FleetMembership(kind: kind, registry: backend.fleet, logger: logger) {
+        let membership = FleetMembership(processID: processID, kind: kind, registry: backend.fleet, logger: logger) {
             FleetMembership.Load(workers: workers?.workerCount ?? 0, busy: workers?.busy ?? 0,
                                  acceptedPerSecond: accepted.perSecond, processedPerSecond: processed.perSecond)
         }

@@ -71,7 +71,7 @@ public struct PoolSimulation: Sendable {
         var controllers = Array(repeating: WorkerScaler(configuration: scaler), count: processes)
         // Each process's controller answer and busy workers; they share the waiting line. A
         // process runs max(answer, busy): a worker above the answer retires when its charge ends.
-        var workers = Array(repeating: scaler.minWorkers, count: processes)
+        var workers = Array(repeating: max(1, scaler.minWorkers), count: processes)
         var busy = Array(repeating: 0, count: processes)
         var charges = Array(repeating: (count: 0, seconds: 0.0, errors: 0), count: processes)
         var waiting: Deque<(arrived: Double, count: Int)> = []
@@ -164,7 +164,7 @@ public struct PoolSimulation: Sendable {
                 let decision = controllers[process].observe(WorkerScaler.Observation(
                     visible: waitingCount, inFlight: inFlight, oldestAgeSeconds: oldestAge,
                     charges: charges[process].count, chargeSeconds: charges[process].seconds, gatewayErrors: charges[process].errors,
-                    busy: busy[process], processes: processes), at: .nanoseconds(Int64(time * 1e9)))
+                    busy: busy[process], othersBusy: inFlight - busy[process], processes: processes), at: .nanoseconds(Int64(time * 1e9)))
                 charges[process] = (0, 0, 0)
                 workers[process] = decision.workers
                 rate = decision.arrivalRate

@@ -46,12 +46,14 @@ final class WorkDispatcher: Sendable {
         max(1, min(workers, max(QueueLimits.maxBatchSize, workers / 5)))
     }
 
-    /// Sets how many worker loops should run; returns how many the caller must start. Loops
-    /// beyond the new count retire when they next ask for a job (``next()`` answers nil), never
-    /// in the middle of one: idle ones at once, busy ones when their job is done.
-    func resize(to target: Int) -> Int {
-        let (start, retired, wake) = state.withLock { state -> (Int, [CheckedContinuation<Job?, Never>], [CheckedContinuation<Int, Never>]) in
-            if state.closed { return (0, [], []) }
+    /// Sets how many worker loops should run; returns how many the caller must start, and the
+    /// buffered jobs beyond the smaller pool's prefetch, which the caller gives back untried
+    /// (kept, they would wait for the few workers left past their leases). Loops beyond the
+    /// new count retire when they next ask for a job (``next()`` answers nil), never in the
+    /// middle of one: idle ones at once, busy ones when their job is done.
+    func resize(to target: Int) -> (start: Int, excess: [Job]) {
+        let (start, excess, retired, wake) = state.withLock { state -> (Int, [Job], [CheckedContinuation<Job?, Never>], [CheckedContinuation<Int, Never>]) in
+            if state.closed { return (0, [], [], []) }
             state.target = max(0, target)
             state.prefetch = Self.prefetch(forWorkers: state.target)
             var retired: [CheckedContinuation<Job?, Never>] = []
@@ -61,11 +63,13 @@ final class WorkDispatcher: Sendable {
             }
             let start = max(0, state.target - state.workers)
             state.workers += start
-            return (start, retired, takeDemandWaiters(&state))
+            var excess: [Job] = []
+            while state.buffer.count > state.prefetch, let newest = state.buffer.popLast() { excess.append(newest) }
+            return (start, excess, retired, takeDemandWaiters(&state))
         }
         for worker in retired { worker.resume(returning: nil) }
         for waiter in wake { waiter.resume(returning: -1) }
-        return start
+        return (start, excess)
     }
 
     /// Worker loops wanted now.

@@ -39,6 +39,19 @@ import Synchronization
 /// during a charge. A fixed pool samples too (once a second) and only reports what the
 /// controller would run (``scaling``), for `/metrics` and outside autoscalers.
 public final class WorkerPool: Service {
+    /// The rest of the fleet, as an elastic pool's controller sees it.
+    public struct FleetShare: Sendable {
+        /// Live processes running payment workers, this one included.
+        public var processes: Int
+        /// The other processes' workers charging, as of their last heartbeats.
+        public var othersBusy: Int
+
+        public init(processes: Int = 1, othersBusy: Int = 0) {
+            self.processes = processes
+            self.othersBusy = othersBusy
+        }
+    }
+
     /// The pool's settings.
     public struct Configuration: Sendable {
         /// Concurrent charges (W).
@@ -93,8 +106,8 @@ public final class WorkerPool: Service {
     let charges = Mutex<(count: Int, seconds: Double, errors: Int)>((0, 0, 0))
     /// The controller's latest answer.
     let latest: Mutex<WorkerScaler.Decision?>
-    /// Live processes running payment workers, this one included (from the fleet registry).
-    let workerProcesses: @Sendable () async -> Int
+    /// The fleet as this pool's controller needs it (from the fleet registry).
+    let fleet: @Sendable () async -> FleetShare
     /// Worker loops to start, from ``WorkDispatcher/resize(to:)``.
     let spawns: (stream: AsyncStream<Int>, continuation: AsyncStream<Int>.Continuation)
     let hardStop = ArrivalSignal<Int>()
@@ -105,12 +118,12 @@ public final class WorkerPool: Service {
     let gatewayBreaker: CircuitBreaker
 
     /// A pool that charges the orders of `store`, reading their messages from its payments queue.
-    /// `workerProcesses` counts the live processes that run workers, this one included (an
-    /// elastic pool runs its share of the fleet's need).
+    /// `fleet` reads the live processes that run workers (an elastic pool runs its share of
+    /// the fleet's need).
     public init(configuration: Configuration, store: any OrderStore, gateway: any PaymentGateway,
                 processed: RateMeter = RateMeter(), orderMetrics: OrderMetrics = .none,
-                workerProcesses: @escaping @Sendable () async -> Int = { 1 }, logger: Logger) {
-        self.workerProcesses = workerProcesses
+                fleet: @escaping @Sendable () async -> FleetShare = { FleetShare() }, logger: Logger) {
+        self.fleet = fleet
         self.spawns = AsyncStream.makeStream(of: Int.self)
         self.latest = Mutex(nil)
         self.orderMetrics = orderMetrics
@@ -158,13 +171,13 @@ public final class WorkerPool: Service {
 
     /// Runs until graceful shutdown (or cancellation).
     public func run() async throws {
-        let initial = configuration.scaling?.minWorkers ?? configuration.workers
+        let initial = configuration.scaling.map { max(1, $0.minWorkers) } ?? configuration.workers
         guard initial > 0 else {
             try? await gracefulShutdown()
             return
         }
         let fetchers = min(8, max(1, maxWorkers / 50))
-        spawns.continuation.yield(dispatcher.resize(to: initial))
+        spawns.continuation.yield(dispatcher.resize(to: initial).start)
         if let scaling = configuration.scaling {
             logger.info("worker pool started", metadata: [
                 "workers": "auto", "min_workers": "\(scaling.minWorkers)", "max_workers": "\(scaling.maxWorkers)",
@@ -228,7 +241,7 @@ public final class WorkerPool: Service {
             minWorkers: configuration.workers, maxWorkers: configuration.workers, targetWait: .seconds(5)))
         let interval = configuration.scaling?.interval ?? .seconds(1)
         let start = ContinuousClock.now
-        var processes = 1
+        var share = FleetShare()
         var processesReadAt: ContinuousClock.Instant?
         while !Task.isCancelled {
             do { try await Task.sleep(for: interval) } catch { return }
@@ -242,7 +255,7 @@ public final class WorkerPool: Service {
             }
             // The fleet's processes change slowly; read them once a second at most.
             if processesReadAt.map({ ContinuousClock.now - $0 >= .seconds(1) }) ?? true {
-                processes = max(1, await workerProcesses())
+                share = await fleet()
                 processesReadAt = .now
             }
             let ended = charges.withLock { value in
@@ -251,14 +264,16 @@ public final class WorkerPool: Service {
             }
             let decision = scaler.observe(WorkerScaler.Observation(
                 visible: statistics.visible, inFlight: statistics.inFlight, delayed: statistics.delayed,
-                oldestAgeSeconds: statistics.oldestAgeSeconds, buffered: dispatcher.buffered,
+                oldestAgeSeconds: statistics.oldestAgeSeconds,
                 charges: ended.count, chargeSeconds: ended.seconds, gatewayErrors: ended.errors,
-                busy: busy, processes: processes), at: ContinuousClock.now - start)
+                busy: busy, othersBusy: share.othersBusy, processes: max(1, share.processes)), at: ContinuousClock.now - start)
             latest.withLock { $0 = decision }
             guard configuration.scaling != nil, !stopping.load(ordering: .relaxed) else { continue }
             let before = dispatcher.target
             if decision.workers != before {
-                spawns.continuation.yield(dispatcher.resize(to: decision.workers))
+                let (start, excess) = dispatcher.resize(to: decision.workers)
+                spawns.continuation.yield(start)
+                await returnUntried(excess)
                 logger.info("workers resized", metadata: [
                     "from": "\(before)", "to": "\(decision.workers)", "fleet_need": "\(decision.fleetNeed)",
                     "arrivals_per_second": "\(Int(decision.arrivalRate.rounded()))",
@@ -354,6 +369,9 @@ public final class WorkerPool: Service {
         case giveBack
         /// Never tried: back to the queue as if not received.
         case untried
+        /// Never tried, and its lease could not be renewed before the charge (it waited in the
+        /// buffer past half of it): the message is the queue's again, or soon; left alone.
+        case leaseLost
         case unusable(String)
     }
 
@@ -366,6 +384,21 @@ public final class WorkerPool: Service {
         if order.status.isTerminal { return .alreadyFinished }
         // Buffered before the gateway was found away: back, untried, until it answers.
         if gatewayBreaker.isOpen { return .untried }
+        var job = job
+        let lease = configuration.visibilityTimeout
+        if ContinuousClock.now - job.leasedAt >= lease / 2 {
+            // Waited in the buffer past half its lease (a pool that shrank, a slow store): renew
+            // it before the charge, so the charge is never sent on a lease that may be gone.
+            let renewedAt = ContinuousClock.now
+            do {
+                try await queue.changeVisibility(job.message.receiptHandle, timeout: lease)
+                job.leasedAt = renewedAt
+            } catch {
+                logger.warning("a buffered delivery's lease could not be renewed; it is left to the queue",
+                               metadata: ["order_id": "\(orderID)", "message_id": "\(job.message.messageID)", "error": "\(error)"])
+                return .leaseLost
+            }
+        }
         busyCount.add(1, ordering: .relaxed)
         defer { busyCount.subtract(1, ordering: .relaxed) }
         let started = ContinuousClock.now
@@ -498,6 +531,8 @@ public final class WorkerPool: Service {
                 await giveBack(job, after: .zero)
             case .untried:
                 await returnUntried([job])
+            case .leaseLost:
+                break
             case let .unusable(reason):
                 logger.warning("unusable message; it will be dead-lettered",
                                metadata: ["order_id": "\(job.orderID ?? "-")", "message_id": "\(job.message.messageID)", "reason": "\(reason)"])

@@ -14,8 +14,10 @@ import Foundation
 /// λ the arrival rate and B the messages waiting, the fleet needs `S × (λ + B / T)` workers:
 /// enough to carry the arrivals and to drain the backlog within the target wait T (half of it
 /// once the oldest message has already waited longer than T). λ needs no shared counter: the
-/// messages in flight, over S, are the rate the fleet finishes at, and the change of the
-/// queue's total between samples is what arrived beyond that. Each process runs its share of
+/// fleet's busy workers, over S, are the rate it finishes at (Little's law on the charges), and
+/// the change of the queue's total between samples is what arrived beyond that. (Not the
+/// queue's in-flight count: it also holds prefetched messages, retries waiting out a backoff
+/// and the leases of dead processes, none of which is being charged.) Each process runs its share of
 /// the need (divided by the live worker processes), so a fleet of ten carries the need once,
 /// not ten times.
 ///
@@ -74,8 +76,6 @@ public struct WorkerScaler: Sendable {
         public var delayed: Int
         /// Age of the oldest message in the queue, in seconds.
         public var oldestAgeSeconds: Double
-        /// Of `inFlight`, those this process holds but has not started (its prefetch buffer).
-        public var buffered: Int
         /// Charges this process had answered (approved or declined) since the last sample.
         public var charges: Int
         /// Their total time, in seconds (from the request to its answer).
@@ -85,16 +85,18 @@ public struct WorkerScaler: Sendable {
         public var gatewayErrors: Int
         /// This process's workers charging now.
         public var busy: Int
+        /// The other processes' workers charging (as of their last heartbeats).
+        public var othersBusy: Int
         /// Live processes running payment workers, this one included.
         public var processes: Int
 
-        public init(visible: Int, inFlight: Int, delayed: Int = 0, oldestAgeSeconds: Double, buffered: Int = 0,
-                    charges: Int, chargeSeconds: Double, gatewayErrors: Int = 0, busy: Int, processes: Int = 1) {
+        public init(visible: Int, inFlight: Int, delayed: Int = 0, oldestAgeSeconds: Double,
+                    charges: Int, chargeSeconds: Double, gatewayErrors: Int = 0, busy: Int, othersBusy: Int = 0, processes: Int = 1) {
+            self.othersBusy = othersBusy
             self.visible = visible
             self.inFlight = inFlight
             self.delayed = delayed
             self.oldestAgeSeconds = oldestAgeSeconds
-            self.buffered = buffered
             self.charges = charges
             self.chargeSeconds = chargeSeconds
             self.gatewayErrors = gatewayErrors
@@ -131,7 +133,9 @@ public struct WorkerScaler: Sendable {
     private var service: Double
     private var baseline: Double
     private var timed = false
-    /// (instant, need) of the samples within the scale-down window.
+    /// (instant, need) of the samples within the scale-down window, needs decreasing from the
+    /// front (a sample with a later, larger need makes the earlier, smaller ones irrelevant), so
+    /// the window's largest is the first: constant time per sample however long the window.
     private var needs: Deque<(Double, Int)> = []
     private var ceiling: Int?
     /// When the ceiling was last set or lowered (probing up waits a window from it).
@@ -142,12 +146,16 @@ public struct WorkerScaler: Sendable {
     /// Since when the service time has been above 1.5× the baseline without a break.
     private var slowSince: Double?
 
+    /// The fewest workers: ``Configuration/minWorkers``, at least 1 (a pool of none would
+    /// never take the message that should make it grow).
+    public var minimum: Int { max(1, configuration.minWorkers) }
+
     public init(configuration: Configuration) {
         self.configuration = configuration
         let expected = max(1e-6, configuration.expectedServiceTime.asSeconds)
         self.service = expected
         self.baseline = expected
-        self.decision = Decision(workers: configuration.minWorkers, fleetNeed: 0, recommendedProcesses: 0,
+        self.decision = Decision(workers: max(1, configuration.minWorkers), fleetNeed: 0, recommendedProcesses: 0,
                                  arrivalRate: 0, serviceSeconds: expected, gatewayCeiling: nil)
     }
 
@@ -159,7 +167,7 @@ public struct WorkerScaler: Sendable {
         updateServiceTime(sample)
         // Arrivals: what the fleet finishes (in flight over S) plus the growth of the queue.
         let total = sample.visible + sample.inFlight + sample.delayed
-        let departures = Double(max(0, sample.inFlight - sample.buffered)) / service
+        let departures = Double(max(0, sample.busy) + max(0, sample.othersBusy)) / service
         if let lastTime, time > lastTime {
             let elapsed = time - lastTime
             // Not clamped here: a sample where a burst of charges ended reads low (even below 0),
@@ -180,19 +188,21 @@ public struct WorkerScaler: Sendable {
         let target = configuration.targetWait.asSeconds
         let waited = max(0, sample.oldestAgeSeconds - service)
         let drainWithin = max(1e-3, waited > target ? target / 2 : target)
-        let need = service * (arrivals + Double(sample.visible) / drainWithin)
+        // Bounded before it becomes a count (a wild trace or a huge expected latency).
+        let need = min(1e12, service * (arrivals + Double(sample.visible) / drainWithin))
         // Whole workers, a tenth of one forgiven (the smoothed rate decays towards 0 but never
         // reaches it); at least one while any message is waiting or in flight.
         let pending = sample.visible + sample.inFlight + sample.delayed > 0
         let fleetNeed = max(pending ? 1 : 0, Int(max(0, need - 0.1).rounded(.up)))
         let share = (fleetNeed + max(1, sample.processes) - 1) / max(1, sample.processes)
         // Up at once, down after a window.
+        while let last = needs.last, last.1 <= share { needs.removeLast() }
         needs.append((time, share))
         while let first = needs.first, first.0 < time - window { needs.removeFirst() }
-        var workers = needs.reduce(0) { max($0, $1.1) }
+        var workers = needs.first?.1 ?? share
         watchGateway(sample, at: time, window: window)
         if let ceiling { workers = min(workers, ceiling) }
-        workers = min(configuration.maxWorkers, max(configuration.minWorkers, workers))
+        workers = min(configuration.maxWorkers, max(minimum, workers))
         let perProcess = max(1, configuration.maxWorkers)
         decision = Decision(workers: workers, fleetNeed: fleetNeed,
                             recommendedProcesses: fleetNeed == 0 ? 0 : (fleetNeed + perProcess - 1) / perProcess,
@@ -230,10 +240,13 @@ public struct WorkerScaler: Sendable {
             slowSince = nil
         }
         let busy = max(1, sample.busy)
+        let minimum = self.minimum
         let settled = time - cutAt >= max(2 * configuration.interval.asSeconds, service)
         if failing {
             guard settled else { return }
-            let cut = max(configuration.minWorkers, Int(Double(busy) * 0.7))
+            // From the pool's size, not the busy count of one instant (fast refusals leave few
+            // workers busy at any moment).
+            let cut = max(minimum, Int(Double(min(ceiling ?? decision.workers, decision.workers)) * 0.7))
             ceiling = min(ceiling ?? cut, cut)
             ceilingSetAt = time
             cutAt = time
@@ -246,7 +259,7 @@ public struct WorkerScaler: Sendable {
                 return
             }
             // What the gateway carries (charges per second) at its baseline pace, and a tenth more.
-            let carried = max(configuration.minWorkers, Int((throughput * baseline * 1.1).rounded(.up)))
+            let carried = max(minimum, Int(min(1e12, throughput * baseline * 1.1).rounded(.up)))
             if settled, carried < (ceiling ?? .max) {
                 ceiling = carried
                 ceilingSetAt = time

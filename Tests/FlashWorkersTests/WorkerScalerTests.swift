@@ -150,7 +150,7 @@ struct WorkDispatcherResizeTests {
 
     @Test func aWorkerAboveTheNewSizeFinishesItsJobAndRetiresOnlyThen() async {
         let dispatcher = WorkDispatcher()
-        #expect(dispatcher.resize(to: 2) == 2)
+        #expect(dispatcher.resize(to: 2).start == 2)
         let wanted = await dispatcher.demand()
         #expect(wanted >= 2)
         #expect(dispatcher.deliver([job(1), job(2)], reserved: wanted).isEmpty)
@@ -158,13 +158,36 @@ struct WorkDispatcherResizeTests {
         let first = await dispatcher.next()
         let second = await dispatcher.next()
         #expect(first?.orderID == "o1" && second?.orderID == "o2")
-        #expect(dispatcher.resize(to: 1) == 0)
+        #expect(dispatcher.resize(to: 1).start == 0)
         // Their jobs are untouched; the first to ask again retires, the other gets work.
         #expect(await dispatcher.next() == nil)
         #expect(dispatcher.deliver([job(3)], reserved: 0).isEmpty)
         #expect(await dispatcher.next()?.orderID == "o3")
         // Growing again starts only the missing ones.
-        #expect(dispatcher.resize(to: 3) == 2)
+        #expect(dispatcher.resize(to: 3).start == 2)
         dispatcher.close()
+    }
+
+    @Test func shrinkingHandsBackTheBufferBeyondTheSmallerPoolsPrefetch() async {
+        // A pool of 200 keeps 40 jobs ready; shrunk to 5, it keeps 5 (prefetch of at most the
+        // pool) and hands the rest back to be returned untried, not left to outwait their leases.
+        let dispatcher = WorkDispatcher()
+        #expect(dispatcher.resize(to: 200).start == 200)
+        #expect(WorkDispatcher.prefetch(forWorkers: 200) == 40)
+        var delivered = 0
+        while delivered < 40 {
+            let wanted = await dispatcher.demand()
+            #expect(dispatcher.deliver((0..<wanted).map { job(delivered + $0) }, reserved: wanted).isEmpty)
+            delivered += wanted
+        }
+        #expect(dispatcher.buffered == 40)
+        let (start, excess) = dispatcher.resize(to: 5)
+        #expect(start == 0)
+        #expect(excess.count == 35)
+        #expect(dispatcher.buffered == 5)
+        // The oldest stay (they were received first); the newest go back.
+        #expect(Set(excess.compactMap(\.orderID)) == Set((5..<40).map { "o\($0)" }))
+        dispatcher.close()
+        #expect(dispatcher.takeReturned().count == 5)
     }
 }
