@@ -69,6 +69,13 @@ struct AWSTopologyTests {
         try await http.shutdown()
     }
 
+    @Test func twoElasticWorkersOnSQSTogetherSettleNearTheNeed() async throws {
+        // moto answers a few dozen SQS calls a second: a small sale of long charges (need 9).
+        let setup = try AWSTopology.setUp(maxReceives: 5)
+        try await ElasticWorkersTests.twoWorkers(rate: 3, seconds: 12, payment: "3s", shared: [], api: setup.apiArguments,
+                                                 worker: setup.workerArguments, environment: AWSTopology.environment)
+    }
+
     @Test func ordersAcceptedWhileSNSIsGoneAreDeliveredAfterAKill9() async throws {
         let setup = try AWSTopology.setUp(maxReceives: 5)
         let data = ServerProcess.temporaryDataPath()
