@@ -234,14 +234,15 @@ public struct WorkerScaler: Sendable {
         let attempts = sample.charges + sample.gatewayErrors
         let failing = sample.gatewayErrors > 0 && Double(sample.gatewayErrors) >= 0.05 * Double(attempts)
         let slow = timed && sample.charges > 0 && service > 1.5 * baseline
-        if slow {
-            slowSince = slowSince ?? time
-        } else if sample.charges > 0 {
-            slowSince = nil
+        // Whether this sample's own charges (not the smoothed time, which lags a cut) were slow.
+        if sample.charges > 0 {
+            let measured = sample.chargeSeconds / Double(sample.charges)
+            if measured > 1.5 * baseline { slowSince = slowSince ?? time } else { slowSince = nil }
         }
         let busy = max(1, sample.busy)
         let minimum = self.minimum
-        let settled = time - cutAt >= max(2 * configuration.interval.asSeconds, service)
+        let hold = max(2 * configuration.interval.asSeconds, service)
+        let settled = time - cutAt >= hold
         if failing {
             guard settled else { return }
             // From the pool's size, not the busy count of one instant (fast refusals leave few
@@ -251,8 +252,9 @@ public struct WorkerScaler: Sendable {
             ceilingSetAt = time
             cutAt = time
         } else if slow {
-            if let since = slowSince, time - since >= window, let ceiling, busy <= ceiling {
-                // As slow at the reduced concurrency as above it: the gateway itself got slower.
+            if let since = slowSince, time - max(since, cutAt + hold) >= max(window, 5 * baseline), let ceiling, busy <= ceiling {
+                // Every charge as slow at the reduced concurrency, long after the cut, as above
+                // it: the gateway itself got slower.
                 baseline = service
                 self.ceiling = nil
                 slowSince = nil

@@ -145,6 +145,34 @@ struct ElasticWorkersTests {
         try await http.shutdown()
     }
 
+    @Test func aGatewayAtItsLimitIsNotHammeredWithMoreWorkers() async throws {
+        // The gateway charges 5 at a time (200 ms each: 25 a second); 50 orders a second arrive.
+        // Little's law on the growing backlog would ask for the maximum (100); more workers
+        // would only wait in the gateway's line.
+        let data = ServerProcess.temporaryDataPath()
+        let http = FleetTests.httpClient()
+        do {
+            let server = try await ServerProcess(dataPath: data, arguments: Self.auto + ["--payment-concurrency", "5"])
+            let client = APIClient(http: http, base: server.baseURL)
+            let (readings, accepted) = try await Self.sale(client, rate: 50, seconds: 8)
+            #expect(accepted == 400)
+            let late = Self.totals(readings, in: 5...8).map(Double.init)
+            #expect(Self.median(late) <= 20, "workers while the gateway was the limit: \(late)")
+            #expect(readings.last!.visible > 0, "the gateway was not the limit after all")
+            let text = try await Self.body(http, server.baseURL + "/metrics")
+            let ceiling = try #require(Self.gauge("flashsale_process_workers_gateway_ceiling", in: text))
+            #expect(ceiling <= 20, "the gateway's ceiling as the pool sees it: \(ceiling)")
+            // Every order is charged all the same, at the gateway's pace.
+            let settled = try await FleetTests.stats(client, within: .seconds(90)) { $0.orders.completed == 400 }
+            #expect(settled.orders.completed == 400)
+            #expect(try await server.terminate() == 0)
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+        try await http.shutdown()
+    }
+
     @Test func twoWorkerProcessesTogetherSettleNearTheNeedNotTwiceIt() async throws {
         try await Self.twoWorkers(rate: 50, seconds: 10, payment: "400ms", shared: [])
     }
