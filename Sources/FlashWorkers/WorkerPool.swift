@@ -144,6 +144,9 @@ public final class WorkerPool: Service {
                                              longestProbe: configuration.longestProbe, logger: logger) { [gateway] in
             try await gateway.probe()
         }
+        // The pool's size from the start (the fleet's heartbeats report it before run() does),
+        // its first worker loops queued for run() to start.
+        spawns.continuation.yield(dispatcher.resize(to: configuration.scaling.map { max(1, $0.minWorkers) } ?? configuration.workers).start)
     }
 
     /// The dependencies the pool is waiting out (``CircuitBreaker`` open): "database", "gateway".
@@ -177,7 +180,6 @@ public final class WorkerPool: Service {
             return
         }
         let fetchers = min(8, max(1, maxWorkers / 50))
-        spawns.continuation.yield(dispatcher.resize(to: initial).start)
         if let scaling = configuration.scaling {
             logger.info("worker pool started", metadata: [
                 "workers": "auto", "min_workers": "\(scaling.minWorkers)", "max_workers": "\(scaling.maxWorkers)",

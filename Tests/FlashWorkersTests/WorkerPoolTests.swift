@@ -291,6 +291,8 @@ struct UntriedDeliveryTests {
         // gracefulShutdownFinishesChargesInProgressAndGivesBackTheRest): exactly two are charged.
         let gateway = WorkerPoolTests.GatedGateway(system.services.gateway)
         let pool = WorkerPoolTests.pool(system, charging: gateway)
+        // Its size is known before it runs: the fleet's first heartbeat reports it.
+        #expect(pool.workerCount == 2)
         // In FlashSystem's order: the pool last, so it is the first to stop.
         let group = ServiceGroup(configuration: .init(services: [system.reconciler, pool], logger: WorkerPoolTests.logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
