@@ -163,7 +163,7 @@ public struct Lab: Sendable {
             // The monitor samples every seed second, and an elastic pool at its controller's pace.
             let interval = max(0.002, min(c.scaled(1), workers == 0 ? c.scaled(c.autoTargetWait) / 4 : .infinity))
             let label = workers == 0 ? "auto" : "\(workers)"
-            let (load, emptyAt, watched) = try await withThrowingTaskGroup(of: (LoadResult?, Double??, Double?).self) { group in
+            let (load, seenEmpty, watched) = try await withThrowingTaskGroup(of: (LoadResult?, Double??, Double?).self) { group in
                 group.addTask {
                     var load = LoadConfiguration(host: url)
                     load.endpoint = .async
@@ -184,7 +184,8 @@ public struct Lab: Sendable {
                         let counts = try await system.store.counts()
                         let depth = queue.total
                         samples.append(now, depth)
-                        let pool = system.workers?.workerCount ?? 0
+                        // Workers running: those above a shrinking target finish their charges first.
+                        let pool = max(system.workers?.workerCount ?? 0, system.workers?.busy ?? 0)
                         scaling.append(now, pool, queue.oldestAgeSeconds)
                         if clock.now - lastReport > .milliseconds(250) {
                             lastReport = clock.now
@@ -215,20 +216,23 @@ public struct Lab: Sendable {
                 return (load!, empty!, watched!)
             }
             var counts = try await system.store.counts()
-            if emptyAt != nil {
+            var emptyAt = seenEmpty
+            if emptyAt != nil, counts.completed + counts.failed < counts.total {
                 // A request the load generator gave up on (its client timeout, on a busy
-                // machine) can still be placed after the monitor saw the queue empty.
+                // machine) can still be placed after the monitor saw the queue empty: the run
+                // ends when those are finished too, or counts as cut off.
                 let settleBy = clock.now + .seconds(10)
                 while counts.completed + counts.failed < counts.total, clock.now < settleBy {
                     try await Task.sleep(for: .milliseconds(20))
                     counts = try await system.store.counts()
                 }
+                emptyAt = counts.completed + counts.failed < counts.total ? nil : (clock.now - start).asSeconds
             }
             // An elastic pool's queue emptied before it shrank back: the orders' span ends there.
             let depth = samples.values
             var drained = emptyAt
-            if workers == 0, emptyAt != nil, let busy = depth.last(where: { $0.1 > 0 }) {
-                drained = depth.first { $0.0 > busy.0 }?.0 ?? emptyAt
+            if workers == 0, let empty = emptyAt, let busy = depth.last(where: { $0.1 > 0 }) {
+                drained = min(empty, max(saleEnded.value ?? 0, depth.first { $0.0 > busy.0 }?.0 ?? empty))
             }
             return SaleRun(
                 workers: workers, arrivals: counts.total, saleSeconds: saleEnded.value ?? load.elapsed,

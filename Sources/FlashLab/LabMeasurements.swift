@@ -25,6 +25,9 @@ public struct SaleRun: Sendable {
     /// An elastic pool's run (phase 6): (wall seconds, workers, oldest message's age in wall seconds).
     public var scaling: [(time: Double, workers: Int, oldestAge: Double)] = []
 
+    /// The pool's size: W, or an elastic pool's last sampled size (at least 1).
+    public var poolSize: Int { workers > 0 ? workers : max(1, scaling.last?.workers ?? 1) }
+
     /// Whether the run was cut off before its queue was empty.
     public var cutOff: Bool { emptyAt == nil }
     /// Wall seconds from the sale's start until empty: measured, or for a run cut off, projected
@@ -32,7 +35,7 @@ public struct SaleRun: Sendable {
     public var emptySeconds: Double {
         if let emptyAt { return emptyAt }
         let left = Double(max(0, arrivals - completed - failed))
-        return observedSeconds + left / max(Double(workers) / paymentSeconds, 1e-9)
+        return observedSeconds + left / max(Double(poolSize) / paymentSeconds, 1e-9)
     }
     /// Wall seconds after the sale's end until empty (projected for a run cut off).
     public var drainSeconds: Double { max(0, emptySeconds - saleSeconds) }
@@ -65,7 +68,7 @@ public struct SaleRun: Sendable {
     /// else the demand.
     public var theoreticalRate: Double {
         // Cut off while behind: the pool ran at capacity the whole time it was watched.
-        if cutOff { return min(Double(workers) / paymentSeconds, Double(arrivals) / max(observedSeconds, 1e-9)) }
+        if cutOff { return min(Double(poolSize) / paymentSeconds, Double(arrivals) / max(observedSeconds, 1e-9)) }
         return Double(arrivals) / max(saleSeconds + theoreticalDrain, 1e-9)
     }
 }

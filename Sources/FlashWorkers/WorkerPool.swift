@@ -275,7 +275,12 @@ public final class WorkerPool: Service {
             if decision.workers != before {
                 let (start, excess) = dispatcher.resize(to: decision.workers)
                 spawns.continuation.yield(start)
-                await returnUntried(excess)
+                if !excess.isEmpty {
+                    // Given back even if graceful shutdown cancels this loop meanwhile: awaited
+                    // at once, in a task of its own that the cancellation does not reach (else
+                    // the store would drop the call and the deliveries would count).
+                    await Task { await self.returnUntried(excess) }.value
+                }
                 logger.info("workers resized", metadata: [
                     "from": "\(before)", "to": "\(decision.workers)", "fleet_need": "\(decision.fleetNeed)",
                     "arrivals_per_second": "\(Int(decision.arrivalRate.rounded()))",
@@ -371,8 +376,8 @@ public final class WorkerPool: Service {
         case giveBack
         /// Never tried: back to the queue as if not received.
         case untried
-        /// Never tried, and its lease could not be renewed before the charge (it waited in the
-        /// buffer past half of it): the message is the queue's again, or soon; left alone.
+        /// Never tried: it waited in the buffer until its lease ran out and another worker
+        /// received the message; left to them.
         case leaseLost
         case unusable(String)
     }
@@ -395,10 +400,16 @@ public final class WorkerPool: Service {
             do {
                 try await queue.changeVisibility(job.message.receiptHandle, timeout: lease)
                 job.leasedAt = renewedAt
-            } catch {
-                logger.warning("a buffered delivery's lease could not be renewed; it is left to the queue",
-                               metadata: ["order_id": "\(orderID)", "message_id": "\(job.message.messageID)", "error": "\(error)"])
+            } catch QueueError.receiptHandleInvalid {
+                // Received again by another worker meanwhile: the delivery is theirs.
+                logger.warning("a buffered delivery's lease ran out and another took it; left to them",
+                               metadata: ["order_id": "\(orderID)", "message_id": "\(job.message.messageID)"])
                 return .leaseLost
+            } catch {
+                // The queue did not answer (the store busy or away): nothing was sent, so the
+                // delivery goes back uncounted (if its receipt is still current).
+                _ = await storeBreaker.isAway(after: error)
+                return .untried
             }
         }
         busyCount.add(1, ordering: .relaxed)

@@ -211,6 +211,8 @@ struct SQLiteWriterTests {
         let other = try await SQLiteLockHolder(path: path)
         // More patient writes than one group takes, then one with a short deadline behind them.
         let count = GroupCommitWriter.maxGroup * 2 + 100
+        // From here the writer answers no group (the lock is held).
+        let stalledFrom = ContinuousClock.now
         let patient = Task {
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 for n in 0..<count {
@@ -224,13 +226,17 @@ struct SQLiteWriterTests {
         // (The first few form the group that waits for the lock; more than a group's worth wait
         // behind it, so the next one is behind those too.)
         try await Self.until { database.connection.writer.waitingOperations > GroupCommitWriter.maxGroup + 10 }
+        // Patient enough not to be refused on arrival (a line that has answered nothing for as
+        // long as a newcomer may wait is refused at once, by the forecast: a slow machine takes
+        // seconds to queue the others), so it joins the line and its deadline passes there.
+        let patience = (ContinuousClock.now - stalledFrom) + .seconds(1)
         let hurried = Task {
-            try await database.write(deadline: .now + .seconds(1)) { db in try db.execute(sql: "INSERT INTO t VALUES (-1)") }
+            try await database.write(deadline: .now + patience) { db in try db.execute(sql: "INSERT INTO t VALUES (-1)") }
         }
         // Refused at its deadline although the lock is still held and it is not in the next group.
         let answered = try await withThrowingTaskGroup(of: Bool.self) { race in
             race.addTask { _ = await hurried.result; return true }
-            race.addTask { try await Task.sleep(for: .seconds(30)); return false }
+            race.addTask { try await Task.sleep(for: patience + .seconds(30)); return false }
             defer { race.cancelAll() }
             return try await race.next() ?? false
         }

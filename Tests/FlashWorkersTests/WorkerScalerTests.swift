@@ -1,6 +1,8 @@
 import FlashCore
 import FlashQueue
+import FlashServer
 @testable import FlashWorkers
+import ServiceLifecycle
 import Testing
 
 /// The worker controller as a state machine on made-up instants, alone and driving a simulated
@@ -189,5 +191,50 @@ struct WorkDispatcherResizeTests {
         #expect(Set(excess.compactMap(\.orderID)) == Set((5..<40).map { "o\($0)" }))
         dispatcher.close()
         #expect(dispatcher.takeReturned().count == 5)
+    }
+}
+
+/// A delivery that waited in the buffer past its lease, and that another consumer received
+/// meanwhile, is not charged: its lease is renewed before the charge, and cannot be.
+@Suite("Buffered deliveries past their lease")
+struct BufferedLeaseTests {
+    @Test func aBufferedDeliveryTakenByAnotherConsumerIsNotCharged() async throws {
+        let lease = Duration.seconds(6)
+        let system = try await FlashSystem.open(WorkerPoolTests.configuration(workers: 0, latency: .milliseconds(5), visibility: lease),
+                                                logger: WorkerPoolTests.logger)
+        for n in 0..<4 { _ = try await system.store.placeQueued(WorkerPoolTests.order(n)) }
+        let gateway = WorkerPoolTests.GatedGateway(system.services.gateway)
+        // Two workers: two charges held at the gate, two deliveries buffered.
+        let pool = WorkerPool(configuration: .init(workers: 2, visibilityTimeout: lease, retryBackoff: .milliseconds(10),
+                                                   shutdownDeadline: .seconds(60)),
+                              store: system.store, gateway: gateway, logger: WorkerPoolTests.logger)
+        let group = ServiceGroup(configuration: .init(services: [pool], logger: WorkerPoolTests.logger))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            try await WorkerPoolTests.waitForTwoChargesAndTwoBuffered(pool, system)
+            #expect(pool.dispatcher.buffered == 2)
+            // The buffered two outwait their lease (the held charges' leases are kept by their
+            // heartbeats), and another consumer receives them.
+            try await WorkerPoolTests().expectEventually(timeout: .seconds(60)) {
+                try await system.paymentsQueue.statistics().visible == 2
+            }
+            let taken = try await system.paymentsQueue.receive(maxMessages: 10, wait: .zero, visibilityTimeout: .seconds(600))
+            #expect(taken.count == 2)
+            gateway.open()
+            // The held charges finish; the buffered jobs reach the workers and are dropped.
+            try await WorkerPoolTests().expectEventually(timeout: .seconds(60)) {
+                guard pool.dispatcher.buffered == 0, pool.busy == 0 else { return false }
+                return try await system.store.counts().completed == 2
+            }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        // Only the two held orders were charged; the other consumer still holds the rest.
+        #expect(try await system.ledger.entries().count == 2)
+        let counts = try await system.store.counts()
+        #expect(counts.completed == 2)
+        #expect(counts.processing == 2)
+        #expect(try await system.paymentsQueue.statistics().inFlight == 2)
+        try await system.close()
     }
 }
