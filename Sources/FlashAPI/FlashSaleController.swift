@@ -85,6 +85,7 @@ struct FlashSaleController {
             accepted.record()
             orderMetrics.recordAccepted(.buy)
         }
-        return Response.json(.ok, #"{"order_id":\#(JSONText.quoted(placement.order.id)),"status":"\#(placement.order.status.rawValue)","message":"Order Queued..."}"#)
+        return Response.json(.ok, #"{"order_id":\#(JSONText.quoted(placement.order.id)),"status":"\#(placement.order.status.rawValue)","message":"Order Queued..."}"#,
+                             headers: OrderIntake.headers(for: placement))
     }
 }

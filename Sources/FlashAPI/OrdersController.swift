@@ -3,6 +3,7 @@ import FlashCore
 import FlashOrders
 import FlashPayments
 import FlashWorkers
+import Foundation
 import HTTPTypes
 import Hummingbird
 
@@ -40,7 +41,8 @@ struct OrdersController<Context: RequestContext> {
             orderMetrics.recordAccepted(.async)
         }
         return Response.json(.accepted, OrderJSON.accepted(orderID: placement.order.id, messageID: placement.messageID,
-                                                           status: placement.order.status))
+                                                           status: placement.order.status),
+                             headers: OrderIntake.headers(for: placement))
     }
 
     // MARK: Sync
@@ -88,7 +90,7 @@ struct OrdersController<Context: RequestContext> {
         let placement = try await OrderIntake.place(order, store: store, soldOut: soldOut) { try await $0.placeImmediate($1, holdUntil: holdUntil) }
         if placement.created { orderMetrics.recordAccepted(.sync) }
         guard placement.created else {
-            if placement.order.status.isTerminal { return Response.json(.ok, OrderJSON.order(placement.order)) }
+            if placement.order.status.isTerminal { return Response.json(.ok, OrderJSON.order(placement.order), headers: OrderIntake.headers(for: placement)) }
             throw APIError(.conflict, code: "request_in_progress",
                            message: "order '\(placement.order.id)' of this idempotency key is not finished yet: its charge is in progress or its outcome is being settled; ask again shortly",
                            headers: [.retryAfter: "1"])
@@ -245,6 +247,24 @@ enum SyncLimits {
 /// The first steps every order endpoint shares: read, validate, refuse cleanly.
 enum OrderIntake {
     static let idempotencyHeader = HTTPField.Name("Idempotency-Key")!
+    static let replayedHeader = HTTPField.Name("Idempotent-Replayed")!
+
+    /// The headers of an answer about a placed order: `Location` (where its status is read),
+    /// and `Idempotent-Replayed: true` when the request repeated an earlier one (its key, or
+    /// its client-chosen order id) and the stored order is answered, nothing new placed.
+    static func headers(for placement: Placement) -> HTTPFields {
+        var fields: HTTPFields = [.location: location(of: placement.order.id)]
+        if !placement.created { fields[replayedHeader] = "true" }
+        return fields
+    }
+
+    /// `/orders/{id}`, the id percent-encoded (a client may choose any id without control characters).
+    static func location(of orderID: String) -> String {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~")
+        return "/orders/" + (orderID.addingPercentEncoding(withAllowedCharacters: allowed) ?? orderID)
+    }
+
 
     /// Reads and validates the body into a new order (400 / 413 on bad input).
     static func newOrder(from request: Request, context: some RequestContext, channel: OrderChannel) async throws -> NewOrder {

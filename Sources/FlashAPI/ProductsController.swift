@@ -12,6 +12,7 @@ struct ProductsController {
     static let maxUnits = 1_000_000_000
 
     func addRoutes(to routes: inout RouteTable<FlashRequestContext>) {
+        routes.on("/products", method: .get, use: list)
         routes.on("/products/:id", method: .put, admin: true, use: put)
         routes.on("/products/:id", method: .get, use: show)
     }
@@ -39,6 +40,19 @@ struct ProductsController {
         let product = try await catalog.putProduct(id: id, stock: stock, perCustomerLimit: limit, price: price)
         soldOut.forget(id)
         return Response.json(.ok, Self.json(product))
+    }
+
+    /// `GET /products?limit=N`: the catalog, by product id (at most `limit`, default 100).
+    @Sendable func list(_ request: Request, context: FlashRequestContext) async throws -> Response {
+        var limit = 100
+        if let text = request.uri.queryParameters.get("limit") {
+            guard let number = Int(text), (1...1000).contains(number) else {
+                throw APIError.badRequest("invalid_limit", "limit must be a whole number from 1 to 1000, not '\(text)'")
+            }
+            limit = number
+        }
+        let products = try await catalog.products(limit: limit)
+        return Response.json(.ok, #"{"products":[\#(products.map(Self.json).joined(separator: ","))]}"#)
     }
 
     @Sendable func show(_ request: Request, context: FlashRequestContext) async throws -> Response {

@@ -18,11 +18,42 @@ struct SystemController<Context: RequestContext> {
     let startedAtMillis: Int64
 
     func addRoutes(to routes: inout RouteTable<Context>) {
+        routes.on("/", method: .get, use: index)
         routes.on("/health", method: .get, use: health)
         routes.on("/stats", method: .get, use: stats)
         routes.on("/workers", method: .get, use: workers)
         routes.on("/openapi.json", method: .get, use: openAPI)
     }
+
+    /// Where a newcomer lands: what this server is and links to what it serves; an HTML page
+    /// for a browser (`Accept: text/html`), JSON for anything else.
+    @Sendable func index(_ request: Request, context: Context) async throws -> Response {
+        if request.headers[.accept]?.contains("text/html") == true {
+            let items = Self.links.map { #"<li><a href="\#($0.path)">\#($0.path)</a> — \#($0.what)</li>"# }.joined(separator: "\n")
+            let page = """
+                <!DOCTYPE html>
+                <html lang="en"><head><meta charset="utf-8"><title>flashsale</title></head>
+                <body><h1>flashsale \(FlashVersion.current)</h1>
+                <p>A flash-sale order-processing engine. Place orders with <code>POST /orders/async</code> or <code>POST /orders/sync</code>.</p>
+                <ul>
+                \(items)
+                </ul></body></html>
+                """
+            return Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: page)))
+        }
+        let fields = Self.links.map { "\(JSONText.quoted($0.name)):\(JSONText.quoted($0.path))" }.joined(separator: ",")
+        return Response.json(.ok, #"{"service":"flashsale","version":\#(JSONText.quoted(FlashVersion.current)),"links":{\#(fields)}}"#)
+    }
+
+    /// What `GET /` links to.
+    static var links: [(name: String, path: String, what: String)] { [
+        ("dashboard", "/dashboard", "live queue, workers and orders"),
+        ("openapi", "/openapi.json", "the API's OpenAPI 3.1 document"),
+        ("metrics", "/metrics", "Prometheus metrics"),
+        ("stats", "/stats", "the queue and order counts as JSON"),
+        ("health", "/health", "liveness"),
+        ("products", "/products", "the catalog"),
+    ] }
 
     @Sendable func health(_ request: Request, context: Context) async throws -> Response {
         let uptime = Double(WallClock.nowMillis() - startedAtMillis) / 1000

@@ -5,8 +5,10 @@
 extension Duration {
     /// Parses a duration such as `3s`, `30ms`, `1.5s`, `2m`, `1h`, `500us` or `0`.
     ///
-    /// A bare number means seconds. Returns `nil` for anything else, including negative values
-    /// and values too large to represent (over ``maxParsed``, about 292 years).
+    /// A unit is required: a bare number (`200`) could mean seconds or milliseconds, and a
+    /// wrong guess starts a server with a 200-second payment, so only `0` may go without one.
+    /// Returns `nil` for anything else, including negative values and values too large to
+    /// represent (over ``maxParsed``, about 292 years).
     public init?(parsing text: String) {
         let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
         guard !trimmed.isEmpty else { return nil }
@@ -15,12 +17,14 @@ extension Duration {
             ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400),
         ]
         var number = Substring(trimmed)
-        var scale = 1.0
+        var scale: Double?
         for unit in units where trimmed.hasSuffix(unit.suffix) {
             number = trimmed.dropLast(unit.suffix.count)
             scale = unit.seconds
             break
         }
+        if scale == nil, Double(number) == 0 { scale = 1 }
+        guard let scale else { return nil }
         guard let value = Double(number.trimmingCharacters(in: .whitespaces)),
               value.isFinite, value >= 0
         else { return nil }
@@ -29,6 +33,9 @@ extension Duration {
         guard seconds <= Self.maxParsed.asSeconds else { return nil }
         self = .nanoseconds(Int64((seconds * 1e9).rounded()))
     }
+
+    /// The forms ``init(parsing:)`` accepts, for error messages.
+    public static let acceptedForms = "a number with a unit: 250us, 30ms, 1.5s, 2m, 1h or 1d"
 
     /// The longest duration ``init(parsing:)`` accepts: 9e9 s (about 285 years), well inside
     /// what `Duration` arithmetic on clocks can add without overflowing.

@@ -68,6 +68,25 @@ public struct LoadConfiguration: Sendable {
     /// One body sent with every POST instead of generated ones (`flashsale bench` sends the
     /// same body as wrk does, so both generators measure the same work).
     public var body: String?
+    /// A body rendered afresh for every request (``RequestTemplate``), instead of generated ones.
+    public var bodyTemplate: RequestTemplate?
+    /// Headers sent with every request, each value rendered per request.
+    public var headers: [Header] = []
+    /// The products `{{product}}` picks from.
+    public var products: [String] = (1...100).map { "PROD-" + String(format: "%03d", $0) }
+    /// A run in stages: the rate (open loop) or the users (closed loop) ramp between targets;
+    /// `duration` is then the stages' sum.
+    public var stages: LoadStages?
+
+    /// A header with a templated value.
+    public struct Header: Sendable {
+        public var name: String
+        public var value: RequestTemplate
+        public init(name: String, value: RequestTemplate) {
+            self.name = name
+            self.value = value
+        }
+    }
 
     public init(host: String) {
         self.host = host.hasSuffix("/") ? String(host.dropLast()) : host

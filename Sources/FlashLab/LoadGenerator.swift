@@ -28,6 +28,7 @@ public struct LoadGenerator: Sendable {
         let startUnix = Date().timeIntervalSince1970
         let deadline = start + .milliseconds(Int64(config.duration * 1000))
         let history = SampleLog()
+        let templates = TemplateContext(products: config.products)
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
@@ -58,11 +59,11 @@ public struct LoadGenerator: Sendable {
                         second += 1
                     } while !ended && clock.now < deadline
                 }
-                if let rate = config.rate {
-                    try await Self.openLoop(rate: rate, config: config, http: http, tally: tally, clock: clock, start: start, deadline: deadline)
+                if config.rate != nil || config.stages?.kind == .rate {
+                    try await Self.openLoop(config: config, http: http, tally: tally, templates: templates, clock: clock, start: start, deadline: deadline)
                 } else {
                     do {
-                        try await Self.closedLoop(config: config, http: http, tally: tally, clock: clock, start: start, deadline: deadline)
+                        try await Self.closedLoop(config: config, http: http, tally: tally, templates: templates, clock: clock, start: start, deadline: deadline)
                     } catch is DeadlineReached {}
                 }
                 // A run with a request limit ends with its load (the sampler writes the last,
@@ -88,29 +89,51 @@ public struct LoadGenerator: Sendable {
     /// of its requests before each send, and the run ends the moment the last of them is
     /// answered (users still thinking, and the spawner, are stopped then), or at the deadline if
     /// that comes first.
-    static func closedLoop(config: LoadConfiguration, http: HTTPClient, tally: LoadTally, clock: ContinuousClock,
+    static func closedLoop(config: LoadConfiguration, http: HTTPClient, tally: LoadTally, templates: TemplateContext, clock: ContinuousClock,
                            start: ContinuousClock.Instant, deadline: ContinuousClock.Instant) async throws {
         let tickets = config.requestLimit.map { RequestTickets($0) }
+        // In stages, every user is started at once and user k sends only while the target is
+        // at least k; the users column follows the target.
+        let stages = config.stages
+        let users = stages.map { Int($0.peak.rounded(.up)) } ?? config.users
+        @Sendable func active(_ user: Int) -> Bool {
+            guard let stages else { return true }
+            return Double(user) < stages.target(at: (clock.now - start).asSeconds)
+        }
         do {
             try await withThrowingTaskGroup(of: Void.self) { race in
                 race.addTask {
                     try await Task.sleep(until: deadline, clock: .continuous)
                     throw DeadlineReached()
                 }
+                if let stages {
+                    race.addTask {
+                        while true {
+                            tally.setUsers(Int(stages.target(at: (clock.now - start).asSeconds).rounded(.down)))
+                            try await Task.sleep(for: .milliseconds(100))
+                        }
+                    }
+                }
                 race.addTask {
                     try await withThrowingDiscardingTaskGroup { group in
-                        for user in 0..<config.users {
-                            let spawnAt = start + .milliseconds(Int64(Double(user) / max(config.spawnRate, 0.001) * 1000))
+                        for user in 0..<users {
+                            let spawnAt = stages != nil ? start : start + .milliseconds(Int64(Double(user) / max(config.spawnRate, 0.001) * 1000))
                             if spawnAt >= deadline || tickets?.remaining == 0 { break }
                             // Cancelled (the last answer came, or the run was): spawn no more; the
                             // group then ends with its users' outcome.
                             do { try await Task.sleep(until: spawnAt, clock: .continuous) } catch { break }
-                            tally.setUsers(user + 1)
+                            if stages == nil { tally.setUsers(user + 1) }
                             group.addTask {
                                 var bodies = OrderBodies(seed: config.seed == 0 ? UInt64.random(in: 1...UInt64.max) : config.seed &+ UInt64(user))
-                                while clock.now < deadline, tickets?.take() ?? true {
+                                while clock.now < deadline {
+                                    guard active(user) else {
+                                        try await Task.sleep(for: .milliseconds(50))
+                                        continue
+                                    }
+                                    guard tickets?.take() ?? true else { break }
                                     let sent = clock.now
-                                    await send(config: config, http: http, tally: tally, bodies: &bodies, intended: sent, clock: clock)
+                                    await send(config: config, http: http, tally: tally, body: body(config, &bodies, templates),
+                                               templates: templates, intended: sent, clock: clock)
                                     // The limit's last answer ends the run at once (it cancels the others).
                                     if tickets?.answered() == true { throw LimitReached() }
                                     let think = Double.random(in: config.wait)
@@ -128,6 +151,7 @@ public struct LoadGenerator: Sendable {
                 // for the deadline. A cancelled run throws `CancellationError`.
                 _ = try await race.next()
                 _ = try await race.next()
+                race.cancelAll()
             }
         } catch is LimitReached {}
     }
@@ -140,24 +164,34 @@ public struct LoadGenerator: Sendable {
 
     // MARK: Open loop
 
-    static func openLoop(rate: Double, config: LoadConfiguration, http: HTTPClient, tally: LoadTally, clock: ContinuousClock,
+    /// Requests at intended times: a constant `rate`, or the ramps of its stages (starting
+    /// from `rate`, else 0).
+    static func openLoop(config: LoadConfiguration, http: HTTPClient, tally: LoadTally, templates: TemplateContext, clock: ContinuousClock,
                          start: ContinuousClock.Instant, deadline: ContinuousClock.Instant) async throws {
         let slots = AsyncSemaphore(permits: max(1, config.maxInFlight))
-        let interval = 1.0 / max(rate, 1e-6)
+        let interval = 1.0 / max(config.rate ?? 0, 1e-6)
+        var schedule = config.stages.map { $0.sendTimes(from: config.rate ?? 0) }
         tally.setUsers(0)
         try await withThrowingDiscardingTaskGroup { group in
             var index = 0
             var bodies = OrderBodies(seed: config.seed == 0 ? UInt64.random(in: 1...UInt64.max) : config.seed)
             while true {
                 if let limit = config.requestLimit, index >= limit { break }
-                let intended = start + .nanoseconds(Int64(Double(index) * interval * 1e9))
+                let offset: Double
+                if schedule != nil {
+                    guard let next = schedule?.next() else { break }
+                    offset = next
+                } else {
+                    offset = Double(index) * interval
+                }
+                let intended = start + .nanoseconds(Int64(offset * 1e9))
                 if intended >= deadline { break }
                 if intended > clock.now { try await Task.sleep(until: intended, clock: .continuous) }
                 _ = await slots.acquire()
-                let body = config.body ?? bodies.next(for: config.endpoint)
+                let body = body(config, &bodies, templates)
                 group.addTask {
                     defer { slots.release() }
-                    await send(config: config, http: http, tally: tally, body: body, intended: intended, clock: clock)
+                    await send(config: config, http: http, tally: tally, body: body, templates: templates, intended: intended, clock: clock)
                 }
                 index += 1
             }
@@ -166,12 +200,14 @@ public struct LoadGenerator: Sendable {
 
     // MARK: One request
 
-    static func send(config: LoadConfiguration, http: HTTPClient, tally: LoadTally, bodies: inout OrderBodies,
-                     intended: ContinuousClock.Instant, clock: ContinuousClock) async {
-        await send(config: config, http: http, tally: tally, body: config.body ?? bodies.next(for: config.endpoint), intended: intended, clock: clock)
+    /// The next request's body: the fixed one, the template's, or a generated order.
+    static func body(_ config: LoadConfiguration, _ bodies: inout OrderBodies, _ templates: TemplateContext) -> String? {
+        if let body = config.body { return body }
+        if let template = config.bodyTemplate { return template.render(templates) }
+        return bodies.next(for: config.endpoint)
     }
 
-    static func send(config: LoadConfiguration, http: HTTPClient, tally: LoadTally, body: String?,
+    static func send(config: LoadConfiguration, http: HTTPClient, tally: LoadTally, body: String?, templates: TemplateContext,
                      intended: ContinuousClock.Instant, clock: ContinuousClock) async {
         let endpoint = config.endpoint
         var request = HTTPClientRequest(url: config.host + endpoint.path)
@@ -179,6 +215,9 @@ public struct LoadGenerator: Sendable {
         if let body, endpoint.method != "GET" {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(string: body))
+        }
+        for header in config.headers {
+            request.headers.replaceOrAdd(name: header.name, value: header.value.render(templates))
         }
         var status: Int?
         var failure: String?

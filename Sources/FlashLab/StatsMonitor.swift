@@ -35,6 +35,19 @@ public struct StatsSample: Sendable {
     /// Orders waiting in the queue: visible + in flight + delayed (what the seeds' CloudWatch showed).
     public var queueDepth: Int { visible + inFlight + delayed }
 
+    /// When the queue will be empty at the current processing rate: `12s`, `3m20s`; `0s` when
+    /// it is empty, `–` when nothing is being processed (no rate to project from).
+    public var drainETA: String {
+        guard queueDepth > 0 else { return "0s" }
+        guard processedPerSecond > 0 else { return "–" }
+        let seconds = (Double(queueDepth) / processedPerSecond).rounded(.up)
+        guard seconds < 86_400 * 365 else { return "> 1 year" }
+        let whole = Int(seconds)
+        if whole < 60 { return "\(whole)s" }
+        if whole < 3600 { return "\(whole / 60)m\(whole % 60 == 0 ? "" : "\(whole % 60)s")" }
+        return "\(whole / 3600)h\((whole % 3600) / 60)m"
+    }
+
     public static let csvHeader = "timestamp,elapsed_seconds,visible,in_flight,delayed,dead_letter,pending,processing,completed,failed,total,workers,busy,accepted_per_second,processed_per_second"
 
     /// The parts of the server's figures it could not read this time (stale or zero), by name.

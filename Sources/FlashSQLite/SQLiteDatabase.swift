@@ -49,7 +49,40 @@ public final class SQLiteDatabase: Sendable {
     public init(path: String, synchronous: Synchronous = .full, time: TimeSource = .system) throws {
         self.path = path
         PrivateFiles.prepare(path)
-        self.connection = try SQLiteConnection(path: path, synchronous: synchronous, time: time)
+        do {
+            self.connection = try SQLiteConnection(path: path, synchronous: synchronous, time: time)
+        } catch let error as DatabaseError {
+            throw OpenError(path: path, error: error)
+        }
+    }
+
+    /// A database file that could not be opened: names the file, what is wrong and what to do
+    /// (SQLite's own message says neither which file nor why).
+    public struct OpenError: Error, CustomStringConvertible {
+        /// The file asked for.
+        public let path: String
+        /// What to tell its user.
+        public let description: String
+
+        init(path: String, error: DatabaseError) {
+            self.path = path
+            let directory = (path as NSString).deletingLastPathComponent
+            let folder = directory.isEmpty ? "." : directory
+            switch error.resultCode {
+            case .SQLITE_CANTOPEN:
+                self.description = "cannot open the database file \(path): check that the directory \(folder) exists and this user may write in it (and the file, if it exists); or give another path"
+            case .SQLITE_NOTADB:
+                self.description = "\(path) is not a flashsale database (SQLite: file is not a database); give a new path to make one, or move that file away"
+            case .SQLITE_CORRUPT:
+                self.description = "the database file \(path) is damaged (SQLite: \(error.message ?? "corrupt")); restore it from a backup, or give a new path"
+            case .SQLITE_READONLY, .SQLITE_PERM, .SQLITE_AUTH:
+                self.description = "the database file \(path) cannot be written by this user (SQLite: \(error.message ?? "read-only")); fix its owner or mode (and its directory's), or give another path"
+            case .SQLITE_FULL:
+                self.description = "the disk holding \(path) is full; free space, or give a path on another disk"
+            default:
+                self.description = "cannot open the database file \(path): SQLite error \(error.resultCode.rawValue): \(error.message ?? "")"
+            }
+        }
     }
 
     /// Where this database's stores read "now".

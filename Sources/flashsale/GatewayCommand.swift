@@ -21,10 +21,10 @@ struct GatewayCommand: AsyncParsableCommand {
             """)
 
     @Option(help: "Address to listen on [FLASHSALE_GATEWAY_HOST, default 127.0.0.1].") var host: String?
-    @Option(help: "Port to listen on; 0 picks a free one [FLASHSALE_GATEWAY_PORT, default 9090].") var port: String?
-    @Option(help: "Time per charge: 3s, 30ms, 20ms..40ms (uniform) or exp:3s [FLASHSALE_GATEWAY_LATENCY, default 3s].") var latency: String?
-    @Option(help: "Charges in progress at once; more wait for a slot; 0 is no limit [FLASHSALE_GATEWAY_SLOTS, default 0].") var slots: String?
-    @Option(help: "Fraction of charges declined, 0...1 [FLASHSALE_GATEWAY_DECLINE_RATE, default 0].") var declineRate: String?
+    @Option(parsing: .unconditional, help: "Port to listen on; 0 picks a free one [FLASHSALE_GATEWAY_PORT, default 9090].") var port: String?
+    @Option(parsing: .unconditional, help: "Time per charge: 3s, 30ms, 20ms..40ms (uniform) or exp:3s [FLASHSALE_GATEWAY_LATENCY, default 3s].") var latency: String?
+    @Option(parsing: .unconditional, help: "Charges in progress at once; more wait for a slot; 0 is no limit [FLASHSALE_GATEWAY_SLOTS, default 0].") var slots: String?
+    @Option(parsing: .unconditional, help: "Fraction of charges declined, 0...1 [FLASHSALE_GATEWAY_DECLINE_RATE, default 0].") var declineRate: String?
     @Option(help: "Ledger file (SQLite); in memory when unset [FLASHSALE_GATEWAY_DATA].") var data: String?
     @Option(help: "A file holding the secret callers must send (first line; owner-only) [FLASHSALE_GATEWAY_TOKEN_FILE; or the secret itself in FLASHSALE_GATEWAY_TOKEN; default: flashsale.gateway-token beside --data (or here), generated when missing].") var tokenFile: String?
     @OptionGroup var connections: ConnectionOptions
@@ -50,11 +50,13 @@ struct GatewayCommand: AsyncParsableCommand {
         simulator.concurrencyLimit = slotCount == 0 ? nil : slotCount
         simulator.declineRate = try Settings.double(declineRate, env: "FLASHSALE_GATEWAY_DECLINE_RATE", default: 0, range: 0...1)
         let logger = try log.bootstrap()
+        try await ListenCheck.ensureFree(host: host, port: port)
 
         // The ledger's file is owned by a backend Service (closed at shutdown); in memory otherwise.
         var services: [any Service] = []
         let ledger: any PaymentLedger
         if let path = Settings.value(data, env: "FLASHSALE_GATEWAY_DATA") {
+            try BackendOptions.checkDataPath(path, flag: Settings.source(data, env: "FLASHSALE_GATEWAY_DATA"))
             let backend = try await SQLiteBackend(configuration: .init(path: path))
             services.append(backend)
             ledger = backend.ledger
@@ -78,6 +80,10 @@ struct GatewayCommand: AsyncParsableCommand {
         let app = try server.application(host: host, port: port, limits: try connections.resolve(), services: services, logger: logger) { port in
             FileHandle.standardOutput.write(Data("flashsale gateway listening on http://\(host):\(port)\n".utf8))
         }
-        try await app.runService()
+        do {
+            try await app.runService()
+        } catch {
+            throw ListenCheck.translate(error, host: host, port: port)
+        }
     }
 }

@@ -35,12 +35,12 @@ struct LabCommand: AsyncParsableCommand {
         let counts = workers.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !counts.isEmpty, counts.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--workers must list counts ≥ 1") }
         config.workerCounts = counts
-        guard let payment = Duration(parsing: paymentTime), payment > .zero else { throw ValidationError("--payment-time must be a duration") }
+        guard let payment = Duration(parsing: paymentTime), payment > .zero else { throw ValidationError("--payment-time must be a duration, \(Duration.acceptedForms)") }
         config.paymentTime = payment.asSeconds
-        guard let sale = Duration(parsing: saleDuration), sale > .zero else { throw ValidationError("--sale-duration must be a duration") }
+        guard let sale = Duration(parsing: saleDuration), sale > .zero else { throw ValidationError("--sale-duration must be a duration, \(Duration.acceptedForms)") }
         config.saleDuration = sale.asSeconds
         config.syncFlashDuration = sale.asSeconds
-        guard let normal = Duration(parsing: normalDuration), normal > .zero else { throw ValidationError("--normal-duration must be a duration") }
+        guard let normal = Duration(parsing: normalDuration), normal > .zero else { throw ValidationError("--normal-duration must be a duration, \(Duration.acceptedForms)") }
         config.syncNormalDuration = normal.asSeconds
         guard users >= 1, normalUsers >= 1 else { throw ValidationError("user counts must be at least 1") }
         config.syncFlashUsers = users

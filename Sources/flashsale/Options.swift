@@ -25,12 +25,12 @@ struct BackendOptions: ParsableArguments {
     @Option(help: "PostgreSQL instead of the file, for processes on many machines: postgres://user:password@host:5432/db[?schema=name&sslmode=disable|prefer|require&pool=16] [FLASHSALE_DATABASE].") var database: String?
     @Option(help: "SQLite synchronous mode: FULL (survives power loss) or NORMAL (survives kill -9 only) [FLASHSALE_SYNCHRONOUS, default FULL].") var synchronous: String?
     @Flag(help: "Refuse items whose product is not in the catalog [FLASHSALE_STRICT_CATALOG].") var strictCatalog = false
-    @Option(help: "Lease of each delivered payment message [FLASHSALE_VISIBILITY_TIMEOUT, default 30s].") var visibilityTimeout: String?
-    @Option(help: "Deliveries before a message is dead-lettered [FLASHSALE_MAX_RECEIVES, default 5].") var maxReceives: String?
-    @Option(help: "How long a payment message is kept before it is dropped, up to 14d; its order is then settled [FLASHSALE_MESSAGE_RETENTION, default 4d].") var messageRetention: String?
+    @Option(parsing: .unconditional, help: "Lease of each delivered payment message [FLASHSALE_VISIBILITY_TIMEOUT, default 30s].") var visibilityTimeout: String?
+    @Option(parsing: .unconditional, help: "Deliveries before a message is dead-lettered [FLASHSALE_MAX_RECEIVES, default 5].") var maxReceives: String?
+    @Option(parsing: .unconditional, help: "How long a payment message is kept before it is dropped, up to 14d; its order is then settled [FLASHSALE_MESSAGE_RETENTION, default 4d].") var messageRetention: String?
     @Flag(help: "Store this process's --visibility-timeout, --max-receives and --message-retention for the whole fleet, replacing the stored ones (otherwise the stored ones hold, and a process given others refuses to start) [FLASHSALE_RECONFIGURE_QUEUE].") var reconfigureQueue = false
-    @Option(help: "How often to look for other processes' commits on the file, to wake idle workers; longer costs less CPU and delays pickup [FLASHSALE_WAKE_POLL, default 50ms].") var wakePoll: String?
-    @Option(help: "How long a starting process keeps trying to reach a database that does not answer (starting, restarting, stalled) before it exits; 0s exits at once [FLASHSALE_STARTUP_WAIT, default 60s].") var startupWait: String?
+    @Option(parsing: .unconditional, help: "How often to look for other processes' commits on the file, to wake idle workers; longer costs less CPU and delays pickup [FLASHSALE_WAKE_POLL, default 50ms].") var wakePoll: String?
+    @Option(parsing: .unconditional, help: "How long a starting process keeps trying to reach a database that does not answer (starting, restarting, stalled) before it exits; 0s exits at once [FLASHSALE_STARTUP_WAIT, default 60s].") var startupWait: String?
 
     func resolve(into config: inout FlashConfiguration) throws {
         config.backend.path = Settings.string(data, env: "FLASHSALE_DATA", default: config.backend.path)
@@ -41,6 +41,7 @@ struct BackendOptions: ParsableArguments {
                 throw ValidationError("--database: \(error)")
             }
         }
+        if config.backend.postgres == nil { try Self.checkDataPath(config.backend.path, flag: Settings.source(data, env: "FLASHSALE_DATA")) }
         let mode = Settings.string(synchronous, env: "FLASHSALE_SYNCHRONOUS", default: "FULL").uppercased()
         guard let sync = SQLiteDatabase.Synchronous(rawValue: mode) else { throw ValidationError("--synchronous must be FULL or NORMAL") }
         config.backend.synchronous = sync
@@ -64,20 +65,36 @@ struct BackendOptions: ParsableArguments {
     }
 }
 
+extension BackendOptions {
+    /// Refuses a database path whose directory is missing (or that is a directory) before
+    /// anything is created beside it (the admin secret's file is made there first).
+    static func checkDataPath(_ path: String, flag: String) throws {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw ValidationError("\(flag) \(path) is a directory; give the path of a database file in it, such as \((path as NSString).appendingPathComponent("flashsale.db"))")
+        }
+        let directory = (path as NSString).deletingLastPathComponent
+        guard !directory.isEmpty else { return }
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ValidationError("\(flag) \(path): the directory \(directory) does not exist; create it first (mkdir -p \(directory)) or give another path")
+        }
+    }
+}
+
 /// The simulated payment gateway.
 struct PaymentOptions: ParsableArguments {
-    @Option(help: "Time per charge: 3s, 30ms, 20ms..40ms (uniform) or exp:3s [FLASHSALE_PAYMENT_LATENCY, default 3s].") var paymentLatency: String?
-    @Option(help: "Fraction of charges declined, 0...1 [FLASHSALE_PAYMENT_DECLINE_RATE, default 0].") var paymentDeclineRate: String?
-    @Option(help: "Fraction of charge attempts failing transiently, 0...1 [FLASHSALE_PAYMENT_ERROR_RATE, default 0].") var paymentErrorRate: String?
-    @Option(help: "Charges the gateway runs at once, per process; 0 is no limit [FLASHSALE_PAYMENT_CONCURRENCY, default 0].") var paymentConcurrency: String?
+    @Option(parsing: .unconditional, help: "Time per charge: 3s, 30ms, 20ms..40ms (uniform) or exp:3s [FLASHSALE_PAYMENT_LATENCY, default 3s].") var paymentLatency: String?
+    @Option(parsing: .unconditional, help: "Fraction of charges declined, 0...1 [FLASHSALE_PAYMENT_DECLINE_RATE, default 0].") var paymentDeclineRate: String?
+    @Option(parsing: .unconditional, help: "Fraction of charge attempts failing transiently, 0...1 [FLASHSALE_PAYMENT_ERROR_RATE, default 0].") var paymentErrorRate: String?
+    @Option(parsing: .unconditional, help: "Charges the gateway runs at once, per process; 0 is no limit [FLASHSALE_PAYMENT_CONCURRENCY, default 0].") var paymentConcurrency: String?
     @Option(help: "Charge through this payment gateway over HTTP (a `flashsale gateway`) instead of the in-process simulator; the --payment-* simulator options then do not apply [FLASHSALE_PAYMENT_URL].") var paymentURL: String?
-    @Option(help: "With --payment-url: how long one charge may take before it is retried [FLASHSALE_PAYMENT_TIMEOUT, default 30s].") var paymentTimeout: String?
+    @Option(parsing: .unconditional, help: "With --payment-url: how long one charge may take before it is retried [FLASHSALE_PAYMENT_TIMEOUT, default 30s].") var paymentTimeout: String?
     @Option(help: "With --payment-url: a file holding the gateway's secret (first line; owner-only) [FLASHSALE_PAYMENT_TOKEN_FILE; or the secret itself in FLASHSALE_GATEWAY_TOKEN; default: flashsale.gateway-token beside --data].") var paymentTokenFile: String?
 
     func resolve(into config: inout FlashConfiguration) throws {
         if let text = Settings.value(paymentLatency, env: "FLASHSALE_PAYMENT_LATENCY") {
             guard let model = LatencyModel(parsing: text) else {
-                throw ValidationError("--payment-latency must be like 3s, 30ms, 20ms..40ms or exp:3s, not '\(text)'")
+                throw ValidationError("\(Settings.source(paymentLatency, env: "FLASHSALE_PAYMENT_LATENCY")) must be like 3s, 30ms, 20ms..40ms or exp:3s (every duration with a unit: us, ms, s, m, h), not '\(text)'")
             }
             guard model.longest <= longestSetting else {
                 throw ValidationError("--payment-latency must be at most \(longestSetting.shortDescription), not '\(text)'")
@@ -110,14 +127,14 @@ struct PaymentOptions: ParsableArguments {
 
 /// The worker pool and the reconciler.
 struct WorkerOptions: ParsableArguments {
-    @Option(help: "Payment workers in this process, or 'auto' to size the pool from the queue (Little's law) [FLASHSALE_WORKERS, default 10; serve: 0 runs the API only].") var workers: String?
-    @Option(help: "With --workers auto: fewest workers in this process [FLASHSALE_MIN_WORKERS, default 1].") var minWorkers: String?
-    @Option(help: "With --workers auto: most workers in this process [FLASHSALE_MAX_WORKERS, default 1000].") var maxWorkers: String?
-    @Option(help: "With --workers auto: the longest an order should wait before its charge starts [FLASHSALE_TARGET_WAIT, default 5s].") var targetWait: String?
-    @Option(help: "With --workers auto: the pool shrinks only to the largest need seen over this window [FLASHSALE_SCALE_DOWN_WINDOW, default 30s].") var scaleDownWindow: String?
-    @Option(help: "How long shutdown waits for charges in progress [FLASHSALE_SHUTDOWN_DEADLINE, default 10s].") var shutdownDeadline: String?
-    @Option(help: "First retry backoff after a transient payment error [FLASHSALE_RETRY_BACKOFF, default 500ms].") var retryBackoff: String?
-    @Option(help: "Time between the reconciler's sweeps for orders nothing else will settle [FLASHSALE_RECONCILE_INTERVAL, default 1s].") var reconcileInterval: String?
+    @Option(parsing: .unconditional, help: "Payment workers in this process, or 'auto' to size the pool from the queue (Little's law) [FLASHSALE_WORKERS, default 10; serve: 0 runs the API only].") var workers: String?
+    @Option(parsing: .unconditional, help: "With --workers auto: fewest workers in this process [FLASHSALE_MIN_WORKERS, default 1].") var minWorkers: String?
+    @Option(parsing: .unconditional, help: "With --workers auto: most workers in this process [FLASHSALE_MAX_WORKERS, default 1000].") var maxWorkers: String?
+    @Option(parsing: .unconditional, help: "With --workers auto: the longest an order should wait before its charge starts [FLASHSALE_TARGET_WAIT, default 5s].") var targetWait: String?
+    @Option(parsing: .unconditional, help: "With --workers auto: the pool shrinks only to the largest need seen over this window [FLASHSALE_SCALE_DOWN_WINDOW, default 30s].") var scaleDownWindow: String?
+    @Option(parsing: .unconditional, help: "How long shutdown waits for charges in progress [FLASHSALE_SHUTDOWN_DEADLINE, default 10s].") var shutdownDeadline: String?
+    @Option(parsing: .unconditional, help: "First retry backoff after a transient payment error [FLASHSALE_RETRY_BACKOFF, default 500ms].") var retryBackoff: String?
+    @Option(parsing: .unconditional, help: "Time between the reconciler's sweeps for orders nothing else will settle [FLASHSALE_RECONCILE_INTERVAL, default 1s].") var reconcileInterval: String?
 
     func resolve(into config: inout FlashConfiguration, minimumWorkers: Int) throws {
         if Settings.value(workers, env: "FLASHSALE_WORKERS")?.lowercased() == "auto" {
@@ -152,9 +169,9 @@ struct WorkerOptions: ParsableArguments {
 
 /// What clients' connections may hold (``ConnectionLimits``).
 struct ConnectionOptions: ParsableArguments {
-    @Option(help: "Close a connection with no request in progress for this long: idle keep-alive, or a request head sent too slowly [FLASHSALE_IDLE_TIMEOUT, default 30s].") var idleTimeout: String?
-    @Option(help: "Close a connection whose request body has not arrived this long after its head [FLASHSALE_BODY_TIMEOUT, default 10s].") var bodyTimeout: String?
-    @Option(help: "Connections open at once; more are closed as soon as they are accepted [FLASHSALE_MAX_CONNECTIONS, default 10000, at most the open-file limit less 256].") var maxConnections: String?
+    @Option(parsing: .unconditional, help: "Close a connection with no request in progress for this long: idle keep-alive, or a request head sent too slowly [FLASHSALE_IDLE_TIMEOUT, default 30s].") var idleTimeout: String?
+    @Option(parsing: .unconditional, help: "Close a connection whose request body has not arrived this long after its head [FLASHSALE_BODY_TIMEOUT, default 10s].") var bodyTimeout: String?
+    @Option(parsing: .unconditional, help: "Connections open at once; more are closed as soon as they are accepted [FLASHSALE_MAX_CONNECTIONS, default 10000, at most the open-file limit less 256].") var maxConnections: String?
 
     func resolve(into config: inout FlashConfiguration) throws {
         config.http.limits = try resolve(config.http.limits)
@@ -173,9 +190,9 @@ struct ConnectionOptions: ParsableArguments {
 
 /// The order API: checkout lanes, admin access, the seed engine's product.
 struct APIOptions: ParsableArguments {
-    @Option(help: "Checkout lanes of the sync endpoint [FLASHSALE_SYNC_LANES, default 1].") var syncLanes: String?
-    @Option(help: "Longest a sync customer waits for a lane [FLASHSALE_SYNC_TIMEOUT, default 10s].") var syncTimeout: String?
-    @Option(help: "Longest an order waits for the store before it is refused with 503 overloaded, nothing stored [FLASHSALE_ADMISSION_DEADLINE, default 2s].") var admissionDeadline: String?
+    @Option(parsing: .unconditional, help: "Checkout lanes of the sync endpoint [FLASHSALE_SYNC_LANES, default 1].") var syncLanes: String?
+    @Option(parsing: .unconditional, help: "Longest a sync customer waits for a lane [FLASHSALE_SYNC_TIMEOUT, default 10s].") var syncTimeout: String?
+    @Option(parsing: .unconditional, help: "Longest an order waits for the store before it is refused with 503 overloaded, nothing stored [FLASHSALE_ADMISSION_DEADLINE, default 2s].") var admissionDeadline: String?
     @Option(help: "The secret admin routes need (Authorization: Bearer …); on the command line it shows in ps, so prefer FLASHSALE_ADMIN_TOKEN or --admin-token-file [FLASHSALE_ADMIN_TOKEN; default: generated into flashsale.admin-token beside --data, owner-only].") var adminToken: String?
     @Option(help: "A file holding the admin secret (first line; owner-only) [FLASHSALE_ADMIN_TOKEN_FILE].") var adminTokenFile: String?
     @Option(help: "The product sold by POST /buy [FLASHSALE_FLASH_PRODUCT, default iphone_16].") var flashProduct: String?
@@ -208,5 +225,28 @@ struct LogOptions: ParsableArguments {
             throw ValidationError("--log-format must be text or json, not '\(formatText)'")
         }
         return format.bootstrap(level: level)
+    }
+}
+
+extension FlashConfiguration {
+    /// What the start-up log line reports: what this process really runs with (the gateway's
+    /// URL when charges go over HTTP, not the simulator's settings that then do not apply).
+    var startupMetadata: Logger.Metadata {
+        var metadata: Logger.Metadata = [
+            "data": "\(backend.postgres?.redacted ?? backend.path)",
+            "queue": "\(sqs.map { "sqs \($0.queueURL)" } ?? "local")",
+            "workers": "\(workers.scaling.map { "auto \($0.minWorkers)...\($0.maxWorkers)" } ?? String(workers.count))",
+        ]
+        if let gateway = paymentURL {
+            metadata["payment"] = "http \(gateway.baseURL)"
+            metadata["payment_timeout"] = "\(gateway.requestTimeout.shortDescription)"
+        } else {
+            metadata["payment"] = "simulator"
+            metadata["payment_latency"] = "\(payment.latency)"
+            if payment.declineRate > 0 { metadata["payment_decline_rate"] = "\(payment.declineRate)" }
+            if payment.transientErrorRate > 0 { metadata["payment_error_rate"] = "\(payment.transientErrorRate)" }
+            if let limit = payment.concurrencyLimit { metadata["payment_concurrency"] = "\(limit)" }
+        }
+        return metadata
     }
 }

@@ -36,13 +36,13 @@ struct PlanCommand: ParsableCommand {
 
     func run() throws {
         guard let rate = RateParsing.perSecond(demand) else { throw ValidationError("--demand must be like 60/s, 3600/m or 1M/s") }
-        guard let s = Duration(parsing: serviceTime), s > .zero else { throw ValidationError("--service-time must be a positive duration") }
-        guard let t = Duration(parsing: duration) else { throw ValidationError("--duration must be a duration") }
+        guard let s = Duration(parsing: serviceTime), s > .zero else { throw ValidationError("--service-time must be a positive duration, \(Duration.acceptedForms)") }
+        guard let t = Duration(parsing: duration) else { throw ValidationError("--duration must be a duration, \(Duration.acceptedForms)") }
         let elastic = workers.lowercased() == "auto"
         guard elastic || (Int(workers) ?? 0) >= 1 else { throw ValidationError("--workers must be a whole number of at least 1, or auto, not '\(workers)'") }
         var target: Double?
         if let drainWithin {
-            guard let d = Duration(parsing: drainWithin) else { throw ValidationError("--drain-within must be a duration") }
+            guard let d = Duration(parsing: drainWithin) else { throw ValidationError("--drain-within must be a duration, \(Duration.acceptedForms)") }
             target = d.asSeconds
         }
         // The elastic pool's closed form is Little's law's count.
@@ -74,8 +74,8 @@ struct PlanCommand: ParsableCommand {
 
     /// Runs the elastic pool's controller on the scenario in simulated time.
     func simulateElastic(demand: Double, serviceTime: Duration, duration: Duration, fixed: CapacityPlan) throws {
-        guard let wait = Duration(parsing: targetWait), wait >= .milliseconds(10) else { throw ValidationError("--target-wait must be a duration of 10ms or more") }
-        guard let window = Duration(parsing: scaleDownWindow) else { throw ValidationError("--scale-down-window must be a duration") }
+        guard let wait = Duration(parsing: targetWait), wait >= .milliseconds(10) else { throw ValidationError("--target-wait must be a duration of 10ms or more, \(Duration.acceptedForms)") }
+        guard let window = Duration(parsing: scaleDownWindow) else { throw ValidationError("--scale-down-window must be a duration, \(Duration.acceptedForms)") }
         guard minWorkers >= 1, maxWorkers >= minWorkers else { throw ValidationError("--min-workers must be at least 1 and at most --max-workers") }
         guard processes >= 1 else { throw ValidationError("--processes must be at least 1") }
         let scenario: ScalingScenario

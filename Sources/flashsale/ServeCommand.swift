@@ -16,7 +16,7 @@ struct ServeCommand: AsyncParsableCommand {
             """)
 
     @Option(help: "Address to listen on [FLASHSALE_HOST, default 127.0.0.1].") var host: String?
-    @Option(help: "Port to listen on; 0 picks a free one [FLASHSALE_PORT, default 8080].") var port: String?
+    @Option(parsing: .unconditional, help: "Port to listen on; 0 picks a free one [FLASHSALE_PORT, default 8080].") var port: String?
     @OptionGroup var backend: BackendOptions
     @OptionGroup var queue: QueueOptions
     @OptionGroup var workers: WorkerOptions
@@ -38,25 +38,33 @@ struct ServeCommand: AsyncParsableCommand {
         return config
     }
 
+    func validate() throws {
+        _ = try resolve()
+    }
+
     func run() async throws {
         let config = try resolve()
         let logger = try log.bootstrap()
+        try await ListenCheck.ensureFree(host: config.http.host, port: config.http.port)
         let system = try await FlashSystem.open(config, role: .server, logger: logger)
-        logger.info("flashsale starting", metadata: [
-            "data": "\(config.backend.postgres?.redacted ?? config.backend.path)", "queue": "\(config.sqs.map { "sqs \($0.queueURL)" } ?? "local")", "workers": "\(config.workers.count)",
-            "payment_latency": "\(config.payment.latency)", "sync_lanes": "\(config.api.syncLanes)",
+        logger.info("flashsale starting", metadata: config.startupMetadata.merging([
+            "sync_lanes": "\(config.api.syncLanes)",
             "admin_token": "\(system.configuration.api.adminTokenSource ?? "given")",
-        ])
+        ]) { $1 })
         if let source = system.configuration.api.adminTokenSource, source != "given" {
             // Where an operator finds the secret the admin routes need (never the secret itself).
             FileHandle.standardOutput.write(Data("flashsale admin token \(source): send it as 'Authorization: Bearer <token>'\n".utf8))
         }
         let app = system.application(logger: logger) { port in
             // One line on stdout that scripts (and the tests) wait for.
-            FileHandle.standardOutput.write(Data("flashsale listening on http://\(config.http.host):\(port)\n".utf8))
+            FileHandle.standardOutput.write(Data("flashsale listening on http://\(config.http.host):\(port); dashboard http://\(config.http.host):\(port)/dashboard\n".utf8))
         }
         // The backend is in the app's service group: it closes the database after the server and
         // the workers have stopped.
-        try await app.runService()
+        do {
+            try await app.runService()
+        } catch {
+            throw ListenCheck.translate(error, host: config.http.host, port: config.http.port)
+        }
     }
 }

@@ -22,10 +22,19 @@ enum Settings {
 
     static func int(_ flag: String?, env: String, default fallback: Int, range: ClosedRange<Int>? = nil) throws -> Int {
         guard let text = value(flag, env: env) else { return fallback }
-        guard let number = Int(text), range?.contains(number) ?? true else {
-            throw ValidationError("\(flagName(env)) must be a whole number\(range.map { " in \($0.lowerBound)...\($0.upperBound)" } ?? ""), not '\(text)'")
+        guard let number = Int(text) else {
+            throw ValidationError("\(source(flag, env: env)) must be a whole number\(range.map { " in \($0.lowerBound)...\($0.upperBound)" } ?? ""), not '\(text)'")
+        }
+        if let range, !range.contains(number) {
+            throw ValidationError("\(source(flag, env: env)) is out of range: \(number) is not in \(range.lowerBound)...\(range.upperBound)")
         }
         return number
+    }
+
+    /// What set a value, for an error: the flag when it was given (`--workers`), else the
+    /// environment variable it came from (`FLASHSALE_WORKERS (environment)`).
+    static func source(_ flag: String?, env: String) -> String {
+        flag != nil ? flagName(env) : "\(env) (from the environment)"
     }
 
     /// `--sync-timeout` for `FLASHSALE_SYNC_TIMEOUT`.
@@ -36,7 +45,7 @@ enum Settings {
     static func double(_ flag: String?, env: String, default fallback: Double, range: ClosedRange<Double>) throws -> Double {
         guard let text = value(flag, env: env) else { return fallback }
         guard let number = Double(text), range.contains(number) else {
-            throw ValidationError("\(env) must be a number in \(range.lowerBound)...\(range.upperBound), not '\(text)'")
+            throw ValidationError("\(source(flag, env: env)) must be a number in \(range.lowerBound)...\(range.upperBound), not '\(text)'")
         }
         return number
     }
@@ -45,10 +54,10 @@ enum Settings {
     static func duration(_ flag: String?, env: String, default fallback: Duration, range: ClosedRange<Duration>) throws -> Duration {
         guard let text = value(flag, env: env) else { return fallback }
         guard let duration = Duration(parsing: text) else {
-            throw ValidationError("\(flagName(env)) must be a duration such as 3s, 30ms, 1.5s or 2m, not '\(text)'")
+            throw ValidationError("\(source(flag, env: env)) must be \(Duration.acceptedForms), not '\(text)'")
         }
         guard range.contains(duration) else {
-            throw ValidationError("\(flagName(env)) must be from \(range.lowerBound.shortDescription) to \(range.upperBound.shortDescription), not '\(text)'")
+            throw ValidationError("\(source(flag, env: env)) must be from \(range.lowerBound.shortDescription) to \(range.upperBound.shortDescription), not '\(text)'")
         }
         return duration
     }
@@ -58,7 +67,7 @@ enum Settings {
         let bounds = text.components(separatedBy: "..")
         guard bounds.count <= 2, let low = bounds.first.flatMap({ Duration(parsing: $0) }),
               let high = (bounds.count > 1 ? Duration(parsing: bounds[1]) : low), low <= high
-        else { throw ValidationError("\(option) must be like 100ms..500ms or 1s, not '\(text)'") }
+        else { throw ValidationError("\(option) must be like 100ms..500ms or 1s (every duration with a unit: ms, s, m), not '\(text)'") }
         return low.asSeconds...high.asSeconds
     }
 

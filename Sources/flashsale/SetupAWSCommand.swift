@@ -2,6 +2,7 @@ import ArgumentParser
 import FlashAWS
 import FlashCore
 import FlashQueue
+import FlashLab
 import Foundation
 
 /// `flashsale setup-aws`: the seeds' AWS resources, made idempotently (what their Terraform did):
@@ -34,6 +35,22 @@ struct SetupAWSCommand: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try aws.resolve()
+        if let endpoint = configuration.endpoint {
+            // AWS's client retries a refused connection for a long time, silently: check first.
+            try await Reachability.wait(for: endpoint, within: .seconds(10)) { error, left in
+                FileHandle.standardError.write(Data("waiting for the AWS endpoint \(endpoint): \(error); trying again (\(left.shortDescription) left)\n".utf8))
+            }
+        }
+        do {
+            try await make(configuration)
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            throw StartupError("setting up AWS at \(configuration.endpoint ?? "AWS (region \(configuration.region))") failed: \(error)")
+        }
+    }
+
+    private func make(_ configuration: AWSConfiguration) async throws {
         guard let visibility = Duration(parsing: visibilityTimeout), visibility >= .seconds(1), visibility <= QueueLimits.maxVisibilityTimeout else {
             throw ValidationError("--visibility-timeout must be 1s to 12h, not '\(visibilityTimeout)'")
         }

@@ -19,7 +19,7 @@ struct WorkerCommand: AsyncParsableCommand {
             """)
 
     @Option(help: "Address of the side port [FLASHSALE_HOST, default 127.0.0.1].") var host: String?
-    @Option(help: "Serve /health, /stats, /workers and /metrics on this port; 0 picks a free one; none if unset [FLASHSALE_WORKER_PORT].") var port: String?
+    @Option(parsing: .unconditional, help: "Serve /health, /stats, /workers and /metrics on this port; 0 picks a free one; none if unset [FLASHSALE_WORKER_PORT].") var port: String?
     @OptionGroup var backend: BackendOptions
     @OptionGroup var queue: QueueOptions
     @OptionGroup var workers: WorkerOptions
@@ -40,19 +40,28 @@ struct WorkerCommand: AsyncParsableCommand {
         return (config, side != nil)
     }
 
+    func validate() throws {
+        _ = try resolve()
+    }
+
     func run() async throws {
         let (config, sidePort) = try resolve()
         let logger = try log.bootstrap()
+        if sidePort { try await ListenCheck.ensureFree(host: config.http.host, port: config.http.port) }
         let system = try await FlashSystem.open(config, role: .worker, logger: logger)
-        logger.info("flashsale worker starting", metadata: [
-            "data": "\(config.backend.postgres?.redacted ?? config.backend.path)", "queue": "\(config.sqs.map { "sqs \($0.queueURL)" } ?? "local")", "workers": "\(config.workers.count)", "process_id": "\(system.membership.processID)",
-        ])
+        logger.info("flashsale worker starting", metadata: config.startupMetadata.merging([
+            "process_id": "\(system.membership.processID)",
+        ]) { $1 })
         let ready = "flashsale worker \(system.membership.processID) running \(config.workers.count) workers"
         if sidePort {
             let app = system.application(logger: logger) { port in
                 FileHandle.standardOutput.write(Data("\(ready); listening on http://\(config.http.host):\(port)\n".utf8))
             }
-            try await app.runService()
+            do {
+                try await app.runService()
+            } catch {
+                throw ListenCheck.translate(error, host: config.http.host, port: config.http.port)
+            }
         } else {
             let group = ServiceGroup(configuration: .init(services: system.runningServices, gracefulShutdownSignals: [.sigterm, .sigint],
                                                           logger: logger))

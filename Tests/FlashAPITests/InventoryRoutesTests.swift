@@ -33,6 +33,24 @@ struct InventoryRoutesTests {
         }
     }
 
+    @Test func theCatalogIsListedInIdOrder() async throws {
+        try await TestSystem.withLiveSystem(TestSystem.configuration()) { _, client in
+            #expect(try await client.call(.get, "/products").json?["products"] == .array([]))
+            for id in ["b", "c", "a"] { _ = try await client.call(.put, "/products/\(id)", json: #"{"stock": 5}"#) }
+            let all = try await client.call(.get, "/products")
+            #expect(all.status == .ok)
+            #expect(all.json?["products"]?.array?.compactMap { $0["product_id"]?.string } == ["a", "b", "c"])
+            #expect(all.json?["products"]?.array?.first?["stock"]?.int == 5)
+            let two = try await client.call(.get, "/products?limit=2")
+            #expect(two.json?["products"]?.array?.count == 2)
+            for wrong in ["0", "1001", "x"] {
+                let refused = try await client.call(.get, "/products?limit=\(wrong)")
+                #expect(refused.status == .badRequest)
+                #expect(refused.errorCode == "invalid_limit")
+            }
+        }
+    }
+
     @Test func badProductInputIsRefusedAndChangesNothing() async throws {
         try await TestSystem.withLiveSystem(TestSystem.configuration()) { _, client in
             _ = try await client.call(.put, "/products/SKU-1", json: #"{"stock": 5}"#)

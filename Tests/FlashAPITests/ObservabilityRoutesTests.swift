@@ -234,6 +234,7 @@ struct ObservabilityRoutesTests {
             #expect(reply.status == .ok)
             let document = try #require(try JSONSerialization.jsonObject(with: Data(reply.text.utf8)) as? [String: Any])
             #expect((document["openapi"] as? String)?.hasPrefix("3.1") == true)
+            #expect((document["info"] as? [String: Any])?["version"] as? String == FlashVersion.current, "the document's version is the binary's")
             let paths = try #require(document["paths"] as? [String: [String: Any]])
             let methods = ["get", "post", "put", "delete", "patch"]
             var documented: Set<String> = []

@@ -93,14 +93,23 @@ struct OrderRoutesTests {
             #expect(second.status == .accepted)
             #expect(first.string("order_id") == second.string("order_id"))
             #expect(first.string("message_id") == second.string("message_id"))
+            // Where the order is read; and which answer was a replay.
+            let replayed = HTTPField.Name("Idempotent-Replayed")!
+            #expect(first.headers[.location] == "/orders/\(first.string("order_id") ?? "")")
+            #expect(first.headers[replayed] == nil)
+            #expect(second.headers[replayed] == "true")
+            #expect(second.headers[.location] == first.headers[.location])
+            let odd = try await client.call(.post, "/orders/async", json: #"{"order_id": "a b/ü", "customer_id": 1, "items": [{"product_id": "a"}]}"#)
+            #expect(odd.headers[.location] == "/orders/a%20b%2F%C3%BC")
+            #expect(try await client.call(.get, odd.headers[.location] ?? "").string("order_id") == "a b/ü")
             let body = #"{"order_id": "client-7", "customer_id": 1, "items": [{"product_id": "a"}]}"#
             let third = try await client.call(.post, "/orders/async", json: body)
             let fourth = try await client.call(.post, "/orders/async", json: body)
             #expect(third.string("order_id") == "client-7")
             #expect(fourth.string("order_id") == "client-7")
             let stats = try await client.call(.get, "/stats")
-            #expect(stats.int("orders", "total") == 2)
-            #expect(stats.int("queue", "visible") == 2)
+            #expect(stats.int("orders", "total") == 3)
+            #expect(stats.int("queue", "visible") == 3)
         }
     }
 

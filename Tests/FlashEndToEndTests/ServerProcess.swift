@@ -98,11 +98,12 @@ final class ServerProcess: @unchecked Sendable {
 
     /// Runs `flashsale …arguments` (a command that ends by itself: `bench`, `chaos`) to its end,
     /// or interrupts it after `limit` and records an issue; its exit status and what it wrote.
-    static func runCommand(_ arguments: [String], within limit: Duration = .seconds(900),
+    static func runCommand(_ arguments: [String], within limit: Duration = .seconds(900), environment: [String: String] = [:],
                            sourceLocation: SourceLocation = #_sourceLocation) async throws -> (status: Int32, output: String, errors: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("flashsale-command-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }

@@ -96,6 +96,10 @@ struct JSONValueTests {
         #expect(Duration(parsing: "2m") == .seconds(120))
         #expect(Duration(parsing: "-1s") == nil)
         #expect(Duration(parsing: "abc") == nil)
+        // A bare number could be seconds or milliseconds: refused, but for 0.
+        #expect(Duration(parsing: "200") == nil)
+        #expect(Duration(parsing: "0.5") == nil)
+        #expect(Duration(parsing: "0") == .zero)
         #expect(Duration.milliseconds(30).shortDescription == "30ms")
     }
 }

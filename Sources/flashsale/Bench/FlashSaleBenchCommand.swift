@@ -32,7 +32,7 @@ struct FlashSaleBenchCommand: AsyncParsableCommand {
         config.http.port = 0
         config.api.adminToken = TimeOrderedID.make() + TimeOrderedID.make()
         config.workers.count = workers
-        guard let latency = Duration(parsing: paymentLatency) else { throw ValidationError("--payment-latency must be a duration") }
+        guard let latency = Duration(parsing: paymentLatency) else { throw ValidationError("--payment-latency must be a duration, \(Duration.acceptedForms)") }
         config.payment.latency = .fixed(latency)
         defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: config.backend.path + suffix) } }
         let system = try await FlashSystem.open(config, logger: logger)
