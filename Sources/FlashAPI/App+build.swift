@@ -47,7 +47,7 @@ func makeRouter(_ services: FlashServices, routes set: RouteSet) -> (router: Rou
             .addRoutes(to: &routes)
         DashboardController(feed: services.dashboard).addRoutes(to: &routes)
         AdminController(paymentsQueue: services.store.paymentsQueue, deadLetterQueue: services.deadLetterQueue,
-                        reconciler: services.reconciler)
+                        reconciler: services.reconciler, pauses: services.membership.pauses, settings: services.queueSettings)
             .addRoutes(to: &routes)
         if let catalog = services.catalog {
             ProductsController(catalog: catalog, soldOut: services.soldOut).addRoutes(to: &routes)

@@ -53,6 +53,8 @@ public struct FlashServices: Sendable {
     public var acceptLatency: AcceptLatencyWindow
     /// The dashboard's readings: a Service, to run in the process's service group.
     public var dashboard: DashboardFeed
+    /// The payments queue's settings as the fleet stores them (nil: kept by SQS itself).
+    public var queueSettings: QueueAttributes?
 
     /// Reads the fleet's figures for `/stats`, `/metrics` and the dashboard.
     public var statsReader: SystemStatsReader { dashboard.reader }
@@ -62,7 +64,9 @@ public struct FlashServices: Sendable {
                 accepted: RateMeter = RateMeter(), processed: RateMeter, catalog: (any Catalog)? = nil,
                 admin: AdminPolicy, flashProduct: String = "iphone_16",
                 outbox: (any MessageQueue)? = nil, metrics: MetricsRegistry = MetricsRegistry(), orderMetrics: OrderMetrics? = nil,
-                workers: WorkerPool? = nil, admissionDeadline: Duration = .seconds(2), logger: Logger = Logger(label: "flashsale")) {
+                workers: WorkerPool? = nil, admissionDeadline: Duration = .seconds(2), queueSettings: QueueAttributes? = nil,
+                logger: Logger = Logger(label: "flashsale")) {
+        self.queueSettings = queueSettings
         self.store = store
         self.deadLetterQueue = deadLetterQueue
         self.gateway = gateway

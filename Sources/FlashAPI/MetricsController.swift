@@ -53,6 +53,9 @@ struct MetricsController<Context: RequestContext> {
                   "1 while this process's workers take no orders because the dependency is away (they resume when it answers).")
                 .set(waitingFor.contains(dependency) ? 1.0 : 0.0)
         }
+        gauge("flashsale_process_consuming_paused", [],
+              "1 while this process's workers take no deliveries because consuming the payments queue is paused (POST /admin/queues/{name}/pause).")
+            .set(workers?.isPaused == true ? 1.0 : 0.0)
         if let scaling = workers?.scaling {
             gauge("flashsale_workers_recommended", [],
                   "Workers the fleet needs now by Little's law (service time x (arrivals + waiting / target wait)), as this process's controller sees it.")
@@ -114,6 +117,8 @@ struct MetricsController<Context: RequestContext> {
         gauge("flashsale_queue_messages", [("state", "delayed")], queue).set(Double(stats.queue.delayed))
         gauge("flashsale_queue_dead_letter_messages", [], "Messages in the payments queue's dead-letter queue.").set(Double(stats.queue.deadLetter))
         gauge("flashsale_queue_oldest_message_age_seconds", [], "Age of the oldest message in the payments queue.").set(stats.queue.oldestAgeSeconds)
+        gauge("flashsale_queue_consuming_paused", [], "1 while consuming the payments queue is paused for the whole fleet (orders are still accepted and wait).")
+            .set(stats.queue.paused == true ? 1.0 : 0.0)
         gauge("flashsale_workers", [], "Payment workers of the live processes (the fleet's).").set(Double(stats.workers.count))
         gauge("flashsale_queue_backlog_per_worker", [], "Messages waiting in the payments queue per worker of the fleet (what KEDA's SQS scaler divides).")
             .set(Double(stats.queue.visible) / Double(max(1, stats.workers.count)))

@@ -120,6 +120,9 @@ public struct SystemStatsReader: Sendable {
         async let settled = memory.read("settlements", zero: SettlementCounts(), within: limit) { try await store.settlementCounts() }
         async let processes = memory.read("processes", zero: [ProcessRecord](), within: limit) { try await membership.liveProcesses() }
         async let outboxQueue = memory.read("outbox", zero: QueueStatistics?.none, within: limit) { try await outbox?.statistics() }
+        async let pause = memory.read("pause", zero: QueuePause.State(paused: false), within: limit) {
+            try await membership.pauses.state(of: store.paymentsQueue.name)
+        }
         let parts = await (orders: orders, queue: queue, payments: payments, settled: settled, processes: processes, outbox: outboxQueue)
         var unavailable: [String: SystemStats.Unavailable] = [:]
         for (name, missing) in [("orders", parts.orders.missing), ("queue", parts.queue.missing), ("payments", parts.payments.missing),
@@ -134,7 +137,7 @@ public struct SystemStatsReader: Sendable {
             orders: .init(total: counts.total, pending: counts.pending, processing: counts.processing,
                           completed: counts.completed, failed: counts.failed),
             queue: .init(visible: queueStats.visible, inFlight: queueStats.inFlight, delayed: queueStats.delayed, deadLetter: queueStats.deadLettered,
-                         oldestAgeSeconds: rounded(queueStats.oldestAgeSeconds)),
+                         oldestAgeSeconds: rounded(queueStats.oldestAgeSeconds), paused: await pause.value.paused),
             workers: .init(count: live.reduce(0) { $0 + $1.workers }, busy: live.reduce(0) { $0 + $1.busy },
                            processes: live.filter { $0.workers > 0 }.count),
             payments: .init(charges: paid.charges, declines: paid.declines,

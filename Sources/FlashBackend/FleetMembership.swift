@@ -64,6 +64,9 @@ public final class FleetMembership: Service {
     }
 
     /// The record this process would write now.
+    /// The fleet's pause switches (``QueuePause``), kept in this fleet's registry.
+    public var pauses: QueuePause { QueuePause(registry: registry) }
+
     public func record() -> ProcessRecord {
         let load = load()
         return ProcessRecord(id: processID, kind: kind, host: host, pid: pid,

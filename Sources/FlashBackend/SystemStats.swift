@@ -26,8 +26,12 @@ public struct SystemStats: Sendable, Hashable, Codable {
         public var delayed: Int
         public var deadLetter: Int
         public var oldestAgeSeconds: Double
+        /// Whether consuming is paused for the fleet (``QueuePause``); nil from a server that
+        /// does not report it.
+        public var paused: Bool?
 
-        public init(visible: Int, inFlight: Int, delayed: Int, deadLetter: Int, oldestAgeSeconds: Double) {
+        public init(visible: Int, inFlight: Int, delayed: Int, deadLetter: Int, oldestAgeSeconds: Double, paused: Bool? = nil) {
+            self.paused = paused
             self.visible = visible
             self.inFlight = inFlight
             self.delayed = delayed
@@ -36,7 +40,7 @@ public struct SystemStats: Sendable, Hashable, Codable {
         }
 
         enum CodingKeys: String, CodingKey {
-            case visible, delayed
+            case visible, delayed, paused
             case inFlight = "in_flight"
             case deadLetter = "dead_letter"
             case oldestAgeSeconds = "oldest_age_seconds"

@@ -265,6 +265,8 @@ public final class FlashSystem: Sendable {
                              let pools = live.filter { $0.kind != .api }
                              let others = pools.filter { $0.id != processID }
                              return WorkerPool.FleetShare(processes: others.count + 1, othersBusy: others.reduce(0) { $0 + $1.busy })
+                         }, paused: { [pauses = QueuePause(registry: fleet), queue = store.paymentsQueue.name] in
+                             try await pauses.state(of: queue).paused
                          }, logger: logger)
             : nil
         let reconciler = Reconciler(
@@ -286,7 +288,8 @@ public final class FlashSystem: Sendable {
             syncTimeout: configuration.api.syncTimeout, accepted: accepted, processed: processed, catalog: backend.catalog,
             admin: AdminPolicy(token: configuration.api.adminToken ?? ""), flashProduct: configuration.api.flashProduct,
             outbox: route.relay == nil ? nil : backend.paymentsQueue, metrics: metrics, orderMetrics: orderMetrics, workers: workers,
-            admissionDeadline: configuration.api.admissionDeadline, logger: logger)
+            admissionDeadline: configuration.api.admissionDeadline,
+            queueSettings: configuration.sqs == nil ? backend.paymentsQueueSettings : nil, logger: logger)
         return FlashSystem(configuration: configuration, role: role, backend: backend, gateway: baseGateway, workers: workers,
                            reconciler: reconciler, membership: membership, relay: route.relay, services: services)
     }

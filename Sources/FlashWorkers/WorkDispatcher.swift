@@ -72,6 +72,14 @@ final class WorkDispatcher: Sendable {
         return (start, excess)
     }
 
+    /// Takes every job received and not yet handed to a worker (to give them back untried).
+    func takeBuffered() -> [Job] {
+        state.withLock { state in
+            defer { state.buffer.removeAll() }
+            return Array(state.buffer)
+        }
+    }
+
     /// Worker loops wanted now.
     var target: Int { state.withLock { $0.target } }
 

@@ -74,6 +74,8 @@ public final class WorkerPool: Service {
         /// Elastic sizing: nil for a fixed pool of ``workers``; else the pool starts at the
         /// controller's minimum and follows its answers (``workers`` is then ignored).
         public var scaling: WorkerScaler.Configuration?
+        /// How often the pool reads whether consuming is paused (``QueuePause``).
+        public var pausePoll: Duration = .milliseconds(500)
 
         public init(workers: Int, visibilityTimeout: Duration = .seconds(30), retryBackoff: Duration = .milliseconds(500),
                     maxRetryBackoff: Duration = .seconds(60), shutdownDeadline: Duration = .seconds(10),
@@ -112,6 +114,10 @@ public final class WorkerPool: Service {
     let spawns: (stream: AsyncStream<Int>, continuation: AsyncStream<Int>.Continuation)
     let hardStop = ArrivalSignal<Int>()
     let stopping = Atomic<Bool>(false)
+    /// Whether consuming is paused for the fleet (nil: never paused).
+    let pausedSource: (@Sendable () async throws -> Bool)?
+    /// The pause as this pool last read it.
+    let pausedNow = Atomic<Bool>(false)
     /// Open while the order store is away.
     let storeBreaker: CircuitBreaker
     /// Open while the payment gateway is away.
@@ -122,8 +128,10 @@ public final class WorkerPool: Service {
     /// the fleet's need).
     public init(configuration: Configuration, store: any OrderStore, gateway: any PaymentGateway,
                 processed: RateMeter = RateMeter(), orderMetrics: OrderMetrics = .none,
-                fleet: @escaping @Sendable () async -> FleetShare = { FleetShare() }, logger: Logger) {
+                fleet: @escaping @Sendable () async -> FleetShare = { FleetShare() },
+                paused: (@Sendable () async throws -> Bool)? = nil, logger: Logger) {
         self.fleet = fleet
+        self.pausedSource = paused
         self.spawns = AsyncStream.makeStream(of: Int.self)
         self.latest = Mutex(nil)
         self.orderMetrics = orderMetrics
@@ -172,6 +180,9 @@ public final class WorkerPool: Service {
     /// Workers charging right now.
     public var busy: Int { busyCount.load(ordering: .relaxed) }
 
+    /// Whether this pool has stopped taking deliveries because consuming is paused.
+    public var isPaused: Bool { pausedNow.load(ordering: .relaxed) }
+
     /// Runs until graceful shutdown (or cancellation).
     public func run() async throws {
         let initial = configuration.scaling.map { max(1, $0.minWorkers) } ?? configuration.workers
@@ -197,6 +208,7 @@ public final class WorkerPool: Service {
                             fetchGroup.addTask { await self.storeBreaker.probeWhileOpen() }
                             fetchGroup.addTask { await self.gatewayBreaker.probeWhileOpen() }
                             fetchGroup.addTask { await self.scaleLoop() }
+                            if self.pausedSource != nil { fetchGroup.addTask { await self.pauseLoop() } }
                         }
                     }
                     await self.stop()
@@ -291,10 +303,42 @@ public final class WorkerPool: Service {
         }
     }
 
+    // MARK: Pausing
+
+    /// Follows the fleet's pause switch. When it turns on, the deliveries received and not yet
+    /// started go back to the queue untried (they would otherwise be charged, or wait out
+    /// their leases); the fetchers stop receiving until it turns off.
+    private func pauseLoop() async {
+        guard let pausedSource else { return }
+        while !Task.isCancelled {
+            do {
+                let paused = try await pausedSource()
+                let was = pausedNow.exchange(paused, ordering: .relaxed)
+                if paused, !was {
+                    let buffered = dispatcher.takeBuffered()
+                    await Task { await self.returnUntried(buffered) }.value
+                    logger.notice("consuming paused: no new deliveries are taken; charges in progress finish",
+                                  metadata: ["given_back": "\(buffered.count)"])
+                } else if !paused, was {
+                    logger.notice("consuming resumed")
+                }
+            } catch {
+                // The switch cannot be read: the pool stays as it was.
+                logger.debug("the pause switch could not be read", metadata: ["error": "\(error)"])
+            }
+            do { try await Task.sleep(for: configuration.pausePoll) } catch { return }
+        }
+    }
+
     // MARK: Fetching
 
     private func fetchLoop() async {
         while !Task.isCancelled {
+            // Paused: no receive until resumed (checked often: a resume is picked up at once).
+            if isPaused {
+                do { try await Task.sleep(for: .milliseconds(50)) } catch { return }
+                continue
+            }
             // No receive while a dependency is away: each would count a delivery toward the
             // dead-letter queue for an order nobody can work on.
             await storeBreaker.waitUntilClosed()
@@ -320,6 +364,12 @@ public final class WorkerPool: Service {
                     logger.error("receive failed", metadata: ["error": "\(error)"])
                     try? await Task.sleep(for: .milliseconds(200))
                 }
+                _ = dispatcher.deliver([], reserved: wanted)
+                continue
+            }
+            if isPaused, !received.isEmpty {
+                // Paused while this receive waited: nothing is started; the deliveries go back.
+                await returnUntried(received.map { Job(message: $0, order: nil, orderID: nil, leasedAt: .now) })
                 _ = dispatcher.deliver([], reserved: wanted)
                 continue
             }
@@ -389,8 +439,10 @@ public final class WorkerPool: Service {
         guard let orderID = job.orderID else { return .unusable("undecodable message body") }
         guard let order = job.order else { return .unusable("no order \(orderID)") }
         if order.status.isTerminal { return .alreadyFinished }
-        // Buffered before the gateway was found away: back, untried, until it answers.
-        if gatewayBreaker.isOpen { return .untried }
+        // Buffered before the gateway was found away: back, untried, until it answers. Paused:
+        // no charge starts once the pool has seen the switch (a worker may take a buffered job
+        // while the pause loop gathers the buffer).
+        if gatewayBreaker.isOpen || isPaused { return .untried }
         var job = job
         let lease = configuration.visibilityTimeout
         if ContinuousClock.now - job.leasedAt >= lease / 2 {

@@ -176,7 +176,7 @@ struct FinalStateRoutesTests {
                 #expect(try await client.call(.post, "/orders/async", json: #"{"customer_id": \#(n), "items": [{"product_id": "TV"}]}"#).status == .accepted)
             }
             #expect(try await client.call(.get, "/products/TV").int("reserved") == 3)
-            let purge = try await client.call(.post, "/admin/queues/payments/purge")
+            let purge = try await client.call(.post, "/admin/queues/payments/purge?confirm=payments")
             #expect(purge.status == .ok)
             #expect(purge.int("purged") == 3)
             #expect(purge.int("orders_settled", "failed") == 3)

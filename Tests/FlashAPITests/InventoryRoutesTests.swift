@@ -252,11 +252,51 @@ struct InventoryRoutesTests {
     @Test func purgeEmptiesAQueue() async throws {
         try await TestSystem.withLiveSystem(TestSystem.configuration()) { _, client in
             _ = try await client.call(.post, "/orders/async", json: seedOrder)
-            let purged = try await client.call(.post, "/admin/queues/payments/purge")
+            // Unconfirmed, or confirmed for another queue: refused, saying what it would delete.
+            for path in ["/admin/queues/payments/purge", "/admin/queues/payments/purge?confirm=payments-dlq"] {
+                let unconfirmed = try await client.call(.post, path)
+                #expect(unconfirmed.status == .preconditionRequired)
+                #expect(unconfirmed.errorCode == "confirmation_required")
+                #expect(unconfirmed.string("error", "message")?.contains("deletes its 1 messages") == true)
+                #expect(unconfirmed.string("error", "message")?.contains("?confirm=payments") == true)
+            }
+            #expect(try await client.call(.get, "/stats").int("queue", "visible") == 1)
+            let purged = try await client.call(.post, "/admin/queues/payments/purge?confirm=payments")
             #expect(purged.status == .ok)
             #expect(purged.int("purged") == 1)
             #expect(try await client.call(.get, "/stats").int("queue", "visible") == 0)
             #expect(try await client.call(.post, "/admin/queues/nope/purge").status == .notFound)
+        }
+    }
+
+    @Test func queuesShowTheirSettingsAndTheFleetsPauseSwitch() async throws {
+        try await TestSystem.withLiveSystem(TestSystem.configuration()) { _, client in
+            _ = try await client.call(.post, "/orders/async", json: seedOrder)
+            let queues = try await client.call(.get, "/queues", authorized: false)
+            #expect(queues.status == .ok)
+            let payments = try #require(queues.json?["queues"]?.array?.first)
+            #expect(payments["name"]?.string == "payments")
+            #expect(payments["role"]?.string == "payments")
+            #expect(payments["settings"]?["visibility_timeout_seconds"]?.int == 30)
+            #expect(payments["settings"]?["max_receives"]?.int == 5)
+            #expect(payments["settings"]?["retention_seconds"]?.int == 4 * 86_400)
+            #expect(payments["paused"] == .bool(false))
+            #expect(payments["visible"]?.int == 1)
+            #expect(queues.json?["queues"]?.array?.last?["role"]?.string == "dead_letter")
+
+            #expect(try await client.call(.post, "/admin/queues/payments/pause", authorized: false).status == .unauthorized)
+            #expect(try await client.call(.post, "/admin/queues/payments-dlq/pause").status == .conflict)
+            #expect(try await client.call(.post, "/admin/queues/nope/pause").status == .notFound)
+            let paused = try await client.call(.post, "/admin/queues/payments/pause")
+            #expect(paused.status == .ok)
+            #expect(paused["paused"] == .bool(true))
+            #expect(paused.string("by")?.contains("request") == true)
+            #expect(try await client.call(.get, "/stats")["queue", "paused"] == .bool(true))
+            let after = try await client.call(.get, "/queues")
+            #expect(after.json?["queues"]?.array?.first?["paused"] == .bool(true))
+            #expect(after.json?["queues"]?.array?.first?["paused_by"]?.string == paused.string("by"))
+            #expect(try await client.call(.post, "/admin/queues/payments/resume").status == .ok)
+            #expect(try await client.call(.get, "/stats")["queue", "paused"] == .bool(false))
         }
     }
 

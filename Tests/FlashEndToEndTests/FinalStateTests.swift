@@ -148,7 +148,7 @@ struct FinalStateTests {
                 let reply = try await client.call(.POST, "/orders/async", json: #"{"customer_id": \#(n), "items": [{"product_id": "TV"}]}"#)
                 ids.append(try #require(reply.string("order_id")))
             }
-            let purge = try await client.call(.POST, "/admin/queues/payments/purge")
+            let purge = try await client.call(.POST, "/admin/queues/payments/purge?confirm=payments")
             #expect(purge.status == 200)
             #expect(purge.int("purged") == 4)
             #expect(purge.int("orders_settled", "failed") == 4)

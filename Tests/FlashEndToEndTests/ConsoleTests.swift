@@ -1,0 +1,111 @@
+import AsyncHTTPClient
+import FlashCore
+import Foundation
+import Testing
+
+/// The dashboard's console in a real browser (headless Chromium), as an operator uses it during
+/// a sale: read the queues and the catalog, open an order, pause and resume consuming, purge
+/// only after typing the queue's name; every action with the admin token typed in the page.
+@Suite("The console in a browser", .serialized)
+struct ConsoleTests {
+    /// Text of the elements matching `selector`, as one JSON array.
+    static func texts(_ page: DevToolsSession, _ selector: String) async throws -> [String] {
+        let value = try await page.evaluate("JSON.stringify(Array.from(document.querySelectorAll(\(JSONText.quoted(selector)))).map((e) => e.textContent))")
+        guard let text = value.string, case let .array(items) = try JSONValue.parse(Array(text.utf8)) else { return [] }
+        return items.compactMap(\.string)
+    }
+
+    @Test func browseOpenAnOrderPauseResumeAndPurgeWithConfirmation() async throws {
+        let browserPath = try #require(HeadlessBrowser.executable)
+        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        let server = try await ServerProcess(dataPath: ServerProcess.temporaryDataPath(), arguments: ["--workers", "2", "--payment-latency", "10ms"])
+        let client = APIClient(http: http, base: server.baseURL)
+        let browser = try await HeadlessBrowser(executable: browserPath)
+        do {
+            #expect(try await client.call(.PUT, "/products/sku-7", json: #"{"stock": 40, "price": 12.5}"#).status == 200)
+            let placed = try await client.call(.POST, "/orders/async", json: #"{"customer_id": "c1", "items": [{"product_id": "sku-7", "quantity": 2}]}"#)
+            let orderID = try #require(placed.string("order_id"))
+            try await expectEventually(timeout: .seconds(60)) { try await client.stats().int("orders", "completed") == 1 }
+            try await browser.withPage(http) { page in
+                try await page.send("Page.enable")
+                try await page.send("Page.navigate", #"{"url":\#(JSONText.quoted(server.baseURL + "/dashboard"))}"#)
+                // The queues with their settings, and the catalog.
+                try await expectEventually(timeout: .seconds(60)) {
+                    try await Self.texts(page, "#queues tr[data-queue='payments'] td").count >= 5
+                }
+                let row = try await Self.texts(page, "#queues tr[data-queue='payments'] td")
+                #expect(row[3].contains("lease 30 s") && row[3].contains("5 receives"), "\(row)")
+                #expect(row[4] == "running", "\(row)")
+                try await expectEventually(timeout: .seconds(60)) {
+                    try await Self.texts(page, "#products tr[data-product='sku-7'] td") == ["sku-7", "38", "0", "2", "12.5"]
+                }
+
+                // Open an order by its id.
+                _ = try await page.evaluate("document.getElementById('order-id').value = \(JSONText.quoted(orderID)); document.getElementById('order-open').click(); true")
+                try await expectEventually(timeout: .seconds(30)) {
+                    try await Self.texts(page, "#order-view dd[data-field='status']") == ["completed"]
+                }
+                #expect(try await Self.texts(page, "#order-view dd[data-field='items']") == ["2 × sku-7"])
+
+                // An action without the token is refused, and the page says why.
+                _ = try await page.evaluate("document.querySelector(\"#queues button[data-action='pause']\").click(); true")
+                try await expectEventually(timeout: .seconds(30)) {
+                    try await Self.texts(page, "#console-log").first?.hasPrefix("Not allowed") == true
+                }
+                #expect(try await client.stats().json?["queue"]?["paused"] == .bool(false))
+
+                // With the token: pause; the fleet's switch is on, and the page shows it.
+                _ = try await page.evaluate("""
+                    (() => { const t = document.getElementById('admin-token'); t.value = \(JSONText.quoted(ServerProcess.adminToken));
+                      t.dispatchEvent(new Event('input')); document.querySelector("#queues button[data-action='pause']").click(); return true; })()
+                    """)
+                try await expectEventually(timeout: .seconds(30)) { try await client.stats().json?["queue"]?["paused"] == .bool(true) }
+                try await expectEventually(timeout: .seconds(60)) {
+                    let row = try await Self.texts(page, "#queues tr[data-queue='payments'] td.consuming")
+                    let stat = try await Self.texts(page, "#consuming")
+                    return row == ["paused"] && stat == ["paused"]
+                }
+                // Orders wait while paused.
+                for _ in 0..<3 { _ = try await client.call(.POST, "/orders/async", json: seedOrder) }
+                try await Task.sleep(for: .seconds(1))
+                #expect(try await client.stats().int("orders", "pending") == 3)
+
+                // Resume: they are charged.
+                _ = try await page.evaluate("document.querySelector(\"#queues button[data-action='resume']\").click(); true")
+                try await expectEventually(timeout: .seconds(60)) { try await client.stats().int("orders", "completed") == 4 }
+                try await expectEventually(timeout: .seconds(60)) {
+                    try await Self.texts(page, "#queues tr[data-queue='payments'] td.consuming") == ["running"]
+                }
+
+                // Purge asks for the name: a wrong one cancels, the right one purges.
+                _ = try await client.call(.POST, "/admin/queues/payments/pause")
+                // The pool follows the switch within its poll; wait until it has.
+                try await expectEventually(timeout: .seconds(30)) {
+                    let response = try await http.execute(HTTPClientRequest(url: server.baseURL + "/metrics"), timeout: .seconds(10))
+                    return String(buffer: try await response.body.collect(upTo: 4 << 20)).contains("\nflashsale_process_consuming_paused 1")
+                }
+                for _ in 0..<2 { _ = try await client.call(.POST, "/orders/async", json: seedOrder) }
+                _ = try await page.evaluate("window.prompt = () => 'nope'; document.querySelector(\"#queues tr[data-queue='payments'] button[data-action='purge']\").click(); true")
+                try await expectEventually(timeout: .seconds(30)) {
+                    try await Self.texts(page, "#console-log").first?.contains("cancelled") == true
+                }
+                #expect(try await client.stats().int("queue", "visible") == 2)
+                _ = try await page.evaluate("window.prompt = () => 'payments'; document.querySelector(\"#queues tr[data-queue='payments'] button[data-action='purge']\").click(); true")
+                try await expectEventually(timeout: .seconds(60)) {
+                    try await Self.texts(page, "#console-log").first?.hasPrefix("Purged payments: 2 messages") == true
+                }
+                #expect(try await client.stats().int("queue", "visible") == 0)
+                #expect(try await client.stats().int("orders", "failed") == 2, "purged orders that were never charged are settled failed")
+                try FileManager.default.createDirectory(at: DashboardTests.artifacts, withIntermediateDirectories: true)
+                try await page.screenshot().write(to: DashboardTests.artifacts.appendingPathComponent("console.png"))
+            }
+        } catch {
+            browser.close()
+            try? await http.shutdown()
+            throw error
+        }
+        browser.close()
+        try await http.shutdown()
+        _ = try await server.terminate()
+    }
+}
