@@ -22,6 +22,8 @@ import Logging
 struct AdminController {
     /// How long a purge request spends settling orphaned orders before leaving the rest to the sweeps.
     static let settleBudget: Duration = .seconds(20)
+    /// How long `GET /queues` waits for the backend (as `/stats` does for each part).
+    static let readLimit: Duration = .seconds(2)
 
     let paymentsQueue: any MessageQueue
     let deadLetterQueue: (any MessageQueue)?
@@ -40,15 +42,22 @@ struct AdminController {
     /// `GET /queues`: the payments queue and its dead-letter queue, with their settings, their
     /// messages and whether consuming is paused.
     @Sendable func list(_ request: Request, context: FlashRequestContext) async throws -> Response {
-        let stats = try await paymentsQueue.statistics()
-        let state = try await pauses.state(of: paymentsQueue.name)
+        // Bounded as /stats is: a stalled database answers 503, not a request that hangs.
+        let (paymentsQueue, deadLetterQueue, pauses) = (self.paymentsQueue, self.deadLetterQueue, self.pauses)
+        let (stats, state, deadStats): (QueueStatistics, QueuePause.State, QueueStatistics?)
+        do {
+            (stats, state, deadStats) = try await withTimeout(Self.readLimit) {
+                (try await paymentsQueue.statistics(), try await pauses.state(of: paymentsQueue.name), try await deadLetterQueue?.statistics())
+            }
+        } catch let error as TimeoutError {
+            throw BackendUnavailable(reason: "the queues could not be read within \(error.limit.shortDescription)", retryAfter: .seconds(1))
+        }
         var settingsJSON = #""settings":null"#
         if let settings {
             settingsJSON = #""settings":{"visibility_timeout_seconds":\#(JSONText.number(settings.visibilityTimeout.asSeconds)),"max_receives":\#(settings.maxReceiveCount),"retention_seconds":\#(JSONText.number(settings.retention.asSeconds))}"#
         }
         var queues = [#"{"name":\#(JSONText.quoted(paymentsQueue.name)),"role":"payments",\#(settingsJSON),"paused":\#(state.paused),"paused_by":\#(state.by.map(JSONText.quoted) ?? "null"),"paused_at":\#(state.at.map(String.init) ?? "null"),"visible":\#(stats.visible),"in_flight":\#(stats.inFlight),"delayed":\#(stats.delayed),"oldest_age_seconds":\#(JSONText.number(stats.oldestAgeSeconds))}"#]
-        if let deadLetterQueue {
-            let dead = try await deadLetterQueue.statistics()
+        if let deadLetterQueue, let dead = deadStats {
             queues.append(#"{"name":\#(JSONText.quoted(deadLetterQueue.name)),"role":"dead_letter","settings":null,"paused":false,"paused_by":null,"paused_at":null,"visible":\#(dead.visible),"in_flight":\#(dead.inFlight),"delayed":\#(dead.delayed),"oldest_age_seconds":\#(JSONText.number(dead.oldestAgeSeconds))}"#)
         }
         return Response.json(.ok, #"{"queues":[\#(queues.joined(separator: ","))]}"#)

@@ -27,6 +27,7 @@ struct OrdersController<Context: RequestContext> {
         routes.on("/orders/async", method: .post, use: placeAsync)
         routes.on("/orders/sync", method: .post, use: placeSync)
         routes.on("/orders/:id", method: .get, use: show)
+        routes.on("/admin/orders", method: .get, admin: true, use: browse)
     }
 
     // MARK: Async
@@ -206,6 +207,36 @@ struct OrdersController<Context: RequestContext> {
 
     // MARK: Lookup
 
+    /// `GET /admin/orders?status=…&limit=…&before=…`: orders newest first, by state, a page at a
+    /// time (`next` is the `before` of the next page). Admin: it lists every customer's orders.
+    @Sendable func browse(_ request: Request, context: Context) async throws -> Response {
+        let query = request.uri.queryParameters
+        var status: OrderStatus?
+        if let text = query.get("status"), !text.isEmpty {
+            guard let parsed = OrderStatus(rawValue: text) else {
+                throw APIError.badRequest("invalid_status", "status must be pending, processing, completed or failed, not '\(text)'")
+            }
+            status = parsed
+        }
+        var limit = 50
+        if let text = query.get("limit") {
+            guard let number = Int(text), (1...500).contains(number) else {
+                throw APIError.badRequest("invalid_limit", "limit must be a whole number from 1 to 500, not '\(text)'")
+            }
+            limit = number
+        }
+        var cursor: Int64?
+        if let text = query.get("before") {
+            guard let number = Int64(text), number > 0 else {
+                throw APIError.badRequest("invalid_cursor", "before must be the 'next' of an earlier page, not '\(text)'")
+            }
+            cursor = number
+        }
+        let page = try await store.orders(status: status, before: cursor, limit: limit)
+        let next = page.next.map { JSONText.quoted(String($0)) } ?? "null"
+        return Response.json(.ok, #"{"orders":[\#(page.orders.map { OrderJSON.order($0) }.joined(separator: ","))],"next":\#(next)}"#)
+    }
+
     @Sendable func show(_ request: Request, context: Context) async throws -> Response {
         let id = try context.parameters.decoded("id")
         guard let order = try await store.order(id: id) else {
@@ -215,7 +246,11 @@ struct OrdersController<Context: RequestContext> {
         // An estimate: when the queue cannot say (SQS unreachable), the order is shown without it.
         let position = try? await store.queuePosition(of: order)
         var eta: Int64?
-        if let position, let rate = processingRate, rate > 0 {
+        // Paused: no charge starts until someone resumes, so no completion can be promised.
+        let paused = (try? await withTimeout(.seconds(1)) { [membership, store] in
+            try await membership.pauses.state(of: store.paymentsQueue.name).paused
+        }) ?? false
+        if !paused, let position, let rate = processingRate, rate > 0 {
             eta = WallClock.nowMillis() + Int64((Double(position + 1) / rate * 1000).rounded())
         }
         return Response.json(.ok, OrderJSON.order(order, queuePosition: position, estimatedCompletionMillis: eta))

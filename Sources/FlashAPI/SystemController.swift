@@ -123,10 +123,12 @@ public struct SystemStatsReader: Sendable {
         async let pause = memory.read("pause", zero: QueuePause.State(paused: false), within: limit) {
             try await membership.pauses.state(of: store.paymentsQueue.name)
         }
-        let parts = await (orders: orders, queue: queue, payments: payments, settled: settled, processes: processes, outbox: outboxQueue)
+        let parts = await (orders: orders, queue: queue, payments: payments, settled: settled, processes: processes, outbox: outboxQueue,
+                           pause: pause)
         var unavailable: [String: SystemStats.Unavailable] = [:]
         for (name, missing) in [("orders", parts.orders.missing), ("queue", parts.queue.missing), ("payments", parts.payments.missing),
-                                ("settlements", parts.settled.missing), ("processes", parts.processes.missing), ("outbox", parts.outbox.missing)] {
+                                ("settlements", parts.settled.missing), ("processes", parts.processes.missing), ("outbox", parts.outbox.missing),
+                                ("pause", parts.pause.missing)] {
             if let missing { unavailable[name] = missing }
         }
         let own = reconciler?.statistics
@@ -137,7 +139,7 @@ public struct SystemStatsReader: Sendable {
             orders: .init(total: counts.total, pending: counts.pending, processing: counts.processing,
                           completed: counts.completed, failed: counts.failed),
             queue: .init(visible: queueStats.visible, inFlight: queueStats.inFlight, delayed: queueStats.delayed, deadLetter: queueStats.deadLettered,
-                         oldestAgeSeconds: rounded(queueStats.oldestAgeSeconds), paused: await pause.value.paused),
+                         oldestAgeSeconds: rounded(queueStats.oldestAgeSeconds), paused: parts.pause.value.paused),
             workers: .init(count: live.reduce(0) { $0 + $1.workers }, busy: live.reduce(0) { $0 + $1.busy },
                            processes: live.filter { $0.workers > 0 }.count),
             payments: .init(charges: paid.charges, declines: paid.declines,

@@ -63,10 +63,10 @@ public final class FleetMembership: Service {
         self.logger = logger
     }
 
-    /// The record this process would write now.
     /// The fleet's pause switches (``QueuePause``), kept in this fleet's registry.
     public var pauses: QueuePause { QueuePause(registry: registry) }
 
+    /// The record this process would write now.
     public func record() -> ProcessRecord {
         let load = load()
         return ProcessRecord(id: processID, kind: kind, host: host, pid: pid,

@@ -31,8 +31,8 @@ extension LoadResult {
             #"<meta name="viewport" content="width=device-width, initial-scale=1">"#,
             "<title>flashsale load report</title>", "<style>\(Self.style)</style>", "</head>", "<body>",
             "<header>", "<h1>flashsale load report</h1>",
-            "<p><code>\(Self.escapeHTML(endpoint.method + " " + configuration.host + endpoint.path))</code></p>",
-            "<dl>" + facts.map { "<div><dt>\($0.0)</dt><dd>\(Self.escapeHTML($0.1))</dd></div>" }.joined() + "</dl>",
+            "<p><code>\(SVGChart.escape(endpoint.method + " " + configuration.host + endpoint.path))</code></p>",
+            "<dl>" + facts.map { "<div><dt>\($0.0)</dt><dd>\(SVGChart.escape($0.1))</dd></div>" }.joined() + "</dl>",
             "</header>", "<h2>Over time</h2>",
         ]
         if history.isEmpty {
@@ -76,7 +76,7 @@ extension LoadResult {
 
     private var percentileTable: String {
         let head = #"<tr><th class="l">Type</th><th class="l">Name</th>"#
-            + Self.percentiles.map { "<th>\(Self.escapeHTML($0.label))</th>" }.joined() + "<th># reqs</th><th># fails</th></tr>"
+            + Self.percentiles.map { "<th>\(SVGChart.escape($0.label))</th>" }.joined() + "<th># reqs</th><th># fails</th></tr>"
         let rows = endpoints.map { percentileRow($0.method, $0) } + [percentileRow("", aggregated, total: true)]
         return Self.table(head: head, rows: rows)
     }
@@ -88,7 +88,7 @@ extension LoadResult {
             return stats.requests == 0 || !value.isFinite ? "–" : String(Int(value.rounded()))
         }
         return (total ? #"<tr class="total">"# : "<tr>")
-            + #"<td class="l">\#(Self.escapeHTML(type))</td><td class="l">\#(Self.escapeHTML(stats.name))</td>"#
+            + #"<td class="l">\#(SVGChart.escape(type))</td><td class="l">\#(SVGChart.escape(stats.name))</td>"#
             + cells.map { "<td>\($0)</td>" }.joined() + "<td>\(stats.requests)</td><td>\(stats.failures)</td></tr>"
     }
 
@@ -103,7 +103,7 @@ extension LoadResult {
 
     private var errorTable: String {
         let rows = errors.map { error in
-            "<tr>" + [error.method, error.name, error.error].map { #"<td class="l">\#(Self.escapeHTML($0))</td>"# }.joined()
+            "<tr>" + [error.method, error.name, error.error].map { #"<td class="l">\#(SVGChart.escape($0))</td>"# }.joined()
                 + "<td>\(error.count)</td></tr>"
         }
         return Self.table(head: #"<tr><th class="l">Method</th><th class="l">Name</th><th class="l">Error</th><th>Occurrences</th></tr>"#,
@@ -123,22 +123,6 @@ extension LoadResult {
         value.isFinite ? String(format: "%.2f", value) : "–"
     }
 
-    /// Text made safe for HTML content and quoted attribute values.
-    private static func escapeHTML(_ text: String) -> String {
-        var out = ""
-        out.reserveCapacity(text.utf8.count)
-        for character in text {
-            switch character {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            default: out.append(character)
-            }
-        }
-        return out
-    }
 
     private static let style = """
         body{font:14px/1.45 -apple-system,"Segoe UI",Helvetica,Arial,sans-serif;color:#222;max-width:1000px;margin:2rem auto;padding:0 1rem}

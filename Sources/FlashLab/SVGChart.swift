@@ -153,7 +153,21 @@ public struct SVGChart: Sendable {
         return abs(value) < 1 ? String(format: "%.2f", value) : String(format: "%.1f", value)
     }
 
+    /// Text made safe for SVG and HTML content and quoted attribute values (the charts and the
+    /// load report's page share it).
     static func escape(_ text: String) -> String {
-        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+        var out = ""
+        out.reserveCapacity(text.utf8.count)
+        for character in text {
+            switch character {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            case "'": out += "&#39;"
+            default: out.append(character)
+            }
+        }
+        return out
     }
 }

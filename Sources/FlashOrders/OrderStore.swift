@@ -216,6 +216,30 @@ public protocol OrderStore: Sendable {
 
     /// Orders by status (stored counters: the whole fleet's).
     func counts() async throws -> OrderCounts
+
+    /// Orders newest first (in placement order), only those in `status` when it is given, and
+    /// only those placed before the `before` cursor (a page's ``OrderPage/next``); at most
+    /// `limit`. What the console browses.
+    func orders(status: OrderStatus?, before cursor: Int64?, limit: Int) async throws -> OrderPage
+}
+
+/// One page of orders, newest first.
+public struct OrderPage: Sendable {
+    public var orders: [Order]
+    /// The cursor of the next (older) page; nil when this is the last.
+    public var next: Int64?
+
+    public init(orders: [Order], next: Int64?) {
+        self.orders = orders
+        self.next = next
+    }
+
+    /// The page from rows read with a limit one larger than asked (`seq` of each row beside it).
+    public init(rows: [(order: Order, seq: Int64)], limit: Int) {
+        let page = rows.prefix(limit)
+        self.orders = page.map(\.order)
+        self.next = rows.count > limit ? page.last?.seq : nil
+    }
 }
 
 extension OrderStore {

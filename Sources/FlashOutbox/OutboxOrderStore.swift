@@ -52,6 +52,9 @@ public final class OutboxOrderStore: OrderStore {
         try await local.placeImmediate(order, holdUntil: holdUntil)
     }
     public func order(id: String) async throws -> Order? { try await local.order(id: id) }
+    public func orders(status: OrderStatus?, before cursor: Int64?, limit: Int) async throws -> OrderPage {
+        try await local.orders(status: status, before: cursor, limit: limit)
+    }
     public func startProcessing(_ orderIDs: [String]) async throws -> [String: Order] { try await local.startProcessing(orderIDs) }
     public func returnAttempts(_ orderIDs: [String]) async throws { try await local.returnAttempts(orderIDs) }
     public func settle(_ orderID: String, result: OrderResult, counted: Bool) async throws -> FinishedOrder? {

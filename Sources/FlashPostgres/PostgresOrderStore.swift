@@ -50,6 +50,21 @@ public final class PostgresOrderStore: OrderStore {
             .first.map { try Self.decodeOrder($0.makeRandomAccess()) }
     }
 
+    public func orders(status: OrderStatus?, before cursor: Int64?, limit: Int) async throws -> OrderPage {
+        // Down `seq` from the cursor: open orders through the partial index of open ones,
+        // finished ones from the newest, which a console looks at.
+        let below = cursor ?? Int64.max
+        let rows = if let status {
+            try await database.read("SELECT \(unescaped: Self.columns), seq FROM fs_orders WHERE seq < \(below) AND status = \(status.rawValue) ORDER BY seq DESC LIMIT \(limit + 1)")
+        } else {
+            try await database.read("SELECT \(unescaped: Self.columns), seq FROM fs_orders WHERE seq < \(below) ORDER BY seq DESC LIMIT \(limit + 1)")
+        }
+        return OrderPage(rows: try rows.map { row in
+            let columns = row.makeRandomAccess()
+            return (try Self.decodeOrder(columns), try columns.get("seq") as Int64)
+        }, limit: limit)
+    }
+
     public func counts() async throws -> OrderCounts {
         let counters = try await CounterDeltas.read(database, prefix: "orders.")
         return OrderCounts(counters: counters, placed: counters["orders.placed"] ?? 0)

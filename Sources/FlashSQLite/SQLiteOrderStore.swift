@@ -113,6 +113,23 @@ public final class SQLiteOrderStore: OrderStore {
         try await database.read { db in try Self.order(db, id: id) }
     }
 
+    public func orders(status: OrderStatus?, before cursor: Int64?, limit: Int) async throws -> OrderPage {
+        // Down the rowid (`seq`) from the cursor: open orders through the partial index of open
+        // ones, finished ones from the newest, which a console looks at.
+        try await database.read { db in
+            var sql = "SELECT * FROM fs_orders WHERE seq < ?"
+            var arguments: StatementArguments = [cursor ?? Int64.max]
+            if let status {
+                sql += " AND status = ?"
+                arguments += [status.rawValue]
+            }
+            sql += " ORDER BY seq DESC LIMIT ?"
+            arguments += [limit + 1]
+            let rows = try Row.fetchAll(db, sql: sql, arguments: arguments)
+            return OrderPage(rows: rows.map { (Self.decodeOrder($0), $0["seq"] as Int64) }, limit: limit)
+        }
+    }
+
     static func order(_ db: Database, id: String) throws -> Order? {
         try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM fs_orders WHERE order_id = ?"), arguments: [id]).map(decodeOrder)
     }

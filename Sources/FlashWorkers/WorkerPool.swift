@@ -116,8 +116,9 @@ public final class WorkerPool: Service {
     let stopping = Atomic<Bool>(false)
     /// Whether consuming is paused for the fleet (nil: never paused).
     let pausedSource: (@Sendable () async throws -> Bool)?
-    /// The pause as this pool last read it.
-    let pausedNow = Atomic<Bool>(false)
+    /// The pause as this pool last read it. A pool that follows a switch starts paused until its
+    /// first reading (a process started during a pause takes nothing before it knows).
+    let pausedNow: Atomic<Bool>
     /// Open while the order store is away.
     let storeBreaker: CircuitBreaker
     /// Open while the payment gateway is away.
@@ -132,6 +133,7 @@ public final class WorkerPool: Service {
                 paused: (@Sendable () async throws -> Bool)? = nil, logger: Logger) {
         self.fleet = fleet
         self.pausedSource = paused
+        self.pausedNow = Atomic(paused != nil)
         self.spawns = AsyncStream.makeStream(of: Int.self)
         self.latest = Mutex(nil)
         self.orderMetrics = orderMetrics
@@ -282,7 +284,9 @@ public final class WorkerPool: Service {
                 charges: ended.count, chargeSeconds: ended.seconds, gatewayErrors: ended.errors,
                 busy: busy, othersBusy: share.othersBusy, processes: max(1, share.processes)), at: ContinuousClock.now - start)
             latest.withLock { $0 = decision }
-            guard configuration.scaling != nil, !stopping.load(ordering: .relaxed) else { continue }
+            // Paused, the backlog grows with no charge to serve it: the pool keeps its size,
+            // rather than meeting the resume (and the gateway) at its largest.
+            guard configuration.scaling != nil, !stopping.load(ordering: .relaxed), !isPaused else { continue }
             let before = dispatcher.target
             if decision.workers != before {
                 let (start, excess) = dispatcher.resize(to: decision.workers)
@@ -310,11 +314,15 @@ public final class WorkerPool: Service {
     /// their leases); the fetchers stop receiving until it turns off.
     private func pauseLoop() async {
         guard let pausedSource else { return }
+        var first = true
         while !Task.isCancelled {
             do {
                 let paused = try await pausedSource()
                 let was = pausedNow.exchange(paused, ordering: .relaxed)
-                if paused, !was {
+                if first {
+                    first = false
+                    if paused { logger.notice("consuming is paused: no deliveries are taken until it is resumed") }
+                } else if paused, !was {
                     let buffered = dispatcher.takeBuffered()
                     await Task { await self.returnUntried(buffered) }.value
                     logger.notice("consuming paused: no new deliveries are taken; charges in progress finish",
@@ -345,6 +353,12 @@ public final class WorkerPool: Service {
             await gatewayBreaker.waitUntilClosed()
             let wanted = await dispatcher.demand()
             if wanted == 0 { return }
+            if isPaused {
+                // Paused while waiting for demand: no receive (on SQS a delivery given back
+                // still counts toward its receives).
+                _ = dispatcher.deliver([], reserved: wanted)
+                continue
+            }
             if storeBreaker.isOpen || gatewayBreaker.isOpen {
                 _ = dispatcher.deliver([], reserved: wanted)
                 continue

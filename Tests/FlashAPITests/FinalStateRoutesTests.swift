@@ -244,6 +244,9 @@ extension FinalStateRoutesTests {
             try await inner.placeImmediate(order, holdUntil: holdUntil)
         }
         func order(id: String) async throws -> Order? { try await inner.order(id: id) }
+        func orders(status: OrderStatus?, before cursor: Int64?, limit: Int) async throws -> OrderPage {
+            try await inner.orders(status: status, before: cursor, limit: limit)
+        }
         func startProcessing(_ orderIDs: [String]) async throws -> [String: Order] { try await inner.startProcessing(orderIDs) }
         func returnUntried(_ deliveries: [UntriedDelivery]) async throws { try await inner.returnUntried(deliveries) }
         func returnAttempts(_ orderIDs: [String]) async throws { try await inner.returnAttempts(orderIDs) }

@@ -113,6 +113,31 @@ struct OrderRoutesTests {
         }
     }
 
+    @Test func ordersAreBrowsedNewestFirstByStateWithTheAdminSecret() async throws {
+        try await TestSystem.withLiveSystem(TestSystem.configuration()) { _, client in
+            for n in 0..<3 {
+                _ = try await client.call(.post, "/orders/async", json: #"{"order_id": "b\#(n)", "customer_id": 1, "items": [{"product_id": "a"}]}"#)
+            }
+            #expect(try await client.call(.get, "/admin/orders", authorized: false).status == .unauthorized)
+            let all = try await client.call(.get, "/admin/orders")
+            #expect(all.status == .ok)
+            #expect(all.json?["orders"]?.array?.compactMap { $0["order_id"]?.string } == ["b2", "b1", "b0"])
+            #expect(all["next"] == .null)
+            let first = try await client.call(.get, "/admin/orders?status=pending&limit=2")
+            #expect(first.json?["orders"]?.array?.compactMap { $0["order_id"]?.string } == ["b2", "b1"])
+            let cursor = try #require(first.string("next"))
+            let second = try await client.call(.get, "/admin/orders?status=pending&limit=2&before=\(cursor)")
+            #expect(second.json?["orders"]?.array?.compactMap { $0["order_id"]?.string } == ["b0"])
+            #expect(second["next"] == .null)
+            #expect(try await client.call(.get, "/admin/orders?status=completed").json?["orders"]?.array?.isEmpty == true)
+            for (query, code) in [("status=done", "invalid_status"), ("limit=0", "invalid_limit"), ("before=x", "invalid_cursor")] {
+                let refused = try await client.call(.get, "/admin/orders?\(query)")
+                #expect(refused.status == .badRequest)
+                #expect(refused.errorCode == code)
+            }
+        }
+    }
+
     @Test func syncOrderIsChargedWhileTheCustomerWaits() async throws {
         try await TestSystem.withLiveSystem(TestSystem.configuration()) { system, client in
             let reply = try await client.call(.post, "/orders/sync", json: seedOrder)

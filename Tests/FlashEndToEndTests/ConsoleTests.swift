@@ -77,6 +77,18 @@ struct ConsoleTests {
                     try await Self.texts(page, "#queues tr[data-queue='payments'] td.consuming") == ["running"]
                 }
 
+                // Browse the completed orders, newest first, and open one from the list.
+                _ = try await page.evaluate("document.getElementById('orders-status').value = 'completed'; document.getElementById('orders-load').click(); true")
+                try await expectEventually(timeout: .seconds(30)) {
+                    try await Self.texts(page, "#orders tr td:nth-child(2)") == ["completed", "completed", "completed", "completed"]
+                }
+                let listed = try await Self.texts(page, "#orders tr td:first-child")
+                #expect(listed.last == orderID, "the first order placed is the oldest: \(listed)")
+                _ = try await page.evaluate("document.querySelector('#orders tr:last-child td a').click(); true")
+                try await expectEventually(timeout: .seconds(30)) {
+                    try await Self.texts(page, "#order-view dd[data-field='order']") == [orderID]
+                }
+
                 // Purge asks for the name: a wrong one cancels, the right one purges.
                 _ = try await client.call(.POST, "/admin/queues/payments/pause")
                 // The pool follows the switch within its poll; wait until it has.

@@ -90,6 +90,35 @@ struct OrderStoreContractTests {
     }
 
     @Test(arguments: OrderBackend.allCases)
+    func ordersAreBrowsedNewestFirstByStatusInPages(_ backend: OrderBackend) async throws {
+        try await backend.makeStore().with { backend in
+            var ids: [String] = []
+            for n in 0..<5 { ids.append(try await backend.orders.placeQueued(Self.order("c\(n)", [("A", 1, 1)], id: "o\(n)")).order.id) }
+            _ = try await backend.orders.startProcessing(["o1"])
+            try await backend.orders.finish("o3", result: .completed)
+            let all = try await backend.orders.orders(status: nil, before: nil, limit: 10)
+            #expect(all.orders.map(\.id) == ["o4", "o3", "o2", "o1", "o0"])
+            #expect(all.next == nil)
+            #expect(try await backend.orders.orders(status: .pending, before: nil, limit: 10).orders.map(\.id) == ["o4", "o2", "o0"])
+            #expect(try await backend.orders.orders(status: .processing, before: nil, limit: 10).orders.map(\.id) == ["o1"])
+            #expect(try await backend.orders.orders(status: .completed, before: nil, limit: 10).orders.map { [$0.id, $0.status.rawValue] } == [["o3", "completed"]])
+            #expect(try await backend.orders.orders(status: .failed, before: nil, limit: 10).orders.isEmpty)
+            // Pages of two: every order once, in order, and the last page says it is the last.
+            var seen: [String] = []
+            var cursor: Int64?
+            var pages = 0
+            repeat {
+                let page = try await backend.orders.orders(status: nil, before: cursor, limit: 2)
+                seen += page.orders.map(\.id)
+                cursor = page.next
+                pages += 1
+            } while cursor != nil && pages < 10
+            #expect(seen == ["o4", "o3", "o2", "o1", "o0"])
+            #expect(pages == 3)
+        }
+    }
+
+    @Test(arguments: OrderBackend.allCases)
     func aRefusedOrderStoresNothingAndReservesNothing(_ backend: OrderBackend) async throws {
         try await backend.makeStore().with { backend in
             _ = try await backend.catalog.putProduct(id: "A", stock: 5, perCustomerLimit: nil, price: nil)

@@ -228,8 +228,9 @@ struct SQLiteWriterTests {
         try await Self.until { database.connection.writer.waitingOperations > GroupCommitWriter.maxGroup + 10 }
         // Patient enough not to be refused on arrival (a line that has answered nothing for as
         // long as a newcomer may wait is refused at once, by the forecast: a slow machine takes
-        // seconds to queue the others), so it joins the line and its deadline passes there.
-        let patience = (ContinuousClock.now - stalledFrom) + .seconds(1)
+        // seconds to queue the others, and more to start this write: 5 s to spare, as a busy
+        // machine took more than 1), so it joins the line and its deadline passes there.
+        let patience = (ContinuousClock.now - stalledFrom) + .seconds(5)
         let hurried = Task {
             try await database.write(deadline: .now + patience) { db in try db.execute(sql: "INSERT INTO t VALUES (-1)") }
         }

@@ -90,6 +90,9 @@ struct OutageTests {
             return try await inner.placeImmediate(order, holdUntil: holdUntil)
         }
         func order(id: String) async throws -> Order? { try check(); return try await inner.order(id: id) }
+        func orders(status: OrderStatus?, before cursor: Int64?, limit: Int) async throws -> OrderPage {
+            try check(); return try await inner.orders(status: status, before: cursor, limit: limit)
+        }
         func startProcessing(_ orderIDs: [String]) async throws -> [String: Order] { try check(); return try await inner.startProcessing(orderIDs) }
         func returnUntried(_ deliveries: [UntriedDelivery]) async throws { try check(); try await inner.returnUntried(deliveries) }
         func returnAttempts(_ orderIDs: [String]) async throws { try check(); try await inner.returnAttempts(orderIDs) }
