@@ -89,7 +89,7 @@ struct AdminController {
         let queue = try namedQueue(context)
         let before = try await queue.statistics()
         guard request.uri.queryParameters.get("confirm") == queue.name else {
-            throw APIError(.preconditionRequired, code: "confirmation_required",
+            throw APIError(.conflict, code: "confirmation_required",
                            message: "purging '\(queue.name)' deletes its \(before.total) messages, and their orders are settled at once (charged: completed; not charged: failed); to go ahead, repeat with ?confirm=\(queue.name)")
         }
         var pass = Reconciler.Pass()

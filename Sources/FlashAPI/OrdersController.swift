@@ -227,7 +227,7 @@ struct OrdersController<Context: RequestContext> {
         }
         var cursor: Int64?
         if let text = query.get("before") {
-            guard let number = Int64(text), number > 0 else {
+            guard let number = Int64(text), number >= 0 else {
                 throw APIError.badRequest("invalid_cursor", "before must be the 'next' of an earlier page, not '\(text)'")
             }
             cursor = number

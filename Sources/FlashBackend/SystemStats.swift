@@ -29,8 +29,13 @@ public struct SystemStats: Sendable, Hashable, Codable {
         /// Whether consuming is paused for the fleet (``QueuePause``); nil from a server that
         /// does not report it.
         public var paused: Bool?
+        /// Seconds until the last lease of the messages in flight ends; nil when the queue
+        /// cannot say (SQS). With no live worker, in-flight messages wait this long.
+        public var leasesEndInSeconds: Double?
 
-        public init(visible: Int, inFlight: Int, delayed: Int, deadLetter: Int, oldestAgeSeconds: Double, paused: Bool? = nil) {
+        public init(visible: Int, inFlight: Int, delayed: Int, deadLetter: Int, oldestAgeSeconds: Double, paused: Bool? = nil,
+                    leasesEndInSeconds: Double? = nil) {
+            self.leasesEndInSeconds = leasesEndInSeconds
             self.paused = paused
             self.visible = visible
             self.inFlight = inFlight
@@ -44,6 +49,7 @@ public struct SystemStats: Sendable, Hashable, Codable {
             case inFlight = "in_flight"
             case deadLetter = "dead_letter"
             case oldestAgeSeconds = "oldest_age_seconds"
+            case leasesEndInSeconds = "leases_end_in_seconds"
         }
     }
 

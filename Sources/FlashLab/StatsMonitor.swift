@@ -35,6 +35,13 @@ public struct StatsSample: Sendable {
     /// Orders waiting in the queue: visible + in flight + delayed (what the seeds' CloudWatch showed).
     public var queueDepth: Int { visible + inFlight + delayed }
 
+    /// Messages in flight that no live worker holds (the process that received them died):
+    /// they wait for their leases to end. Nil when a live worker could be holding them.
+    public var strandedInFlight: (count: Int, leasesEndInSeconds: Double?)? {
+        guard inFlight > 0, workers == 0 else { return nil }
+        return (inFlight, stats.queue.leasesEndInSeconds)
+    }
+
     /// When the queue will be empty at the current processing rate: `12s`, `3m20s`; `0s` when
     /// it is empty, `–` when nothing is being processed (no rate to project from).
     public var drainETA: String {

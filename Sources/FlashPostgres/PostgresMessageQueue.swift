@@ -293,7 +293,8 @@ public final class PostgresMessageQueue: MessageQueue {
                    COUNT(*) FILTER (WHERE visible_at > \(now) AND receive_count = 0),
                    MIN(sent_at),
                    (SELECT COUNT(*) FROM fs_messages WHERE queue_id = \(deadLetter?.id ?? 0)),
-                   (SELECT COALESCE(SUM(value), 0)::bigint FROM fs_counters WHERE name = \(Self.expiredCounter(record.id)))
+                   (SELECT COALESCE(SUM(value), 0)::bigint FROM fs_counters WHERE name = \(Self.expiredCounter(record.id))),
+                   MAX(visible_at) FILTER (WHERE visible_at > \(now) AND receive_count > 0)
             FROM fs_messages WHERE queue_id = \(record.id)
             """)
         guard let row = rows.first?.makeRandomAccess() else { return QueueStatistics(visible: 0, inFlight: 0, delayed: 0, deadLettered: 0, oldestAgeSeconds: 0, expired: 0) }
@@ -304,7 +305,8 @@ public final class PostgresMessageQueue: MessageQueue {
             delayed: Int(try row.get(2, as: Int64.self)),
             deadLettered: deadLetter == nil ? 0 : Int(try row.get(4, as: Int64.self)),
             oldestAgeSeconds: oldest.map { max(0, Double(now - $0) / 1000) } ?? 0,
-            expired: Int(try row.get(5, as: Int64.self)))
+            expired: Int(try row.get(5, as: Int64.self)),
+            leasesEndInSeconds: (try row.get(6, as: Int64?.self)).map { max(0, Double($0 - now) / 1000) } ?? 0)
     }
 
     public func countVisible(sentAtOrBefore millis: Int64) async throws -> Int {

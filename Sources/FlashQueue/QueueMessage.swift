@@ -67,9 +67,13 @@ public struct QueueStatistics: Sendable, Hashable, Codable {
     public var oldestAgeSeconds: Double
     /// Messages dropped because they outlived the retention period, since the queue was created.
     public var expired: Int
+    /// Seconds until the last lease of the messages in flight ends (0 when none is in flight);
+    /// nil when the queue cannot say (SQS).
+    public var leasesEndInSeconds: Double?
 
     public init(visible: Int = 0, inFlight: Int = 0, delayed: Int = 0, deadLettered: Int = 0,
-                oldestAgeSeconds: Double = 0, expired: Int = 0) {
+                oldestAgeSeconds: Double = 0, expired: Int = 0, leasesEndInSeconds: Double? = nil) {
+        self.leasesEndInSeconds = leasesEndInSeconds
         self.visible = visible
         self.inFlight = inFlight
         self.delayed = delayed

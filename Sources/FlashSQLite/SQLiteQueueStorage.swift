@@ -173,7 +173,8 @@ enum SQLiteQueueStorage {
     static func statistics(_ db: Database, queue: QueueRecord, deadLetter: QueueRecord?, now: Int64) throws -> QueueStatistics {
         let visible = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(queue.table) WHERE visible_at <= ?", arguments: [now]) ?? 0
         let hidden = try Row.fetchOne(db, sql: """
-            SELECT COALESCE(SUM(receive_count > 0), 0), COALESCE(SUM(receive_count = 0), 0)
+            SELECT COALESCE(SUM(receive_count > 0), 0), COALESCE(SUM(receive_count = 0), 0),
+                   MAX(CASE WHEN receive_count > 0 THEN visible_at END)
             FROM \(queue.table) WHERE visible_at > ?
             """, arguments: [now])
         let oldest = try Int64.fetchOne(db, sql: "SELECT sent_at FROM \(queue.table) ORDER BY seq LIMIT 1")
@@ -185,7 +186,8 @@ enum SQLiteQueueStorage {
             delayed: hidden?[1] ?? 0,
             deadLettered: dead,
             oldestAgeSeconds: oldest.map { max(0, Double(now - $0) / 1000) } ?? 0,
-            expired: expired)
+            expired: expired,
+            leasesEndInSeconds: hidden.flatMap { $0[2] as Int64? }.map { max(0, Double($0 - now) / 1000) } ?? 0)
     }
 
     private static func deleteRow(_ db: Database, queue: QueueRecord, seq: Int64) throws {

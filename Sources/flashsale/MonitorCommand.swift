@@ -62,6 +62,10 @@ struct MonitorCommand: AsyncParsableCommand {
                              sample.delayed, sample.deadLetter, sample.pending, sample.processing, sample.completed, sample.failed,
                              sample.processedPerSecond, sample.workers, sample.busy)
                       + "  " + String(repeating: " ", count: max(0, 9 - sample.drainETA.count)) + sample.drainETA
+                      + (sample.strandedInFlight.map { stranded in
+                          "  (\(stranded.count) in flight, held by no live worker: "
+                              + (stranded.leasesEndInSeconds.map { "leases end in \(Int($0.rounded(.up))) s)" } ?? "they return when their leases end)")
+                      } ?? "")
                       + (unavailable.isEmpty ? "" : "  (unavailable, figures stale: \(unavailable.joined(separator: ", ")))"))
                 output?.write(sample.csvRow + "\n")
             }

@@ -255,7 +255,7 @@ struct InventoryRoutesTests {
             // Unconfirmed, or confirmed for another queue: refused, saying what it would delete.
             for path in ["/admin/queues/payments/purge", "/admin/queues/payments/purge?confirm=payments-dlq"] {
                 let unconfirmed = try await client.call(.post, path)
-                #expect(unconfirmed.status == .preconditionRequired)
+                #expect(unconfirmed.status == .conflict)
                 #expect(unconfirmed.errorCode == "confirmation_required")
                 #expect(unconfirmed.string("error", "message")?.contains("deletes its 1 messages") == true)
                 #expect(unconfirmed.string("error", "message")?.contains("?confirm=payments") == true)

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import FlashCore
 import Foundation
 import Testing
@@ -25,6 +26,31 @@ struct MonitorCommandTests {
         #expect(!samples.isEmpty)
         #expect(samples.allSatisfy { $0.hasSuffix("(unavailable, figures stale: payments)") }, "\(run.output)")
         _ = try await server.terminate()
+    }
+
+    @Test func inFlightDeliveriesOfADeadWorkerAreNamedWithWhenTheirLeasesEnd() async throws {
+        let data = ServerProcess.temporaryDataPath()
+        let api = try await ServerProcess(dataPath: data, arguments: ["--workers", "0", "--visibility-timeout", "60s"])
+        let worker = try await ServerProcess("worker", dataPath: data, arguments: ["--workers", "3", "--payment-latency", "1h"])
+        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            let client = APIClient(http: http, base: api.baseURL)
+            for _ in 0..<3 { #expect(try await client.call(.POST, "/orders/async", json: seedOrder).status == 202) }
+            try await expectEventually(timeout: .seconds(30)) { (try? await client.stats().int("queue", "in_flight")) == 3 }
+            worker.kill9()
+            // Once its heartbeats are stale, no live worker holds the three deliveries.
+            try await expectEventually(timeout: .seconds(30)) { (try? await client.stats().int("workers", "count")) == 0 }
+            let run = try await ServerProcess.runCommand(["monitor", "--url", api.baseURL, "--interval", "200ms", "--duration", "1s"], within: .seconds(60))
+            #expect(run.status == 0, "\(run.errors)")
+            let line = try #require(run.output.split(separator: "\n").dropFirst().first.map(String.init))
+            let match = try #require(line.firstMatch(of: /\(3 in flight, held by no live worker: leases end in (\d+) s\)/), "\(line)")
+            #expect((1...60).contains(Int(match.1) ?? 0), "\(line)")
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+        try await http.shutdown()
+        _ = try await api.terminate()
     }
 
     @Test func aServerThatGoesAwayIsMarkedAndTheMonitorKeepsSampling() async throws {

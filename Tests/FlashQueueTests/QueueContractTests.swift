@@ -64,6 +64,31 @@ struct QueueContractTests {
     }
 
     @Test(arguments: QueueBackend.allCases)
+    func statisticsSayWhenTheLastLeaseInFlightEnds(_ backend: QueueBackend) async throws {
+        // SQS does not say (its attributes count messages only): nil there.
+        let time = ManualTime()
+        try await withHarness(backend, time: time.source) { harness in
+            let queue = try await harness.queue("leases", Self.fast)
+            #expect(try await queue.statistics().leasesEndInSeconds == (backend == .sqs ? nil : 0))
+            _ = try await queue.sendBatch([OutgoingMessage("a"), OutgoingMessage("b"), OutgoingMessage("c")])
+            _ = try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .seconds(10))
+            _ = try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .seconds(30))
+            guard backend != .sqs else {
+                #expect(try await queue.statistics().leasesEndInSeconds == nil)
+                return
+            }
+            #expect(try await queue.statistics().leasesEndInSeconds == 30)
+            time.advance(by: .seconds(5))
+            #expect(try await queue.statistics().leasesEndInSeconds == 25)
+            time.advance(by: .seconds(25))
+            // Every lease over: nothing in flight.
+            let after = try await queue.statistics()
+            #expect(after.inFlight == 0)
+            #expect(after.leasesEndInSeconds == 0)
+        }
+    }
+
+    @Test(arguments: QueueBackend.allCases)
     func staleReceiptCannotDeleteOrExtendTheNewDelivery(_ backend: QueueBackend) async throws {
         // SQS differs: AWS documents only that the latest receipt handle works; an older one may
         // still delete or extend (moto lets it). Consumers on SQS are idempotent for this reason.
