@@ -55,7 +55,9 @@ struct AWSTopologyTests {
             #expect(stats.orders.completed == total)
             #expect(stats.payments.charges == total)
             #expect(stats.reconciler.failed == 10)
-            try await expectEventually(timeout: .seconds(30)) { try await FleetTests.stats(client).queue.deadLetter == 10 }
+            // (As generous as the wait above, for the same reason: moto moves a message to the
+            // dead-letter queue only when a later receive on the queue finds it over its limit.)
+            try await expectEventually(timeout: .seconds(150)) { try await FleetTests.stats(client).queue.deadLetter == 10 }
             for id in doomed.ids {
                 let order = try await client.call(.GET, "/orders/\(id)")
                 #expect(order.string("status") == "failed")
