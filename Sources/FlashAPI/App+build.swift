@@ -49,6 +49,8 @@ func makeRouter(_ services: FlashServices, routes set: RouteSet) -> (router: Rou
         AdminController(paymentsQueue: services.store.paymentsQueue, deadLetterQueue: services.deadLetterQueue,
                         reconciler: services.reconciler, pauses: services.membership.pauses, settings: services.queueSettings)
             .addRoutes(to: &routes)
+        DeadLettersController(store: services.store, deadLetterQueue: services.deadLetterQueue, reconciler: services.reconciler)
+            .addRoutes(to: &routes)
         if let catalog = services.catalog {
             ProductsController(catalog: catalog, soldOut: services.soldOut).addRoutes(to: &routes)
             FlashSaleController(store: services.store, catalog: catalog, flashProduct: services.flashProduct, accepted: services.accepted,

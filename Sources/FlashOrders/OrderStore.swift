@@ -221,6 +221,18 @@ public protocol OrderStore: Sendable {
     /// only those placed before the `before` cursor (a page's ``OrderPage/next``); at most
     /// `limit`. What the console browses.
     func orders(status: OrderStatus?, before cursor: Int64?, limit: Int) async throws -> OrderPage
+
+    /// Up to `limit` messages of the payments queue's dead-letter queue, oldest first, seen
+    /// without receiving them (hidden ones included), each with its order as stored. Empty when
+    /// the queue has no dead-letter queue. Throws ``DeadLettersUnsupported`` where the queue
+    /// cannot be looked at (SQS): the default.
+    func deadLetters(limit: Int) async throws -> [DeadLetter]
+
+    /// Sends these dead letters back to the payments queue, each in one transaction with its
+    /// order (``Order/redriven(now:)``): visible at once, receive count reset. A message whose
+    /// order is finished stays where it is (``RedriveOutcome/orderFinal(_:)``). One outcome per
+    /// id, in order. Throws ``DeadLettersUnsupported`` where the queue cannot be moved (the default).
+    func redrive(_ messageIDs: [String]) async throws -> [RedriveOutcome]
 }
 
 /// One page of orders, newest first.
@@ -244,6 +256,10 @@ public struct OrderPage: Sendable {
 
 extension OrderStore {
     public func orphanPassCompleted() async throws {}
+
+    public func deadLetters(limit: Int) async throws -> [DeadLetter] { throw DeadLettersUnsupported() }
+
+    public func redrive(_ messageIDs: [String]) async throws -> [RedriveOutcome] { throw DeadLettersUnsupported() }
 
     public var admissionLine: AdmissionLine? { nil }
 

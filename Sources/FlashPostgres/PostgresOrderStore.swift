@@ -213,6 +213,80 @@ public final class PostgresOrderStore: OrderStore {
 
     // MARK: Reconciling
 
+    // MARK: Dead letters
+
+    public func deadLetters(limit: Int) async throws -> [DeadLetter] {
+        guard let deadLetter = queue.deadLetter else { return [] }
+        var letters: [DeadLetter] = []
+        for row in try await database.read("""
+            SELECT message_id, body, sent_at, visible_at, receive_count FROM fs_messages
+            WHERE queue_id = \(deadLetter.id) ORDER BY seq LIMIT \(limit)
+            """) {
+            let columns = row.makeRandomAccess()
+            letters.append(DeadLetter(messageID: try columns.get(0), orderID: PaymentMessage.orderID(in: try columns.get(1)),
+                                      receiveCount: Int(try columns.get(4, as: Int32.self)), sentAt: try columns.get(2),
+                                      hiddenUntil: try columns.get(3), order: nil))
+        }
+        let ids = letters.compactMap(\.orderID)
+        guard !ids.isEmpty else { return letters }
+        var orders: [String: Order] = [:]
+        for row in try await database.read("SELECT \(unescaped: Self.columns) FROM fs_orders WHERE order_id = ANY(\(ids)::text[])") {
+            let order = try Self.decodeOrder(row.makeRandomAccess())
+            orders[order.id] = order
+        }
+        for index in letters.indices { letters[index].order = letters[index].orderID.flatMap { orders[$0] } }
+        return letters
+    }
+
+    public func redrive(_ messageIDs: [String]) async throws -> [RedriveOutcome] {
+        guard let deadLetter = queue.deadLetter, !messageIDs.isEmpty else { return messageIDs.map { _ in .notFound } }
+        let outcomes = try await database.transaction { [self] connection -> [RedriveOutcome] in
+            let now = self.database.time.nowMillis()
+            var messages: [String: (seq: Int64, orderID: String)] = [:]
+            for row in try await connection.query("""
+                SELECT seq, message_id, body FROM fs_messages
+                WHERE queue_id = \(deadLetter.id) AND message_id = ANY(\(messageIDs)::text[]) ORDER BY seq FOR UPDATE
+                """, logger: database.logger).collect() {
+                let columns = row.makeRandomAccess()
+                if let orderID = PaymentMessage.orderID(in: try columns.get(2)) {
+                    messages[try columns.get(1)] = (try columns.get(0), orderID)
+                }
+            }
+            let orders = try await lockOrders(messages.values.map(\.orderID), on: connection)
+            var outcomes: [RedriveOutcome] = []
+            var changes: [(Order, OrderStatus)] = []
+            var moved: [Int64] = []
+            for id in messageIDs {
+                guard let message = messages.removeValue(forKey: id), let order = orders[message.orderID]?.order else {
+                    outcomes.append(.notFound)
+                    continue
+                }
+                guard let next = order.redriven(now: now) else {
+                    outcomes.append(.orderFinal(order))
+                    continue
+                }
+                changes.append((next, order.status))
+                moved.append(message.seq)
+                outcomes.append(.redriven(next))
+            }
+            // The same row goes back (dead-lettering moved it here): the order's message_seq and
+            // message_id name it still. Visible now, no deliveries counted.
+            if !moved.isEmpty {
+                try await connection.query("""
+                    UPDATE fs_messages SET queue_id = \(queue.record.id), visible_at = \(now), receive_count = 0, receipt = 0,
+                                           first_received_at = 0
+                    WHERE seq = ANY(\(moved)::bigint[]) AND queue_id = \(deadLetter.id)
+                    """, logger: database.logger)
+            }
+            var counters = CounterDeltas()
+            try await store(changes, counters: &counters, on: connection)
+            try await counters.write(on: connection, logger: database.logger)
+            return outcomes
+        }
+        if outcomes.contains(where: { if case .redriven = $0 { true } else { false } }) { database.touched([queue.record.id]) }
+        return outcomes
+    }
+
     public func orphans(after cursor: Int64, limit: Int) async throws -> OrphanScan {
         // The partial index holds only open orders, in scan order; the message is looked up by its
         // row and id. The plan is pinned to those two index scans: during a sale the table grows

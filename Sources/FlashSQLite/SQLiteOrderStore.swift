@@ -268,6 +268,66 @@ public final class SQLiteOrderStore: OrderStore {
         }
     }
 
+    // MARK: Dead letters
+
+    public func deadLetters(limit: Int) async throws -> [DeadLetter] {
+        guard let deadLetter = queue.deadLetter else { return [] }
+        return try await database.read { db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT message_id, body, sent_at, visible_at, receive_count FROM \(deadLetter.table) ORDER BY seq LIMIT ?
+                """, arguments: [limit])
+            return try rows.map { row in
+                let orderID = PaymentMessage.orderID(in: row["body"])
+                return DeadLetter(messageID: row["message_id"], orderID: orderID, receiveCount: row["receive_count"],
+                                  sentAt: row["sent_at"], hiddenUntil: row["visible_at"],
+                                  order: try orderID.flatMap { try Self.order(db, id: $0) })
+            }
+        }
+    }
+
+    public func redrive(_ messageIDs: [String]) async throws -> [RedriveOutcome] {
+        guard let deadLetter = queue.deadLetter, !messageIDs.isEmpty else { return messageIDs.map { _ in .notFound } }
+        return try await database.write { [queue, counters] db in
+            let now = self.database.time.nowMillis()
+            // One scan of the dead-letter queue for the lot (its table has no index on the
+            // message id: dead-lettering, on the receive path, would pay for one).
+            var found: [String: Row] = [:]
+            for chunk in stride(from: 0, to: messageIDs.count, by: 500).map({ messageIDs[$0..<min($0 + 500, messageIDs.count)] }) {
+                let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+                for row in try Row.fetchAll(db, sql: """
+                    SELECT seq, message_id, body, sent_at FROM \(deadLetter.table) WHERE message_id IN (\(marks))
+                    """, arguments: StatementArguments(Array(chunk))) {
+                    found[row["message_id"]] = row
+                }
+            }
+            var outcomes: [RedriveOutcome] = []
+            var moved = false
+            for id in messageIDs {
+                guard let row = found.removeValue(forKey: id), let orderID = PaymentMessage.orderID(in: row["body"]),
+                      let order = try Self.order(db, id: orderID) else {
+                    outcomes.append(.notFound)
+                    continue
+                }
+                guard let next = order.redriven(now: now) else {
+                    outcomes.append(.orderFinal(order))
+                    continue
+                }
+                // Back with the id and send time it had (the order names it; its place in line
+                // is its age), visible now, no deliveries counted.
+                try db.execute(sql: "INSERT INTO \(queue.record.table) (message_id, body, sent_at, visible_at) VALUES (?, ?, ?, ?)",
+                               arguments: [id, row["body"] as String, row["sent_at"] as Int64, now])
+                let seq = db.lastInsertedRowID
+                try db.execute(sql: "DELETE FROM \(deadLetter.table) WHERE seq = ?", arguments: [row["seq"] as Int64])
+                try Self.store(next, from: order.status, db, counters)
+                try db.execute(sql: "UPDATE fs_orders SET message_seq = ? WHERE order_id = ?", arguments: [seq, orderID])
+                outcomes.append(.redriven(next))
+                moved = true
+            }
+            if moved { counters.touch(queue.record.id) }
+            return outcomes
+        }
+    }
+
     public func settlementCounts() async throws -> SettlementCounts {
         try await database.read { db in
             let values = try SQLiteSchema.counters(db)

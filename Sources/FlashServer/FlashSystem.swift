@@ -270,7 +270,7 @@ public final class FlashSystem: Sendable {
                          }, logger: logger)
             : nil
         let reconciler = Reconciler(
-            configuration: .init(interval: configuration.workers.reconcileInterval), store: store,
+            configuration: .init(interval: configuration.workers.reconcileInterval, deadLetterHold: configuration.queue.deadLetterHold), store: store,
             settler: OrderSettler(store: store, gateway: gateway), paymentsQueue: store.paymentsQueue,
             deadLetterQueue: route.deadLetterQueue, processed: processed, orderMetrics: orderMetrics, logger: logger)
         let kind: ProcessRecord.Kind = switch role {

@@ -17,8 +17,10 @@ import Synchronization
 ///   orders index, so a sweep costs the open orders, not the history. Orders the gateway cannot
 ///   answer for stay open and are tried at the next sweep (counted in ``Statistics/unresolved``).
 /// - The dead-letter handler: long-polls the dead-letter queue and settles each message's order
-///   at once; one message that cannot be settled goes back for a short backoff without holding
-///   up the rest. Settled messages stay parked in the dead-letter queue for inspection.
+///   at once, or when its ``Configuration/deadLetterHold`` ends (the message is parked until
+///   then, and an operator may redrive it or ``settleNow(_:by:)`` meanwhile); one message that
+///   cannot be settled goes back for a short backoff without holding up the rest. Settled
+///   messages stay parked in the dead-letter queue for inspection.
 ///
 /// Safe in several processes at once: the gateway's void is atomic, and the store changes an
 /// open order only once.
@@ -40,12 +42,18 @@ public final class Reconciler: Service {
         /// How soon a dead letter whose order could not be settled (the gateway did not answer)
         /// is tried again.
         public var deadLetterRetry: Duration
+        /// How long an order whose payment message was dead-lettered (or otherwise left the
+        /// payments queue) stays open for an operator to redrive it, counted from the start of its
+        /// last attempt; then it is settled. Zero (the default) settles it at once: a customer is
+        /// not kept waiting on an order nobody will try again. A purge does not wait for it.
+        public var deadLetterHold: Duration = .zero
         /// Where the backoffs read "now": a steady clock (backoffs live in this process only)
         /// unless a test moves time itself.
         public var time: TimeSource = .monotonic
 
         public init(interval: Duration = .seconds(1), pageSize: Int = 500, rowsPerSweep: Int = 2_000, concurrency: Int = 16,
-                    deadLetterRetry: Duration = .seconds(5)) {
+                    deadLetterRetry: Duration = .seconds(5), deadLetterHold: Duration = .zero) {
+            self.deadLetterHold = deadLetterHold
             self.interval = interval
             self.pageSize = pageSize
             self.rowsPerSweep = rowsPerSweep
@@ -70,6 +78,8 @@ public final class Reconciler: Service {
         public var failed = 0
         /// Orphans the gateway could not answer for (or that wait for their next try).
         public var unresolved = 0
+        /// Orphans left open for an operator: their ``Configuration/deadLetterHold`` has not ended.
+        public var held = 0
         /// Whether every open order was looked at (false when the time budget ran out first).
         public var complete = true
 
@@ -182,7 +192,7 @@ public final class Reconciler: Service {
                 break
             }
             read += configuration.pageSize
-            passUnresolved.add(page.pass.unresolved, ordering: .relaxed)
+            passUnresolved.add(page.pass.unresolved + page.pass.held, ordering: .relaxed)
             if let next = page.next {
                 cursor.store(next, ordering: .relaxed)
             } else {
@@ -217,7 +227,9 @@ public final class Reconciler: Service {
         var from: Int64 = 0
         total.complete = false
         while ContinuousClock.now < deadline {
-            guard let page = try? await settlePage(after: from) else { break }
+            // A purge settles what it orphaned now: the dead-letter hold is not for it.
+            guard let scan = try? await store.orphans(after: from, limit: configuration.pageSize) else { break }
+            let page = (pass: await settle(scan.orphans, holding: false), next: scan.nextCursor)
             total.completed += page.pass.completed
             total.failed += page.pass.failed
             total.unresolved += page.pass.unresolved
@@ -244,11 +256,12 @@ public final class Reconciler: Service {
     /// came to and where the next page starts (nil after the last).
     private func settlePage(after cursor: Int64) async throws -> (pass: Pass, next: Int64?) {
         let scan = try await store.orphans(after: cursor, limit: configuration.pageSize)
-        return (await settle(scan.orphans), scan.nextCursor)
+        return (await settle(scan.orphans, holding: true), scan.nextCursor)
     }
 
-    /// Settles orphans, ``Configuration/concurrency`` at a time.
-    func settle(_ orphans: [Orphan]) async -> Pass {
+    /// Settles orphans, ``Configuration/concurrency`` at a time; with `holding`, an order whose
+    /// message is gone is left open while its ``Configuration/deadLetterHold`` lasts.
+    func settle(_ orphans: [Orphan], holding: Bool = false) async -> Pass {
         guard !orphans.isEmpty else { return Pass() }
         return await withTaskGroup(of: Settled.self) { group in
             var pass = Pass()
@@ -258,20 +271,47 @@ public final class Reconciler: Service {
                 case .completed: pass.completed += 1
                 case .failed: pass.failed += 1
                 case .unresolved: pass.unresolved += 1
+                case .held: pass.held += 1
                 case .unchanged: break
                 }
             }
             for orphan in orphans {
                 if next >= configuration.concurrency, let settled = await group.next() { record(settled) }
                 next += 1
-                group.addTask { await self.settle(orphan.orderID, why: "payment abandoned (\(orphan.reason.rawValue))") }
+                let hold = holding && orphan.reason == .messageGone
+                group.addTask {
+                    if hold, await self.heldUntil(orphan.orderID) != nil { return .held }
+                    return await self.settle(orphan.orderID, why: "payment abandoned (\(orphan.reason.rawValue))")
+                }
             }
             for await settled in group { record(settled) }
             return pass
         }
     }
 
-    enum Settled: Sendable { case completed, failed, unresolved, unchanged }
+    enum Settled: Sendable { case completed, failed, unresolved, held, unchanged }
+
+    /// When the dead-letter hold of this order ends (Unix ms), if it is open and the hold has
+    /// not ended; nil otherwise (no hold configured, a finished order, or the store could not
+    /// say: then the settling goes on, as it would without a hold).
+    public func heldUntil(_ orderID: String) async -> Int64? {
+        guard configuration.deadLetterHold > .zero, let order = try? await store.order(id: orderID), !order.status.isTerminal else { return nil }
+        let until = order.updatedAt + configuration.deadLetterHold.asMilliseconds
+        return until > WallClock.nowMillis() ? until : nil
+    }
+
+    /// Settles the order of a dead letter now, whatever its hold: an operator's "settle now".
+    /// Charged → completed, never charged → voided and failed. Throws when the gateway cannot
+    /// say (the order is then unchanged).
+    public func settleNow(_ orderID: String, by actor: String) async throws -> OrderSettler.Settlement {
+        let settlement = try await settler.settle(orderID, why: "settled by an operator (\(actor)) after its message was dead-lettered")
+        backoffs.withLock { _ = $0.removeValue(forKey: orderID) }
+        if case let .settled(order) = settlement {
+            processed.record()
+            orderMetrics.recordFinished(order.status, by: .reconciler)
+        }
+        return settlement
+    }
 
     private func settle(_ orderID: String, why: String) async -> Settled {
         let time = configuration.time
@@ -326,8 +366,12 @@ public final class Reconciler: Service {
             // Each message on its own: one that fails does not hold up the others.
             for message in messages {
                 // SQS caps a message's hidden time at 12 h from its receive: the park stays inside it.
-                var park = QueueLimits.maxVisibilityTimeout - Self.handlingLease - .seconds(60)
-                if let orderID = PaymentMessage.orderID(in: message.body) {
+                let longest = QueueLimits.maxVisibilityTimeout - Self.handlingLease - .seconds(60)
+                var park = longest
+                if let orderID = PaymentMessage.orderID(in: message.body), let until = await heldUntil(orderID) {
+                    // Held for an operator: looked at again when the hold ends.
+                    park = min(longest, .milliseconds(max(until - WallClock.nowMillis(), 0)) + .seconds(1))
+                } else if let orderID = PaymentMessage.orderID(in: message.body) {
                     // (Its receive count here also counts this queue's own deliveries: not quoted.)
                     let settled = await settle(orderID, why: "payment abandoned: its message was dead-lettered after its last allowed delivery")
                     if settled == .unresolved { park = configuration.deadLetterRetry }

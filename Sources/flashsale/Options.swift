@@ -28,6 +28,7 @@ struct BackendOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Lease of each delivered payment message [FLASHSALE_VISIBILITY_TIMEOUT, default 30s].") var visibilityTimeout: String?
     @Option(parsing: .unconditional, help: "Deliveries before a message is dead-lettered [FLASHSALE_MAX_RECEIVES, default 5].") var maxReceives: String?
     @Option(parsing: .unconditional, help: "How long a payment message is kept before it is dropped, up to 14d; its order is then settled [FLASHSALE_MESSAGE_RETENTION, default 4d].") var messageRetention: String?
+    @Option(parsing: .unconditional, help: "How long an order whose payment message was dead-lettered stays open, from the start of its last attempt, for an operator to redrive it (console, POST /admin/dead-letters/…) before it is settled; give every process the same [FLASHSALE_DEAD_LETTER_HOLD, default 0s: settled at once].") var deadLetterHold: String?
     @Flag(help: "Store this process's --visibility-timeout, --max-receives and --message-retention for the whole fleet, replacing the stored ones (otherwise the stored ones hold, and a process given others refuses to start) [FLASHSALE_RECONFIGURE_QUEUE].") var reconfigureQueue = false
     @Option(parsing: .unconditional, help: "How often to look for other processes' commits on the file, to wake idle workers; longer costs less CPU and delays pickup [FLASHSALE_WAKE_POLL, default 50ms].") var wakePoll: String?
     @Option(parsing: .unconditional, help: "How long a starting process keeps trying to reach a database that does not answer (starting, restarting, stalled) before it exits; 0s exits at once [FLASHSALE_STARTUP_WAIT, default 60s].") var startupWait: String?
@@ -56,6 +57,8 @@ struct BackendOptions: ParsableArguments {
                                                            range: .zero...(.seconds(3600)))
         config.queue.messageRetention = try Settings.duration(messageRetention, env: "FLASHSALE_MESSAGE_RETENTION", default: config.queue.messageRetention,
                                                               range: .milliseconds(1)...QueueLimits.maxRetention)
+        config.queue.deadLetterHold = try Settings.duration(deadLetterHold, env: "FLASHSALE_DEAD_LETTER_HOLD", default: config.queue.deadLetterHold,
+                                                            range: .zero...longestSetting)
         config.queue.stated = Set([
             (QueueConfiguration.QueueSetting.visibilityTimeout, Settings.value(visibilityTimeout, env: "FLASHSALE_VISIBILITY_TIMEOUT")),
             (.maxReceives, Settings.value(maxReceives, env: "FLASHSALE_MAX_RECEIVES")),
@@ -247,6 +250,7 @@ extension FlashConfiguration {
             if payment.transientErrorRate > 0 { metadata["payment_error_rate"] = "\(payment.transientErrorRate)" }
             if let limit = payment.concurrencyLimit { metadata["payment_concurrency"] = "\(limit)" }
         }
+        if queue.deadLetterHold > .zero { metadata["dead_letter_hold"] = "\(queue.deadLetterHold.shortDescription)" }
         return metadata
     }
 }

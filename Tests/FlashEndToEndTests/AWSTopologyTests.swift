@@ -62,6 +62,11 @@ struct AWSTopologyTests {
                 let order = try await client.call(.GET, "/orders/\(id)")
                 #expect(order.string("status") == "failed")
             }
+            // SQS shows a message only to a receive: the console's dead-letter list says so and
+            // what to use instead.
+            let letters = try await client.call(.GET, "/admin/dead-letters")
+            #expect(letters.status == 501)
+            #expect(letters.string("error", "message")?.contains("start-message-move-task") == true)
             for worker in workers { _ = try await worker.terminate() }
             #expect(try await api.terminate() == 0)
         } catch {

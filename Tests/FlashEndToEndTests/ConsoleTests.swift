@@ -120,4 +120,89 @@ struct ConsoleTests {
         try await http.shutdown()
         _ = try await server.terminate()
     }
+
+    /// A gateway outage dead-letters orders; with a hold they stay open. After the outage, from
+    /// the console: one is retried (sent back and charged), the other settled in bulk after the
+    /// dead-letter queue's name is typed.
+    @Test func deadLettersOfAnOutageAreRetriedOrSettledFromTheConsole() async throws {
+        let browserPath = try #require(HeadlessBrowser.executable)
+        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        let data = ServerProcess.temporaryDataPath()
+        // Every charge fails: each order's one allowed delivery ends in the dead-letter queue.
+        let outage = try await ServerProcess(dataPath: data, arguments: [
+            "--workers", "1", "--payment-latency", "5ms", "--payment-error-rate", "1", "--max-receives", "1",
+            "--retry-backoff", "50ms", "--dead-letter-hold", "1h"])
+        var orders: [String] = []
+        do {
+            let client = APIClient(http: http, base: outage.baseURL)
+            for n in 0..<2 {
+                let placed = try await client.call(.POST, "/orders/async", json: #"{"customer_id": "c\#(n)", "items": [{"product_id": "x", "quantity": 1, "price": 3}]}"#)
+                orders.append(try #require(placed.string("order_id")))
+            }
+            try await expectEventually(timeout: .seconds(60)) { try await client.call(.GET, "/admin/dead-letters").int("total") == 2 }
+            // Held: still open, not settled as abandoned.
+            for id in orders { #expect(try await client.call(.GET, "/orders/\(id)").string("status") == "processing") }
+        } catch {
+            _ = try? await outage.terminate()
+            try? await http.shutdown()
+            throw error
+        }
+        _ = try await outage.terminate()
+        // The gateway works again: the same file, a process without the outage.
+        let server = try await ServerProcess(dataPath: data, arguments: ["--workers", "1", "--payment-latency", "5ms", "--dead-letter-hold", "1h"])
+        let client = APIClient(http: http, base: server.baseURL)
+        let browser = try await HeadlessBrowser(executable: browserPath)
+        let placed = orders
+        do {
+            try await browser.withPage(http) { page in
+                try await page.send("Page.enable")
+                try await page.send("Page.navigate", #"{"url":\#(JSONText.quoted(server.baseURL + "/dashboard"))}"#)
+                try await expectEventually(timeout: .seconds(60)) {
+                    try await page.evaluate("document.getElementById('dead-load') !== null") == .bool(true)
+                }
+                _ = try await page.evaluate("""
+                    (() => { const t = document.getElementById('admin-token'); t.value = \(JSONText.quoted(ServerProcess.adminToken));
+                      t.dispatchEvent(new Event('input')); document.getElementById('dead-load').click(); return true; })()
+                    """)
+                try await expectEventually(timeout: .seconds(30)) {
+                    try await Self.texts(page, "#dead-letters tr td.state") == ["processing", "processing"]
+                }
+                #expect(try await Self.texts(page, "#console-log").first?.contains("2 with an open order") == true)
+                // Retry the first: back in the payments queue, and charged.
+                let first = try #require(try await page.evaluate("document.querySelector('#dead-letters tr').dataset.order").string)
+                _ = try await page.evaluate("document.querySelector(\"#dead-letters tr button[data-action='redrive']\").click(); true")
+                try await expectEventually(timeout: .seconds(30)) {
+                    try await Self.texts(page, "#console-log").first?.contains("is back in the payments queue") == true
+                }
+                try await expectEventually(timeout: .seconds(60)) { try await client.call(.GET, "/orders/\(first)").string("status") == "completed" }
+                #expect(try await Self.texts(page, "#dead-letters tr td.state") == ["processing"])
+                // Settle the rest: a wrong name cancels, the queue's name settles.
+                _ = try await page.evaluate("window.prompt = () => 'nope'; document.getElementById('dead-settle-all').click(); true")
+                try await expectEventually(timeout: .seconds(30)) {
+                    try await Self.texts(page, "#console-log").first?.contains("Cancelled") == true
+                }
+                let second = try #require(placed.first { $0 != first })
+                #expect(try await client.call(.GET, "/orders/\(second)").string("status") == "processing")
+                _ = try await page.evaluate("window.prompt = () => 'payments-dlq'; document.getElementById('dead-settle-all').click(); true")
+                try await expectEventually(timeout: .seconds(60)) {
+                    try await Self.texts(page, "#console-log").first?.hasPrefix("Settled: 0 completed, 1 failed") == true
+                }
+                let settled = try await client.call(.GET, "/orders/\(second)")
+                #expect(settled.string("status") == "failed")
+                #expect(settled.string("failure_reason")?.contains("settled by an operator") == true)
+                #expect(try await Self.texts(page, "#dead-letters tr td.state") == ["failed"])
+                try FileManager.default.createDirectory(at: DashboardTests.artifacts, withIntermediateDirectories: true)
+                try await page.screenshot().write(to: DashboardTests.artifacts.appendingPathComponent("console-dead-letters.png"))
+            }
+            // Charged once: the retried order.
+            #expect(try await client.stats().int("payments", "charges") == 1)
+        } catch {
+            browser.close()
+            try? await http.shutdown()
+            throw error
+        }
+        browser.close()
+        try await http.shutdown()
+        _ = try await server.terminate()
+    }
 }

@@ -227,6 +227,60 @@ struct OrderStoreContractTests {
         }
     }
 
+    /// Delivers the queue's messages, one attempt each, until every one is dead-lettered.
+    static func deadLetterAll(_ store: any OrderStore) async throws {
+        for _ in 0..<100 {
+            let got = try await store.paymentsQueue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .zero)
+            guard let message = got.first else { return }
+            _ = try await store.startProcessing([try #require(PaymentMessage.orderID(in: message.body))])
+        }
+        Issue.record("messages were still delivered after 100 receives")
+    }
+
+    @Test(arguments: OrderBackend.allCases)
+    func deadLettersAreListedWithTheirOrdersAndRedrivenOnlyWhileTheOrderIsOpen(_ backend: OrderBackend) async throws {
+        try await backend.makeStore().with { backend in
+            let store = backend.orders
+            let a = try await store.placeQueued(Self.order("c1", [("P", 1, 10)])).order.id
+            let b = try await store.placeQueued(Self.order("c2", [("P", 1, 10)])).order.id
+            try await Self.deadLetterAll(store)
+            #expect(try await store.paymentsQueue.statistics().total == 0)
+            let letters = try await store.deadLetters(limit: 10)
+            #expect(Set(letters.compactMap(\.orderID)) == [a, b])
+            for letter in letters {
+                #expect(letter.receiveCount == 5)
+                #expect(letter.order?.status == .processing && letter.order?.attempts == 5)
+                #expect(letter.messageID == letter.order?.messageID)
+            }
+            #expect(try await store.deadLetters(limit: 1).count == 1)
+            // b is settled meanwhile: a redrive leaves its message where it is.
+            _ = try await store.settle(b, result: .failed(reason: "voided"), counted: false)
+            let messageA = try #require(letters.first { $0.orderID == a }).messageID
+            let messageB = try #require(letters.first { $0.orderID == b }).messageID
+            let outcomes = try await store.redrive([messageA, messageB, "no-such-message"])
+            guard outcomes.count == 3, case let .redriven(redriven) = outcomes[0], case let .orderFinal(final) = outcomes[1] else {
+                Issue.record("unexpected outcomes \(outcomes)")
+                return
+            }
+            #expect(redriven.id == a && redriven.status == .pending && redriven.attempts == 5)
+            #expect(final.id == b && final.status == .failed)
+            #expect(outcomes[2] == .notFound)
+            #expect(try await store.redrive([messageA]) == [.notFound])
+            #expect(try await store.deadLetters(limit: 10).map(\.orderID) == [b])
+            #expect(try await store.counts() == OrderCounts(pending: 1, failed: 1))
+            // Back in the payments queue, the order's own message again: not an orphan, delivered
+            // as if new, and finishing deletes it.
+            #expect(try await !store.orphans(after: 0, limit: 100).orphans.contains { $0.orderID == a })
+            let again = try await store.paymentsQueue.receive(maxMessages: 10, wait: .zero)
+            #expect(again.map(\.messageID) == [messageA])
+            #expect(again.first?.receiveCount == 1)
+            #expect(try await store.startProcessing([a])[a]?.attempts == 6)
+            try await store.finish(a, result: .completed, deleting: try #require(again.first).receiptHandle)
+            #expect(try await store.paymentsQueue.statistics().total == 0)
+            #expect(try await store.order(id: a)?.status == .completed)
+        }
+    }
+
     @Test(arguments: OrderBackend.allCases)
     func aRepeatedRequestGetsItsOrderAndADifferentOneIsRefused(_ backend: OrderBackend) async throws {
         try await backend.makeStore().with { backend in

@@ -201,6 +201,55 @@ struct ReconcilerTests {
         try await system.close()
     }
 
+    @Test func aDeadLetteredOrderIsHeldForAnOperatorUntilItsHoldEnds() async throws {
+        var config = Pool.configuration(workers: 0, latency: .milliseconds(5))
+        config.queue.maxReceives = 1
+        config.queue.deadLetterHold = .seconds(3600)
+        let system = try await FlashSystem.open(config, logger: Pool.logger)
+        var ids: [String] = []
+        for n in 0..<3 { ids.append(try await system.store.placeQueued(Self.order(n, product: "P")).order.id) }
+        // Each is delivered once and abandoned; the next receive dead-letters it.
+        for _ in 0..<10 {
+            let got = try await system.paymentsQueue.receive(maxMessages: 10, wait: .zero, visibilityTimeout: .zero)
+            if got.isEmpty { break }
+            _ = try await system.store.startProcessing(got.compactMap { PaymentMessage.orderID(in: $0.body) })
+        }
+        #expect(try await system.paymentsQueue.statistics().deadLettered == 3)
+        // Within the hold, the sweep leaves them open: their messages are gone, but an operator may
+        // still send them back.
+        await system.reconciler.sweep()
+        for id in ids { #expect(try await system.store.order(id: id)?.status == .processing) }
+        #expect(await system.reconciler.heldUntil(ids[0]) != nil)
+        // Settled now by an operator: never charged, so voided and failed.
+        guard case let .settled(settled) = try await system.reconciler.settleNow(ids[0], by: "test") else {
+            Issue.record("not settled")
+            return
+        }
+        #expect(settled.status == .failed && settled.failureReason?.contains("settled by an operator (test)") == true)
+        #expect(try await system.services.gateway.charge(orderID: ids[0], amount: 1) == .voided)
+        // Another is sent back to the payments queue.
+        let letters = try await system.store.deadLetters(limit: 10)
+        let message = try #require(letters.first { $0.orderID == ids[1] }).messageID
+        guard case let .redriven(redriven) = try await system.store.redrive([message]).first else {
+            Issue.record("not redriven")
+            return
+        }
+        #expect(redriven.status == .pending)
+        // Once the hold is over, the third is settled by the sweep; the redriven one has its
+        // message again and is left to the workers.
+        let ended = Reconciler(configuration: .init(deadLetterHold: .milliseconds(1)), store: system.store,
+                               settler: OrderSettler(store: system.store, gateway: system.services.gateway),
+                               paymentsQueue: system.paymentsQueue, deadLetterQueue: nil, processed: RateMeter(), logger: Pool.logger)
+        try await Task.sleep(for: .milliseconds(5))
+        #expect(await ended.heldUntil(ids[2]) == nil)
+        await ended.sweep()
+        let third = try #require(try await system.store.order(id: ids[2]))
+        #expect(third.status == .failed && third.failureReason?.contains("payment message gone") == true)
+        #expect(try await system.store.order(id: ids[1])?.status == .pending)
+        #expect(try await system.paymentsQueue.statistics().visible == 1)
+        try await system.close()
+    }
+
     @Test func reconcilersRunningAtOnceSettleEachOrderOnce() async throws {
         let system = try await FlashSystem.open(Pool.configuration(workers: 0, latency: .milliseconds(5)), logger: Pool.logger)
         _ = try await system.catalog.putProduct(id: "P", stock: 100, perCustomerLimit: nil, price: 1)
