@@ -6,8 +6,10 @@ import Hummingbird
 import Logging
 
 /// The dead-letter queue, and what an operator does with it (admin routes):
-/// - `GET /admin/dead-letters?limit=`: its messages, oldest first, each with its order as stored
-///   and, for an open order, when its hold ends (``Reconciler/Configuration/deadLetterHold``).
+/// - `GET /admin/dead-letters?limit=&state=`: its messages, oldest first, each with its order as
+///   stored and, for an open order, when its hold ends (``Reconciler/Configuration/deadLetterHold``);
+///   `state=open`: only those whose order is open (what an operator can act on), first
+///   dead-lettered first.
 /// - `POST /admin/dead-letters/{message_id}/redrive`: retry one: back to the payments queue,
 ///   visible at once, receive count reset, its order `pending` again.
 /// - `POST /admin/dead-letters/{message_id}/settle`: settle its order now by the rule of final
@@ -47,18 +49,22 @@ struct DeadLettersController {
             }
             limit = number
         }
-        let letters = try await read(limit: limit + 1)
+        let state = request.uri.queryParameters.get("state") ?? "all"
+        guard state == "all" || state == "open" else {
+            throw APIError.badRequest("invalid_state", "state must be open (only dead letters whose order is open) or all, not '\(state)'")
+        }
+        let letters = try await read(limit: limit + 1, openOnly: state == "open")
         let total = try await deadLetterQueue?.statistics().total ?? 0
         let shown = letters.prefix(limit).map(letterJSON).joined(separator: ",")
         return Response.json(.ok, """
             {"queue":\(deadLetterQueue.map { JSONText.quoted($0.name) } ?? "null"),"hold_seconds":\(JSONText.number(hold.asSeconds)),\
-            "total":\(max(total, letters.count)),"more":\(letters.count > limit),"dead_letters":[\(shown)]}
+            "total":\(total),"more":\(letters.count > limit),"dead_letters":[\(shown)]}
             """)
     }
 
     @Sendable func redriveOne(_ request: Request, context: FlashRequestContext) async throws -> Response {
         let id = try context.parameters.decoded("id")
-        let outcome = try await unsupportedAsError { try await store.redrive([id]) }.first ?? .notFound
+        let outcome = try await unsupportedAsError { try await store.redrive([id], by: "an operator (\(AdminController.actor(context)))") }.first ?? .notFound
         switch outcome {
         case let .redriven(order):
             context.logger.notice("admin: dead letter redriven", metadata: [
@@ -68,14 +74,17 @@ struct DeadLettersController {
             throw APIError(.conflict, code: "order_final",
                            message: "order '\(order.id)' is already \(order.status.rawValue)\(order.failureReason.map { " (\($0))" } ?? ""); a redrive would charge nothing, so the message stays in the dead-letter queue")
         case .notFound:
+            if try await unsupportedAsError({ try await store.deadLetter(messageID: id) }) != nil {
+                throw APIError(.conflict, code: "no_order", message: "dead letter '\(id)' names no stored order; there is nothing to charge")
+            }
             throw APIError.notFound("no dead letter with message id '\(id)' (redriven already, or purged)")
         }
     }
 
     @Sendable func settleOne(_ request: Request, context: FlashRequestContext) async throws -> Response {
         let id = try context.parameters.decoded("id")
-        guard let letter = try await read(limit: Self.bulkLimit).first(where: { $0.messageID == id }) else {
-            throw APIError.notFound("no dead letter with message id '\(id)' among the first \(Self.bulkLimit) (redriven already, or purged)")
+        guard let letter = try await unsupportedAsError({ try await store.deadLetter(messageID: id) }) else {
+            throw APIError.notFound("no dead letter with message id '\(id)' (redriven already, or purged)")
         }
         guard let orderID = letter.orderID else {
             throw APIError(.conflict, code: "no_order", message: "dead letter '\(id)' names no order; there is nothing to settle")
@@ -86,8 +95,10 @@ struct DeadLettersController {
         do {
             settlement = try await reconciler.settleNow(orderID, by: actor)
         } catch {
-            throw APIError(.serviceUnavailable, code: "gateway_unavailable",
-                           message: "the payment gateway could not say whether order '\(orderID)' was charged (\(error)); the order is unchanged, try again",
+            // The gateway could not say whether it was charged, or the store did not take the
+            // result: either way nothing was stored.
+            throw APIError(.serviceUnavailable, code: "not_settled",
+                           message: "order '\(orderID)' could not be settled now (\(error)); it is unchanged, try again",
                            headers: [.retryAfter: "5"])
         }
         switch settlement {
@@ -108,7 +119,16 @@ struct DeadLettersController {
         var redriven = 0, final = 0, gone = 0
         for start in stride(from: 0, to: open.count, by: 100) {
             let chunk = open[start..<min(start + 100, open.count)].map(\.messageID)
-            for outcome in try await store.redrive(chunk) {
+            let outcomes: [RedriveOutcome]
+            do {
+                outcomes = try await store.redrive(chunk, by: "an operator (\(AdminController.actor(context)))")
+            } catch {
+                // Each chunk is its own transaction: say what is done, so a repeat goes on from there.
+                throw APIError(.serviceUnavailable, code: "redrive_interrupted",
+                               message: "redrove \(redriven) dead letters, then the store failed (\(error)); the rest are where they were: repeat to go on",
+                               headers: [.retryAfter: "5"])
+            }
+            for outcome in outcomes {
                 switch outcome {
                 case .redriven: redriven += 1
                 case .orderFinal: final += 1
@@ -126,15 +146,17 @@ struct DeadLettersController {
         let open = try await confirmedOpenLetters(request, action: "settling", effect: "be settled now (charged: completed; not charged: voided and failed)")
         let actor = AdminController.actor(context)
         let deadline = ContinuousClock.now + Self.settleBudget
-        var completed = 0, failed = 0, unresolved = 0
-        await withTaskGroup(of: OrderStatus?.self) { group in
+        var completed = 0, failed = 0, unresolved = 0, skipped = 0
+        /// What one settlement came to: settled as, finished by someone else meanwhile, or not settled.
+        enum Ended: Sendable { case settled(OrderStatus), skipped, unresolved }
+        await withTaskGroup(of: Ended.self) { group in
             var started = 0
-            func record(_ status: OrderStatus??) {
-                switch status {
-                case .some(.some(.completed)): completed += 1
-                case .some(.some(.failed)): failed += 1
-                case .some(.some): break
-                case .some(.none), .none: unresolved += 1
+            func record(_ ended: Ended?) {
+                switch ended {
+                case .settled(.completed): completed += 1
+                case .settled: failed += 1
+                case .skipped: skipped += 1
+                case .unresolved, nil: unresolved += 1
                 }
             }
             for letter in open {
@@ -142,16 +164,20 @@ struct DeadLettersController {
                 if started >= 16 { record(await group.next()) }
                 started += 1
                 group.addTask {
-                    guard ContinuousClock.now < deadline else { return nil }
-                    guard case let .settled(order)? = try? await reconciler.settleNow(orderID, by: actor) else { return nil }
-                    return order.status
+                    // Past the budget: left as it is (the hold's end or a repeat settles it).
+                    guard ContinuousClock.now < deadline else { return .unresolved }
+                    switch try? await reconciler.settleNow(orderID, by: actor) {
+                    case let .settled(order)?: return .settled(order.status)
+                    case .alreadyFinal?, .notFound?: return .skipped
+                    case nil: return .unresolved
+                    }
                 }
             }
-            for await status in group { record(status) }
+            for await ended in group { record(ended) }
         }
         context.logger.notice("admin: dead letters' orders settled", metadata: [
             "completed": "\(completed)", "failed": "\(failed)", "unresolved": "\(unresolved)", "actor": "\(actor)"])
-        return Response.json(.ok, #"{"settled":{"completed":\#(completed),"failed":\#(failed)},"unresolved":\#(unresolved)}"#)
+        return Response.json(.ok, #"{"settled":{"completed":\#(completed),"failed":\#(failed)},"skipped_final":\#(skipped),"unresolved":\#(unresolved)}"#)
     }
 
     // MARK: Helpers
@@ -160,7 +186,7 @@ struct DeadLettersController {
     /// with the dead-letter queue's name (409 saying how many it would touch, otherwise).
     private func confirmedOpenLetters(_ request: Request, action: String, effect: String) async throws -> [DeadLetter] {
         guard let name = deadLetterQueue?.name else { throw APIError.notFound("the payments queue has no dead-letter queue") }
-        let open = try await read(limit: Self.bulkLimit).filter { $0.order.map { !$0.status.isTerminal } ?? false }
+        let open = try await read(limit: Self.bulkLimit, openOnly: true)
         guard request.uri.queryParameters.get("confirm") == name else {
             throw APIError(.conflict, code: "confirmation_required",
                            message: "\(action) the dead letters: the \(open.count) whose orders are open would \(effect); to go ahead, repeat with ?confirm=\(name)")
@@ -168,8 +194,8 @@ struct DeadLettersController {
         return open
     }
 
-    private func read(limit: Int) async throws -> [DeadLetter] {
-        try await unsupportedAsError { try await store.deadLetters(limit: limit) }
+    private func read(limit: Int, openOnly: Bool) async throws -> [DeadLetter] {
+        try await unsupportedAsError { try await store.deadLetters(limit: limit, openOnly: openOnly) }
     }
 
     private func unsupportedAsError<T>(_ body: () async throws -> T) async throws -> T {
@@ -181,10 +207,8 @@ struct DeadLettersController {
     }
 
     private func letterJSON(_ letter: DeadLetter) -> String {
-        var heldUntil = "null"
-        if hold > .zero, let order = letter.order, !order.status.isTerminal {
-            heldUntil = String(order.updatedAt + hold.asMilliseconds)
-        }
+        // Only while it lasts (an ended hold is the reconciler's to settle at its next look).
+        let heldUntil = letter.order.flatMap { order in reconciler?.holdEnd(of: order) }.map(String.init) ?? "null"
         return """
             {"message_id":\(JSONText.quoted(letter.messageID)),"order_id":\(letter.orderID.map(JSONText.quoted) ?? "null"),\
             "receive_count":\(letter.receiveCount),"sent_at":\(letter.sentAt),"hidden_until":\(letter.hiddenUntil),\

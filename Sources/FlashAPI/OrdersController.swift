@@ -28,6 +28,7 @@ struct OrdersController<Context: RequestContext> {
         routes.on("/orders/sync", method: .post, use: placeSync)
         routes.on("/orders/:id", method: .get, use: show)
         routes.on("/admin/orders", method: .get, admin: true, use: browse)
+        routes.on("/admin/orders/:id/history", method: .get, admin: true, use: history)
     }
 
     // MARK: Async
@@ -186,7 +187,8 @@ struct OrdersController<Context: RequestContext> {
         do {
             // The customer has waited their limit: the gateway gets a short while to say.
             let settler = OrderSettler(store: store, gateway: gateway, gatewayTimeout: SyncLimits.settleTimeout)
-            settlement = try await settler.settle(order.id, why: "payment not completed: \(what)", counted: false)
+            settlement = try await settler.settle(order.id, why: "payment not completed: \(what)", counted: false,
+                                                  by: "the sync request, at its deadline")
         } catch {
             throw APIError(.gatewayTimeout, code: "timeout",
                            message: "\(what), and it cannot tell yet whether order '\(order.id)' was charged; the order will be settled by that answer (GET /orders/\(order.id))")
@@ -236,6 +238,31 @@ struct OrdersController<Context: RequestContext> {
         let next = page.next.map { JSONText.quoted(String($0)) } ?? "null"
         return Response.json(.ok, #"{"orders":[\#(page.orders.map { OrderJSON.order($0) }.joined(separator: ","))],"next":\#(next)}"#)
     }
+
+    /// `GET /admin/orders/{id}/history`: the order's life, oldest first (``Order/history(with:)``):
+    /// placed, its first attempt, each failed attempt with the gateway's error, its message
+    /// dead-lettered or redriven, and who finished it and why. Admin: it shows operators'
+    /// addresses and the gateway's errors.
+    @Sendable func history(_ request: Request, context: Context) async throws -> Response {
+        let id = try context.parameters.decoded("id")
+        guard let order = try await store.order(id: id) else { throw APIError.notFound("no order with id '\(id)'") }
+        let events = try await store.events(of: id, limit: Self.historyLimit)
+        let entries = order.history(with: events).map { entry in
+            #"{"at":\#(entry.at),"kind":\#(JSONText.quoted(entry.kind)),"detail":\#(JSONText.quoted(entry.detail)),"by":\#(entry.actor.map(JSONText.quoted) ?? "null")}"#
+        }
+        let failed = events.count { $0.kind == .attemptFailed }
+        // The last attempt was answered when a charge, not a settlement, finished the order.
+        let answered = order.status.isTerminal && !events.contains { $0.kind == .settled } ? 1 : 0
+        return Response.json(.ok, """
+            {"order_id":\(JSONText.quoted(order.id)),"status":\(JSONText.quoted(order.status.rawValue)),"attempts":\(order.attempts),\
+            "failed_attempts":\(failed),"unanswered_attempts":\(max(0, order.attempts - failed - answered)),\
+            "history":[\(entries.joined(separator: ","))]}
+            """)
+    }
+
+    /// Recorded events one history shows at most (an order has a few: one per failed attempt,
+    /// bounded by the queue's receives, and one per dead-lettering, redrive and settlement).
+    static var historyLimit: Int { 500 }
 
     @Sendable func show(_ request: Request, context: Context) async throws -> Response {
         let id = try context.parameters.decoded("id")

@@ -47,7 +47,7 @@ public struct DeadLettersUnsupported: Error, Sendable, CustomStringConvertible {
     public init() {}
 
     public var description: String {
-        "this backend's dead-letter queue is on AWS SQS, which shows a message only to a receive; redrive it with `aws sqs start-message-move-task` (its orders stay open while --dead-letter-hold lasts)"
+        "the dead-letter queue is on AWS SQS, which shows a message only to a receive: flashsale cannot list or move its messages; their orders are settled by the reconciler (at once, or when --dead-letter-hold ends)"
     }
 }
 
@@ -55,10 +55,12 @@ extension Order {
     /// The order's message was sent back from the dead-letter queue: `pending` again (its
     /// attempts so far stay counted), and its hold starts over. Nil for a finished order.
     public func redriven(now: Int64) -> Order? {
+        // (Its hold starts over: it counts from the next dead-lettering.)
         guard !status.isTerminal else { return nil }
         var order = self
         order.status = .pending
         order.updatedAt = now
+        order.deadLetteredAt = nil
         return order
     }
 }

@@ -103,10 +103,15 @@ public struct Order: Sendable, Hashable {
     public var finishedAt: Int64?
     /// The id of the queued payment message (async orders).
     public var messageID: String?
+    /// When the dead-letter handler (or the reconciler's sweep) first found its message in the
+    /// dead-letter queue (Unix ms); nil when it is not there, or a redrive sent it back. The
+    /// dead-letter hold counts from here.
+    public var deadLetteredAt: Int64?
 
     public init(id: String, customerID: String, items: [OrderItem], total: Double, status: OrderStatus,
                 channel: OrderChannel, attempts: Int, failureReason: String?, createdAt: Int64, updatedAt: Int64,
-                processingAt: Int64?, finishedAt: Int64?, messageID: String?) {
+                processingAt: Int64?, finishedAt: Int64?, messageID: String?, deadLetteredAt: Int64? = nil) {
+        self.deadLetteredAt = deadLetteredAt
         self.id = id
         self.customerID = customerID
         self.items = items

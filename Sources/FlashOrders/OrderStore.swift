@@ -89,6 +89,9 @@ public enum OrphanReason: String, Sendable, Hashable {
     /// A queued order whose payment message is no longer in the payments queue: purged, expired
     /// past retention, or dead-lettered.
     case messageGone = "payment message gone"
+    /// A queued order whose payment message is in the payments queue's dead-letter queue (a
+    /// store that can see it there says so; otherwise it is ``messageGone``).
+    case deadLettered = "payment message dead-lettered"
 }
 
 /// An open order that no live message, lease or request stands behind.
@@ -222,17 +225,37 @@ public protocol OrderStore: Sendable {
     /// `limit`. What the console browses.
     func orders(status: OrderStatus?, before cursor: Int64?, limit: Int) async throws -> OrderPage
 
-    /// Up to `limit` messages of the payments queue's dead-letter queue, oldest first, seen
-    /// without receiving them (hidden ones included), each with its order as stored. Empty when
-    /// the queue has no dead-letter queue. Throws ``DeadLettersUnsupported`` where the queue
-    /// cannot be looked at (SQS): the default.
-    func deadLetters(limit: Int) async throws -> [DeadLetter]
+    /// Up to `limit` messages of the payments queue's dead-letter queue, seen without receiving
+    /// them (hidden ones included), each with its order as stored: oldest first; with
+    /// `openOnly`, only those whose order is open and marked (``markDeadLettered(_:messageID:by:)``),
+    /// first marked first. Empty when the queue has no dead-letter queue. Throws
+    /// ``DeadLettersUnsupported`` where the queue cannot be looked at (SQS): the default.
+    func deadLetters(limit: Int, openOnly: Bool) async throws -> [DeadLetter]
+
+    /// The dead letter with this message id, if it is in the dead-letter queue (as
+    /// ``deadLetters(limit:openOnly:)``; the same default).
+    func deadLetter(messageID: String) async throws -> DeadLetter?
 
     /// Sends these dead letters back to the payments queue, each in one transaction with its
     /// order (``Order/redriven(now:)``): visible at once, receive count reset. A message whose
     /// order is finished stays where it is (``RedriveOutcome/orderFinal(_:)``). One outcome per
-    /// id, in order. Throws ``DeadLettersUnsupported`` where the queue cannot be moved (the default).
-    func redrive(_ messageIDs: [String]) async throws -> [RedriveOutcome]
+    /// id, in order. Each redriven order's history gets a ``OrderEvent/Kind/redriven`` event by
+    /// `actor`, in the same transaction. Throws ``DeadLettersUnsupported`` where the queue cannot
+    /// be moved (the default).
+    func redrive(_ messageIDs: [String], by actor: String) async throws -> [RedriveOutcome]
+
+    /// Notes that an open order's message is in the dead-letter queue: stamps
+    /// ``Order/deadLetteredAt`` (the first time only; a redrive clears it) with a
+    /// ``OrderEvent/Kind/deadLettered`` event by `actor`, in one transaction. Returns the order as
+    /// stored (a finished one unchanged); nil when there is none.
+    func markDeadLettered(_ orderID: String, messageID: String, by actor: String) async throws -> Order?
+
+    /// Adds events to their orders' histories. An event the same as one its order already has
+    /// (same kind and detail) is not added again, so a step repeated after a crash tells once.
+    func record(_ events: [OrderEvent]) async throws
+
+    /// The order's recorded events, oldest first, at most `limit`.
+    func events(of orderID: String, limit: Int) async throws -> [OrderEvent]
 }
 
 /// One page of orders, newest first.
@@ -257,9 +280,11 @@ public struct OrderPage: Sendable {
 extension OrderStore {
     public func orphanPassCompleted() async throws {}
 
-    public func deadLetters(limit: Int) async throws -> [DeadLetter] { throw DeadLettersUnsupported() }
+    public func deadLetters(limit: Int, openOnly: Bool) async throws -> [DeadLetter] { throw DeadLettersUnsupported() }
 
-    public func redrive(_ messageIDs: [String]) async throws -> [RedriveOutcome] { throw DeadLettersUnsupported() }
+    public func deadLetter(messageID: String) async throws -> DeadLetter? { throw DeadLettersUnsupported() }
+
+    public func redrive(_ messageIDs: [String], by actor: String) async throws -> [RedriveOutcome] { throw DeadLettersUnsupported() }
 
     public var admissionLine: AdmissionLine? { nil }
 

@@ -60,6 +60,18 @@ public final class OutboxOrderStore: OrderStore {
     public func settle(_ orderID: String, result: OrderResult, counted: Bool) async throws -> FinishedOrder? {
         try await local.settle(orderID, result: result, counted: counted)
     }
+
+    public func markDeadLettered(_ orderID: String, messageID: String, by actor: String) async throws -> Order? {
+        try await local.markDeadLettered(orderID, messageID: messageID, by: actor)
+    }
+
+    public func record(_ events: [OrderEvent]) async throws {
+        try await local.record(events)
+    }
+
+    public func events(of orderID: String, limit: Int) async throws -> [OrderEvent] {
+        try await local.events(of: orderID, limit: limit)
+    }
     public func expiredHolds(now: Int64, limit: Int) async throws -> [Orphan] { try await local.expiredHolds(now: now, limit: limit) }
     public func settlementCounts() async throws -> SettlementCounts { try await local.settlementCounts() }
     public func counts() async throws -> OrderCounts { try await local.counts() }

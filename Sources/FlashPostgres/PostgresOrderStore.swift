@@ -30,7 +30,7 @@ public final class PostgresOrderStore: OrderStore {
 
     static let columns = """
         order_id, idempotency_key, customer_id, items, total, status, channel, attempts, failure_reason, reserved, \
-        message_id, created_at, updated_at, processing_at, finished_at
+        message_id, created_at, updated_at, processing_at, finished_at, dead_lettered_at
         """
 
     // MARK: Placing
@@ -215,13 +215,44 @@ public final class PostgresOrderStore: OrderStore {
 
     // MARK: Dead letters
 
-    public func deadLetters(limit: Int) async throws -> [DeadLetter] {
+    public func deadLetters(limit: Int, openOnly: Bool) async throws -> [DeadLetter] {
         guard let deadLetter = queue.deadLetter else { return [] }
-        var letters: [DeadLetter] = []
-        for row in try await database.read("""
+        if openOnly {
+            // From the open orders marked dead-lettered (their partial index); a dead-lettered
+            // message keeps its row (`seq`), which the order names.
+            return try await database.read("""
+                SELECT m.message_id AS dl_message_id, m.sent_at AS dl_sent_at, m.visible_at AS dl_visible_at,
+                       m.receive_count AS dl_receive_count, \(unescaped: Self.columns.split(separator: ",").map { "o." + $0.trimmingCharacters(in: .whitespacesAndNewlines) }.joined(separator: ", "))
+                FROM fs_orders o JOIN fs_messages m ON m.seq = o.message_seq AND m.message_id = o.message_id AND m.queue_id = \(deadLetter.id)
+                WHERE o.dead_lettered_at IS NOT NULL AND o.status IN ('pending', 'processing')
+                ORDER BY o.dead_lettered_at LIMIT \(limit)
+                """).map { row in
+                let columns = row.makeRandomAccess()
+                let order = try Self.decodeOrder(columns)
+                return DeadLetter(messageID: try columns.get("dl_message_id"), orderID: order.id,
+                                  receiveCount: Int(try columns.get("dl_receive_count", as: Int32.self)),
+                                  sentAt: try columns.get("dl_sent_at"), hiddenUntil: try columns.get("dl_visible_at"), order: order)
+            }
+        }
+        return try await withOrders(try await database.read("""
             SELECT message_id, body, sent_at, visible_at, receive_count FROM fs_messages
             WHERE queue_id = \(deadLetter.id) ORDER BY seq LIMIT \(limit)
-            """) {
+            """))
+    }
+
+    public func deadLetter(messageID: String) async throws -> DeadLetter? {
+        guard let deadLetter = queue.deadLetter else { return nil }
+        return try await withOrders(try await database.read("""
+            SELECT message_id, body, sent_at, visible_at, receive_count FROM fs_messages
+            WHERE queue_id = \(deadLetter.id) AND message_id = \(messageID)
+            """)).first
+    }
+
+    /// Dead letters from rows of (message_id, body, sent_at, visible_at, receive_count), with
+    /// their orders read in one query.
+    private func withOrders(_ rows: [PostgresRow]) async throws -> [DeadLetter] {
+        var letters: [DeadLetter] = []
+        for row in rows {
             let columns = row.makeRandomAccess()
             letters.append(DeadLetter(messageID: try columns.get(0), orderID: PaymentMessage.orderID(in: try columns.get(1)),
                                       receiveCount: Int(try columns.get(4, as: Int32.self)), sentAt: try columns.get(2),
@@ -238,7 +269,21 @@ public final class PostgresOrderStore: OrderStore {
         return letters
     }
 
-    public func redrive(_ messageIDs: [String]) async throws -> [RedriveOutcome] {
+    public func markDeadLettered(_ orderID: String, messageID: String, by actor: String) async throws -> Order? {
+        try await database.transaction { [self] connection -> Order? in
+            guard var order = try await lockOrders([orderID], on: connection)[orderID]?.order else { return nil }
+            guard !order.status.isTerminal, order.deadLetteredAt == nil else { return order }
+            let now = database.time.nowMillis()
+            try await connection.query("UPDATE fs_orders SET dead_lettered_at = \(now) WHERE order_id = \(orderID)", logger: database.logger)
+            order.deadLetteredAt = now
+            try await record([OrderEvent(orderID: orderID, at: now, kind: .deadLettered,
+                                         detail: "its message \(messageID) was dead-lettered after \(order.attempts) attempts", actor: actor)],
+                             on: connection)
+            return order
+        }
+    }
+
+    public func redrive(_ messageIDs: [String], by actor: String) async throws -> [RedriveOutcome] {
         guard let deadLetter = queue.deadLetter, !messageIDs.isEmpty else { return messageIDs.map { _ in .notFound } }
         let outcomes = try await database.transaction { [self] connection -> [RedriveOutcome] in
             let now = self.database.time.nowMillis()
@@ -256,6 +301,7 @@ public final class PostgresOrderStore: OrderStore {
             var outcomes: [RedriveOutcome] = []
             var changes: [(Order, OrderStatus)] = []
             var moved: [Int64] = []
+            var events: [OrderEvent] = []
             for id in messageIDs {
                 guard let message = messages.removeValue(forKey: id), let order = orders[message.orderID]?.order else {
                     outcomes.append(.notFound)
@@ -267,24 +313,60 @@ public final class PostgresOrderStore: OrderStore {
                 }
                 changes.append((next, order.status))
                 moved.append(message.seq)
+                events.append(OrderEvent(orderID: order.id, at: now, kind: .redriven,
+                                         detail: "its message \(id) was sent back from the dead-letter queue after \(order.attempts) attempts",
+                                         actor: actor))
                 outcomes.append(.redriven(next))
             }
             // The same row goes back (dead-lettering moved it here): the order's message_seq and
-            // message_id name it still. Visible now, no deliveries counted.
+            // message_id name it still. Sent now (a new retention period, as SQS's move gives),
+            // visible now, no deliveries counted.
             if !moved.isEmpty {
                 try await connection.query("""
-                    UPDATE fs_messages SET queue_id = \(queue.record.id), visible_at = \(now), receive_count = 0, receipt = 0,
-                                           first_received_at = 0
+                    UPDATE fs_messages SET queue_id = \(queue.record.id), sent_at = \(now), visible_at = \(now), receive_count = 0,
+                                           receipt = 0, first_received_at = 0
                     WHERE seq = ANY(\(moved)::bigint[]) AND queue_id = \(deadLetter.id)
                     """, logger: database.logger)
+                try await connection.query("UPDATE fs_orders SET dead_lettered_at = NULL WHERE order_id = ANY(\(changes.map(\.0.id))::text[])",
+                                           logger: database.logger)
             }
             var counters = CounterDeltas()
             try await store(changes, counters: &counters, on: connection)
             try await counters.write(on: connection, logger: database.logger)
+            try await record(events, on: connection)
             return outcomes
         }
         if outcomes.contains(where: { if case .redriven = $0 { true } else { false } }) { database.touched([queue.record.id]) }
         return outcomes
+    }
+
+    // MARK: History
+
+    public func record(_ events: [OrderEvent]) async throws {
+        guard !events.isEmpty else { return }
+        try await database.transaction { [self] connection in try await record(events, on: connection) }
+    }
+
+    private func record(_ events: [OrderEvent], on connection: PostgresConnection) async throws {
+        guard !events.isEmpty else { return }
+        try await connection.query("""
+            INSERT INTO fs_order_events (order_id, at, kind, detail, actor)
+            SELECT x.order_id, x.at, x.kind, x.detail, x.actor
+            FROM unnest(\(events.map(\.orderID))::text[], \(events.map(\.at))::bigint[], \(events.map(\.kind.rawValue))::text[],
+                        \(events.map(\.detail))::text[], \(events.map(\.actor))::text[]) AS x(order_id, at, kind, detail, actor)
+            WHERE NOT EXISTS (SELECT 1 FROM fs_order_events e WHERE e.order_id = x.order_id AND e.kind = x.kind AND e.detail = x.detail)
+            """, logger: database.logger)
+    }
+
+    public func events(of orderID: String, limit: Int) async throws -> [OrderEvent] {
+        try await database.read("""
+            SELECT at, kind, detail, actor FROM fs_order_events WHERE order_id = \(orderID) ORDER BY seq LIMIT \(limit)
+            """).compactMap { row in
+            let columns = row.makeRandomAccess()
+            // A kind a later version wrote is left out, not mislabelled.
+            guard let kind = OrderEvent.Kind(rawValue: try columns.get(1)) else { return nil }
+            return OrderEvent(orderID: orderID, at: try columns.get(0), kind: kind, detail: try columns.get(2), actor: try columns.get(3))
+        }
     }
 
     public func orphans(after cursor: Int64, limit: Int) async throws -> OrphanScan {
@@ -297,10 +379,11 @@ public final class PostgresOrderStore: OrderStore {
             try await connection.query("SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true)",
                                        logger: self.database.logger)
             return try await connection.query("""
-                SELECT o.seq, o.order_id, o.channel, m.seq IS NOT NULL AS live, o.created_at
+                SELECT o.seq, o.order_id, o.channel, m.queue_id = \(self.queue.record.id) AS live, o.created_at,
+                       m.queue_id = \(self.queue.deadLetter?.id ?? -1) AS dead
                 FROM (SELECT seq, order_id, channel, message_seq, message_id, created_at FROM fs_orders
                       WHERE status IN ('pending', 'processing') AND seq > \(cursor) ORDER BY seq LIMIT \(limit)) AS o
-                LEFT JOIN fs_messages m ON m.seq = o.message_seq AND m.message_id = o.message_id AND m.queue_id = \(self.queue.record.id)
+                LEFT JOIN fs_messages m ON m.seq = o.message_seq AND m.message_id = o.message_id
                 ORDER BY o.seq
                 """, logger: self.database.logger).collect()
         }
@@ -310,9 +393,11 @@ public final class PostgresOrderStore: OrderStore {
             let columns = row.makeRandomAccess()
             last = try columns.get(0)
             let channel: String = try columns.get(2)
-            let live: Bool = try columns.get(3)
+            // (A dead-lettered message keeps its row: the dead-letter queue's id tells it.)
+            let live = try columns.get(3, as: Bool?.self) ?? false
+            let dead = try columns.get(5, as: Bool?.self) ?? false
             if channel != OrderChannel.sync.rawValue, !live {
-                orphans.append(Orphan(orderID: try columns.get(1), reason: .messageGone, placedAt: try columns.get(4)))
+                orphans.append(Orphan(orderID: try columns.get(1), reason: dead ? .deadLettered : .messageGone, placedAt: try columns.get(4)))
             }
         }
         return OrphanScan(orphans: orphans, nextCursor: rows.count < limit ? nil : last)
@@ -335,7 +420,8 @@ public final class PostgresOrderStore: OrderStore {
             channel: OrderChannel(rawValue: try row.get("channel")) ?? .async,
             attempts: try row.get("attempts"), failureReason: try row.get("failure_reason"),
             createdAt: try row.get("created_at"), updatedAt: try row.get("updated_at"),
-            processingAt: try row.get("processing_at"), finishedAt: try row.get("finished_at"), messageID: try row.get("message_id"))
+            processingAt: try row.get("processing_at"), finishedAt: try row.get("finished_at"), messageID: try row.get("message_id"),
+            deadLetteredAt: try row.get("dead_lettered_at"))
     }
 }
 

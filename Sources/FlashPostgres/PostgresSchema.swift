@@ -143,6 +143,22 @@ enum PostgresSchema {
         Migration(version: 2, name: "fleet values", statements: [
             "CREATE TABLE fs_fleet_values (name text PRIMARY KEY, value text NOT NULL)",
         ]),
+        // What an order's row does not say (OrderEvent): written off the common path only.
+        Migration(version: 3, name: "order events, dead letters", statements: [
+            """
+            CREATE TABLE fs_order_events (
+                seq bigserial PRIMARY KEY,
+                order_id text NOT NULL,
+                at bigint NOT NULL,
+                kind text NOT NULL,
+                detail text NOT NULL,
+                actor text NOT NULL
+            )
+            """,
+            "CREATE INDEX fs_order_events_order ON fs_order_events (order_id, seq)",
+            "ALTER TABLE fs_orders ADD COLUMN dead_lettered_at bigint",
+            "CREATE INDEX fs_orders_dead_lettered ON fs_orders (dead_lettered_at) WHERE dead_lettered_at IS NOT NULL AND status IN ('pending', 'processing')",
+        ]),
     ]
 
     /// Applies the migrations this database lacks, once, whatever the number of processes doing so at once.

@@ -31,6 +31,13 @@ public final class SQLiteOrderStore: OrderStore {
         self.strictCatalog = strictCatalog
         self.counters = database.connection.writer
         try await Self.backfillMessageRows(database, queue: paymentsQueue)
+        if let deadLetter = paymentsQueue.deadLetter {
+            // Dead letters are looked up by message id (the orphan scan, a redrive); dead-lettering
+            // is rare, so the index costs the receive path nothing that matters.
+            try await database.write { db in
+                try db.execute(sql: "CREATE INDEX IF NOT EXISTS \(deadLetter.table)_message ON \(deadLetter.table)(message_id)")
+            }
+        }
     }
 
     public var paymentsQueue: any MessageQueue { queue }
@@ -252,7 +259,12 @@ public final class SQLiteOrderStore: OrderStore {
                 let seq: Int64? = row["message_seq"]
                 let messageID: String? = row["message_id"]
                 let live = if let seq, let messageID { try queue.contains(seq: seq, messageID: messageID, in: db) } else { false }
-                if !live { orphans.append(Orphan(orderID: row["order_id"], reason: .messageGone, placedAt: row["created_at"])) }
+                guard !live else { continue }
+                let dead = if let messageID, let deadLetter = queue.deadLetter {
+                    try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM \(deadLetter.table) WHERE message_id = ?)"),
+                                      arguments: [messageID]) ?? false
+                } else { false }
+                orphans.append(Orphan(orderID: row["order_id"], reason: dead ? .deadLettered : .messageGone, placedAt: row["created_at"]))
             }
             let last: Int64? = rows.last?["seq"]
             return OrphanScan(orphans: orphans, nextCursor: rows.count < limit ? nil : last)
@@ -270,41 +282,69 @@ public final class SQLiteOrderStore: OrderStore {
 
     // MARK: Dead letters
 
-    public func deadLetters(limit: Int) async throws -> [DeadLetter] {
+    public func deadLetters(limit: Int, openOnly: Bool) async throws -> [DeadLetter] {
         guard let deadLetter = queue.deadLetter else { return [] }
         return try await database.read { db in
+            if openOnly {
+                // From the open orders marked dead-lettered (their partial index), oldest first.
+                let rows = try Row.fetchAll(db, sql: """
+                    SELECT d.message_id AS dl_message_id, d.sent_at AS dl_sent_at, d.visible_at AS dl_visible_at,
+                           d.receive_count AS dl_receive_count, o.*
+                    FROM fs_orders o INDEXED BY fs_orders_dead_lettered JOIN \(deadLetter.table) d ON d.message_id = o.message_id
+                    WHERE o.dead_lettered_at IS NOT NULL AND o.status IN ('pending', 'processing')
+                    ORDER BY o.dead_lettered_at LIMIT ?
+                    """, arguments: [limit])
+                return rows.map { row in
+                    let order = Self.decodeOrder(row)
+                    return DeadLetter(messageID: row["dl_message_id"], orderID: order.id, receiveCount: row["dl_receive_count"],
+                                      sentAt: row["dl_sent_at"], hiddenUntil: row["dl_visible_at"], order: order)
+                }
+            }
             let rows = try Row.fetchAll(db, sql: """
                 SELECT message_id, body, sent_at, visible_at, receive_count FROM \(deadLetter.table) ORDER BY seq LIMIT ?
                 """, arguments: [limit])
-            return try rows.map { row in
-                let orderID = PaymentMessage.orderID(in: row["body"])
-                return DeadLetter(messageID: row["message_id"], orderID: orderID, receiveCount: row["receive_count"],
-                                  sentAt: row["sent_at"], hiddenUntil: row["visible_at"],
-                                  order: try orderID.flatMap { try Self.order(db, id: $0) })
-            }
+            return try rows.map { try Self.deadLetter($0, db) }
         }
     }
 
-    public func redrive(_ messageIDs: [String]) async throws -> [RedriveOutcome] {
+    public func deadLetter(messageID: String) async throws -> DeadLetter? {
+        guard let deadLetter = queue.deadLetter else { return nil }
+        return try await database.read { db in
+            try Row.fetchOne(db, sql: """
+                SELECT message_id, body, sent_at, visible_at, receive_count FROM \(deadLetter.table) WHERE message_id = ?
+                """, arguments: [messageID]).map { try Self.deadLetter($0, db) }
+        }
+    }
+
+    private static func deadLetter(_ row: Row, _ db: Database) throws -> DeadLetter {
+        let orderID = PaymentMessage.orderID(in: row["body"])
+        return DeadLetter(messageID: row["message_id"], orderID: orderID, receiveCount: row["receive_count"],
+                          sentAt: row["sent_at"], hiddenUntil: row["visible_at"], order: try orderID.flatMap { try Self.order(db, id: $0) })
+    }
+
+    public func markDeadLettered(_ orderID: String, messageID: String, by actor: String) async throws -> Order? {
+        try await database.write { db in
+            guard var order = try Self.order(db, id: orderID) else { return nil }
+            guard !order.status.isTerminal, order.deadLetteredAt == nil else { return order }
+            let now = self.database.time.nowMillis()
+            try db.execute(sql: "UPDATE fs_orders SET dead_lettered_at = ? WHERE order_id = ?", arguments: [now, orderID])
+            order.deadLetteredAt = now
+            try Self.record(OrderEvent(orderID: orderID, at: now, kind: .deadLettered,
+                                       detail: "its message \(messageID) was dead-lettered after \(order.attempts) attempts", actor: actor), db)
+            return order
+        }
+    }
+
+    public func redrive(_ messageIDs: [String], by actor: String) async throws -> [RedriveOutcome] {
         guard let deadLetter = queue.deadLetter, !messageIDs.isEmpty else { return messageIDs.map { _ in .notFound } }
         return try await database.write { [queue, counters] db in
             let now = self.database.time.nowMillis()
-            // One scan of the dead-letter queue for the lot (its table has no index on the
-            // message id: dead-lettering, on the receive path, would pay for one).
-            var found: [String: Row] = [:]
-            for chunk in stride(from: 0, to: messageIDs.count, by: 500).map({ messageIDs[$0..<min($0 + 500, messageIDs.count)] }) {
-                let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
-                for row in try Row.fetchAll(db, sql: """
-                    SELECT seq, message_id, body, sent_at FROM \(deadLetter.table) WHERE message_id IN (\(marks))
-                    """, arguments: StatementArguments(Array(chunk))) {
-                    found[row["message_id"]] = row
-                }
-            }
             var outcomes: [RedriveOutcome] = []
             var moved = false
             for id in messageIDs {
-                guard let row = found.removeValue(forKey: id), let orderID = PaymentMessage.orderID(in: row["body"]),
-                      let order = try Self.order(db, id: orderID) else {
+                // (The dead-letter table is indexed by message id: see init.)
+                guard let row = try Row.fetchOne(db, sql: "SELECT seq, body FROM \(deadLetter.table) WHERE message_id = ?", arguments: [id]),
+                      let orderID = PaymentMessage.orderID(in: row["body"]), let order = try Self.order(db, id: orderID) else {
                     outcomes.append(.notFound)
                     continue
                 }
@@ -312,19 +352,50 @@ public final class SQLiteOrderStore: OrderStore {
                     outcomes.append(.orderFinal(order))
                     continue
                 }
-                // Back with the id and send time it had (the order names it; its place in line
-                // is its age), visible now, no deliveries counted.
+                // Back with the id the order names, sent now (a new retention period, as SQS's
+                // move gives), visible now, no deliveries counted.
                 try db.execute(sql: "INSERT INTO \(queue.record.table) (message_id, body, sent_at, visible_at) VALUES (?, ?, ?, ?)",
-                               arguments: [id, row["body"] as String, row["sent_at"] as Int64, now])
+                               arguments: [id, row["body"] as String, now, now])
                 let seq = db.lastInsertedRowID
                 try db.execute(sql: "DELETE FROM \(deadLetter.table) WHERE seq = ?", arguments: [row["seq"] as Int64])
                 try Self.store(next, from: order.status, db, counters)
-                try db.execute(sql: "UPDATE fs_orders SET message_seq = ? WHERE order_id = ?", arguments: [seq, orderID])
+                try db.execute(sql: "UPDATE fs_orders SET message_seq = ?, dead_lettered_at = NULL WHERE order_id = ?", arguments: [seq, orderID])
+                try Self.record(OrderEvent(orderID: orderID, at: now, kind: .redriven,
+                                           detail: "its message \(id) was sent back from the dead-letter queue after \(order.attempts) attempts",
+                                           actor: actor), db)
                 outcomes.append(.redriven(next))
                 moved = true
             }
             if moved { counters.touch(queue.record.id) }
             return outcomes
+        }
+    }
+
+    // MARK: History
+
+    public func record(_ events: [OrderEvent]) async throws {
+        guard !events.isEmpty else { return }
+        try await database.write { db in
+            for event in events { try Self.record(event, db) }
+        }
+    }
+
+    private static func record(_ event: OrderEvent, _ db: Database) throws {
+        try db.cachedStatement(sql: """
+            INSERT INTO fs_order_events (order_id, at, kind, detail, actor) SELECT ?, ?, ?, ?, ?
+            WHERE NOT EXISTS (SELECT 1 FROM fs_order_events WHERE order_id = ? AND kind = ? AND detail = ?)
+            """).execute(arguments: [event.orderID, event.at, event.kind.rawValue, event.detail, event.actor,
+                                     event.orderID, event.kind.rawValue, event.detail])
+    }
+
+    public func events(of orderID: String, limit: Int) async throws -> [OrderEvent] {
+        try await database.read { db in
+            try Row.fetchAll(db.cachedStatement(sql: """
+                SELECT at, kind, detail, actor FROM fs_order_events WHERE order_id = ? ORDER BY seq LIMIT ?
+                """), arguments: [orderID, limit]).compactMap { row in
+                // A kind a later version wrote is left out, not mislabelled.
+                OrderEvent.Kind(rawValue: row["kind"]).map { OrderEvent(orderID: orderID, at: row["at"], kind: $0, detail: row["detail"], actor: row["actor"]) }
+            }
         }
     }
 
@@ -370,7 +441,8 @@ public final class SQLiteOrderStore: OrderStore {
             channel: OrderChannel(rawValue: row["channel"]) ?? .async,
             attempts: row["attempts"], failureReason: row["failure_reason"],
             createdAt: row["created_at"], updatedAt: row["updated_at"],
-            processingAt: row["processing_at"], finishedAt: row["finished_at"], messageID: row["message_id"])
+            processingAt: row["processing_at"], finishedAt: row["finished_at"], messageID: row["message_id"],
+            deadLetteredAt: row["dead_lettered_at"])
     }
 }
 

@@ -136,6 +136,23 @@ enum SQLiteSchema {
         migrator.registerMigration("v4-fleet-values") { db in
             try db.execute(sql: "CREATE TABLE fs_fleet_values (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
         }
+        migrator.registerMigration("v5-order-events-and-dead-letters") { db in
+            // What an order's row does not say (OrderEvent): written off the common path only.
+            try db.execute(sql: """
+                CREATE TABLE fs_order_events (
+                    seq INTEGER PRIMARY KEY,
+                    order_id TEXT NOT NULL,
+                    at INTEGER NOT NULL,
+                    kind TEXT NOT NULL,
+                    detail TEXT NOT NULL,
+                    actor TEXT NOT NULL
+                );
+                CREATE INDEX fs_order_events_order ON fs_order_events(order_id, seq);
+                ALTER TABLE fs_orders ADD COLUMN dead_lettered_at INTEGER;
+                CREATE INDEX fs_orders_dead_lettered ON fs_orders(dead_lettered_at)
+                    WHERE dead_lettered_at IS NOT NULL AND status IN ('pending', 'processing');
+                """)
+        }
         return migrator
     }
 

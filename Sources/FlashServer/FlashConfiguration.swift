@@ -86,7 +86,7 @@ public struct QueueConfiguration: Sendable {
     /// How long a payment message is kept before it is dropped (SQS's MessageRetentionPeriod).
     public var messageRetention: Duration = .seconds(4 * 86_400)
     /// How long an order whose message was dead-lettered stays open for an operator to redrive
-    /// it (from the start of its last attempt) before the reconciler settles it; zero settles
+    /// it (from when its message was found in the dead-letter queue) before the reconciler settles it; zero settles
     /// it at once. Each process's reconciler keeps its own: give the fleet the same.
     public var deadLetterHold: Duration = .zero
     /// The settings this process was given (by flag or variable), not left at their defaults.

@@ -252,10 +252,12 @@ public final class FlashSystem: Sendable {
         let fleet = backend.fleet
         let processID = ProcessRecord.makeID()
         let staleAfter = FleetMembership.Configuration().staleAfter
+        var poolConfiguration = WorkerPool.Configuration(workers: configuration.workers.count, visibilityTimeout: configuration.queue.visibilityTimeout,
+                                                         retryBackoff: configuration.workers.retryBackoff,
+                                                         shutdownDeadline: configuration.workers.shutdownDeadline, scaling: scaling)
+        poolConfiguration.actor = "a worker in process \(processID)"
         let workers: WorkerPool? = configuration.workers.count > 0 || scaling != nil
-            ? WorkerPool(configuration: .init(workers: configuration.workers.count, visibilityTimeout: configuration.queue.visibilityTimeout,
-                                              retryBackoff: configuration.workers.retryBackoff,
-                                              shutdownDeadline: configuration.workers.shutdownDeadline, scaling: scaling),
+            ? WorkerPool(configuration: poolConfiguration,
                          store: store, gateway: gateway, processed: processed, orderMetrics: orderMetrics,
                          fleet: {
                              // Processes that run workers, from their heartbeats (this one's is
@@ -269,8 +271,11 @@ public final class FlashSystem: Sendable {
                              try await pauses.state(of: queue).paused
                          }, logger: logger)
             : nil
+        var reconcilerConfiguration = Reconciler.Configuration(interval: configuration.workers.reconcileInterval,
+                                                               deadLetterHold: configuration.queue.deadLetterHold)
+        reconcilerConfiguration.actor = "the reconciler in process \(processID)"
         let reconciler = Reconciler(
-            configuration: .init(interval: configuration.workers.reconcileInterval, deadLetterHold: configuration.queue.deadLetterHold), store: store,
+            configuration: reconcilerConfiguration, store: store,
             settler: OrderSettler(store: store, gateway: gateway), paymentsQueue: store.paymentsQueue,
             deadLetterQueue: route.deadLetterQueue, processed: processed, orderMetrics: orderMetrics, logger: logger)
         let kind: ProcessRecord.Kind = switch role {

@@ -38,15 +38,24 @@ public struct OrderSettler: Sendable {
     /// (it becomes part of the failure reason when nothing was charged). Throws when the
     /// gateway cannot tell the outcome; the order is then unchanged.
     ///
-    /// - Parameter counted: count the settlement as the reconciler's (``OrderStore/settle(_:result:counted:)``).
-    public func settle(_ orderID: String, why: String, counted: Bool = true) async throws -> Settlement {
+    /// - Parameters:
+    ///   - counted: count the settlement as the reconciler's (``OrderStore/settle(_:result:counted:)``).
+    ///   - actor: who settles, for the order's history (``OrderEvent/Kind/settled``).
+    public func settle(_ orderID: String, why: String, counted: Bool = true, by actor: String) async throws -> Settlement {
         guard let order = try await store.order(id: orderID) else { return .notFound }
         if order.status.isTerminal { return .alreadyFinal(order) }
         let outcome = try await withTimeout(gatewayTimeout) { [gateway] in try await gateway.finalOutcome(orderID: orderID) }
         let result = OrderResult(outcome, voided: "\(why): no charge was made, and none will be")
         guard let stored = try await store.settle(orderID, result: result, counted: counted) else { return .notFound }
         // Another settler (or the worker) may have finished it meanwhile: report what stands.
-        return stored.changed ? .settled(stored.order) : .alreadyFinal(stored.order)
+        guard stored.changed else { return .alreadyFinal(stored.order) }
+        // Who settled it and why, in its history (best effort: the order row is the truth).
+        let detail = switch stored.order.status {
+        case .completed: "completed: the gateway had charged it (\(why))"
+        default: "failed: \(stored.order.failureReason ?? why)"
+        }
+        try? await store.record([OrderEvent(orderID: orderID, at: WallClock.nowMillis(), kind: .settled, detail: detail, actor: actor)])
+        return .settled(stored.order)
     }
 }
 

@@ -42,11 +42,14 @@ public final class Reconciler: Service {
         /// How soon a dead letter whose order could not be settled (the gateway did not answer)
         /// is tried again.
         public var deadLetterRetry: Duration
-        /// How long an order whose payment message was dead-lettered (or otherwise left the
-        /// payments queue) stays open for an operator to redrive it, counted from the start of its
-        /// last attempt; then it is settled. Zero (the default) settles it at once: a customer is
-        /// not kept waiting on an order nobody will try again. A purge does not wait for it.
+        /// How long an order whose payment message was dead-lettered stays open for an operator
+        /// to redrive it, counted from when its message was found in the dead-letter queue
+        /// (``Order/deadLetteredAt``); then it is settled. Zero (the default) settles it at once:
+        /// a customer is not kept waiting on an order nobody will try again. Orders whose message
+        /// was purged or expired are not held, and a purge's own pass does not wait.
         public var deadLetterHold: Duration = .zero
+        /// Who this reconciler is in an order's history (``OrderEvent/actor``).
+        public var actor = "the reconciler"
         /// Where the backoffs read "now": a steady clock (backoffs live in this process only)
         /// unless a test moves time itself.
         public var time: TimeSource = .monotonic
@@ -192,7 +195,7 @@ public final class Reconciler: Service {
                 break
             }
             read += configuration.pageSize
-            passUnresolved.add(page.pass.unresolved + page.pass.held, ordering: .relaxed)
+            passUnresolved.add(page.pass.unresolved, ordering: .relaxed)
             if let next = page.next {
                 cursor.store(next, ordering: .relaxed)
             } else {
@@ -278,9 +281,14 @@ public final class Reconciler: Service {
             for orphan in orphans {
                 if next >= configuration.concurrency, let settled = await group.next() { record(settled) }
                 next += 1
-                let hold = holding && orphan.reason == .messageGone
                 group.addTask {
-                    if hold, await self.heldUntil(orphan.orderID) != nil { return .held }
+                    if orphan.reason == .deadLettered {
+                        // In its history, and held for an operator while the hold lasts (not
+                        // for a purge's own pass).
+                        let order = await self.markDeadLettered(orphan.orderID, messageID: nil)
+                        if holding, let order, self.holdEnd(of: order) != nil { return .held }
+                        if holding, order == nil, self.configuration.deadLetterHold > .zero { return .unresolved }
+                    }
                     return await self.settle(orphan.orderID, why: "payment abandoned (\(orphan.reason.rawValue))")
                 }
             }
@@ -291,20 +299,46 @@ public final class Reconciler: Service {
 
     enum Settled: Sendable { case completed, failed, unresolved, held, unchanged }
 
-    /// When the dead-letter hold of this order ends (Unix ms), if it is open and the hold has
-    /// not ended; nil otherwise (no hold configured, a finished order, or the store could not
-    /// say: then the settling goes on, as it would without a hold).
+    /// When the dead-letter hold of this order ends (Unix ms), if it is open, marked
+    /// dead-lettered, and the hold has not ended; nil otherwise (no hold configured, or the store
+    /// could not say).
     public func heldUntil(_ orderID: String) async -> Int64? {
-        guard configuration.deadLetterHold > .zero, let order = try? await store.order(id: orderID), !order.status.isTerminal else { return nil }
-        let until = order.updatedAt + configuration.deadLetterHold.asMilliseconds
+        guard configuration.deadLetterHold > .zero, let order = try? await store.order(id: orderID) else { return nil }
+        return holdEnd(of: order)
+    }
+
+    /// ``heldUntil(_:)`` for an order already read: the hold counts from when its message was
+    /// found dead-lettered (``Order/deadLetteredAt``), not from its last attempt, so a pause or
+    /// an outage before the dead-lettering does not use the hold up.
+    public func holdEnd(of order: Order) -> Int64? {
+        guard configuration.deadLetterHold > .zero, !order.status.isTerminal, let since = order.deadLetteredAt else { return nil }
+        let until = since + configuration.deadLetterHold.asMilliseconds
         return until > WallClock.nowMillis() ? until : nil
+    }
+
+    /// Marks an open order as dead-lettered (once: ``OrderStore/markDeadLettered(_:messageID:by:)``);
+    /// returns the order as stored, or nil when the store could not say.
+    func markDeadLettered(_ orderID: String, messageID: String?) async -> Order? {
+        do {
+            var messageID = messageID
+            if messageID == nil {
+                guard let order = try await store.order(id: orderID) else { return nil }
+                if order.status.isTerminal || order.deadLetteredAt != nil { return order }
+                messageID = order.messageID
+            }
+            return try await store.markDeadLettered(orderID, messageID: messageID ?? "(unknown)", by: configuration.actor)
+        } catch {
+            logger.debug("could not mark an order dead-lettered", metadata: ["order_id": "\(orderID)", "error": "\(error)"])
+            return nil
+        }
     }
 
     /// Settles the order of a dead letter now, whatever its hold: an operator's "settle now".
     /// Charged → completed, never charged → voided and failed. Throws when the gateway cannot
     /// say (the order is then unchanged).
     public func settleNow(_ orderID: String, by actor: String) async throws -> OrderSettler.Settlement {
-        let settlement = try await settler.settle(orderID, why: "settled by an operator (\(actor)) after its message was dead-lettered")
+        let settlement = try await settler.settle(orderID, why: "settled by an operator after its message was dead-lettered",
+                                                  by: "an operator (\(actor))")
         backoffs.withLock { _ = $0.removeValue(forKey: orderID) }
         if case let .settled(order) = settlement {
             processed.record()
@@ -317,7 +351,7 @@ public final class Reconciler: Service {
         let time = configuration.time
         if let backoff = backoffs.withLock({ $0[orderID] }), backoff.until > time.nowMillis() { return .unresolved }
         do {
-            let settlement = try await settler.settle(orderID, why: why)
+            let settlement = try await settler.settle(orderID, why: why, by: configuration.actor)
             backoffs.withLock { _ = $0.removeValue(forKey: orderID) }
             switch settlement {
             case let .settled(order):
@@ -368,10 +402,16 @@ public final class Reconciler: Service {
                 // SQS caps a message's hidden time at 12 h from its receive: the park stays inside it.
                 let longest = QueueLimits.maxVisibilityTimeout - Self.handlingLease - .seconds(60)
                 var park = longest
-                if let orderID = PaymentMessage.orderID(in: message.body), let until = await heldUntil(orderID) {
+                let orderID = PaymentMessage.orderID(in: message.body)
+                // Marked (its hold starts, and its history says so) the first time it is seen.
+                let order = if let orderID { await markDeadLettered(orderID, messageID: message.messageID) } else { Order?.none }
+                if orderID != nil, order == nil, configuration.deadLetterHold > .zero {
+                    // The store did not answer: with a hold, nothing is settled before it is known.
+                    park = configuration.deadLetterRetry
+                } else if let order, let until = holdEnd(of: order) {
                     // Held for an operator: looked at again when the hold ends.
                     park = min(longest, .milliseconds(max(until - WallClock.nowMillis(), 0)) + .seconds(1))
-                } else if let orderID = PaymentMessage.orderID(in: message.body) {
+                } else if let orderID {
                     // (Its receive count here also counts this queue's own deliveries: not quoted.)
                     let settled = await settle(orderID, why: "payment abandoned: its message was dead-lettered after its last allowed delivery")
                     if settled == .unresolved { park = configuration.deadLetterRetry }

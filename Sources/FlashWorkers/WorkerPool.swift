@@ -76,6 +76,8 @@ public final class WorkerPool: Service {
         public var scaling: WorkerScaler.Configuration?
         /// How often the pool reads whether consuming is paused (``QueuePause``).
         public var pausePoll: Duration = .milliseconds(500)
+        /// Who this pool is in an order's history (``OrderEvent/actor``).
+        public var actor = "a worker"
 
         public init(workers: Int, visibilityTimeout: Duration = .seconds(30), retryBackoff: Duration = .milliseconds(500),
                     maxRetryBackoff: Duration = .seconds(60), shutdownDeadline: Duration = .seconds(10),
@@ -435,7 +437,7 @@ public final class WorkerPool: Service {
     enum Verdict: Sendable {
         case finished(OrderResult)
         case alreadyFinished
-        case retry(after: Duration)
+        case retry(after: Duration, error: String)
         /// Tried (the charge was sent), then abandoned: back to the queue, the delivery counted.
         case giveBack
         /// Never tried: back to the queue as if not received.
@@ -501,7 +503,7 @@ public final class WorkerPool: Service {
             // still reach the dead-letter queue.
             let away = await gatewayBreaker.isAway(after: error)
             if away, let transient = error as? TransientPaymentError, !transient.reachedGateway { return .untried }
-            return .retry(after: backoff(forDelivery: job.message.receiveCount))
+            return .retry(after: backoff(forDelivery: job.message.receiveCount), error: "\(error)")
         }
     }
 
@@ -602,10 +604,20 @@ public final class WorkerPool: Service {
                                                           "receives": "\(job.message.receiveCount)"])
             case .alreadyFinished:
                 try await queue.delete(job.message.receiptHandle)
-            case let .retry(delay):
+            case let .retry(delay, error):
                 logger.debug("charge to be tried again", metadata: ["order_id": "\(job.orderID ?? "-")", "after": "\(delay)",
                                                                     "receives": "\(job.message.receiveCount)"])
                 await giveBack(job, after: delay)
+                // The failure in the order's history (off the common path; best effort).
+                if let orderID = job.orderID {
+                    let attempt = job.order.map { "attempt \($0.attempts)" } ?? "an attempt"
+                    let event = OrderEvent(orderID: orderID, at: WallClock.nowMillis(), kind: .attemptFailed,
+                                           detail: "\(attempt) (delivery \(job.message.receiveCount)) failed: \(error); tried again after \(delay.shortDescription)",
+                                           actor: configuration.actor)
+                    do { try await store.record([event]) } catch {
+                        logger.debug("could not record a failed attempt", metadata: ["order_id": "\(orderID)", "error": "\(error)"])
+                    }
+                }
             case .giveBack:
                 await giveBack(job, after: .zero)
             case .untried:

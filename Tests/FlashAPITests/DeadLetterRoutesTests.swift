@@ -10,8 +10,9 @@ import Testing
 @Suite("Dead-letter routes")
 struct DeadLetterRoutesTests {
     /// Places `count` async orders and dead-letters their messages (each delivered once and
-    /// abandoned; the next receive moves it); returns the order ids.
-    static func deadLettered(_ count: Int, system: FlashSystem, client: any TestClientProtocol) async throws -> [String] {
+    /// abandoned; the next receive moves it), then waits until the dead-letter handler has found
+    /// `open` of them (it marks them, and their hold starts); returns the order ids.
+    static func deadLettered(_ count: Int, open: Int, system: FlashSystem, client: any TestClientProtocol) async throws -> [String] {
         var ids: [String] = []
         for n in 0..<count {
             let placed = try await client.call(.post, "/orders/async", json: #"{"customer_id": "dl-\#(n)", "items": [{"product_id": "P", "quantity": 1, "price": 5}]}"#)
@@ -21,6 +22,9 @@ struct DeadLetterRoutesTests {
             let got = try await system.paymentsQueue.receive(maxMessages: 10, wait: .zero, visibilityTimeout: .zero)
             if got.isEmpty { break }
             _ = try await system.store.startProcessing(got.compactMap { PaymentMessage.orderID(in: $0.body) })
+        }
+        try await expectEventually(timeout: .seconds(60)) {
+            try await client.call(.get, "/admin/dead-letters?state=open").json?["dead_letters"]?.array?.count == open
         }
         return ids
     }
@@ -34,7 +38,7 @@ struct DeadLetterRoutesTests {
 
     @Test func deadLettersAreListedWithTheirOrdersAndRetriedOrSettledOneByOne() async throws {
         try await TestSystem.withLiveSystem(Self.config()) { system, client in
-            let ids = try await Self.deadLettered(2, system: system, client: client)
+            let ids = try await Self.deadLettered(2, open: 2, system: system, client: client)
             #expect(try await client.call(.get, "/admin/dead-letters", authorized: false).status == .unauthorized)
             let list = try await client.call(.get, "/admin/dead-letters")
             #expect(list.status == .ok)
@@ -71,13 +75,28 @@ struct DeadLetterRoutesTests {
             for wrong in ["0", "1001", "x"] {
                 #expect(try await client.call(.get, "/admin/dead-letters?limit=\(wrong)").errorCode == "invalid_limit")
             }
+            #expect(try await client.call(.get, "/admin/dead-letters?state=closed").errorCode == "invalid_state")
+            #expect(try await client.call(.get, "/admin/dead-letters?state=open").json?["dead_letters"]?.array?.isEmpty == true)
             #expect(try await client.call(.post, "/admin/dead-letters/nope/settle").status == .notFound)
+
+            // The settled order's history: dead-lettered (the handler saw it), then failed by the operator.
+            let history = try await client.call(.get, "/admin/orders/\(ids[1])/history")
+            #expect(history.status == .ok)
+            let kinds = history.json?["history"]?.array?.compactMap { $0["kind"]?.string } ?? []
+            #expect(kinds.first == "placed" && kinds.last == "failed" && kinds.contains("attempt_started"), "\(kinds)")
+            #expect(history.json?["history"]?.array?.last?["by"]?.string?.hasPrefix("an operator (") == true)
+            #expect(history.int("attempts") == 1 && history.int("unanswered_attempts") == 1)
+            // The redriven one's: sent back by the operator.
+            let redrivenHistory = try await client.call(.get, "/admin/orders/\(ids[0])/history")
+            #expect(redrivenHistory.json?["history"]?.array?.contains { $0["kind"]?.string == "redriven" } == true)
+            #expect(try await client.call(.get, "/admin/orders/\(ids[0])/history", authorized: false).status == .unauthorized)
+            #expect(try await client.call(.get, "/admin/orders/nope/history").errorCode == "not_found")
         }
     }
 
     @Test func bulkActionsAskForConfirmationAndTouchOnlyOpenOrders() async throws {
         try await TestSystem.withLiveSystem(Self.config()) { system, client in
-            let ids = try await Self.deadLettered(3, system: system, client: client)
+            let ids = try await Self.deadLettered(3, open: 3, system: system, client: client)
             _ = try await system.reconciler.settleNow(ids[2], by: "test")
             for path in ["/admin/dead-letters/redrive", "/admin/dead-letters/redrive?confirm=payments",
                          "/admin/dead-letters/settle"] {
@@ -95,11 +114,11 @@ struct DeadLetterRoutesTests {
             #expect(try await client.call(.get, "/stats").int("queue", "visible") == 2)
             for id in ids.prefix(2) { #expect(try await system.store.order(id: id)?.status == .pending) }
             // Dead-lettered again, then settled in bulk.
-            _ = try await Self.deadLettered(0, system: system, client: client)
+            _ = try await Self.deadLettered(0, open: 2, system: system, client: client)
             let settled = try await client.call(.post, "/admin/dead-letters/settle?confirm=payments-dlq")
             #expect(settled.status == .ok)
             #expect(settled.int("settled", "failed") == 2)
-            #expect(settled.int("unresolved") == 0)
+            #expect(settled.int("unresolved") == 0 && settled.int("skipped_final") == 0)
             for id in ids { #expect(try await system.store.order(id: id)?.status == .failed) }
         }
     }

@@ -248,6 +248,11 @@ extension FinalStateRoutesTests {
             try await inner.orders(status: status, before: cursor, limit: limit)
         }
         func startProcessing(_ orderIDs: [String]) async throws -> [String: Order] { try await inner.startProcessing(orderIDs) }
+        func record(_ events: [OrderEvent]) async throws { try await inner.record(events) }
+        func markDeadLettered(_ orderID: String, messageID: String, by actor: String) async throws -> Order? {
+            try await inner.markDeadLettered(orderID, messageID: messageID, by: actor)
+        }
+        func events(of orderID: String, limit: Int) async throws -> [OrderEvent] { try await inner.events(of: orderID, limit: limit) }
         func returnUntried(_ deliveries: [UntriedDelivery]) async throws { try await inner.returnUntried(deliveries) }
         func returnAttempts(_ orderIDs: [String]) async throws { try await inner.returnAttempts(orderIDs) }
         func finish(_ orderID: String, result: OrderResult, deleting receipt: ReceiptHandle?) async throws -> Order? {

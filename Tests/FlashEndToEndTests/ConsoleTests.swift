@@ -139,7 +139,10 @@ struct ConsoleTests {
                 let placed = try await client.call(.POST, "/orders/async", json: #"{"customer_id": "c\#(n)", "items": [{"product_id": "x", "quantity": 1, "price": 3}]}"#)
                 orders.append(try #require(placed.string("order_id")))
             }
-            try await expectEventually(timeout: .seconds(60)) { try await client.call(.GET, "/admin/dead-letters").int("total") == 2 }
+            // Found by the dead-letter handler (their holds start).
+            try await expectEventually(timeout: .seconds(60)) {
+                try await client.call(.GET, "/admin/dead-letters?state=open").json?["dead_letters"]?.array?.count == 2
+            }
             // Held: still open, not settled as abandoned.
             for id in orders { #expect(try await client.call(.GET, "/orders/\(id)").string("status") == "processing") }
         } catch {
@@ -168,6 +171,7 @@ struct ConsoleTests {
                     try await Self.texts(page, "#dead-letters tr td.state") == ["processing", "processing"]
                 }
                 #expect(try await Self.texts(page, "#console-log").first?.contains("2 with an open order") == true)
+                #expect(try await Self.texts(page, "#dead-letters tr td:nth-child(5)").allSatisfy { !$0.isEmpty && $0 != "–" }, "held until")
                 // Retry the first: back in the payments queue, and charged.
                 let first = try #require(try await page.evaluate("document.querySelector('#dead-letters tr').dataset.order").string)
                 _ = try await page.evaluate("document.querySelector(\"#dead-letters tr button[data-action='redrive']\").click(); true")
@@ -190,7 +194,15 @@ struct ConsoleTests {
                 let settled = try await client.call(.GET, "/orders/\(second)")
                 #expect(settled.string("status") == "failed")
                 #expect(settled.string("failure_reason")?.contains("settled by an operator") == true)
-                #expect(try await Self.texts(page, "#dead-letters tr td.state") == ["failed"])
+                #expect(try await Self.texts(page, "#dead-letters tr td.state").isEmpty)
+                // Its history: the failed attempt, the dead-lettering, and who settled it.
+                _ = try await page.evaluate("document.getElementById('order-id').value = \(JSONText.quoted(second)); document.getElementById('order-open').click(); true")
+                try await expectEventually(timeout: .seconds(30)) {
+                    try await page.evaluate("Array.from(document.querySelectorAll('#order-history li')).map((li) => li.dataset.kind).join(' ')")
+                        == .string("placed attempt_started attempt_failed dead_lettered failed")
+                }
+                let last = try #require(try await Self.texts(page, "#order-history li[data-kind='failed']").first)
+                #expect(last.contains("an operator ("), "\(last)")
                 try FileManager.default.createDirectory(at: DashboardTests.artifacts, withIntermediateDirectories: true)
                 try await page.screenshot().write(to: DashboardTests.artifacts.appendingPathComponent("console-dead-letters.png"))
             }

@@ -245,39 +245,78 @@ struct OrderStoreContractTests {
             let b = try await store.placeQueued(Self.order("c2", [("P", 1, 10)])).order.id
             try await Self.deadLetterAll(store)
             #expect(try await store.paymentsQueue.statistics().total == 0)
-            let letters = try await store.deadLetters(limit: 10)
+            let letters = try await store.deadLetters(limit: 10, openOnly: false)
             #expect(Set(letters.compactMap(\.orderID)) == [a, b])
             for letter in letters {
                 #expect(letter.receiveCount == 5)
                 #expect(letter.order?.status == .processing && letter.order?.attempts == 5)
                 #expect(letter.messageID == letter.order?.messageID)
             }
-            #expect(try await store.deadLetters(limit: 1).count == 1)
-            // b is settled meanwhile: a redrive leaves its message where it is.
-            _ = try await store.settle(b, result: .failed(reason: "voided"), counted: false)
+            #expect(try await store.deadLetters(limit: 1, openOnly: false).count == 1)
             let messageA = try #require(letters.first { $0.orderID == a }).messageID
             let messageB = try #require(letters.first { $0.orderID == b }).messageID
-            let outcomes = try await store.redrive([messageA, messageB, "no-such-message"])
+            #expect(try await store.deadLetter(messageID: messageA)?.orderID == a)
+            #expect(try await store.deadLetter(messageID: "no-such-message") == nil)
+            // The reconciler's scan sees where the messages went.
+            let scan = try await store.orphans(after: 0, limit: 100).orphans
+            #expect(Set(scan.map(\.orderID)) == [a, b] && scan.allSatisfy { $0.reason == .deadLettered })
+            // Marked once (the time stays, the event is written once); only marked open orders
+            // are listed as open.
+            #expect(try await store.deadLetters(limit: 10, openOnly: true).isEmpty)
+            let marked = try #require(try await store.markDeadLettered(a, messageID: messageA, by: "r"))
+            let since = try #require(marked.deadLetteredAt)
+            #expect(try await store.markDeadLettered(a, messageID: messageA, by: "r")?.deadLetteredAt == since)
+            #expect(try await store.order(id: a)?.deadLetteredAt == since)
+            _ = try await store.markDeadLettered(b, messageID: messageB, by: "r")
+            // b is settled meanwhile: no longer open, and a redrive leaves its message where it is.
+            _ = try await store.settle(b, result: .failed(reason: "voided"), counted: false)
+            let open = try await store.deadLetters(limit: 10, openOnly: true)
+            #expect(open.map(\.orderID) == [a] && open.first?.messageID == messageA && open.first?.order?.deadLetteredAt == since)
+            let outcomes = try await store.redrive([messageA, messageB, "no-such-message"], by: "test")
             guard outcomes.count == 3, case let .redriven(redriven) = outcomes[0], case let .orderFinal(final) = outcomes[1] else {
                 Issue.record("unexpected outcomes \(outcomes)")
                 return
             }
-            #expect(redriven.id == a && redriven.status == .pending && redriven.attempts == 5)
+            #expect(redriven.id == a && redriven.status == .pending && redriven.attempts == 5 && redriven.deadLetteredAt == nil)
             #expect(final.id == b && final.status == .failed)
             #expect(outcomes[2] == .notFound)
-            #expect(try await store.redrive([messageA]) == [.notFound])
-            #expect(try await store.deadLetters(limit: 10).map(\.orderID) == [b])
+            #expect(try await store.redrive([messageA], by: "test") == [.notFound])
+            #expect(try await store.order(id: a)?.deadLetteredAt == nil)
+            // The dead-lettering and the redrive are in the order's history, with who did them.
+            let events = try await store.events(of: a, limit: 10)
+            #expect(events.map(\.kind) == [.deadLettered, .redriven] && events.map(\.actor) == ["r", "test"])
+            #expect(events.allSatisfy { $0.detail.contains(messageA) })
+            #expect(try await store.deadLetters(limit: 10, openOnly: false).map(\.orderID) == [b])
+            #expect(try await store.deadLetters(limit: 10, openOnly: true).isEmpty)
             #expect(try await store.counts() == OrderCounts(pending: 1, failed: 1))
             // Back in the payments queue, the order's own message again: not an orphan, delivered
-            // as if new, and finishing deletes it.
+            // as if new (sent now: a new retention period), and finishing deletes it.
             #expect(try await !store.orphans(after: 0, limit: 100).orphans.contains { $0.orderID == a })
             let again = try await store.paymentsQueue.receive(maxMessages: 10, wait: .zero)
             #expect(again.map(\.messageID) == [messageA])
             #expect(again.first?.receiveCount == 1)
+            #expect((again.first?.sentAtMillis ?? 0) >= since)
             #expect(try await store.startProcessing([a])[a]?.attempts == 6)
             try await store.finish(a, result: .completed, deleting: try #require(again.first).receiptHandle)
             #expect(try await store.paymentsQueue.statistics().total == 0)
             #expect(try await store.order(id: a)?.status == .completed)
+        }
+    }
+
+    @Test(arguments: OrderBackend.allCases)
+    func eventsAreKeptPerOrderInOrderAndTheSameEventIsKeptOnce(_ backend: OrderBackend) async throws {
+        try await backend.makeStore().with { backend in
+            let store = backend.orders
+            let failed = OrderEvent(orderID: "o1", at: 10, kind: .attemptFailed, detail: "attempt 1 failed: timeout", actor: "w1")
+            try await store.record([failed, OrderEvent(orderID: "o2", at: 11, kind: .deadLettered, detail: "x", actor: "r")])
+            // The same event again (a step repeated after a crash) is kept once; another is added.
+            try await store.record([failed, OrderEvent(orderID: "o1", at: 12, kind: .settled, detail: "failed: voided", actor: "r")])
+            let events = try await store.events(of: "o1", limit: 10)
+            #expect(events.map(\.kind) == [.attemptFailed, .settled])
+            #expect(events.first == failed)
+            #expect(try await store.events(of: "o1", limit: 1).count == 1)
+            #expect(try await store.events(of: "o2", limit: 10).map(\.detail) == ["x"])
+            #expect(try await store.events(of: "none", limit: 10).isEmpty)
         }
     }
 

@@ -201,7 +201,7 @@ struct ReconcilerTests {
         try await system.close()
     }
 
-    @Test func aDeadLetteredOrderIsHeldForAnOperatorUntilItsHoldEnds() async throws {
+    @Test func aDeadLetteredOrderIsHeldForAnOperatorUntilItsHoldEndsAndAPurgedOneIsNot() async throws {
         var config = Pool.configuration(workers: 0, latency: .milliseconds(5))
         config.queue.maxReceives = 1
         config.queue.deadLetterHold = .seconds(3600)
@@ -215,22 +215,32 @@ struct ReconcilerTests {
             _ = try await system.store.startProcessing(got.compactMap { PaymentMessage.orderID(in: $0.body) })
         }
         #expect(try await system.paymentsQueue.statistics().deadLettered == 3)
-        // Within the hold, the sweep leaves them open: their messages are gone, but an operator may
-        // still send them back.
+        // The sweep finds them dead-lettered: marked (the hold starts now, whatever their last
+        // attempt) and left open for an operator.
+        let before = WallClock.nowMillis()
         await system.reconciler.sweep()
-        for id in ids { #expect(try await system.store.order(id: id)?.status == .processing) }
+        for id in ids {
+            let order = try #require(try await system.store.order(id: id))
+            #expect(order.status == .processing && (order.deadLetteredAt ?? 0) >= before)
+            #expect(try await system.store.events(of: id, limit: 10).map(\.kind) == [.deadLettered])
+        }
         #expect(await system.reconciler.heldUntil(ids[0]) != nil)
+        // An order whose message is purged is not held.
+        let purged = try await system.store.placeQueued(Self.order(9, product: "P")).order.id
+        try await system.paymentsQueue.purge()
+        await system.reconciler.sweep()
+        #expect(try await system.store.order(id: purged)?.status == .failed)
         // Settled now by an operator: never charged, so voided and failed.
         guard case let .settled(settled) = try await system.reconciler.settleNow(ids[0], by: "test") else {
             Issue.record("not settled")
             return
         }
-        #expect(settled.status == .failed && settled.failureReason?.contains("settled by an operator (test)") == true)
+        #expect(settled.status == .failed && settled.failureReason?.contains("settled by an operator") == true)
         #expect(try await system.services.gateway.charge(orderID: ids[0], amount: 1) == .voided)
+        #expect(try await system.store.events(of: ids[0], limit: 10).last?.actor == "an operator (test)")
         // Another is sent back to the payments queue.
-        let letters = try await system.store.deadLetters(limit: 10)
-        let message = try #require(letters.first { $0.orderID == ids[1] }).messageID
-        guard case let .redriven(redriven) = try await system.store.redrive([message]).first else {
+        let message = try #require(try await system.store.deadLetters(limit: 10, openOnly: true).first { $0.orderID == ids[1] }).messageID
+        guard case let .redriven(redriven) = try await system.store.redrive([message], by: "test").first else {
             Issue.record("not redriven")
             return
         }
@@ -244,7 +254,7 @@ struct ReconcilerTests {
         #expect(await ended.heldUntil(ids[2]) == nil)
         await ended.sweep()
         let third = try #require(try await system.store.order(id: ids[2]))
-        #expect(third.status == .failed && third.failureReason?.contains("payment message gone") == true)
+        #expect(third.status == .failed && third.failureReason?.contains(OrphanReason.deadLettered.rawValue) == true, "\(third)")
         #expect(try await system.store.order(id: ids[1])?.status == .pending)
         #expect(try await system.paymentsQueue.statistics().visible == 1)
         try await system.close()

@@ -148,6 +148,21 @@ struct WorkerPoolTests {
         // Failed only after the gateway confirmed no charge, and voided it so none can follow.
         #expect(try await system.ledger.entries()[id]?.outcome == .voided)
         #expect(try await system.services.gateway.statistics().charges == 0)
+        // Its history: each failed attempt with the gateway's error, and who settled it (each
+        // event is written just after what it tells of).
+        try await expectEventually {
+            let events = try await system.store.events(of: id, limit: 50)
+            return events.count { $0.kind == .attemptFailed } == 3 && events.contains { $0.kind == .settled }
+        }
+        let events = try await system.store.events(of: id, limit: 50)
+        let failures = events.filter { $0.kind == .attemptFailed }
+        #expect(failures.map(\.detail).allSatisfy { $0.contains("failed: ") && $0.contains("tried again after") }, "\(failures)")
+        #expect(failures.allSatisfy { $0.actor.hasPrefix("a worker in process ") }, "\(failures)")
+        let settled = try #require(events.first { $0.kind == .settled })
+        #expect(settled.actor.hasPrefix("the reconciler in process ") && settled.detail.hasPrefix("failed: "), "\(settled)")
+        let history = order.history(with: events)
+        #expect(history.first?.kind == "placed" && history.last?.kind == "failed" && history.last?.actor == settled.actor, "\(history)")
+        #expect(history.map(\.at) == history.map(\.at).sorted())
         try await system.close()
     }
 
