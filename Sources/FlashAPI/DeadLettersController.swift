@@ -8,8 +8,7 @@ import Logging
 /// The dead-letter queue, and what an operator does with it (admin routes):
 /// - `GET /admin/dead-letters?limit=&state=`: its messages, oldest first, each with its order as
 ///   stored and, for an open order, when its hold ends (``Reconciler/Configuration/deadLetterHold``);
-///   `state=open`: only those whose order is open (what an operator can act on), first
-///   dead-lettered first.
+///   `state=open`: only those whose order is open (what an operator can act on).
 /// - `POST /admin/dead-letters/{message_id}/redrive`: retry one: back to the payments queue,
 ///   visible at once, receive count reset, its order `pending` again.
 /// - `POST /admin/dead-letters/{message_id}/settle`: settle its order now by the rule of final
@@ -64,6 +63,9 @@ struct DeadLettersController {
 
     @Sendable func redriveOne(_ request: Request, context: FlashRequestContext) async throws -> Response {
         let id = try context.parameters.decoded("id")
+        if let order = try await unsupportedAsError({ try await store.deadLetter(messageID: id) })?.order, let refusal = redriveRefusal(order) {
+            throw refusal
+        }
         let outcome = try await unsupportedAsError { try await store.redrive([id], by: "an operator (\(AdminController.actor(context)))") }.first ?? .notFound
         switch outcome {
         case let .redriven(order):
@@ -115,7 +117,10 @@ struct DeadLettersController {
     }
 
     @Sendable func redriveAll(_ request: Request, context: FlashRequestContext) async throws -> Response {
-        let open = try await confirmedOpenLetters(request, action: "redriving", effect: "go back to the payments queue to be charged")
+        let letters = try await confirmedOpenLetters(request, action: "redriving", effect: "go back to the payments queue to be charged")
+        // Only those whose hold leaves time (the rest are being settled, or will be at once).
+        let open = letters.filter { letter in letter.order.map { redriveRefusal($0) == nil } ?? false }
+        let settling = letters.count - open.count
         var redriven = 0, final = 0, gone = 0
         for start in stride(from: 0, to: open.count, by: 100) {
             let chunk = open[start..<min(start + 100, open.count)].map(\.messageID)
@@ -138,7 +143,7 @@ struct DeadLettersController {
         }
         context.logger.notice("admin: dead letters redriven", metadata: [
             "redriven": "\(redriven)", "actor": "\(AdminController.actor(context))"])
-        return Response.json(.ok, #"{"redriven":\#(redriven),"skipped_final":\#(final),"skipped_gone":\#(gone)}"#)
+        return Response.json(.ok, #"{"redriven":\#(redriven),"skipped_final":\#(final),"skipped_gone":\#(gone),"skipped_settling":\#(settling)}"#)
     }
 
     @Sendable func settleAll(_ request: Request, context: FlashRequestContext) async throws -> Response {
@@ -181,6 +186,28 @@ struct DeadLettersController {
     }
 
     // MARK: Helpers
+
+    /// Time a redrive must leave before the hold ends: the reconciler settles the order once it
+    /// has (its gateway call takes up to 10 s), and a redrive must not race that settlement.
+    static let redriveMargin: Duration = .seconds(15)
+
+    /// Why this dead letter's open order may not be sent back now, if so: it is being settled,
+    /// or will be at once (no hold, or its hold ends within ``redriveMargin``). A redrive that
+    /// raced the settlement would answer "pending" for an order that ends failed.
+    private func redriveRefusal(_ order: Order) -> APIError? {
+        guard !order.status.isTerminal else { return nil }  // the store answers order_final
+        guard hold > .zero else {
+            return APIError(.conflict, code: "not_held",
+                            message: "order '\(order.id)' is settled by the reconciler as soon as its message is dead-lettered (--dead-letter-hold is 0): it cannot be sent back safely; start every process with --dead-letter-hold to retry dead letters")
+        }
+        guard let since = order.deadLetteredAt else { return nil }  // not found yet: its hold starts when it is
+        let ends = since + hold.asMilliseconds
+        guard ends - WallClock.nowMillis() >= Self.redriveMargin.asMilliseconds else {
+            return APIError(.conflict, code: "hold_ended",
+                            message: "order '\(order.id)''s hold ends within \(Self.redriveMargin.shortDescription) or has ended: the reconciler is settling it")
+        }
+        return nil
+    }
 
     /// The dead letters whose orders are open, after checking the bulk action was confirmed
     /// with the dead-letter queue's name (409 saying how many it would touch, otherwise).

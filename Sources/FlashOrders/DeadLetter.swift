@@ -64,3 +64,16 @@ extension Order {
         return order
     }
 }
+
+/// What ``OrderStore/markDeadLettered(_:messageID:verifying:by:)`` found.
+public enum DeadLetterMark: Sendable, Hashable {
+    /// The order is open and its message is in the dead-letter queue: stamped (now, or when it
+    /// was first found there; ``Order/deadLetteredAt``).
+    case marked(Order)
+    /// The order is finished: nothing to hold or settle.
+    case finished(Order)
+    /// The message is not in the dead-letter queue (sent back meanwhile): nothing to do.
+    case notDeadLettered(Order)
+    /// No such order.
+    case notFound
+}

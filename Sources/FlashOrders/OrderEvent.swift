@@ -3,9 +3,9 @@
 /// history (`GET /admin/orders/{id}/history`) is its row's times with these in between.
 ///
 /// Recorded only off the common path (an order charged at its first attempt writes none), so
-/// the history costs nothing per order in a sale that goes well. Best effort: an event is
-/// written after the change it tells of, so a crash between the two leaves it out; the order
-/// row stays the truth.
+/// the history costs nothing per order in a sale that goes well. A dead-lettering, a redrive and
+/// a settlement are written in the transaction of the change; a failed attempt just after its
+/// message is given back (a crash between the two leaves it out; the order row stays the truth).
 public struct OrderEvent: Sendable, Hashable {
     /// What happened.
     public enum Kind: String, Sendable, Hashable, CaseIterable {

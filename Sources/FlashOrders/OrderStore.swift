@@ -199,7 +199,9 @@ public protocol OrderStore: Sendable {
 
     /// ``finish(_:result:deleting:)`` for a settlement: says whether this call changed the order
     /// (it was still open), and with `counted`, counts it in ``settlementCounts()`` when it did.
-    func settle(_ orderID: String, result: OrderResult, counted: Bool) async throws -> FinishedOrder?
+    /// When it did, `event` (who settled it and why) joins the order's history in the same
+    /// transaction.
+    func settle(_ orderID: String, result: OrderResult, counted: Bool, event: OrderEvent?) async throws -> FinishedOrder?
 
     /// Scans up to `limit` open orders after `cursor` (0: from the start) for queued orders whose
     /// message is gone (sync orders have none: ``expiredHolds(now:limit:)`` finds theirs).
@@ -225,11 +227,10 @@ public protocol OrderStore: Sendable {
     /// `limit`. What the console browses.
     func orders(status: OrderStatus?, before cursor: Int64?, limit: Int) async throws -> OrderPage
 
-    /// Up to `limit` messages of the payments queue's dead-letter queue, seen without receiving
-    /// them (hidden ones included), each with its order as stored: oldest first; with
-    /// `openOnly`, only those whose order is open and marked (``markDeadLettered(_:messageID:by:)``),
-    /// first marked first. Empty when the queue has no dead-letter queue. Throws
-    /// ``DeadLettersUnsupported`` where the queue cannot be looked at (SQS): the default.
+    /// Up to `limit` messages of the payments queue's dead-letter queue, oldest first, seen
+    /// without receiving them (hidden ones included), each with its order as stored; with
+    /// `openOnly`, only those whose order is open. Empty when the queue has no dead-letter queue.
+    /// Throws ``DeadLettersUnsupported`` where the queue cannot be looked at (SQS): the default.
     func deadLetters(limit: Int, openOnly: Bool) async throws -> [DeadLetter]
 
     /// The dead letter with this message id, if it is in the dead-letter queue (as
@@ -246,9 +247,11 @@ public protocol OrderStore: Sendable {
 
     /// Notes that an open order's message is in the dead-letter queue: stamps
     /// ``Order/deadLetteredAt`` (the first time only; a redrive clears it) with a
-    /// ``OrderEvent/Kind/deadLettered`` event by `actor`, in one transaction. Returns the order as
-    /// stored (a finished one unchanged); nil when there is none.
-    func markDeadLettered(_ orderID: String, messageID: String, by actor: String) async throws -> Order?
+    /// ``OrderEvent/Kind/deadLettered`` event by `actor`, in one transaction. With `verifying`, it
+    /// first checks, in that transaction, that message `messageID` is in this store's
+    /// dead-letter queue (a caller that read it there before a redrive must not stamp the
+    /// order again); without, the caller vouches for it (the queue is elsewhere: SQS).
+    func markDeadLettered(_ orderID: String, messageID: String, verifying: Bool, by actor: String) async throws -> DeadLetterMark
 
     /// Adds events to their orders' histories. An event the same as one its order already has
     /// (same kind and detail) is not added again, so a step repeated after a crash tells once.

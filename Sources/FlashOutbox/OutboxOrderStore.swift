@@ -57,12 +57,13 @@ public final class OutboxOrderStore: OrderStore {
     }
     public func startProcessing(_ orderIDs: [String]) async throws -> [String: Order] { try await local.startProcessing(orderIDs) }
     public func returnAttempts(_ orderIDs: [String]) async throws { try await local.returnAttempts(orderIDs) }
-    public func settle(_ orderID: String, result: OrderResult, counted: Bool) async throws -> FinishedOrder? {
-        try await local.settle(orderID, result: result, counted: counted)
+    public func settle(_ orderID: String, result: OrderResult, counted: Bool, event: OrderEvent?) async throws -> FinishedOrder? {
+        try await local.settle(orderID, result: result, counted: counted, event: event)
     }
 
-    public func markDeadLettered(_ orderID: String, messageID: String, by actor: String) async throws -> Order? {
-        try await local.markDeadLettered(orderID, messageID: messageID, by: actor)
+    /// The dead-letter queue is SQS's, which the local store cannot see: the caller vouches for it.
+    public func markDeadLettered(_ orderID: String, messageID: String, verifying: Bool, by actor: String) async throws -> DeadLetterMark {
+        try await local.markDeadLettered(orderID, messageID: messageID, verifying: false, by: actor)
     }
 
     public func record(_ events: [OrderEvent]) async throws {

@@ -166,14 +166,15 @@ public final class PostgresOrderStore: OrderStore {
 
     @discardableResult
     public func finish(_ orderID: String, result: OrderResult, deleting receipt: ReceiptHandle?) async throws -> Order? {
-        try await finish(orderID, result: result, deleting: receipt, counted: false)?.order
+        try await finish(orderID, result: result, deleting: receipt, counted: false, event: nil)?.order
     }
 
-    public func settle(_ orderID: String, result: OrderResult, counted: Bool) async throws -> FinishedOrder? {
-        try await finish(orderID, result: result, deleting: nil, counted: counted)
+    public func settle(_ orderID: String, result: OrderResult, counted: Bool, event: OrderEvent?) async throws -> FinishedOrder? {
+        try await finish(orderID, result: result, deleting: nil, counted: counted, event: event)
     }
 
-    private func finish(_ orderID: String, result: OrderResult, deleting receipt: ReceiptHandle?, counted: Bool) async throws -> FinishedOrder? {
+    private func finish(_ orderID: String, result: OrderResult, deleting receipt: ReceiptHandle?, counted: Bool,
+                        event: OrderEvent?) async throws -> FinishedOrder? {
         try await database.transaction { [self] connection -> FinishedOrder? in
             // A stale receipt deletes nothing: redelivered to someone else, or purged. The result stands all the same.
             if let receipt { _ = try await queue.delete([receipt], on: connection) }
@@ -189,6 +190,7 @@ public final class PostgresOrderStore: OrderStore {
             }
             if counted { counters.add(finished.status == .completed ? Self.settledCompleted : Self.settledFailed, 1) }
             try await counters.write(on: connection, logger: database.logger)
+            if let event { try await record([event], on: connection) }
             return FinishedOrder(order: finished, changed: true)
         }
     }
@@ -217,27 +219,23 @@ public final class PostgresOrderStore: OrderStore {
 
     public func deadLetters(limit: Int, openOnly: Bool) async throws -> [DeadLetter] {
         guard let deadLetter = queue.deadLetter else { return [] }
-        if openOnly {
-            // From the open orders marked dead-lettered (their partial index); a dead-lettered
-            // message keeps its row (`seq`), which the order names.
-            return try await database.read("""
-                SELECT m.message_id AS dl_message_id, m.sent_at AS dl_sent_at, m.visible_at AS dl_visible_at,
-                       m.receive_count AS dl_receive_count, \(unescaped: Self.columns.split(separator: ",").map { "o." + $0.trimmingCharacters(in: .whitespacesAndNewlines) }.joined(separator: ", "))
-                FROM fs_orders o JOIN fs_messages m ON m.seq = o.message_seq AND m.message_id = o.message_id AND m.queue_id = \(deadLetter.id)
-                WHERE o.dead_lettered_at IS NOT NULL AND o.status IN ('pending', 'processing')
-                ORDER BY o.dead_lettered_at LIMIT \(limit)
-                """).map { row in
-                let columns = row.makeRandomAccess()
-                let order = try Self.decodeOrder(columns)
-                return DeadLetter(messageID: try columns.get("dl_message_id"), orderID: order.id,
-                                  receiveCount: Int(try columns.get("dl_receive_count", as: Int32.self)),
-                                  sentAt: try columns.get("dl_sent_at"), hiddenUntil: try columns.get("dl_visible_at"), order: order)
+        // Oldest first, a page at a time; with `openOnly`, until `limit` open ones are found (an
+        // admin read: it costs the dead letters it passes, settled ones included).
+        var letters: [DeadLetter] = []
+        var after: Int64 = 0
+        while letters.count < limit {
+            let rows = try await database.read("""
+                SELECT message_id, body, sent_at, visible_at, receive_count, seq FROM fs_messages
+                WHERE queue_id = \(deadLetter.id) AND seq > \(after) ORDER BY seq LIMIT \(openOnly ? 1_000 : limit)
+                """)
+            for letter in try await withOrders(rows) where !openOnly || letter.order.map({ !$0.status.isTerminal }) == true {
+                letters.append(letter)
+                if letters.count == limit { break }
             }
+            guard openOnly, let last = rows.last else { break }
+            after = try last.makeRandomAccess().get(5)
         }
-        return try await withOrders(try await database.read("""
-            SELECT message_id, body, sent_at, visible_at, receive_count FROM fs_messages
-            WHERE queue_id = \(deadLetter.id) ORDER BY seq LIMIT \(limit)
-            """))
+        return letters
     }
 
     public func deadLetter(messageID: String) async throws -> DeadLetter? {
@@ -248,7 +246,7 @@ public final class PostgresOrderStore: OrderStore {
             """)).first
     }
 
-    /// Dead letters from rows of (message_id, body, sent_at, visible_at, receive_count), with
+    /// Dead letters from rows of (message_id, body, sent_at, visible_at, receive_count, …), with
     /// their orders read in one query.
     private func withOrders(_ rows: [PostgresRow]) async throws -> [DeadLetter] {
         var letters: [DeadLetter] = []
@@ -269,17 +267,26 @@ public final class PostgresOrderStore: OrderStore {
         return letters
     }
 
-    public func markDeadLettered(_ orderID: String, messageID: String, by actor: String) async throws -> Order? {
-        try await database.transaction { [self] connection -> Order? in
-            guard var order = try await lockOrders([orderID], on: connection)[orderID]?.order else { return nil }
-            guard !order.status.isTerminal, order.deadLetteredAt == nil else { return order }
+    public func markDeadLettered(_ orderID: String, messageID: String, verifying: Bool, by actor: String) async throws -> DeadLetterMark {
+        try await database.transaction { [self] connection -> DeadLetterMark in
+            guard var order = try await lockOrders([orderID], on: connection)[orderID]?.order else { return .notFound }
+            guard !order.status.isTerminal else { return .finished(order) }
+            if verifying {
+                // A dead-lettered message keeps its row, which the order names.
+                let there = try await connection.query("""
+                    SELECT 1 FROM fs_orders o JOIN fs_messages m ON m.seq = o.message_seq
+                    WHERE o.order_id = \(orderID) AND m.message_id = \(messageID) AND m.queue_id = \(queue.deadLetter?.id ?? -1)
+                    """, logger: database.logger).collect().count > 0
+                guard there else { return .notDeadLettered(order) }
+            }
+            guard order.deadLetteredAt == nil else { return .marked(order) }
             let now = database.time.nowMillis()
             try await connection.query("UPDATE fs_orders SET dead_lettered_at = \(now) WHERE order_id = \(orderID)", logger: database.logger)
             order.deadLetteredAt = now
             try await record([OrderEvent(orderID: orderID, at: now, kind: .deadLettered,
                                          detail: "its message \(messageID) was dead-lettered after \(order.attempts) attempts", actor: actor)],
                              on: connection)
-            return order
+            return .marked(order)
         }
     }
 
@@ -359,9 +366,10 @@ public final class PostgresOrderStore: OrderStore {
     }
 
     public func events(of orderID: String, limit: Int) async throws -> [OrderEvent] {
+        // The newest `limit`, oldest first.
         try await database.read("""
-            SELECT at, kind, detail, actor FROM fs_order_events WHERE order_id = \(orderID) ORDER BY seq LIMIT \(limit)
-            """).compactMap { row in
+            SELECT at, kind, detail, actor FROM fs_order_events WHERE order_id = \(orderID) ORDER BY seq DESC LIMIT \(limit)
+            """).reversed().compactMap { row in
             let columns = row.makeRandomAccess()
             // A kind a later version wrote is left out, not mislabelled.
             guard let kind = OrderEvent.Kind(rawValue: try columns.get(1)) else { return nil }

@@ -211,14 +211,15 @@ public final class SQLiteOrderStore: OrderStore {
 
     @discardableResult
     public func finish(_ orderID: String, result: OrderResult, deleting receipt: ReceiptHandle?) async throws -> Order? {
-        try await finish(orderID, result: result, deleting: receipt, counted: false)?.order
+        try await finish(orderID, result: result, deleting: receipt, counted: false, event: nil)?.order
     }
 
-    public func settle(_ orderID: String, result: OrderResult, counted: Bool) async throws -> FinishedOrder? {
-        try await finish(orderID, result: result, deleting: nil, counted: counted)
+    public func settle(_ orderID: String, result: OrderResult, counted: Bool, event: OrderEvent?) async throws -> FinishedOrder? {
+        try await finish(orderID, result: result, deleting: nil, counted: counted, event: event)
     }
 
-    private func finish(_ orderID: String, result: OrderResult, deleting receipt: ReceiptHandle?, counted: Bool) async throws -> FinishedOrder? {
+    private func finish(_ orderID: String, result: OrderResult, deleting receipt: ReceiptHandle?, counted: Bool,
+                        event: OrderEvent?) async throws -> FinishedOrder? {
         try await database.write { [queue, counters] db -> FinishedOrder? in
             if let receipt {
                 do {
@@ -240,6 +241,7 @@ public final class SQLiteOrderStore: OrderStore {
             if counted {
                 counters.addToCounter(finished.status == .completed ? Self.settledCompleted : Self.settledFailed, 1)
             }
+            if let event { try Self.record(event, db) }
             return FinishedOrder(order: finished, changed: true)
         }
     }
@@ -285,25 +287,24 @@ public final class SQLiteOrderStore: OrderStore {
     public func deadLetters(limit: Int, openOnly: Bool) async throws -> [DeadLetter] {
         guard let deadLetter = queue.deadLetter else { return [] }
         return try await database.read { db in
-            if openOnly {
-                // From the open orders marked dead-lettered (their partial index), oldest first.
+            // Oldest first, a page at a time; with `openOnly`, until `limit` open ones are found
+            // (an admin read: it costs the dead letters it passes, settled ones included).
+            var letters: [DeadLetter] = []
+            var after: Int64 = 0
+            while letters.count < limit {
                 let rows = try Row.fetchAll(db, sql: """
-                    SELECT d.message_id AS dl_message_id, d.sent_at AS dl_sent_at, d.visible_at AS dl_visible_at,
-                           d.receive_count AS dl_receive_count, o.*
-                    FROM fs_orders o INDEXED BY fs_orders_dead_lettered JOIN \(deadLetter.table) d ON d.message_id = o.message_id
-                    WHERE o.dead_lettered_at IS NOT NULL AND o.status IN ('pending', 'processing')
-                    ORDER BY o.dead_lettered_at LIMIT ?
-                    """, arguments: [limit])
-                return rows.map { row in
-                    let order = Self.decodeOrder(row)
-                    return DeadLetter(messageID: row["dl_message_id"], orderID: order.id, receiveCount: row["dl_receive_count"],
-                                      sentAt: row["dl_sent_at"], hiddenUntil: row["dl_visible_at"], order: order)
+                    SELECT seq, message_id, body, sent_at, visible_at, receive_count FROM \(deadLetter.table)
+                    WHERE seq > ? ORDER BY seq LIMIT ?
+                    """, arguments: [after, openOnly ? 1_000 : limit])
+                for row in rows {
+                    let letter = try Self.deadLetter(row, db)
+                    if !openOnly || letter.order.map({ !$0.status.isTerminal }) == true { letters.append(letter) }
+                    if letters.count == limit { break }
                 }
+                guard openOnly, let last = rows.last else { break }
+                after = last["seq"]
             }
-            let rows = try Row.fetchAll(db, sql: """
-                SELECT message_id, body, sent_at, visible_at, receive_count FROM \(deadLetter.table) ORDER BY seq LIMIT ?
-                """, arguments: [limit])
-            return try rows.map { try Self.deadLetter($0, db) }
+            return letters
         }
     }
 
@@ -322,16 +323,24 @@ public final class SQLiteOrderStore: OrderStore {
                           sentAt: row["sent_at"], hiddenUntil: row["visible_at"], order: try orderID.flatMap { try Self.order(db, id: $0) })
     }
 
-    public func markDeadLettered(_ orderID: String, messageID: String, by actor: String) async throws -> Order? {
-        try await database.write { db in
-            guard var order = try Self.order(db, id: orderID) else { return nil }
-            guard !order.status.isTerminal, order.deadLetteredAt == nil else { return order }
+    public func markDeadLettered(_ orderID: String, messageID: String, verifying: Bool, by actor: String) async throws -> DeadLetterMark {
+        try await database.write { [queue] db in
+            guard var order = try Self.order(db, id: orderID) else { return .notFound }
+            guard !order.status.isTerminal else { return .finished(order) }
+            if verifying {
+                let there = if let deadLetter = queue.deadLetter {
+                    try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM \(deadLetter.table) WHERE message_id = ?)"),
+                                      arguments: [messageID]) ?? false
+                } else { false }
+                guard there else { return .notDeadLettered(order) }
+            }
+            guard order.deadLetteredAt == nil else { return .marked(order) }
             let now = self.database.time.nowMillis()
             try db.execute(sql: "UPDATE fs_orders SET dead_lettered_at = ? WHERE order_id = ?", arguments: [now, orderID])
             order.deadLetteredAt = now
             try Self.record(OrderEvent(orderID: orderID, at: now, kind: .deadLettered,
                                        detail: "its message \(messageID) was dead-lettered after \(order.attempts) attempts", actor: actor), db)
-            return order
+            return .marked(order)
         }
     }
 
@@ -390,9 +399,10 @@ public final class SQLiteOrderStore: OrderStore {
 
     public func events(of orderID: String, limit: Int) async throws -> [OrderEvent] {
         try await database.read { db in
+            // The newest `limit`, oldest first.
             try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT at, kind, detail, actor FROM fs_order_events WHERE order_id = ? ORDER BY seq LIMIT ?
-                """), arguments: [orderID, limit]).compactMap { row in
+                SELECT at, kind, detail, actor FROM fs_order_events WHERE order_id = ? ORDER BY seq DESC LIMIT ?
+                """), arguments: [orderID, limit]).reversed().compactMap { row in
                 // A kind a later version wrote is left out, not mislabelled.
                 OrderEvent.Kind(rawValue: row["kind"]).map { OrderEvent(orderID: orderID, at: row["at"], kind: $0, detail: row["detail"], actor: row["actor"]) }
             }

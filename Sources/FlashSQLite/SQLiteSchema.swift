@@ -149,8 +149,6 @@ enum SQLiteSchema {
                 );
                 CREATE INDEX fs_order_events_order ON fs_order_events(order_id, seq);
                 ALTER TABLE fs_orders ADD COLUMN dead_lettered_at INTEGER;
-                CREATE INDEX fs_orders_dead_lettered ON fs_orders(dead_lettered_at)
-                    WHERE dead_lettered_at IS NOT NULL AND status IN ('pending', 'processing');
                 """)
         }
         return migrator

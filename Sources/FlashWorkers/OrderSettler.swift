@@ -46,16 +46,15 @@ public struct OrderSettler: Sendable {
         if order.status.isTerminal { return .alreadyFinal(order) }
         let outcome = try await withTimeout(gatewayTimeout) { [gateway] in try await gateway.finalOutcome(orderID: orderID) }
         let result = OrderResult(outcome, voided: "\(why): no charge was made, and none will be")
-        guard let stored = try await store.settle(orderID, result: result, counted: counted) else { return .notFound }
-        // Another settler (or the worker) may have finished it meanwhile: report what stands.
-        guard stored.changed else { return .alreadyFinal(stored.order) }
-        // Who settled it and why, in its history (best effort: the order row is the truth).
-        let detail = switch stored.order.status {
+        // Who settled it and why, in its history, in the settlement's own transaction.
+        let detail = switch result {
         case .completed: "completed: the gateway had charged it (\(why))"
-        default: "failed: \(stored.order.failureReason ?? why)"
+        case let .failed(reason): "failed: \(reason)"
         }
-        try? await store.record([OrderEvent(orderID: orderID, at: WallClock.nowMillis(), kind: .settled, detail: detail, actor: actor)])
-        return .settled(stored.order)
+        let event = OrderEvent(orderID: orderID, at: WallClock.nowMillis(), kind: .settled, detail: detail, actor: actor)
+        guard let stored = try await store.settle(orderID, result: result, counted: counted, event: event) else { return .notFound }
+        // Another settler (or the worker) may have finished it meanwhile: report what stands.
+        return stored.changed ? .settled(stored.order) : .alreadyFinal(stored.order)
     }
 }
 

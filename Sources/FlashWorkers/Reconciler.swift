@@ -213,8 +213,9 @@ public final class Reconciler: Service {
         }
     }
 
-    /// Purges `queue`, then scans every open order and settles the orphans the purge made,
-    /// giving up after `budget` (whatever is left is the sweeps' to settle). No sweep runs in
+    /// Purges `queue`, then scans every open order and settles the orphans the purge made (and
+    /// any dead-lettered order the scan meets, held or not: a purge settles at once), giving up
+    /// after `budget` (whatever is left is the sweeps' to settle). No sweep runs in
     /// between, so the pass counts what the purge orphaned.
     public func purge(_ queue: any MessageQueue, settlingWithin budget: Duration) async throws -> Pass {
         guard await exclusive.acquire() else { throw CancellationError() }
@@ -285,9 +286,15 @@ public final class Reconciler: Service {
                     if orphan.reason == .deadLettered {
                         // In its history, and held for an operator while the hold lasts (not
                         // for a purge's own pass).
-                        let order = await self.markDeadLettered(orphan.orderID, messageID: nil)
-                        if holding, let order, self.holdEnd(of: order) != nil { return .held }
-                        if holding, order == nil, self.configuration.deadLetterHold > .zero { return .unresolved }
+                        switch await self.markDeadLettered(orphan.orderID, messageID: nil) {
+                        case let .marked(order)?:
+                            if holding, self.holdEnd(of: order) != nil { return .held }
+                        case .finished?, .notFound?, .notDeadLettered?:
+                            return .unchanged  // finished, or sent back since the scan read it
+                        case nil:
+                            // The store did not answer: with a hold, nothing is settled before it is known.
+                            if self.configuration.deadLetterHold > .zero { return .unresolved }
+                        }
                     }
                     return await self.settle(orphan.orderID, why: "payment abandoned (\(orphan.reason.rawValue))")
                 }
@@ -316,17 +323,18 @@ public final class Reconciler: Service {
         return until > WallClock.nowMillis() ? until : nil
     }
 
-    /// Marks an open order as dead-lettered (once: ``OrderStore/markDeadLettered(_:messageID:by:)``);
-    /// returns the order as stored, or nil when the store could not say.
-    func markDeadLettered(_ orderID: String, messageID: String?) async -> Order? {
+    /// Marks an open order as dead-lettered (once: ``OrderStore/markDeadLettered(_:messageID:verifying:by:)``,
+    /// checking that the message is there still); returns what it found, or nil when the store
+    /// could not say. Without `messageID`, the order's own.
+    func markDeadLettered(_ orderID: String, messageID: String?) async -> DeadLetterMark? {
         do {
             var messageID = messageID
             if messageID == nil {
-                guard let order = try await store.order(id: orderID) else { return nil }
-                if order.status.isTerminal || order.deadLetteredAt != nil { return order }
+                guard let order = try await store.order(id: orderID) else { return .notFound }
+                if order.status.isTerminal { return .finished(order) }
                 messageID = order.messageID
             }
-            return try await store.markDeadLettered(orderID, messageID: messageID ?? "(unknown)", by: configuration.actor)
+            return try await store.markDeadLettered(orderID, messageID: messageID ?? "(unknown)", verifying: true, by: configuration.actor)
         } catch {
             logger.debug("could not mark an order dead-lettered", metadata: ["order_id": "\(orderID)", "error": "\(error)"])
             return nil
@@ -402,23 +410,38 @@ public final class Reconciler: Service {
                 // SQS caps a message's hidden time at 12 h from its receive: the park stays inside it.
                 let longest = QueueLimits.maxVisibilityTimeout - Self.handlingLease - .seconds(60)
                 var park = longest
-                let orderID = PaymentMessage.orderID(in: message.body)
-                // Marked (its hold starts, and its history says so) the first time it is seen.
-                let order = if let orderID { await markDeadLettered(orderID, messageID: message.messageID) } else { Order?.none }
-                if orderID != nil, order == nil, configuration.deadLetterHold > .zero {
-                    // The store did not answer: with a hold, nothing is settled before it is known.
-                    park = configuration.deadLetterRetry
-                } else if let order, let until = holdEnd(of: order) {
-                    // Held for an operator: looked at again when the hold ends.
-                    park = min(longest, .milliseconds(max(until - WallClock.nowMillis(), 0)) + .seconds(1))
-                } else if let orderID {
-                    // (Its receive count here also counts this queue's own deliveries: not quoted.)
-                    let settled = await settle(orderID, why: "payment abandoned: its message was dead-lettered after its last allowed delivery")
-                    if settled == .unresolved { park = configuration.deadLetterRetry }
+                if let orderID = PaymentMessage.orderID(in: message.body) {
+                    // Marked (its hold starts, and its history says so) the first time it is seen.
+                    switch await markDeadLettered(orderID, messageID: message.messageID) {
+                    case let .marked(order)?:
+                        if let until = holdEnd(of: order) {
+                            // Held for an operator: looked at again when the hold ends.
+                            park = min(longest, .milliseconds(max(until - WallClock.nowMillis(), 0)) + .seconds(1))
+                        } else {
+                            park = await settleDeadLetter(orderID)
+                        }
+                    case .finished?, .notFound?:
+                        break  // nothing to settle: parked for inspection
+                    case .notDeadLettered?:
+                        continue  // sent back meanwhile: this delivery is stale
+                    case nil where configuration.deadLetterHold > .zero:
+                        // The store did not answer: with a hold, nothing is settled before it is known.
+                        park = configuration.deadLetterRetry
+                    case nil:
+                        park = await settleDeadLetter(orderID)
+                    }
                 }
                 // Settled (or not an order at all): parked for inspection, hidden for ~12 h at a time.
                 try? await deadLetterQueue.changeVisibility(message.receiptHandle, timeout: park)
             }
         }
+    }
+
+    /// Settles a dead letter's order now; returns how long its message is parked: until the
+    /// next try when the gateway could not answer, else for inspection.
+    private func settleDeadLetter(_ orderID: String) async -> Duration {
+        // (Its receive count here also counts this queue's own deliveries: not quoted.)
+        let settled = await settle(orderID, why: "payment abandoned: its message was dead-lettered after its last allowed delivery")
+        return settled == .unresolved ? configuration.deadLetterRetry : QueueLimits.maxVisibilityTimeout - Self.handlingLease - .seconds(60)
     }
 }

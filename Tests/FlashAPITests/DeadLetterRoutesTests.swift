@@ -122,4 +122,22 @@ struct DeadLetterRoutesTests {
             for id in ids { #expect(try await system.store.order(id: id)?.status == .failed) }
         }
     }
+
+    @Test func anOrderWhoseHoldIsEndingIsNotSentBackWhileTheReconcilerSettlesIt() async throws {
+        var config = Self.config()
+        // Shorter than the margin a redrive must leave: every dead letter is as good as settling.
+        config.queue.deadLetterHold = .seconds(10)
+        try await TestSystem.withLiveSystem(config) { system, client in
+            let ids = try await Self.deadLettered(1, open: 1, system: system, client: client)
+            let message = try #require(try await client.call(.get, "/admin/dead-letters?state=open").json?["dead_letters"]?.array?.first?["message_id"]?.string)
+            let refused = try await client.call(.post, "/admin/dead-letters/\(message)/redrive")
+            #expect(refused.status == .conflict)
+            #expect(refused.errorCode == "hold_ended")
+            let bulk = try await client.call(.post, "/admin/dead-letters/redrive?confirm=payments-dlq")
+            #expect(bulk.int("redriven") == 0 && bulk.int("skipped_settling") == 1)
+            // Still where it was.
+            #expect(try await system.paymentsQueue.statistics().visible == 0)
+            #expect(try await system.store.order(id: ids[0])?.status == .processing)
+        }
+    }
 }

@@ -249,8 +249,8 @@ extension FinalStateRoutesTests {
         }
         func startProcessing(_ orderIDs: [String]) async throws -> [String: Order] { try await inner.startProcessing(orderIDs) }
         func record(_ events: [OrderEvent]) async throws { try await inner.record(events) }
-        func markDeadLettered(_ orderID: String, messageID: String, by actor: String) async throws -> Order? {
-            try await inner.markDeadLettered(orderID, messageID: messageID, by: actor)
+        func markDeadLettered(_ orderID: String, messageID: String, verifying: Bool, by actor: String) async throws -> DeadLetterMark {
+            try await inner.markDeadLettered(orderID, messageID: messageID, verifying: verifying, by: actor)
         }
         func events(of orderID: String, limit: Int) async throws -> [OrderEvent] { try await inner.events(of: orderID, limit: limit) }
         func returnUntried(_ deliveries: [UntriedDelivery]) async throws { try await inner.returnUntried(deliveries) }
@@ -262,8 +262,8 @@ extension FinalStateRoutesTests {
             }
             return try await inner.finish(orderID, result: result, deleting: receipt)
         }
-        func settle(_ orderID: String, result: OrderResult, counted: Bool) async throws -> FinishedOrder? {
-            try await inner.settle(orderID, result: result, counted: counted)
+        func settle(_ orderID: String, result: OrderResult, counted: Bool, event: OrderEvent?) async throws -> FinishedOrder? {
+            try await inner.settle(orderID, result: result, counted: counted, event: event)
         }
         func orphans(after cursor: Int64, limit: Int) async throws -> OrphanScan { try await inner.orphans(after: cursor, limit: limit) }
         func expiredHolds(now: Int64, limit: Int) async throws -> [Orphan] { try await inner.expiredHolds(now: now, limit: limit) }

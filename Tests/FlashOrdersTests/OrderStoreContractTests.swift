@@ -187,7 +187,7 @@ struct OrderStoreContractTests {
             #expect(try await backend.catalog.product(id: "TV") == Product(productID: "TV", stock: 3, reserved: 0, sold: 1, price: 300))
             // A second result changes nothing: not the order, not the stock, not the counts.
             #expect(try await backend.orders.finish(paid, result: .failed(reason: "late"))?.status == .completed)
-            let settled = try await backend.orders.settle(declined, result: .completed, counted: true)
+            let settled = try await backend.orders.settle(declined, result: .completed, counted: true, event: nil)
             #expect(settled?.changed == false && settled?.order.status == .failed)
             #expect(try await backend.catalog.product(id: "TV") == Product(productID: "TV", stock: 3, reserved: 0, sold: 1, price: 300))
             #expect(try await backend.orders.counts() == OrderCounts(completed: 1, failed: 1))
@@ -260,16 +260,19 @@ struct OrderStoreContractTests {
             // The reconciler's scan sees where the messages went.
             let scan = try await store.orphans(after: 0, limit: 100).orphans
             #expect(Set(scan.map(\.orderID)) == [a, b] && scan.allSatisfy { $0.reason == .deadLettered })
-            // Marked once (the time stays, the event is written once); only marked open orders
-            // are listed as open.
-            #expect(try await store.deadLetters(limit: 10, openOnly: true).isEmpty)
-            let marked = try #require(try await store.markDeadLettered(a, messageID: messageA, by: "r"))
+            // Both open; marked once (the time stays, the event is written once).
+            #expect(Set(try await store.deadLetters(limit: 10, openOnly: true).compactMap(\.orderID)) == [a, b])
+            guard case let .marked(marked) = try await store.markDeadLettered(a, messageID: messageA, verifying: true, by: "r") else {
+                Issue.record("not marked")
+                return
+            }
             let since = try #require(marked.deadLetteredAt)
-            #expect(try await store.markDeadLettered(a, messageID: messageA, by: "r")?.deadLetteredAt == since)
+            #expect(try await store.markDeadLettered(a, messageID: messageA, verifying: true, by: "r") == .marked(marked))
             #expect(try await store.order(id: a)?.deadLetteredAt == since)
-            _ = try await store.markDeadLettered(b, messageID: messageB, by: "r")
+            _ = try await store.markDeadLettered(b, messageID: messageB, verifying: true, by: "r")
             // b is settled meanwhile: no longer open, and a redrive leaves its message where it is.
-            _ = try await store.settle(b, result: .failed(reason: "voided"), counted: false)
+            _ = try await store.settle(b, result: .failed(reason: "voided"), counted: false,
+                                       event: OrderEvent(orderID: b, at: 1, kind: .settled, detail: "failed: voided", actor: "s"))
             let open = try await store.deadLetters(limit: 10, openOnly: true)
             #expect(open.map(\.orderID) == [a] && open.first?.messageID == messageA && open.first?.order?.deadLetteredAt == since)
             let outcomes = try await store.redrive([messageA, messageB, "no-such-message"], by: "test")
@@ -282,6 +285,19 @@ struct OrderStoreContractTests {
             #expect(outcomes[2] == .notFound)
             #expect(try await store.redrive([messageA], by: "test") == [.notFound])
             #expect(try await store.order(id: a)?.deadLetteredAt == nil)
+            // One that read the dead letter before the redrive does not mark the order again.
+            guard case .notDeadLettered = try await store.markDeadLettered(a, messageID: messageA, verifying: true, by: "r") else {
+                Issue.record("a redriven order was marked dead-lettered again")
+                return
+            }
+            #expect(try await store.order(id: a)?.deadLetteredAt == nil)
+            guard case .finished = try await store.markDeadLettered(b, messageID: messageB, verifying: true, by: "r") else {
+                Issue.record("a finished order was not said to be finished")
+                return
+            }
+            #expect(try await store.markDeadLettered("nope", messageID: "m", verifying: true, by: "r") == .notFound)
+            // A settlement's event is written with it.
+            #expect(try await store.events(of: b, limit: 10).map(\.kind) == [.deadLettered, .settled])
             // The dead-lettering and the redrive are in the order's history, with who did them.
             let events = try await store.events(of: a, limit: 10)
             #expect(events.map(\.kind) == [.deadLettered, .redriven] && events.map(\.actor) == ["r", "test"])

@@ -95,8 +95,8 @@ struct OutageTests {
         }
         func startProcessing(_ orderIDs: [String]) async throws -> [String: Order] { try check(); return try await inner.startProcessing(orderIDs) }
         func record(_ events: [OrderEvent]) async throws { try check(); try await inner.record(events) }
-        func markDeadLettered(_ orderID: String, messageID: String, by actor: String) async throws -> Order? {
-            try check(); return try await inner.markDeadLettered(orderID, messageID: messageID, by: actor)
+        func markDeadLettered(_ orderID: String, messageID: String, verifying: Bool, by actor: String) async throws -> DeadLetterMark {
+            try check(); return try await inner.markDeadLettered(orderID, messageID: messageID, verifying: verifying, by: actor)
         }
         func events(of orderID: String, limit: Int) async throws -> [OrderEvent] { try check(); return try await inner.events(of: orderID, limit: limit) }
         func returnUntried(_ deliveries: [UntriedDelivery]) async throws { try check(); try await inner.returnUntried(deliveries) }
@@ -105,9 +105,9 @@ struct OutageTests {
             try check()
             return try await inner.finish(orderID, result: result, deleting: receipt)
         }
-        func settle(_ orderID: String, result: OrderResult, counted: Bool) async throws -> FinishedOrder? {
+        func settle(_ orderID: String, result: OrderResult, counted: Bool, event: OrderEvent?) async throws -> FinishedOrder? {
             try check()
-            return try await inner.settle(orderID, result: result, counted: counted)
+            return try await inner.settle(orderID, result: result, counted: counted, event: event)
         }
         func orphans(after cursor: Int64, limit: Int) async throws -> OrphanScan { try check(); return try await inner.orphans(after: cursor, limit: limit) }
         func expiredHolds(now: Int64, limit: Int) async throws -> [Orphan] { try check(); return try await inner.expiredHolds(now: now, limit: limit) }
