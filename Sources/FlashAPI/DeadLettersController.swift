@@ -41,13 +41,7 @@ struct DeadLettersController {
     private var hold: Duration { reconciler?.configuration.deadLetterHold ?? .zero }
 
     @Sendable func list(_ request: Request, context: FlashRequestContext) async throws -> Response {
-        var limit = 100
-        if let text = request.uri.queryParameters.get("limit") {
-            guard let number = Int(text), (1...1000).contains(number) else {
-                throw APIError.badRequest("invalid_limit", "limit must be a whole number from 1 to 1000, not '\(text)'")
-            }
-            limit = number
-        }
+        let limit = try request.limit(default: 100, range: 1...1000)
         let state = request.uri.queryParameters.get("state") ?? "all"
         guard state == "all" || state == "open" else {
             throw APIError.badRequest("invalid_state", "state must be open (only dead letters whose order is open) or all, not '\(state)'")

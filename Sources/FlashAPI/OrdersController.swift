@@ -220,13 +220,7 @@ struct OrdersController<Context: RequestContext> {
             }
             status = parsed
         }
-        var limit = 50
-        if let text = query.get("limit") {
-            guard let number = Int(text), (1...500).contains(number) else {
-                throw APIError.badRequest("invalid_limit", "limit must be a whole number from 1 to 500, not '\(text)'")
-            }
-            limit = number
-        }
+        let limit = try request.limit(default: 50, range: 1...500)
         var cursor: Int64?
         if let text = query.get("before") {
             guard let number = Int64(text), number >= 0 else {

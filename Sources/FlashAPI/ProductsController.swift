@@ -44,13 +44,7 @@ struct ProductsController {
 
     /// `GET /products?limit=N`: the catalog, by product id (at most `limit`, default 100).
     @Sendable func list(_ request: Request, context: FlashRequestContext) async throws -> Response {
-        var limit = 100
-        if let text = request.uri.queryParameters.get("limit") {
-            guard let number = Int(text), (1...1000).contains(number) else {
-                throw APIError.badRequest("invalid_limit", "limit must be a whole number from 1 to 1000, not '\(text)'")
-            }
-            limit = number
-        }
+        let limit = try request.limit(default: 100, range: 1...1000)
         let products = try await catalog.products(limit: limit)
         return Response.json(.ok, #"{"products":[\#(products.map(Self.json).joined(separator: ","))]}"#)
     }
