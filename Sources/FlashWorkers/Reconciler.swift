@@ -332,6 +332,9 @@ public final class Reconciler: Service {
             if messageID == nil {
                 guard let order = try await store.order(id: orderID) else { return .notFound }
                 if order.status.isTerminal { return .finished(order) }
+                // Stamped already, and not sent back since (a redrive clears the stamp): a read
+                // is enough. Every sweep pass meets a held order, and must not write each time.
+                if order.deadLetteredAt != nil { return .marked(order) }
                 messageID = order.messageID
             }
             return try await store.markDeadLettered(orderID, messageID: messageID ?? "(unknown)", verifying: true, by: configuration.actor)
