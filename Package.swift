@@ -141,6 +141,7 @@ let package = Package(
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
         ]),
         // Faults on demand for the chaos checker and tests: a TCP proxy that cuts or stalls.
         .target(name: "FlashFaults", dependencies: [
@@ -169,6 +170,10 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
+        // What several test targets share: databases running for one test.
+        .target(name: "FlashTestSupport", dependencies: [
+            "FlashPostgres", .product(name: "Logging", package: "swift-log"),
+        ], path: "Tests/FlashTestSupport"),
         .testTarget(name: "FlashCoreTests", dependencies: ["FlashCore"]),
         .testTarget(name: "FlashGatewayTests", dependencies: [
             "FlashGateway", "FlashPayments",
@@ -177,7 +182,7 @@ let package = Package(
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ]),
-        .testTarget(name: "FlashQueueTests", dependencies: ["FlashCore", "FlashQueue", "FlashSQLite", "FlashPostgres", "FlashAWS", "FlashBackend", "FlashFaults"]),
+        .testTarget(name: "FlashQueueTests", dependencies: ["FlashCore", "FlashQueue", "FlashSQLite", "FlashPostgres", "FlashAWS", "FlashBackend", "FlashFaults", "FlashTestSupport"]),
         // Drives the real `flashsale` binary over loopback: kill -9, SIGTERM, storms of requests.
         .testTarget(name: "FlashEndToEndTests", dependencies: [
             "FlashCore", "FlashBackend", "FlashAWS", "FlashFaults",
@@ -196,7 +201,13 @@ let package = Package(
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "FlashOrdersTests", dependencies: ["FlashCore", "FlashQueue", "FlashOrders", "FlashBackend", "FlashSQLite", "FlashPostgres"]),
+        .testTarget(name: "FlashPostgresTests", dependencies: [
+            "FlashPostgres", "FlashQueue", "FlashBackend", "FlashTestSupport",
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "FlashOrdersTests", dependencies: ["FlashCore", "FlashQueue", "FlashOrders", "FlashBackend", "FlashSQLite", "FlashPostgres",
+                                                            "FlashTestSupport"]),
         .testTarget(name: "FlashWorkersTests", dependencies: [
             "FlashCore", "FlashQueue", "FlashBackend", "FlashSQLite", "FlashOrders", "FlashPayments", "FlashWorkers", "FlashServer",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -9,9 +9,11 @@ import ServiceLifecycle
 /// queue and its dead letters, the orders with their stock, the payment ledger and the fleet
 /// registry, for any number of API and worker processes on any number of machines.
 ///
-/// A Service, as postgres-nio's `PostgresClient` is: it owns the connection pool (which runs from
-/// the moment the backend opens, so the process can set itself up before its service group
-/// starts) and closes it at graceful shutdown, last in the group.
+/// Opened over a ``PostgresDatabase`` that runs (a Service before this one in the group; see
+/// `FlashSystem.run`) and has been opened (``PostgresDatabase/open()``: migrations applied).
+/// The backend owns none of the database's resources: its ``run()`` only marks its place in
+/// the group, and ``shutdown()`` closes the database only when it was told to
+/// (``Configuration/closesDatabase``), for code that runs no service group.
 public final class PostgresBackend: FlashBackend {
     /// Everything the PostgreSQL backend can be told.
     public struct Configuration: Sendable {
@@ -29,6 +31,10 @@ public final class PostgresBackend: FlashBackend {
         /// false (the default) the stored settings hold (see ``paymentsQueueSettings``): one
         /// setting for every process of the fleet.
         public var replaceQueueSettings = false
+        /// Whether ``shutdown()`` shuts the database down too: false when the database runs as a
+        /// Service of its own (the service group closes it after the backend), true for tools
+        /// and tests that run it themselves.
+        public var closesDatabase = false
 
         public init(database: PostgresDatabase.Configuration,
                     paymentsQueue: QueueAttributes = QueueAttributes(visibilityTimeout: .seconds(30), maxReceiveCount: 5),
@@ -47,22 +53,16 @@ public final class PostgresBackend: FlashBackend {
     let postgresLedger: PostgresPaymentLedger
     let registry: PostgresFleetRegistry
 
-    /// Connects, migrates the schema and opens the queues and the topic.
-    public init(configuration: Configuration, logger: Logger = Logger(label: "flashsale.postgres")) async throws {
+    /// Opens the queues and the topic on `database`, which must run and be open.
+    public init(database: PostgresDatabase, configuration: Configuration) async throws {
         self.configuration = configuration
-        let database = try await PostgresDatabase(configuration: configuration.database, logger: logger)
-        do {
-            let payments = try await database.createQueue(configuration.paymentsQueueName, attributes: configuration.paymentsQueue,
-                                                           replacing: configuration.replaceQueueSettings)
-            let topic = try await database.createTopic(configuration.topicName)
-            try await topic.subscribe(queue: configuration.paymentsQueueName)
-            self.payments = payments
-            self.deadLetters = if let name = payments.deadLetterQueueName { try await database.queue(named: name) } else { nil }
-            self.store = PostgresOrderStore(database: database, topic: topic, paymentsQueue: payments, strictCatalog: configuration.strictCatalog)
-        } catch {
-            await database.shutdown()
-            throw error
-        }
+        let payments = try await database.createQueue(configuration.paymentsQueueName, attributes: configuration.paymentsQueue,
+                                                       replacing: configuration.replaceQueueSettings)
+        let topic = try await database.createTopic(configuration.topicName)
+        try await topic.subscribe(queue: configuration.paymentsQueueName)
+        self.payments = payments
+        self.deadLetters = if let name = payments.deadLetterQueueName { try await database.queue(named: name) } else { nil }
+        self.store = PostgresOrderStore(database: database, topic: topic, paymentsQueue: payments, strictCatalog: configuration.strictCatalog)
         self.database = database
         self.postgresLedger = PostgresPaymentLedger(database: database)
         self.registry = PostgresFleetRegistry(database: database)
@@ -83,15 +83,15 @@ public final class PostgresBackend: FlashBackend {
         }
     }
 
-    /// Waits for graceful shutdown, then closes the pool (the services using it have stopped:
-    /// the backend is first in the group, so last to shut down). On cancellation the pool is
-    /// left open for services still giving messages back, until the process exits.
+    /// Waits for graceful shutdown, then closes the database if it owns it
+    /// (``Configuration/closesDatabase``). Otherwise the database, a service before this one in
+    /// the group, closes after it.
     public func run() async throws {
         try await gracefulShutdown()
         try await shutdown()
     }
 
     public func shutdown() async throws {
-        await database.shutdown()
+        if configuration.closesDatabase { await database.shutdown() }
     }
 }

@@ -79,3 +79,9 @@ extension PostgresDatabase {
         }
     }
 }
+
+/// The queues and topics a process has opened, by name.
+struct PostgresCatalog {
+    var queues: [String: PostgresMessageQueue] = [:]
+    var topics: [String: PostgresTopic] = [:]
+}

@@ -48,3 +48,15 @@ extension PostgresConnection {
         }
     }
 }
+
+extension PostgresRandomAccessRow {
+    /// Column `index` decoded as `T`.
+    func get<T: PostgresDecodable>(_ index: Int, as type: T.Type = T.self) throws -> T {
+        try self[index].decode(T.self)
+    }
+
+    /// Column `name` decoded as `T`.
+    func get<T: PostgresDecodable>(_ name: String, as type: T.Type = T.self) throws -> T {
+        try self[name].decode(T.self)
+    }
+}

@@ -14,6 +14,8 @@ import FlashWorkers
 import Hummingbird
 import Logging
 import ServiceLifecycle
+import Synchronization
+import UnixSignals
 
 /// One flashsale process, composed from a ``FlashConfiguration``: the backend, the simulated
 /// gateway over the backend's ledger, the reconciler, the fleet membership, and by role the
@@ -46,6 +48,8 @@ public final class FlashSystem: Sendable {
     public let relay: OutboxRelay?
     /// What the HTTP routes work with.
     public let services: FlashServices
+    /// The database ``close()`` shuts down: one ``open(_:role:logger:)`` runs itself.
+    let ownedDatabase = Mutex<PostgresDatabase?>(nil)
 
     init(configuration: FlashConfiguration, role: Role, backend: any FlashBackend, gateway: any PaymentGateway, workers: WorkerPool?,
          reconciler: Reconciler, membership: FleetMembership, relay: OutboxRelay?, services: FlashServices) {
@@ -58,6 +62,66 @@ public final class FlashSystem: Sendable {
         self.membership = membership
         self.relay = relay
         self.services = services
+    }
+
+    /// Runs one process: opens the system `configuration` describes for `role`, runs `body` with
+    /// it (a server's or a worker's service group, a test, a benchmark), closes it, and returns
+    /// what `body` returned: nil when a graceful shutdown came before the system was open.
+    ///
+    /// Everything runs in one service group, in the order the reference clients ask for: the
+    /// PostgreSQL database first (its pool, LISTEN session and NOTIFY sender; stopped last),
+    /// then the process. The process opens the database (checks it, applies the migrations) and
+    /// its backend before `body` starts a server, and a graceful shutdown (one of
+    /// `gracefulShutdownSignals`) reaches the service group `body` runs, as a nested group.
+    public static func run<T: Sendable>(_ configuration: FlashConfiguration, role: Role = .server, logger: Logger,
+                                        gracefulShutdownSignals: [UnixSignal] = [],
+                                        _ body: @escaping @Sendable (FlashSystem) async throws -> T) async throws -> T? {
+        let database = configuration.backend.postgres.map { PostgresDatabase(configuration: $0, logger: logger) }
+        let result = Mutex<T?>(nil)
+        let process = ProcessService {
+            // A shutdown asked for while the database cannot be reached yet ends the wait, and
+            // the process, without an error.
+            let system: FlashSystem
+            do {
+                system = try await cancelWhenGracefulShutdown {
+                    try await open(configuration, role: role, database: database, logger: logger)
+                }
+            } catch is CancellationError where Task.isShuttingDownGracefully {
+                return
+            }
+            do {
+                let value = try await body(system)
+                result.withLock { $0 = value }
+            } catch {
+                try? await system.close()
+                throw error
+            }
+            try await system.close()
+        }
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let database { services.append(.init(service: database, successTerminationBehavior: .gracefullyShutdownGroup)) }
+        services.append(.init(service: process, successTerminationBehavior: .gracefullyShutdownGroup))
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: gracefulShutdownSignals, logger: logger))
+        try await group.run()
+        return result.withLock { $0 }
+    }
+
+    /// Opens a system for code that runs no service group around it (tests, benchmarks): with
+    /// PostgreSQL, its database runs in a task of its own, which ``close()`` ends and waits for.
+    /// A process uses ``run(_:role:logger:gracefulShutdownSignals:_:)``.
+    public static func open(_ configuration: FlashConfiguration, role: Role = .server, logger: Logger) async throws -> FlashSystem {
+        guard let postgres = configuration.backend.postgres else { return try await open(configuration, role: role, database: nil, logger: logger) }
+        let database = PostgresDatabase(configuration: postgres, logger: logger)
+        // Ended, and waited for, by ``close()``.
+        Task { await database.run() }
+        do {
+            let system = try await open(configuration, role: role, database: database, logger: logger)
+            system.ownedDatabase.withLock { $0 = database }
+            return system
+        } catch {
+            await database.shutdown()
+            throw error
+        }
     }
 
     /// Opens the backend (and, with ``FlashConfiguration/sqs``, the SQS queue and SNS topic)
@@ -74,7 +138,7 @@ public final class FlashSystem: Sendable {
     /// A server resolves its admin secret first (``AdminSecret``: given, read, or generated into
     /// a file beside the database), into ``FlashConfiguration/api``; a worker, which serves no
     /// admin route, gets a random one.
-    public static func open(_ configuration: FlashConfiguration, role: Role = .server, logger: Logger) async throws -> FlashSystem {
+    static func open(_ configuration: FlashConfiguration, role: Role, database: PostgresDatabase?, logger: Logger) async throws -> FlashSystem {
         var configuration = configuration
         if role == .server {
             let secret = try AdminSecret.resolve(token: configuration.api.adminToken, file: configuration.api.adminTokenFile,
@@ -88,7 +152,7 @@ public final class FlashSystem: Sendable {
         var delay = Duration.milliseconds(250)
         while true {
             do {
-                return try await openOnce(configuration, role: role, logger: logger)
+                return try await openOnce(configuration, role: role, database: database, logger: logger)
             } catch where isUnreachable(error) && ContinuousClock.now + delay < deadline {
                 logger.warning("the database (or AWS) cannot be reached yet; trying again", metadata: [
                     "database": "\(configuration.backend.postgres?.redacted ?? configuration.backend.path)",
@@ -108,9 +172,12 @@ public final class FlashSystem: Sendable {
         return false
     }
 
-    private static func openOnce(_ configuration: FlashConfiguration, role: Role, logger: Logger) async throws -> FlashSystem {
+    private static func openOnce(_ configuration: FlashConfiguration, role: Role, database: PostgresDatabase?,
+                                 logger: Logger) async throws -> FlashSystem {
         var configuration = configuration
-        var backend = try await openBackend(configuration, replacingQueueSettings: false, logger: logger)
+        // Checks the server and applies the migrations: before this process serves anything.
+        try await database?.open()
+        var backend = try await openBackend(configuration, database: database, replacingQueueSettings: false, logger: logger)
         // --reconfigure-queue: the stored settings with this process's stated ones in their place.
         if configuration.queue.reconfigure, configuration.sqs == nil {
             let stored = backend.paymentsQueueSettings
@@ -119,7 +186,7 @@ public final class FlashSystem: Sendable {
                 || merged.messageRetention != stored.retention {
                 try? await backend.shutdown()
                 configuration.queue = merged
-                backend = try await openBackend(configuration, replacingQueueSettings: true, logger: logger)
+                backend = try await openBackend(configuration, database: database, replacingQueueSettings: true, logger: logger)
             }
         }
         do {
@@ -157,9 +224,11 @@ public final class FlashSystem: Sendable {
         }
     }
 
-    /// The backend `configuration` names, its payments queue created with this process's
-    /// settings, or opened with the stored ones (unless `replacingQueueSettings`).
-    static func openBackend(_ configuration: FlashConfiguration, replacingQueueSettings: Bool, logger: Logger) async throws -> any FlashBackend {
+    /// The backend `configuration` names (on `database`, running and open, for PostgreSQL), its
+    /// payments queue created with this process's settings, or opened with the stored ones
+    /// (unless `replacingQueueSettings`).
+    static func openBackend(_ configuration: FlashConfiguration, database: PostgresDatabase?, replacingQueueSettings: Bool,
+                            logger: Logger) async throws -> any FlashBackend {
         var paymentsQueue = QueueAttributes(visibilityTimeout: configuration.queue.visibilityTimeout,
                                             maxReceiveCount: configuration.queue.maxReceives,
                                             retention: configuration.queue.messageRetention)
@@ -169,12 +238,12 @@ public final class FlashSystem: Sendable {
         if configuration.sqs != nil {
             paymentsQueue = QueueAttributes(visibilityTimeout: .seconds(30), maxReceiveCount: 0, retention: QueueLimits.maxRetention)
         }
-        if let postgres = configuration.backend.postgres {
-            var options = PostgresBackend.Configuration(database: postgres, paymentsQueue: paymentsQueue,
+        if let database {
+            var options = PostgresBackend.Configuration(database: database.configuration, paymentsQueue: paymentsQueue,
                                                         strictCatalog: configuration.backend.strictCatalog)
             (options.topicName, options.paymentsQueueName) = names
             options.replaceQueueSettings = replacingQueueSettings
-            return try await PostgresBackend(configuration: options, logger: logger)
+            return try await PostgresBackend(database: database, configuration: options)
         }
         var options = SQLiteBackend.Configuration(
             path: configuration.backend.path, synchronous: configuration.backend.synchronous, paymentsQueue: paymentsQueue,
@@ -326,6 +395,21 @@ public final class FlashSystem: Sendable {
     public func close() async throws {
         try await (gateway as? HTTPPaymentGateway)?.shutdown()
         try await backend.shutdown()
+        await ownedDatabase.withLock { $0 }?.shutdown()
+    }
+}
+
+/// The process itself as a Service: what ``FlashSystem/run(_:role:logger:gracefulShutdownSignals:_:)``
+/// runs after the database.
+private struct ProcessService: Service {
+    var body: @Sendable () async throws -> Void
+
+    init(_ body: @escaping @Sendable () async throws -> Void) {
+        self.body = body
+    }
+
+    func run() async throws {
+        try await body()
     }
 }
 

@@ -3,6 +3,7 @@ import FlashServer
 import Foundation
 import Hummingbird
 import Logging
+import ServiceLifecycle
 
 /// `flashsale serve`: the order API over the backend, with a worker pool unless `--workers 0`.
 struct ServeCommand: AsyncParsableCommand {
@@ -46,23 +47,26 @@ struct ServeCommand: AsyncParsableCommand {
         let config = try resolve()
         let logger = try log.bootstrap()
         try await ListenCheck.ensureFree(host: config.http.host, port: config.http.port)
-        let system = try await FlashSystem.open(config, role: .server, logger: logger)
-        logger.info("flashsale starting", metadata: config.startupMetadata.merging([
-            "sync_lanes": "\(config.api.syncLanes)",
-            "admin_token": "\(system.configuration.api.adminTokenSource ?? "given")",
-        ]) { $1 })
-        if let source = system.configuration.api.adminTokenSource, source != "given" {
-            // Where an operator finds the secret the admin routes need (never the secret itself).
-            FileHandle.standardOutput.write(Data("flashsale admin token \(source): send it as 'Authorization: Bearer <token>'\n".utf8))
-        }
-        let app = system.application(logger: logger) { port in
-            // One line on stdout that scripts (and the tests) wait for.
-            FileHandle.standardOutput.write(Data("flashsale listening on http://\(config.http.host):\(port); dashboard http://\(config.http.host):\(port)/dashboard\n".utf8))
-        }
-        // The backend is in the app's service group: it closes the database after the server and
-        // the workers have stopped.
+        // The system runs in one service group: the database first (stopped last), then this
+        // process, which opens its backend before the server starts.
         do {
-            try await app.runService()
+            try await FlashSystem.run(config, role: .server, logger: logger, gracefulShutdownSignals: [.sigterm, .sigint]) { system in
+                logger.info("flashsale starting", metadata: config.startupMetadata.merging([
+                    "sync_lanes": "\(config.api.syncLanes)",
+                    "admin_token": "\(system.configuration.api.adminTokenSource ?? "given")",
+                ]) { $1 })
+                if let source = system.configuration.api.adminTokenSource, source != "given" {
+                    // Where an operator finds the secret the admin routes need (never the secret itself).
+                    FileHandle.standardOutput.write(Data("flashsale admin token \(source): send it as 'Authorization: Bearer <token>'\n".utf8))
+                }
+                let app = system.application(logger: logger) { port in
+                    // One line on stdout that scripts (and the tests) wait for.
+                    FileHandle.standardOutput.write(Data("flashsale listening on http://\(config.http.host):\(port); dashboard http://\(config.http.host):\(port)/dashboard\n".utf8))
+                }
+                // The backend is in the app's service group: it closes its store after the
+                // server and the workers have stopped.
+                try await app.run()
+            }
         } catch {
             throw ListenCheck.translate(error, host: config.http.host, port: config.http.port)
         }

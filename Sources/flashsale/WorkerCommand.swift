@@ -48,25 +48,25 @@ struct WorkerCommand: AsyncParsableCommand {
         let (config, sidePort) = try resolve()
         let logger = try log.bootstrap()
         if sidePort { try await ListenCheck.ensureFree(host: config.http.host, port: config.http.port) }
-        let system = try await FlashSystem.open(config, role: .worker, logger: logger)
-        logger.info("flashsale worker starting", metadata: config.startupMetadata.merging([
-            "process_id": "\(system.membership.processID)",
-        ]) { $1 })
-        let ready = "flashsale worker \(system.membership.processID) running \(config.workers.count) workers"
-        if sidePort {
-            let app = system.application(logger: logger) { port in
-                FileHandle.standardOutput.write(Data("\(ready); listening on http://\(config.http.host):\(port)\n".utf8))
+        do {
+            try await FlashSystem.run(config, role: .worker, logger: logger, gracefulShutdownSignals: [.sigterm, .sigint]) { system in
+                logger.info("flashsale worker starting", metadata: config.startupMetadata.merging([
+                    "process_id": "\(system.membership.processID)",
+                ]) { $1 })
+                let ready = "flashsale worker \(system.membership.processID) running \(config.workers.count) workers"
+                if sidePort {
+                    let app = system.application(logger: logger) { port in
+                        FileHandle.standardOutput.write(Data("\(ready); listening on http://\(config.http.host):\(port)\n".utf8))
+                    }
+                    try await app.run()
+                } else {
+                    let group = ServiceGroup(configuration: .init(services: system.runningServices, logger: logger))
+                    FileHandle.standardOutput.write(Data("\(ready)\n".utf8))
+                    try await group.run()
+                }
             }
-            do {
-                try await app.runService()
-            } catch {
-                throw ListenCheck.translate(error, host: config.http.host, port: config.http.port)
-            }
-        } else {
-            let group = ServiceGroup(configuration: .init(services: system.runningServices, gracefulShutdownSignals: [.sigterm, .sigint],
-                                                          logger: logger))
-            FileHandle.standardOutput.write(Data("\(ready)\n".utf8))
-            try await group.run()
+        } catch {
+            throw sidePort ? ListenCheck.translate(error, host: config.http.host, port: config.http.port) : error
         }
     }
 }

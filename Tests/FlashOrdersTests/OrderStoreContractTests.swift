@@ -2,6 +2,7 @@ import FlashBackend
 import FlashCore
 import FlashOrders
 import FlashPostgres
+import FlashTestSupport
 import FlashQueue
 import FlashSQLite
 import Foundation
@@ -35,7 +36,7 @@ enum OrderBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
             database.maxConnections = 6
             database.operationTimeout = .seconds(60)
             return StoreHarness(open: { [database] in
-                try await PostgresBackend(configuration: .init(database: database, strictCatalog: strictCatalog))
+                try await PostgresBackend.started(configuration: .init(database: database, strictCatalog: strictCatalog))
             })
         }
     }

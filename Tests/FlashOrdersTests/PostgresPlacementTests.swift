@@ -1,6 +1,7 @@
 import FlashBackend
 import FlashOrders
 @testable import FlashPostgres
+import FlashTestSupport
 import Foundation
 import Testing
 
@@ -10,8 +11,8 @@ import Testing
 struct PostgresPlacementTests {
     @Test(.enabled(if: OrderBackend.postgresURL != nil))
     func anOrderTheServerCannotStoreInTimeFailsAndIsNeverStoredLater() async throws {
-        let configuration = try Self.freshSchema()
-        let backend = try await PostgresBackend(configuration: .init(database: configuration))
+        let configuration = try TestPostgres.freshSchema(prefix: "p_")
+        let backend = try await PostgresBackend.started(configuration: .init(database: configuration))
         _ = try await backend.catalog.putProduct(id: "TV", stock: 10, perCustomerLimit: nil, price: 300)
 
         // The process under test: the same schema, each call limited to `limitSeconds`. Any limit
@@ -21,7 +22,7 @@ struct PostgresPlacementTests {
         let limitSeconds = 5
         var hurried = configuration
         hurried.operationTimeout = .seconds(limitSeconds)
-        let placer = try await PostgresBackend(configuration: .init(database: hurried))
+        let placer = try await PostgresBackend.started(configuration: .init(database: hurried))
         // The placer now knows TV: its next order goes in one statement.
         _ = try await placer.orders.placeQueued(OrderStoreContractTests.order("a", [("TV", 1, nil)]))
 
@@ -56,8 +57,8 @@ struct PostgresPlacementTests {
     /// from when it got its connection, and the server cancels the statement first.
     @Test(.enabled(if: OrderBackend.postgresURL != nil))
     func anOrderThatWaitedForAConnectionIsNeverStoredAfterItsCallerWasToldNothingWas() async throws {
-        let configuration = try Self.freshSchema()
-        let backend = try await PostgresBackend(configuration: .init(database: configuration))
+        let configuration = try TestPostgres.freshSchema(prefix: "p_")
+        let backend = try await PostgresBackend.started(configuration: .init(database: configuration))
         _ = try await backend.catalog.putProduct(id: "TV", stock: 10, perCustomerLimit: nil, price: 300)
 
         // The process under test: two connections, one of them its LISTEN session.
@@ -65,7 +66,7 @@ struct PostgresPlacementTests {
         var hurried = configuration
         hurried.operationTimeout = .seconds(limitSeconds)
         hurried.maxConnections = 2
-        let placer = try await PostgresBackend(configuration: .init(database: hurried))
+        let placer = try await PostgresBackend.started(configuration: .init(database: hurried))
         _ = try await placer.orders.placeQueued(OrderStoreContractTests.order("a", [("TV", 1, nil)]))
         let channel = "flashsale_" + (configuration.schema ?? "")
         // Both processes' LISTEN sessions are up (so the placer's pool has one connection left).
@@ -119,11 +120,11 @@ struct PostgresPlacementTests {
     /// none fails because another one was creating the same topic at the same moment.
     @Test(.enabled(if: OrderBackend.postgresURL != nil))
     func processesStartingTogetherOnAFreshDatabaseAllOpenIt() async throws {
-        var configuration = try Self.freshSchema()
+        var configuration = try TestPostgres.freshSchema(prefix: "p_")
         configuration.maxConnections = 2
         let fresh = configuration
         let opened = await withThrowingTaskGroup(of: PostgresBackend.self) { group in
-            for _ in 0..<6 { group.addTask { try await PostgresBackend(configuration: .init(database: fresh)) } }
+            for _ in 0..<6 { group.addTask { try await PostgresBackend.started(configuration: .init(database: fresh)) } }
             var opened: [PostgresBackend] = []
             while let result = await group.nextResult() {
                 switch result {
@@ -159,13 +160,13 @@ struct PostgresPlacementTests {
     /// placement of the same process is not turned away as if the database were unreachable.
     @Test(.enabled(if: OrderBackend.postgresURL != nil))
     func aSlowReadDoesNotTurnAwayTheNextOrder() async throws {
-        let configuration = try Self.freshSchema()
-        let backend = try await PostgresBackend(configuration: .init(database: configuration))
+        let configuration = try TestPostgres.freshSchema(prefix: "p_")
+        let backend = try await PostgresBackend.started(configuration: .init(database: configuration))
         _ = try await backend.catalog.putProduct(id: "TV", stock: 10, perCustomerLimit: nil, price: 300)
         // The process under test; one of its calls is given 2 s (the server gives its statement
         // up at 1.6 s) and would take 5. Its other calls keep the generous limit: a loaded box
         // must not fail them by one.
-        let process = try await PostgresBackend(configuration: .init(database: configuration))
+        let process = try await PostgresBackend.started(configuration: .init(database: configuration))
         await #expect(throws: BackendUnavailable.self) {
             try await process.database.transaction(timeout: .seconds(2)) { connection in
                 try await connection.query("SELECT pg_sleep(5)", logger: process.database.logger).get()
@@ -184,8 +185,8 @@ struct PostgresPlacementTests {
     /// PostgreSQL restart): the caller must hear "unavailable", never success.
     @Test(.enabled(if: OrderBackend.postgresURL != nil))
     func aStatementWhoseCommitFailsIsNeverReportedAsDone() async throws {
-        let configuration = try Self.freshSchema()
-        let backend = try await PostgresBackend(configuration: .init(database: configuration))
+        let configuration = try TestPostgres.freshSchema(prefix: "p_")
+        let backend = try await PostgresBackend.started(configuration: .init(database: configuration))
         let database = backend.database
         try await database.query("""
             CREATE FUNCTION refuse_doomed() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -223,16 +224,6 @@ struct PostgresPlacementTests {
         #expect(try await database.read("SELECT 1 FROM doomed_rows").isEmpty)
         try await database.dropSchema()
         try await backend.shutdown()
-    }
-
-    /// A configuration for a new, empty schema of the test database. Set-up, lock holders and
-    /// checks are not about deadlines: a generous limit, so that a loaded box does not fail them
-    /// by one (the process under test gets its own, shorter one).
-    static func freshSchema() throws -> PostgresDatabase.Configuration {
-        var configuration = try PostgresDatabase.Configuration(url: try #require(OrderBackend.postgresURL))
-        configuration.schema = "p_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
-        configuration.operationTimeout = .seconds(60)
-        return configuration
     }
 
     /// A product row held locked by a session of its own until the test lets it go.

@@ -1,6 +1,7 @@
 import FlashAWS
 import FlashCore
 import FlashPostgres
+import FlashTestSupport
 import FlashQueue
 import FlashSQLite
 import Foundation
@@ -36,25 +37,11 @@ enum QueueBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
         case .sqlite: return try SQLiteHarness(path: TemporaryFile.path("queue"), time: time)
         case .postgres:
             var configuration = try TestPostgres.freshSchema()
+            configuration.maxConnections = 6
             configuration.time = time
             return try await PostgresHarness(configuration: configuration)
         case .sqs: return SQSHarness()
         }
-    }
-}
-
-/// The throwaway PostgreSQL the test command started, if any.
-enum TestPostgres {
-    static let url = ProcessInfo.processInfo.environment["FLASHSALE_TEST_POSTGRES"]
-
-    /// A configuration for a new, empty schema of the test database: every test has its own tables.
-    static func freshSchema() throws -> PostgresDatabase.Configuration {
-        var configuration = try PostgresDatabase.Configuration(url: try #require(url))
-        configuration.schema = "t_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
-        configuration.maxConnections = 6
-        // The contract is not about deadlines; a loaded CI box must not fail it by one.
-        configuration.operationTimeout = .seconds(60)
-        return configuration
     }
 }
 
@@ -64,7 +51,7 @@ struct PostgresHarness: QueueHarness {
 
     init(configuration: PostgresDatabase.Configuration) async throws {
         self.configuration = configuration
-        self.database = try await PostgresDatabase(configuration: configuration)
+        self.database = try await PostgresDatabase.started(configuration: configuration)
     }
 
     func queue(_ name: String, _ attributes: QueueAttributes) async throws -> any MessageQueue {

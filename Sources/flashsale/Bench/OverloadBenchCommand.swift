@@ -62,7 +62,7 @@ struct OverloadBenchCommand: AsyncParsableCommand {
 
         let schema = "flashsale_bench_\(UInt32.random(in: 0...UInt32.max))"
         postgres.schema = schema
-        let cleanup = try await PostgresDatabase(configuration: postgres, logger: logger)
+        let cleanup = PostgresDatabase(configuration: postgres, logger: logger)
         // The proxy on a thread of its own: the load's event loops must not hold up the link.
         let proxyThread = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let proxy = try await TCPProxy(forwardingTo: postgres.host, port: postgres.port, group: proxyThread)
@@ -91,16 +91,14 @@ struct OverloadBenchCommand: AsyncParsableCommand {
             proxying.cancel()
             _ = await proxying.result
             try? await proxyThread.shutdownGracefully()
-            try? await cleanup.dropSchema()
-            await cleanup.shutdown()
+            try? await cleanup.withRunning { try await cleanup.dropSchema() }
             throw error
         }
         try await http.shutdown()
         proxying.cancel()
         _ = await proxying.result
         try await proxyThread.shutdownGracefully()
-        try await cleanup.dropSchema()
-        await cleanup.shutdown()
+        try await cleanup.withRunning { try await cleanup.dropSchema() }
         let header = BenchHeader.current(load: "flashsale's own open-loop generator, in the bench process", connections: clients, seconds: seconds)
         print(json ? try table.json(header: header) : table.markdown(header: header))
         if !table.allPassed { throw ExitCode(1) }

@@ -73,18 +73,18 @@ struct QueueBenchCommand: AsyncParsableCommand {
         configuration.maxConnections = max(configuration.maxConnections, min(64, max(cyclers, senders)))
         var logger = Logger(label: "bench")
         logger.logLevel = .error
-        let database = try await PostgresDatabase(configuration: configuration, logger: logger)
-        do {
-            let cycle = try await fullCycle(try await database.createQueue("bench-cycle"))
-            let sends = try await concurrentSends(try await database.createQueue("bench-send"))
-            try await database.dropSchema()
-            await database.shutdown()
-            report(store: "PostgreSQL \(configuration.host):\(configuration.port), \(configuration.maxConnections) connections", cycleRate: cycle, sendRate: sends,
-                   perCommit: nil, extraJSON: #""store":"postgres""#)
-        } catch {
-            try? await database.dropSchema()
-            await database.shutdown()
-            throw error
+        let database = PostgresDatabase(configuration: configuration, logger: logger)
+        try await database.withRunning {
+            do {
+                let cycle = try await fullCycle(try await database.createQueue("bench-cycle"))
+                let sends = try await concurrentSends(try await database.createQueue("bench-send"))
+                try await database.dropSchema()
+                report(store: "PostgreSQL \(configuration.host):\(configuration.port), \(configuration.maxConnections) connections", cycleRate: cycle,
+                       sendRate: sends, perCommit: nil, extraJSON: #""store":"postgres""#)
+            } catch {
+                try? await database.dropSchema()
+                throw error
+            }
         }
     }
 

@@ -334,26 +334,26 @@ struct BenchSuite {
         let schema = "flashsale_bench_\(UInt32.random(in: 0...UInt32.max))"
         configuration.schema = schema
         configuration.maxConnections = max(configuration.maxConnections, 64)
-        let database = try await PostgresDatabase(configuration: configuration, logger: logger)
-        do {
-            let seconds = quick ? 2.0 : 5.0
-            progress("PostgreSQL queue")
-            let cycle = try await QueueBenchCommand.fullCycle(try await database.createQueue("bench-cycle"), seconds: seconds, cyclers: 16)
-            let sends = try await QueueBenchCommand.concurrentSends(try await database.createQueue("bench-send"), seconds: seconds, senders: 64)
-            table.add(BenchRow(figure: "PostgreSQL queue: full cycle (16 loops)", value: cycle, unit: "msg/s",
-                               ceiling: peers["pgbench-dequeue"].map { (name: "pgbench SKIP LOCKED dequeue", value: $0) }, target: .atLeast(15_000)))
-            table.add(BenchRow(figure: "PostgreSQL queue: single sends, 64 concurrent", value: sends, unit: "msg/s",
-                               ceiling: peers["pgbench-insert"].map { (name: "pgbench INSERT", value: $0) }))
-            guard var components = URLComponents(string: url) else { throw ValidationError("--database: not a URL") }
-            components.queryItems = (components.queryItems ?? []).filter { !["schema", "search_path"].contains($0.name) }
-                + [URLQueryItem(name: "schema", value: schema)]
-            try await httpRows(serverArguments: ["--database", components.string ?? url], label: "PostgreSQL")
-        } catch {
-            try? await database.dropSchema()
-            await database.shutdown()
-            throw error
+        let database = PostgresDatabase(configuration: configuration, logger: logger)
+        try await database.withRunning {
+            do {
+                let seconds = quick ? 2.0 : 5.0
+                progress("PostgreSQL queue")
+                let cycle = try await QueueBenchCommand.fullCycle(try await database.createQueue("bench-cycle"), seconds: seconds, cyclers: 16)
+                let sends = try await QueueBenchCommand.concurrentSends(try await database.createQueue("bench-send"), seconds: seconds, senders: 64)
+                table.add(BenchRow(figure: "PostgreSQL queue: full cycle (16 loops)", value: cycle, unit: "msg/s",
+                                   ceiling: peers["pgbench-dequeue"].map { (name: "pgbench SKIP LOCKED dequeue", value: $0) }, target: .atLeast(15_000)))
+                table.add(BenchRow(figure: "PostgreSQL queue: single sends, 64 concurrent", value: sends, unit: "msg/s",
+                                   ceiling: peers["pgbench-insert"].map { (name: "pgbench INSERT", value: $0) }))
+                guard var components = URLComponents(string: url) else { throw ValidationError("--database: not a URL") }
+                components.queryItems = (components.queryItems ?? []).filter { !["schema", "search_path"].contains($0.name) }
+                    + [URLQueryItem(name: "schema", value: schema)]
+                try await httpRows(serverArguments: ["--database", components.string ?? url], label: "PostgreSQL")
+            } catch {
+                try? await database.dropSchema()
+                throw error
+            }
+            try await database.dropSchema()
         }
-        try await database.dropSchema()
-        await database.shutdown()
     }
 }

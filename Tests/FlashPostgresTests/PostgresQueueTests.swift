@@ -1,4 +1,5 @@
 @testable import FlashPostgres
+import FlashTestSupport
 import FlashQueue
 import Testing
 
@@ -10,7 +11,7 @@ struct PostgresQueueTests {
     @Test(.enabled(if: TestPostgres.url != nil))
     func aPurgeOfABacklogFarLargerThanOneStatementCanDeleteEmptiesTheQueue() async throws {
         let configuration = try TestPostgres.freshSchema()
-        let setup = try await PostgresDatabase(configuration: configuration)
+        let setup = try await PostgresDatabase.started(configuration: configuration)
         let queue = try await setup.createQueue("big")
         let backlog = 400_000
         try await setup.query("""
@@ -24,7 +25,7 @@ struct PostgresQueueTests {
         // machine.
         var hurried = configuration
         hurried.operationTimeout = .seconds(2)
-        let purger = try await PostgresDatabase(configuration: hurried)
+        let purger = try await PostgresDatabase.started(configuration: hurried)
         try await purger.queue(named: "big").purge()
         #expect(try await queue.statistics().visible == 0)
 
