@@ -185,7 +185,7 @@ let package = Package(
         .testTarget(name: "FlashQueueTests", dependencies: ["FlashCore", "FlashQueue", "FlashSQLite", "FlashPostgres", "FlashAWS", "FlashBackend", "FlashFaults", "FlashTestSupport"]),
         // Drives the real `flashsale` binary over loopback: kill -9, SIGTERM, storms of requests.
         .testTarget(name: "FlashEndToEndTests", dependencies: [
-            "FlashCore", "FlashBackend", "FlashAWS", "FlashFaults",
+            "FlashCore", "FlashBackend", "FlashAWS", "FlashFaults", "FlashQueue", "FlashSQLite",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             // Drives headless chromium over the DevTools protocol (the dashboard test).
             .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),

@@ -1,11 +1,12 @@
 import FlashCore
 import FlashOrders
-import FlashPayments
 import FlashQueue
 import ServiceLifecycle
 
 /// Everything a process of flashsale stores, behind the core's protocols: orders with their
-/// inventory, the payments queue and its dead letters, the payment ledger, the fleet registry.
+/// inventory, the payments queue and its dead letters, the fleet registry. (Not the payment
+/// ledger: that is the payment provider's own store, which the composition root opens beside
+/// the backend for the simulated gateway; see `FlashSystem`.)
 ///
 /// A backend is a `Service` that owns its resources (files, connections): it runs until the
 /// service group shuts down gracefully, then closes them. Put it first in a service group, so
@@ -26,8 +27,6 @@ public protocol FlashBackend: Service {
     var catalog: any Catalog { get }
     /// The payments queue's dead-letter queue, if redrive is on.
     var deadLetterQueue: (any MessageQueue)? { get }
-    /// The ledger behind the simulated payment gateway.
-    var ledger: any PaymentLedger { get }
     /// The live processes sharing this backend.
     var fleet: any FleetRegistry { get }
 

@@ -6,7 +6,7 @@ import Logging
 import ServiceLifecycle
 
 /// The distributed backend: one PostgreSQL database holds the `orders` topic, the `payments`
-/// queue and its dead letters, the orders with their stock, the payment ledger and the fleet
+/// queue and its dead letters, the orders with their stock and the fleet
 /// registry, for any number of API and worker processes on any number of machines.
 ///
 /// Opened over a ``PostgresDatabase`` that runs (a Service before this one in the group; see
@@ -50,7 +50,6 @@ public final class PostgresBackend: FlashBackend {
     public let store: PostgresOrderStore
     public let payments: PostgresMessageQueue
     public let deadLetters: PostgresMessageQueue?
-    let postgresLedger: PostgresPaymentLedger
     let registry: PostgresFleetRegistry
 
     /// Opens the queues and the topic on `database`, which must run and be open.
@@ -64,7 +63,6 @@ public final class PostgresBackend: FlashBackend {
         self.deadLetters = if let name = payments.deadLetterQueueName { try await database.queue(named: name) } else { nil }
         self.store = PostgresOrderStore(database: database, topic: topic, paymentsQueue: payments, strictCatalog: configuration.strictCatalog)
         self.database = database
-        self.postgresLedger = PostgresPaymentLedger(database: database)
         self.registry = PostgresFleetRegistry(database: database)
     }
 
@@ -72,7 +70,6 @@ public final class PostgresBackend: FlashBackend {
     public var paymentsQueueSettings: QueueAttributes { payments.attributes }
     public var catalog: any Catalog { store }
     public var deadLetterQueue: (any MessageQueue)? { deadLetters }
-    public var ledger: any PaymentLedger { postgresLedger }
     public var fleet: any FleetRegistry { registry }
 
     public func existingQueue(named name: String) async throws -> (any MessageQueue)? {

@@ -8,7 +8,7 @@ import PostgresNIO
 public final class PostgresPaymentLedger: PaymentLedger {
     let database: PostgresDatabase
 
-    init(database: PostgresDatabase) {
+    public init(database: PostgresDatabase) {
         self.database = database
     }
 

@@ -6,7 +6,9 @@ import ServiceLifecycle
 import Synchronization
 
 /// The embedded backend: one SQLite file holds the `orders` topic, the `payments` queue and its
-/// dead letters, the orders with their stock, the payment ledger and the fleet registry.
+/// dead letters, the orders with their stock and the fleet registry. The simulated gateway's
+/// ledger may share the file (``SQLitePaymentLedger``, opened on ``database`` by the composition
+/// root), but it is not the backend's.
 ///
 /// A Service (as postgres-nio's `PostgresClient` is): it owns the file, runs the cross-process
 /// wake-up poll while the service group runs, and closes the file at graceful shutdown.
@@ -51,7 +53,6 @@ public final class SQLiteBackend: FlashBackend {
     public let store: SQLiteOrderStore
     public let payments: SQLiteMessageQueue
     public let deadLetters: SQLiteMessageQueue?
-    public let sqliteLedger: SQLitePaymentLedger
     public let registry: SQLiteFleetRegistry
     private let closed = Mutex(false)
 
@@ -68,7 +69,6 @@ public final class SQLiteBackend: FlashBackend {
         self.deadLetters = if let name = payments.deadLetterQueueName { try await database.queue(named: name) } else { nil }
         self.store = try await SQLiteOrderStore(database: database, topic: topic, paymentsQueue: payments,
                                                 strictCatalog: configuration.strictCatalog)
-        self.sqliteLedger = SQLitePaymentLedger(database: database)
         self.registry = SQLiteFleetRegistry(database: database)
     }
 
@@ -76,7 +76,6 @@ public final class SQLiteBackend: FlashBackend {
     public var paymentsQueueSettings: QueueAttributes { payments.attributes }
     public var catalog: any Catalog { store }
     public var deadLetterQueue: (any MessageQueue)? { deadLetters }
-    public var ledger: any PaymentLedger { sqliteLedger }
     public var fleet: any FleetRegistry { registry }
 
     public func existingQueue(named name: String) async throws -> (any MessageQueue)? {

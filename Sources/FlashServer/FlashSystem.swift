@@ -18,7 +18,7 @@ import Synchronization
 import UnixSignals
 
 /// One flashsale process, composed from a ``FlashConfiguration``: the backend, the simulated
-/// gateway over the backend's ledger, the reconciler, the fleet membership, and by role the
+/// gateway over its ledger beside the backend, the reconciler, the fleet membership, and by role the
 /// worker pool and the API.
 ///
 /// The only place that names a concrete backend: everything else sees ``FlashBackend``.
@@ -40,6 +40,11 @@ public final class FlashSystem: Sendable {
     public let role: Role
     public let backend: any FlashBackend
     public let gateway: any PaymentGateway
+    /// The ledger of the simulated gateway this process runs (in the backend's store, but the
+    /// gateway's, not the order store's); unused, and empty, when `--payment-url` names another.
+    public let ledger: any PaymentLedger
+    /// The HTTP client of the gateway `--payment-url` names: a Service of this process.
+    let remoteGateway: HTTPPaymentGateway?
     /// The worker pool; nil when this process runs none.
     public let workers: WorkerPool?
     public let reconciler: Reconciler
@@ -51,10 +56,13 @@ public final class FlashSystem: Sendable {
     /// The database ``close()`` shuts down: one ``open(_:role:logger:)`` runs itself.
     let ownedDatabase = Mutex<PostgresDatabase?>(nil)
 
-    init(configuration: FlashConfiguration, role: Role, backend: any FlashBackend, gateway: any PaymentGateway, workers: WorkerPool?,
-         reconciler: Reconciler, membership: FleetMembership, relay: OutboxRelay?, services: FlashServices) {
+    init(configuration: FlashConfiguration, role: Role, backend: any FlashBackend, ledger: any PaymentLedger, gateway: any PaymentGateway,
+         remoteGateway: HTTPPaymentGateway?, workers: WorkerPool?, reconciler: Reconciler, membership: FleetMembership, relay: OutboxRelay?,
+         services: FlashServices) {
         self.configuration = configuration
         self.role = role
+        self.ledger = ledger
+        self.remoteGateway = remoteGateway
         self.backend = backend
         self.gateway = gateway
         self.workers = workers
@@ -177,7 +185,7 @@ public final class FlashSystem: Sendable {
         var configuration = configuration
         // Checks the server and applies the migrations: before this process serves anything.
         try await database?.open()
-        var backend = try await openBackend(configuration, database: database, replacingQueueSettings: false, logger: logger)
+        var (backend, ledger) = try await openBackend(configuration, database: database, replacingQueueSettings: false, logger: logger)
         // --reconfigure-queue: the stored settings with this process's stated ones in their place.
         if configuration.queue.reconfigure, configuration.sqs == nil {
             let stored = backend.paymentsQueueSettings
@@ -186,7 +194,7 @@ public final class FlashSystem: Sendable {
                 || merged.messageRetention != stored.retention {
                 try? await backend.shutdown()
                 configuration.queue = merged
-                backend = try await openBackend(configuration, database: database, replacingQueueSettings: true, logger: logger)
+                (backend, ledger) = try await openBackend(configuration, database: database, replacingQueueSettings: true, logger: logger)
             }
         }
         do {
@@ -214,10 +222,10 @@ public final class FlashSystem: Sendable {
             try? await backend.shutdown()
             throw error
         }
-        guard let sqs = configuration.sqs else { return compose(configuration, role: role, backend: backend, logger: logger) }
+        guard let sqs = configuration.sqs else { return compose(configuration, role: role, backend: backend, ledger: ledger, logger: logger) }
         do {
             let route = try await PaymentsRoute.sqs(sqs, backend: backend, logger: logger)
-            return compose(configuration, role: role, backend: backend, route: route, logger: logger)
+            return compose(configuration, role: role, backend: backend, ledger: ledger, route: route, logger: logger)
         } catch {
             try? await backend.shutdown()
             throw error
@@ -226,9 +234,10 @@ public final class FlashSystem: Sendable {
 
     /// The backend `configuration` names (on `database`, running and open, for PostgreSQL), its
     /// payments queue created with this process's settings, or opened with the stored ones
-    /// (unless `replacingQueueSettings`).
+    /// (unless `replacingQueueSettings`); and beside it, in the same store, the ledger of the
+    /// simulated gateway this process runs when no `--payment-url` names another.
     static func openBackend(_ configuration: FlashConfiguration, database: PostgresDatabase?, replacingQueueSettings: Bool,
-                            logger: Logger) async throws -> any FlashBackend {
+                            logger: Logger) async throws -> (any FlashBackend, any PaymentLedger) {
         var paymentsQueue = QueueAttributes(visibilityTimeout: configuration.queue.visibilityTimeout,
                                             maxReceiveCount: configuration.queue.maxReceives,
                                             retention: configuration.queue.messageRetention)
@@ -243,14 +252,15 @@ public final class FlashSystem: Sendable {
                                                         strictCatalog: configuration.backend.strictCatalog)
             (options.topicName, options.paymentsQueueName) = names
             options.replaceQueueSettings = replacingQueueSettings
-            return try await PostgresBackend(database: database, configuration: options)
+            return (try await PostgresBackend(database: database, configuration: options), PostgresPaymentLedger(database: database))
         }
         var options = SQLiteBackend.Configuration(
             path: configuration.backend.path, synchronous: configuration.backend.synchronous, paymentsQueue: paymentsQueue,
             strictCatalog: configuration.backend.strictCatalog, wakePoll: configuration.backend.wakePoll)
         (options.topicName, options.paymentsQueueName) = names
         options.replaceQueueSettings = replacingQueueSettings
-        return try await SQLiteBackend(configuration: options)
+        let backend = try await SQLiteBackend(configuration: options)
+        return (backend, SQLitePaymentLedger(database: backend.database))
     }
 
     /// Refuses to mix queue modes on one backend. A local-mode process would take every order
@@ -302,15 +312,12 @@ public final class FlashSystem: Sendable {
     }
 
     /// Wires every component over an open backend.
-    public static func compose(_ configuration: FlashConfiguration, role: Role, backend: any FlashBackend,
+    public static func compose(_ configuration: FlashConfiguration, role: Role, backend: any FlashBackend, ledger: any PaymentLedger,
                                route: PaymentsRoute? = nil, logger: Logger) -> FlashSystem {
         let route = route ?? .local(backend)
         let store = route.store
-        let baseGateway: any PaymentGateway = if let remote = configuration.paymentURL {
-            HTTPPaymentGateway(configuration: remote, logger: logger)
-        } else {
-            SimulatedPaymentGateway(configuration: configuration.payment, ledger: backend.ledger)
-        }
+        let remoteGateway = configuration.paymentURL.map { HTTPPaymentGateway(configuration: $0, logger: logger) }
+        let baseGateway: any PaymentGateway = remoteGateway ?? SimulatedPaymentGateway(configuration: configuration.payment, ledger: ledger)
         let metrics = MetricsRegistry()
         let orderMetrics = OrderMetrics(factory: metrics.factory)
         let gateway = InstrumentedPaymentGateway(baseGateway, factory: metrics.factory)
@@ -364,14 +371,14 @@ public final class FlashSystem: Sendable {
             outbox: route.relay == nil ? nil : backend.paymentsQueue, metrics: metrics, orderMetrics: orderMetrics, workers: workers,
             admissionDeadline: configuration.api.admissionDeadline,
             queueSettings: configuration.sqs == nil ? backend.paymentsQueueSettings : nil, logger: logger)
-        return FlashSystem(configuration: configuration, role: role, backend: backend, gateway: baseGateway, workers: workers,
-                           reconciler: reconciler, membership: membership, relay: route.relay, services: services)
+        return FlashSystem(configuration: configuration, role: role, backend: backend, ledger: ledger, gateway: baseGateway,
+                           remoteGateway: remoteGateway, workers: workers, reconciler: reconciler, membership: membership, relay: route.relay,
+                           services: services)
     }
 
     /// Orders and their stock.
     public var store: any OrderStore { services.store }
     public var catalog: any Catalog { backend.catalog }
-    public var ledger: any PaymentLedger { backend.ledger }
     public var paymentsQueue: any MessageQueue { services.store.paymentsQueue }
 
     /// The long-running parts, in service-group order: the backend first (shut down last), the
@@ -379,7 +386,7 @@ public final class FlashSystem: Sendable {
     /// client if any, then the reconciler, the membership, the dashboard's feed (API only) and
     /// the worker pool (shut down first, after the server).
     public var runningServices: [any Service] {
-        [backend] + (relay.map { [$0] } ?? []) + ((gateway as? HTTPPaymentGateway).map { [$0] } ?? [])
+        [backend] + (relay.map { [$0] } ?? []) + (remoteGateway.map { [$0] } ?? [])
             + [reconciler, membership] + (role == .server ? [services.dashboard] : []) + (workers.map { [$0] } ?? [])
     }
 
@@ -393,7 +400,7 @@ public final class FlashSystem: Sendable {
 
     /// Closes the backend, for a system whose services never ran (tests, tools).
     public func close() async throws {
-        try await (gateway as? HTTPPaymentGateway)?.shutdown()
+        try await remoteGateway?.shutdown()
         try await backend.shutdown()
         await ownedDatabase.withLock { $0 }?.shutdown()
     }

@@ -1,9 +1,8 @@
 import ArgumentParser
 import FlashCore
-import FlashBackend
 import FlashGateway
 import FlashPayments
-import FlashSQLite
+import FlashServer
 import Foundation
 import Hummingbird
 import Logging
@@ -52,17 +51,12 @@ struct GatewayCommand: AsyncParsableCommand {
         let logger = try log.bootstrap()
         try await ListenCheck.ensureFree(host: host, port: port)
 
-        // The ledger's file is owned by a backend Service (closed at shutdown); in memory otherwise.
-        var services: [any Service] = []
-        let ledger: any PaymentLedger
-        if let path = Settings.value(data, env: "FLASHSALE_GATEWAY_DATA") {
-            try BackendOptions.checkDataPath(path, flag: Settings.source(data, env: "FLASHSALE_GATEWAY_DATA"))
-            let backend = try await SQLiteBackend(configuration: .init(path: path))
-            services.append(backend)
-            ledger = backend.ledger
-        } else {
-            ledger = InMemoryPaymentLedger()
-        }
+        // The gateway's own store: its ledger alone, in a file (closed at shutdown) or in memory.
+        let path = Settings.value(data, env: "FLASHSALE_GATEWAY_DATA")
+        if let path { try BackendOptions.checkDataPath(path, flag: Settings.source(data, env: "FLASHSALE_GATEWAY_DATA")) }
+        let store = try GatewayStore.open(path: path)
+        let ledger = store.ledger
+        let services = store.services
         let secret = try SharedSecret.resolve(
             "gateway token", token: ProcessInfo.processInfo.environment["FLASHSALE_GATEWAY_TOKEN"],
             file: Settings.value(tokenFile, env: "FLASHSALE_GATEWAY_TOKEN_FILE"),

@@ -100,7 +100,7 @@ struct OutboxTests {
         #expect(Set(try await other.orphans(after: 0, limit: 100).orphans.map(\.orderID)) == Set(relayed))
 
         // Its reconciler settles them (no charge was made: failed, units back).
-        let gateway = SimulatedPaymentGateway(configuration: .init(latency: .fixed(.milliseconds(1))), ledger: backend.ledger)
+        let gateway = SimulatedPaymentGateway(configuration: .init(latency: .fixed(.milliseconds(1))), ledger: SQLitePaymentLedger(database: backend.database))
         let reconciler = Reconciler(configuration: .init(interval: .seconds(3600), pageSize: 100), store: other,
                                     settler: OrderSettler(store: other, gateway: gateway), paymentsQueue: other.paymentsQueue,
                                     deadLetterQueue: nil, processed: RateMeter(), logger: Logger(label: "test"))
@@ -148,7 +148,7 @@ struct OutboxTests {
         #expect(try await store.outbox.statistics().total == 2)
         #expect(try await store.orphans(after: 0, limit: 100).orphans.isEmpty)
         // Once the purge is settled and its window over, the batch goes out again.
-        let gateway = SimulatedPaymentGateway(configuration: .init(latency: .fixed(.milliseconds(1))), ledger: backend.ledger)
+        let gateway = SimulatedPaymentGateway(configuration: .init(latency: .fixed(.milliseconds(1))), ledger: SQLitePaymentLedger(database: backend.database))
         let reconciler = Reconciler(configuration: .init(interval: .seconds(3600), pageSize: 100), store: store,
                                     settler: OrderSettler(store: store, gateway: gateway), paymentsQueue: store.paymentsQueue,
                                     deadLetterQueue: nil, processed: RateMeter(), logger: Logger(label: "test"))

@@ -1,5 +1,7 @@
 import AsyncHTTPClient
 import FlashCore
+import FlashQueue
+import FlashSQLite
 import Foundation
 import Testing
 
@@ -120,6 +122,14 @@ struct RemoteGatewayTests {
             try await expectEventually { try await paused() == 0 }
             #expect(try await APIClient(http: http, base: gateway.baseURL, token: ServerProcess.gatewayToken).call(.GET, "/stats").int("charges") == ids.count)
             for process in [api, gateway] { _ = try? await process.terminate() }
+            // The gateway's file is its own store: its ledger, kept across the kill, and no
+            // order backend (no queue was ever made in it).
+            let file = try SQLiteDatabase(path: data + ".gateway")
+            #expect(try await SQLitePaymentLedger(database: file).entries().count == ids.count)
+            for queue in ["payments", "payments-dlq", "outbox"] {
+                await #expect(throws: QueueError.self) { try await file.queue(named: queue) }
+            }
+            try file.close()
         } catch {
             for process in [api, gateway] { process.kill9() }
             try? await http.shutdown()
