@@ -82,6 +82,31 @@ public struct UntriedDelivery: Sendable, Hashable {
     }
 }
 
+/// A delivery a worker claimed (``OrderStore/claim(maxMessages:wait:visibilityTimeout:)``),
+/// with the order its message names as the claim left it.
+public struct Claim: Sendable {
+    /// The delivery, leased to the claimer.
+    public var message: ReceivedMessage
+    /// The order id the message names; nil when its body is not a payment message.
+    public var orderID: String?
+    /// The order as stored after the claim started it; nil when no such order exists.
+    public var order: Order?
+
+    public init(message: ReceivedMessage, orderID: String?, order: Order?) {
+        self.message = message
+        self.orderID = orderID
+        self.order = order
+    }
+
+    /// Each message with the order id it names and that order, from `orders` by id.
+    public static func pairing(_ messages: [ReceivedMessage], with orders: [String: Order]) -> [Claim] {
+        messages.map { message in
+            let id = PaymentMessage.orderID(in: message.body)
+            return Claim(message: message, orderID: id, order: id.flatMap { orders[$0] })
+        }
+    }
+}
+
 /// Why the reconciler looked at an open order: nothing else will.
 public enum OrphanReason: String, Sendable, Hashable {
     /// A sync order whose request is over (its hold ran out): the request died or lost track.
@@ -177,6 +202,18 @@ public protocol OrderStore: Sendable {
     /// Applies ``Order/startingAttempt(now:)`` to each of these orders; returns every order found
     /// by id (orders already completed or failed are returned unchanged).
     func startProcessing(_ orderIDs: [String]) async throws -> [String: Order]
+
+    /// Claims work for the payment workers: receives up to `maxMessages` deliveries from
+    /// ``paymentsQueue`` (a long poll of up to `wait`, each leased for `visibilityTimeout`) and
+    /// starts their orders (``startProcessing(_:)``). Each delivery comes with the order its
+    /// message names, as stored after the start (nil when the body names none, or no such order
+    /// exists). Empty when nothing arrived within `wait`.
+    ///
+    /// Atomic on a backend that holds the queue: one transaction leases the deliveries and
+    /// starts their orders, so a failure leases and starts nothing. Otherwise (the default:
+    /// receive, then start) a failure to start gives the deliveries back untried before it is
+    /// thrown.
+    func claim(maxMessages: Int, wait: Duration, visibilityTimeout: Duration) async throws -> [Claim]
 
     /// Gives deliveries back untried (``MessageQueue/returnUntried(_:)``) and, for each one whose
     /// receipt was still current, applies ``Order/returningUntried(now:)`` to its order. Atomic on
@@ -281,6 +318,23 @@ public struct OrderPage: Sendable {
 }
 
 extension OrderStore {
+    /// Receives, then starts the orders: two steps, for a queue the store does not hold (SQS).
+    public func claim(maxMessages: Int, wait: Duration, visibilityTimeout: Duration) async throws -> [Claim] {
+        let messages = try await paymentsQueue.receive(maxMessages: maxMessages, wait: wait, visibilityTimeout: visibilityTimeout)
+        guard !messages.isEmpty else { return [] }
+        let ids = messages.compactMap { PaymentMessage.orderID(in: $0.body) }
+        let orders: [String: Order]
+        do {
+            orders = ids.isEmpty ? [:] : try await startProcessing(ids)
+        } catch {
+            // Received but not started: nothing was tried, so the deliveries go back uncounted.
+            // If that fails too, their leases run out.
+            try? await returnUntried(messages.map { UntriedDelivery(orderID: nil, receipt: $0.receiptHandle) })
+            throw error
+        }
+        return Claim.pairing(messages, with: orders)
+    }
+
     public func orphanPassCompleted() async throws {}
 
     public func deadLetters(limit: Int, openOnly: Bool) async throws -> [DeadLetter] { throw DeadLettersUnsupported() }

@@ -73,6 +73,15 @@ public final class SQLiteMessageQueue: MessageQueue {
     // MARK: Receiving
 
     public func receive(maxMessages: Int, wait: Duration, visibilityTimeout: Duration?) async throws -> [ReceivedMessage] {
+        try await receive(maxMessages: maxMessages, wait: wait, visibilityTimeout: visibilityTimeout) { _, _ in }?.messages ?? []
+    }
+
+    /// Receives as ``receive(maxMessages:wait:visibilityTimeout:)`` does, and runs `step` on the
+    /// deliveries inside the transaction that leases them: both commit, or neither (a `step`
+    /// that throws leaves the messages as they were). nil when nothing arrived within `wait`.
+    public func receive<T: Sendable>(maxMessages: Int, wait: Duration, visibilityTimeout: Duration?,
+                                     then step: @escaping @Sendable (Database, [ReceivedMessage]) throws -> T) async throws
+        -> (messages: [ReceivedMessage], result: T)? {
         try QueueLimits.validateReceive(maxMessages: maxMessages, wait: wait, visibilityTimeout: visibilityTimeout)
         let visibility = visibilityTimeout?.asMilliseconds ?? record.visibilityTimeoutMillis
         let deadline = ContinuousClock.now + wait
@@ -86,13 +95,13 @@ public final class SQLiteMessageQueue: MessageQueue {
                 next = try await database.read { [record] db in try SQLiteQueueStorage.earliestVisibleAt(db, queue: record) }
             }
             if !looked || next.map({ $0 <= self.database.time.nowMillis() }) == true {
-                let outcome = try await receiveOnce(maxMessages: maxMessages, visibilityMillis: visibility)
-                if !outcome.messages.isEmpty { return outcome.messages }
+                let (outcome, result) = try await receiveOnce(maxMessages: maxMessages, visibilityMillis: visibility, step: step)
+                if let result { return (outcome.messages, result) }
                 next = outcome.nextVisibleAt
             }
             looked = true
             let now = ContinuousClock.now
-            guard now < deadline, !Task.isCancelled else { return [] }
+            guard now < deadline, !Task.isCancelled else { return nil }
             var timeout = deadline - now
             if let next {
                 // A delayed or leased message becomes visible then: wake for it without a send.
@@ -103,7 +112,9 @@ public final class SQLiteMessageQueue: MessageQueue {
         }
     }
 
-    private func receiveOnce(maxMessages: Int, visibilityMillis: Int64) async throws -> SQLiteQueueStorage.ReceiveOutcome {
+    private func receiveOnce<T: Sendable>(maxMessages: Int, visibilityMillis: Int64,
+                                          step: @escaping @Sendable (Database, [ReceivedMessage]) throws -> T) async throws
+        -> (SQLiteQueueStorage.ReceiveOutcome, T?) {
         let queued = self.database.time.nowMillis()
         let sweep = queued - lastSweep.load(ordering: .relaxed) > 1000
         if sweep { lastSweep.store(queued, ordering: .relaxed) }
@@ -112,9 +123,10 @@ public final class SQLiteMessageQueue: MessageQueue {
             // COMMIT), not when it joined the writer's line: time spent waiting does not eat it.
             let now = self.database.time.nowMillis()
             if sweep { try SQLiteQueueStorage.dropExpired(db, queue: record, now: now) }
-            return try SQLiteQueueStorage.receive(
+            let outcome = try SQLiteQueueStorage.receive(
                 db, from: record, deadLetter: deadLetter, maxMessages: maxMessages,
                 visibilityMillis: visibilityMillis, now: now, touch: database.writer.touch)
+            return (outcome, outcome.messages.isEmpty ? nil : try step(db, outcome.messages))
         }
     }
 

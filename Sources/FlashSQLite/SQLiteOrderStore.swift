@@ -170,20 +170,31 @@ public final class SQLiteOrderStore: OrderStore {
     }
 
     public func startProcessing(_ orderIDs: [String]) async throws -> [String: Order] {
-        try await database.write { [counters] db in
-            let now = self.database.time.nowMillis()
-            var orders: [String: Order] = [:]
-            for id in orderIDs {
-                guard let order = try Self.order(db, id: id) else { continue }
-                if let next = order.startingAttempt(now: now) {
-                    try Self.store(next, from: order.status, db, counters)
-                    orders[id] = next
-                } else {
-                    orders[id] = order
-                }
-            }
-            return orders
+        try await database.write { [counters] db in try Self.startProcessing(orderIDs, db, counters, now: self.database.time.nowMillis()) }
+    }
+
+    /// One transaction leases the deliveries and starts their orders (the queue is in this file).
+    public func claim(maxMessages: Int, wait: Duration, visibilityTimeout: Duration) async throws -> [Claim] {
+        let claimed = try await queue.receive(maxMessages: maxMessages, wait: wait, visibilityTimeout: visibilityTimeout) {
+            [counters, database] db, messages in
+            try Self.startProcessing(messages.compactMap { PaymentMessage.orderID(in: $0.body) }, db, counters, now: database.time.nowMillis())
         }
+        guard let claimed else { return [] }
+        return Claim.pairing(claimed.messages, with: claimed.result)
+    }
+
+    static func startProcessing(_ orderIDs: [String], _ db: Database, _ counters: GroupCommitWriter, now: Int64) throws -> [String: Order] {
+        var orders: [String: Order] = [:]
+        for id in orderIDs {
+            guard let order = try Self.order(db, id: id) else { continue }
+            if let next = order.startingAttempt(now: now) {
+                try Self.store(next, from: order.status, db, counters)
+                orders[id] = next
+            } else {
+                orders[id] = order
+            }
+        }
+        return orders
     }
 
     public func returnUntried(_ deliveries: [UntriedDelivery]) async throws {

@@ -365,60 +365,39 @@ public final class WorkerPool: Service {
                 _ = dispatcher.deliver([], reserved: wanted)
                 continue
             }
-            var jobs: [Job] = []
-            let received: [ReceivedMessage]
-            // The queue starts the leases when it runs the receive: after this instant, before
+            let claims: [Claim]
+            // The queue starts the leases when it runs the claim: after this instant, before
             // the call returns. Counting from here, the heartbeat is never late, however long
-            // the receive took to come back (after a long poll's wait, its first beat merely
+            // the claim took to come back (after a long poll's wait, its first beat merely
             // comes early: one extension more).
             let leasedAt = ContinuousClock.now
             do {
-                received = try await queue.receive(maxMessages: wanted, wait: configuration.receiveWait,
-                                                   visibilityTimeout: configuration.visibilityTimeout)
+                // The deliveries and their orders' starts, in one transaction where the store
+                // holds the queue.
+                claims = try await store.claim(maxMessages: wanted, wait: configuration.receiveWait,
+                                               visibilityTimeout: configuration.visibilityTimeout)
             } catch {
+                // Nothing is claimed: a failed claim leased and started nothing, or gave its
+                // deliveries back untried.
                 if !(error is CancellationError) {
-                    logger.error("receive failed", metadata: ["error": "\(error)"])
-                    try? await Task.sleep(for: .milliseconds(200))
-                }
-                _ = dispatcher.deliver([], reserved: wanted)
-                continue
-            }
-            if isPaused, !received.isEmpty {
-                // Paused while this receive waited: nothing is started; the deliveries go back.
-                await returnUntried(received.map { Job(message: $0, order: nil, orderID: nil, leasedAt: .now) })
-                _ = dispatcher.deliver([], reserved: wanted)
-                continue
-            }
-            do {
-                jobs = try await prepare(received, leasedAt: leasedAt)
-            } catch {
-                // Received but not prepared (the store failed): nothing was tried, so the
-                // deliveries go back uncounted; the orders were not touched.
-                await returnUntried(received.map { Job(message: $0, order: nil, orderID: nil, leasedAt: .now) })
-                if !(error is CancellationError) {
-                    logger.error("starting orders failed", metadata: ["error": "\(error)"])
+                    logger.error("claiming deliveries failed", metadata: ["error": "\(error)"])
                     // Away: wait for the probe. Not away (a busy file, a deadlock victim): a
-                    // moment before the next receive, not a tight loop.
+                    // moment before the next claim, not a tight loop.
                     if !(await storeBreaker.isAway(after: error)) { try? await Task.sleep(for: .milliseconds(200)) }
                 }
+                _ = dispatcher.deliver([], reserved: wanted)
+                continue
+            }
+            let jobs = claims.map { Job(message: $0.message, order: $0.order, orderID: $0.orderID, leasedAt: leasedAt) }
+            if isPaused, !jobs.isEmpty {
+                // Paused while this claim waited: nothing is tried; the deliveries and the
+                // attempts the claim started go back.
+                await returnUntried(jobs)
+                _ = dispatcher.deliver([], reserved: wanted)
+                continue
             }
             await returnUntried(dispatcher.deliver(jobs, reserved: wanted))
         }
-    }
-
-    /// Decodes the messages and marks their orders processing, in one store call. `leasedAt`:
-    /// an instant no later than the start of the messages' leases.
-    private func prepare(_ messages: [ReceivedMessage], leasedAt: ContinuousClock.Instant) async throws -> [Job] {
-        guard !messages.isEmpty else { return [] }
-        var jobs = messages.map { Job(message: $0, order: nil, orderID: PaymentMessage.orderID(in: $0.body), leasedAt: leasedAt) }
-        let ids = jobs.compactMap(\.orderID)
-        if !ids.isEmpty {
-            let orders = try await store.startProcessing(ids)
-            for index in jobs.indices {
-                if let id = jobs[index].orderID { jobs[index].order = orders[id] }
-            }
-        }
-        return jobs
     }
 
     // MARK: Working

@@ -228,6 +228,49 @@ struct OrderStoreContractTests {
         }
     }
 
+    /// A claim leases deliveries and starts their orders together: each delivery comes with
+    /// its order as started; a finished order comes unchanged; an empty queue gives nothing;
+    /// deliveries claimed and given back untried leave their orders as before the claim.
+    @Test(arguments: OrderBackend.allCases)
+    func aClaimLeasesDeliveriesAndStartsTheirOrders(_ backend: OrderBackend) async throws {
+        try await backend.makeStore().with { backend in
+            let store = backend.orders
+            #expect(try await store.claim(maxMessages: 10, wait: .zero, visibilityTimeout: .seconds(30)).isEmpty)
+            let a = try await store.placeQueued(Self.order("c1", [("P", 1, 10)])).order.id
+            let b = try await store.placeQueued(Self.order("c2", [("P", 1, 10)])).order.id
+            let claims = try await store.claim(maxMessages: 10, wait: .zero, visibilityTimeout: .seconds(30))
+            #expect(Set(claims.compactMap(\.orderID)) == [a, b])
+            for claim in claims {
+                #expect(claim.order?.id == claim.orderID)
+                #expect(claim.order?.status == .processing && claim.order?.attempts == 1)
+                #expect(claim.message.receiveCount == 1)
+            }
+            #expect(try await store.order(id: a)?.status == .processing)
+            #expect(try await store.counts() == OrderCounts(processing: 2))
+            #expect(try await store.paymentsQueue.statistics().inFlight == 2)
+            // Leased: a second claim finds nothing.
+            #expect(try await store.claim(maxMessages: 10, wait: .zero, visibilityTimeout: .seconds(30)).isEmpty)
+
+            // Given back untried: pending again, as before the claim.
+            try await store.returnUntried(claims.map { UntriedDelivery(orderID: $0.orderID, receipt: $0.message.receiptHandle) })
+            #expect(try await store.counts() == OrderCounts(pending: 2))
+            // Finished, then claimed again through a late delivery: the order comes unchanged.
+            let again = try await store.claim(maxMessages: 10, wait: .zero, visibilityTimeout: .seconds(30))
+            #expect(again.count == 2 && again.allSatisfy { $0.order?.attempts == 1 })
+            let first = try #require(again.first { $0.orderID == a })
+            try await store.finish(a, result: .completed, deleting: nil)
+            try await store.paymentsQueue.changeVisibility(first.message.receiptHandle, timeout: .zero)
+            let late = try await store.claim(maxMessages: 10, wait: .zero, visibilityTimeout: .seconds(30))
+            #expect(late.map(\.orderID) == [a])
+            #expect(late.first?.order?.status == .completed && late.first?.order?.attempts == 1)
+
+            // A message that names no order is claimed without one.
+            _ = try await store.paymentsQueue.send("not a payment message")
+            let stray = try await store.claim(maxMessages: 10, wait: .zero, visibilityTimeout: .seconds(30))
+            #expect(stray.count == 1 && stray.first?.orderID == nil && stray.first?.order == nil)
+        }
+    }
+
     /// Delivers the queue's messages, one attempt each, until every one is dead-lettered.
     static func deadLetterAll(_ store: any OrderStore) async throws {
         for _ in 0..<100 {
