@@ -327,9 +327,11 @@ extension OrderStore {
         do {
             orders = ids.isEmpty ? [:] : try await startProcessing(ids)
         } catch {
-            // Received but not started: nothing was tried, so the deliveries go back uncounted.
-            // If that fails too, their leases run out.
-            try? await returnUntried(messages.map { UntriedDelivery(orderID: nil, receipt: $0.receiptHandle) })
+            // Received but not started: nothing was tried, so the deliveries go back uncounted,
+            // in a task of its own so that a cancelled claimer (a shutdown) still gives them
+            // back. If that fails too, their leases run out.
+            let untried = messages.map { UntriedDelivery(orderID: nil, receipt: $0.receiptHandle) }
+            await Task { try? await returnUntried(untried) }.value
             throw error
         }
         return Claim.pairing(messages, with: orders)

@@ -37,7 +37,7 @@ extension PostgresDatabase {
         let started = clock.now
         // The work is not a child task: a group waits for every child, and the point is not to
         // wait for a statement that does not end. It is tracked, and ``run()`` waits for it
-        // before the connections' event loops stop.
+        // (its connection closed by then) before the connections' event loops stop.
         let id = workIDs.add(1, ordering: .relaxed).newValue
         let work = inFlight.withLock { inFlight in
             let work = Task {
@@ -67,38 +67,38 @@ extension PostgresDatabase {
             inFlight[id] = work
             return work
         }
-        // The deadline is a child task: the call returns when either answers, and the deadline
-        // (cancelled then, unless it is closing a stuck connection) ends with it.
-        let outcome: Result<T, any Error> = await withTaskCancellationHandler {
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { [logger] in
-                    guard (try? await Task.sleep(until: started + limit / 2, clock: clock)) != nil else { return }
-                    // The wait for a connection is over; the statements, if they started, get their own limit.
-                    if let began = call.beganOrAbandon(), began + limit > clock.now {
-                        guard (try? await Task.sleep(until: began + limit, clock: clock)) != nil else { return }
-                    }
-                    // Decided at once with the work's commit point: either its COMMIT (or autocommitted
-                    // statement) was already marked, and the answer is "unknown", or it is never sent.
-                    guard answer.give(.failure(call.expire(limit: limit))) else { return }
-                    work.cancel()
-                    if let stuck = call.claimForClosing() {
-                        logger.warning("closing a PostgreSQL connection that did not answer in time", metadata: ["limit": "\(limit)"])
-                        try? await stuck.close()
-                    }
+        // The deadline is not a child task either: a caller cancelled while its statement hangs
+        // must still be freed at the deadline (postgres-nio waits for a statement's answer
+        // whatever the task's cancellation), and a timed-out caller must not wait for its
+        // connection to close (TLS's close waits for the peer). It is tracked as the work is,
+        // and ``run()`` waits for it; an answered call cancels it.
+        let deadlineID = workIDs.add(1, ordering: .relaxed).newValue
+        let deadline = inFlight.withLock { inFlight in
+            let deadline = Task { [logger] in
+                defer { self.inFlight.withLock { _ = $0.removeValue(forKey: deadlineID) } }
+                guard (try? await Task.sleep(until: started + limit / 2, clock: clock)) != nil else { return }
+                // The wait for a connection is over; the statements, if they started, get their own limit.
+                if let began = call.beganOrAbandon(), began + limit > clock.now {
+                    guard (try? await Task.sleep(until: began + limit, clock: clock)) != nil else { return }
                 }
-                let outcome: Result<T, any Error>
-                do {
-                    outcome = .success(try await answer.value())
-                } catch {
-                    outcome = .failure(error)
+                // Decided at once with the work's commit point: either its COMMIT (or autocommitted
+                // statement) was already marked, and the answer is "unknown", or it is never sent.
+                guard answer.give(.failure(call.expire(limit: limit))) else { return }
+                work.cancel()
+                if let stuck = call.claimForClosing() {
+                    logger.warning("closing a PostgreSQL connection that did not answer in time", metadata: ["limit": "\(limit)"])
+                    try? await stuck.close()
                 }
-                group.cancelAll()
-                return outcome
             }
+            inFlight[deadlineID] = deadline
+            return deadline
+        }
+        defer { deadline.cancel() }
+        return try await withTaskCancellationHandler {
+            try await answer.value()
         } onCancel: {
             work.cancel()
         }
-        return try outcome.get()
     }
 }
 

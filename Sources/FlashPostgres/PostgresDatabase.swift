@@ -53,8 +53,8 @@ public final class PostgresDatabase: Service, Sendable {
     /// so that during an outage requests get their 503 now rather than after the timeout. A call
     /// after that instant probes the server again.
     let unreachableUntil = Atomic<Int64>(0)
-    /// The calls running (see `bounded`), by number: ``run()`` waits for them before it stops
-    /// the event loops they run on.
+    /// The calls running (see `bounded`: each one's work and deadline), by number: ``run()``
+    /// waits for them before it stops the event loops they run on.
     let inFlight = Mutex<[UInt64: Task<Void, Never>]>([:])
     let workIDs = Atomic<UInt64>(0)
     /// Queues touched since the last NOTIFY.
@@ -151,6 +151,8 @@ public final class PostgresDatabase: Service, Sendable {
             try await PostgresSchema.migrate(self)
             opened.continuation.finish()
         } catch {
+            // A start-up given up (a shutdown while it waited) is not the database's failure.
+            if Task.isCancelled { throw CancellationError() }
             throw StartupError(url: configuration.redacted, underlying: error)
         }
     }

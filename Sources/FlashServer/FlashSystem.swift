@@ -94,7 +94,7 @@ public final class FlashSystem: Sendable {
                 system = try await cancelWhenGracefulShutdown {
                     try await open(configuration, role: role, database: database, logger: logger)
                 }
-            } catch is CancellationError where Task.isShuttingDownGracefully {
+            } catch where Task.isShuttingDownGracefully {
                 return
             }
             do {
