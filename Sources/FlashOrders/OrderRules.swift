@@ -6,7 +6,7 @@ import FlashCore
 /// each product of ``wantedUnits(_:)`` it reads the product's ``StockLevel`` so that no other
 /// transaction can change it before commit (SQLite: its single writer; PostgreSQL: a row lock),
 /// asks ``decide(productID:quantity:level:strictCatalog:)``, and applies the answer. What is
-/// reserved is kept with the order (``Reservation``) and settled by ``settlement(of:sold:)``.
+/// reserved is kept with the order (``Reservation``) and closed by ``closing(_:sold:)``.
 public enum InventoryRules {
     /// Units wanted per product, in the order products first appear (one product may be named
     /// by several items).
@@ -38,10 +38,10 @@ public enum InventoryRules {
         return true
     }
 
-    /// What settling a reservation does to each product: a completed order's units move from
+    /// What closing a reservation does to each product: a completed order's units move from
     /// reserved to sold; a failed order's go back to stock and no longer count against the
     /// customer's limit.
-    public static func settlement(of reservation: Reservation, sold: Bool) -> [StockChange] {
+    public static func closing(_ reservation: Reservation, sold: Bool) -> [StockChange] {
         reservation.units.map { units in
             sold ? StockChange(productID: units.productID, stock: 0, reserved: -units.quantity, sold: units.quantity, customerBought: 0)
                 : StockChange(productID: units.productID, stock: units.quantity, reserved: -units.quantity, sold: 0, customerBought: -units.quantity)

@@ -186,7 +186,7 @@ public final class PostgresOrderStore: OrderStore {
             try await store([(finished, found.order.status)], counters: &counters, on: connection)
             let reservation = Reservation(encoded: found.reserved)
             if !reservation.isEmpty {
-                try await settle(reservation, customerID: found.order.customerID, sold: finished.status == .completed, on: connection)
+                try await close(reservation, customerID: found.order.customerID, sold: finished.status == .completed, on: connection)
             }
             if counted { counters.add(finished.status == .completed ? Self.settledCompleted : Self.settledFailed, 1) }
             try await counters.write(on: connection, logger: database.logger)
@@ -195,9 +195,9 @@ public final class PostgresOrderStore: OrderStore {
         }
     }
 
-    /// Applies ``InventoryRules/settlement(of:sold:)`` (products in the reservation's sorted order).
-    private func settle(_ reservation: Reservation, customerID: String, sold: Bool, on connection: PostgresConnection) async throws {
-        let changes = InventoryRules.settlement(of: reservation, sold: sold)
+    /// Applies ``InventoryRules/closing(_:sold:)`` (products in the reservation's sorted order).
+    private func close(_ reservation: Reservation, customerID: String, sold: Bool, on connection: PostgresConnection) async throws {
+        let changes = InventoryRules.closing(reservation, sold: sold)
         try await connection.query("""
             UPDATE fs_products p SET stock = p.stock + c.stock, reserved = p.reserved + c.reserved, sold = p.sold + c.sold
             FROM unnest(\(changes.map(\.productID))::text[], \(changes.map { Int64($0.stock) })::bigint[],

@@ -93,12 +93,12 @@ public final class SQLiteDatabase: Sendable {
     /// If `body` throws, its writes are rolled back (and only its), and the error is rethrown.
     /// With a `deadline`, a transaction that cannot begin by then (the writer is behind, or
     /// another process holds the file's write lock) is not run: ``Overloaded``, nothing stored.
-    public func write<T: Sendable>(deadline: ContinuousClock.Instant? = nil, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    package func write<T: Sendable>(deadline: ContinuousClock.Instant? = nil, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try await connection.write(deadline: deadline, body)
     }
 
     /// Runs `body` on a read-only snapshot, concurrently with writes.
-    public func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    package func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try await connection.read(body)
     }
 

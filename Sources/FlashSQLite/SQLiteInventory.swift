@@ -46,9 +46,9 @@ enum SQLiteInventory {
         return StockLevel(stock: row[0], perCustomerLimit: limit, price: row[2], boughtByCustomer: bought)
     }
 
-    /// Applies ``InventoryRules/settlement(of:sold:)``.
-    static func settle(_ db: Database, reservation: Reservation, customerID: String, sold: Bool) throws {
-        for change in InventoryRules.settlement(of: reservation, sold: sold) {
+    /// Applies ``InventoryRules/closing(_:sold:)``.
+    static func close(_ db: Database, reservation: Reservation, customerID: String, sold: Bool) throws {
+        for change in InventoryRules.closing(reservation, sold: sold) {
             try db.cachedStatement(sql: """
                 UPDATE fs_products SET stock = stock + ?1, reserved = reserved + ?2, sold = sold + ?3 WHERE product_id = ?4
                 """).execute(arguments: [change.stock, change.reserved, change.sold, change.productID])

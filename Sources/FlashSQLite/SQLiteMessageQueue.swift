@@ -47,7 +47,7 @@ public final class SQLiteMessageQueue: MessageQueue {
 
     /// Sends a message inside a transaction the caller owns (see ``SQLiteDatabase``): the message
     /// is durable when that transaction commits, and receivers wake then.
-    public func send(_ body: String, delay: Duration = .zero, in db: Database) throws -> String {
+    package func send(_ body: String, delay: Duration = .zero, in db: Database) throws -> String {
         let message = OutgoingMessage(body, delay: delay)
         try QueueLimits.validate(message, maxBodyBytes: record.maxBodyBytes)
         return try send(message, in: db)
@@ -79,7 +79,7 @@ public final class SQLiteMessageQueue: MessageQueue {
     /// Receives as ``receive(maxMessages:wait:visibilityTimeout:)`` does, and runs `step` on the
     /// deliveries inside the transaction that leases them: both commit, or neither (a `step`
     /// that throws leaves the messages as they were). nil when nothing arrived within `wait`.
-    public func receive<T: Sendable>(maxMessages: Int, wait: Duration, visibilityTimeout: Duration?,
+    package func receive<T: Sendable>(maxMessages: Int, wait: Duration, visibilityTimeout: Duration?,
                                      then step: @escaping @Sendable (Database, [ReceivedMessage]) throws -> T) async throws
         -> (messages: [ReceivedMessage], result: T)? {
         try QueueLimits.validateReceive(maxMessages: maxMessages, wait: wait, visibilityTimeout: visibilityTimeout)
@@ -148,7 +148,7 @@ public final class SQLiteMessageQueue: MessageQueue {
     }
 
     /// Deletes a delivery inside a transaction the caller owns.
-    public func delete(_ receipt: ReceiptHandle, in db: Database) throws {
+    package func delete(_ receipt: ReceiptHandle, in db: Database) throws {
         try SQLiteQueueStorage.delete(db, from: record, receipt: receipt)
     }
 
@@ -177,7 +177,7 @@ public final class SQLiteMessageQueue: MessageQueue {
     /// ``returnUntried(_:)`` inside a transaction the caller owns; returns, per receipt, whether
     /// it was current (a stale one changed nothing).
     @discardableResult
-    public func returnUntried(_ receipts: [ReceiptHandle], in db: Database) throws -> [Bool] {
+    package func returnUntried(_ receipts: [ReceiptHandle], in db: Database) throws -> [Bool] {
         let current = try SQLiteQueueStorage.returnUntried(db, to: record, receipts: receipts, now: self.database.time.nowMillis())
         database.writer.touch(record.id)
         return current

@@ -18,8 +18,9 @@ public final class SQLiteOrderStore: OrderStore {
     /// Refuse items whose product is not in the catalog.
     public let strictCatalog: Bool
     /// Where counter changes go: written once per counter per group commit.
-    let counters: GroupCommitWriter
-    public var admissionLine: AdmissionLine? { counters.line }
+    /// The file's group-commit writer: stored counters are moved through it.
+    let writer: GroupCommitWriter
+    public var admissionLine: AdmissionLine? { writer.line }
 
     /// - Parameters:
     ///   - topic: where queued orders' payment messages are published.
@@ -29,7 +30,7 @@ public final class SQLiteOrderStore: OrderStore {
         self.topic = topic
         self.queue = paymentsQueue
         self.strictCatalog = strictCatalog
-        self.counters = database.connection.writer
+        self.writer = database.connection.writer
         try await Self.backfillMessageRows(database, queue: paymentsQueue)
         if let deadLetter = paymentsQueue.deadLetter {
             // Dead letters are looked up by message id (the orphan scan, a redrive); dead-lettering
@@ -55,7 +56,7 @@ public final class SQLiteOrderStore: OrderStore {
     private func place(_ order: NewOrder, queued: Bool, holdUntil: Int64?) async throws -> Placement {
         let strict = strictCatalog
         let paymentsQueueID = queue.record.id
-        return try await database.write(deadline: order.admitBy) { [topic, counters] db -> Placement in
+        return try await database.write(deadline: order.admitBy) { [topic, writer] db -> Placement in
             if let existing = try Self.existing(db, order: order) { return Placement(order: existing, messageID: existing.messageID, created: false) }
             // The fingerprint is taken from the items as sent, before catalog prices fill in.
             let fingerprint = order.storedFingerprint
@@ -83,7 +84,7 @@ public final class SQLiteOrderStore: OrderStore {
                     messageSeq, holdUntil, fingerprint,
                 ])
             // No counter write for a queued order (the accept path): pending is derived (see counts()).
-            if stored.status != .pending { counters.addToCounter(OrderCounts.counterName(stored.status), 1) }
+            if stored.status != .pending { writer.addToCounter(OrderCounts.counterName(stored.status), 1) }
             return Placement(order: stored, messageID: messageID, created: true)
         }
     }
@@ -158,37 +159,37 @@ public final class SQLiteOrderStore: OrderStore {
     /// Stores an order's new state (one of the core's transitions) and moves the status counters
     /// (buffered by the writer: summed per group commit). Pending has no counter of its own
     /// (see counts()).
-    private static func store(_ order: Order, from previous: OrderStatus, _ db: Database, _ counters: GroupCommitWriter) throws {
+    private static func store(_ order: Order, from previous: OrderStatus, _ db: Database, _ writer: GroupCommitWriter) throws {
         try db.cachedStatement(sql: """
             UPDATE fs_orders SET status = ?, attempts = ?, failure_reason = ?, updated_at = ?, processing_at = ?, finished_at = ?
             WHERE order_id = ?
             """).execute(arguments: [order.status.rawValue, order.attempts, order.failureReason, order.updatedAt,
                                      order.processingAt, order.finishedAt, order.id])
         guard order.status != previous else { return }
-        if previous != .pending { counters.addToCounter(OrderCounts.counterName(previous), -1) }
-        if order.status != .pending { counters.addToCounter(OrderCounts.counterName(order.status), 1) }
+        if previous != .pending { writer.addToCounter(OrderCounts.counterName(previous), -1) }
+        if order.status != .pending { writer.addToCounter(OrderCounts.counterName(order.status), 1) }
     }
 
     public func startProcessing(_ orderIDs: [String]) async throws -> [String: Order] {
-        try await database.write { [counters] db in try Self.startProcessing(orderIDs, db, counters, now: self.database.time.nowMillis()) }
+        try await database.write { [writer] db in try Self.startProcessing(orderIDs, db, writer, now: self.database.time.nowMillis()) }
     }
 
     /// One transaction leases the deliveries and starts their orders (the queue is in this file).
     public func claim(maxMessages: Int, wait: Duration, visibilityTimeout: Duration) async throws -> [Claim] {
         let claimed = try await queue.receive(maxMessages: maxMessages, wait: wait, visibilityTimeout: visibilityTimeout) {
-            [counters, database] db, messages in
-            try Self.startProcessing(messages.compactMap { PaymentMessage.orderID(in: $0.body) }, db, counters, now: database.time.nowMillis())
+            [writer, database] db, messages in
+            try Self.startProcessing(messages.compactMap { PaymentMessage.orderID(in: $0.body) }, db, writer, now: database.time.nowMillis())
         }
         guard let claimed else { return [] }
         return Claim.pairing(claimed.messages, with: claimed.result)
     }
 
-    static func startProcessing(_ orderIDs: [String], _ db: Database, _ counters: GroupCommitWriter, now: Int64) throws -> [String: Order] {
+    static func startProcessing(_ orderIDs: [String], _ db: Database, _ writer: GroupCommitWriter, now: Int64) throws -> [String: Order] {
         var orders: [String: Order] = [:]
         for id in orderIDs {
             guard let order = try Self.order(db, id: id) else { continue }
             if let next = order.startingAttempt(now: now) {
-                try Self.store(next, from: order.status, db, counters)
+                try Self.store(next, from: order.status, db, writer)
                 orders[id] = next
             } else {
                 orders[id] = order
@@ -199,24 +200,24 @@ public final class SQLiteOrderStore: OrderStore {
 
     public func returnUntried(_ deliveries: [UntriedDelivery]) async throws {
         guard !deliveries.isEmpty else { return }
-        try await database.write { [queue, counters] db in
+        try await database.write { [queue, writer] db in
             let current = try queue.returnUntried(deliveries.map(\.receipt), in: db)
             // A stale receipt's message was delivered again meanwhile: the attempt now on the
             // order is that delivery's.
             let ids = zip(deliveries, current).compactMap { delivery, isCurrent in isCurrent ? delivery.orderID : nil }
-            try Self.returnAttempts(ids, db, counters, now: self.database.time.nowMillis())
+            try Self.returnAttempts(ids, db, writer, now: self.database.time.nowMillis())
         }
     }
 
     public func returnAttempts(_ orderIDs: [String]) async throws {
         guard !orderIDs.isEmpty else { return }
-        try await database.write { [counters] db in try Self.returnAttempts(orderIDs, db, counters, now: self.database.time.nowMillis()) }
+        try await database.write { [writer] db in try Self.returnAttempts(orderIDs, db, writer, now: self.database.time.nowMillis()) }
     }
 
-    private static func returnAttempts(_ orderIDs: [String], _ db: Database, _ counters: GroupCommitWriter, now: Int64) throws {
+    private static func returnAttempts(_ orderIDs: [String], _ db: Database, _ writer: GroupCommitWriter, now: Int64) throws {
         for id in orderIDs {
             guard let order = try order(db, id: id), let returned = order.returningUntried(now: now) else { continue }
-            try store(returned, from: order.status, db, counters)
+            try store(returned, from: order.status, db, writer)
         }
     }
 
@@ -231,7 +232,7 @@ public final class SQLiteOrderStore: OrderStore {
 
     private func finish(_ orderID: String, result: OrderResult, deleting receipt: ReceiptHandle?, counted: Bool,
                         event: OrderEvent?) async throws -> FinishedOrder? {
-        try await database.write { [queue, counters] db -> FinishedOrder? in
+        try await database.write { [queue, writer] db -> FinishedOrder? in
             if let receipt {
                 do {
                     try queue.delete(receipt, in: db)
@@ -244,13 +245,13 @@ public final class SQLiteOrderStore: OrderStore {
             }
             let order = Self.decodeOrder(row)
             guard let finished = order.finishing(result, now: self.database.time.nowMillis()) else { return FinishedOrder(order: order, changed: false) }
-            try Self.store(finished, from: order.status, db, counters)
+            try Self.store(finished, from: order.status, db, writer)
             let reservation = Reservation(encoded: row["reserved"])
             if !reservation.isEmpty {
-                try SQLiteInventory.settle(db, reservation: reservation, customerID: order.customerID, sold: finished.status == .completed)
+                try SQLiteInventory.close(db, reservation: reservation, customerID: order.customerID, sold: finished.status == .completed)
             }
             if counted {
-                counters.addToCounter(finished.status == .completed ? Self.settledCompleted : Self.settledFailed, 1)
+                writer.addToCounter(finished.status == .completed ? Self.settledCompleted : Self.settledFailed, 1)
             }
             if let event { try Self.record(event, db) }
             return FinishedOrder(order: finished, changed: true)
@@ -357,7 +358,7 @@ public final class SQLiteOrderStore: OrderStore {
 
     public func redrive(_ messageIDs: [String], by actor: String) async throws -> [RedriveOutcome] {
         guard let deadLetter = queue.deadLetter, !messageIDs.isEmpty else { return messageIDs.map { _ in .notFound } }
-        return try await database.write { [queue, counters] db in
+        return try await database.write { [queue, writer] db in
             let now = self.database.time.nowMillis()
             var outcomes: [RedriveOutcome] = []
             var moved = false
@@ -378,7 +379,7 @@ public final class SQLiteOrderStore: OrderStore {
                                arguments: [id, row["body"] as String, now, now])
                 let seq = db.lastInsertedRowID
                 try db.execute(sql: "DELETE FROM \(deadLetter.table) WHERE seq = ?", arguments: [row["seq"] as Int64])
-                try Self.store(next, from: order.status, db, counters)
+                try Self.store(next, from: order.status, db, writer)
                 try db.execute(sql: "UPDATE fs_orders SET message_seq = ?, dead_lettered_at = NULL WHERE order_id = ?", arguments: [seq, orderID])
                 try Self.record(OrderEvent(orderID: orderID, at: now, kind: .redriven,
                                            detail: "its message \(id) was sent back from the dead-letter queue after \(order.attempts) attempts",
@@ -386,7 +387,7 @@ public final class SQLiteOrderStore: OrderStore {
                 outcomes.append(.redriven(next))
                 moved = true
             }
-            if moved { counters.touch(queue.record.id) }
+            if moved { writer.touch(queue.record.id) }
             return outcomes
         }
     }

@@ -16,7 +16,7 @@ public final class SQLitePaymentLedger: PaymentLedger {
     }
 
     public func record(orderID: String, amount: Double, outcome: PaymentOutcome) async throws -> (outcome: PaymentOutcome, recorded: Bool) {
-        let result = try await database.write { [counters = database.connection.writer] db -> (PaymentOutcome, Bool) in
+        let result = try await database.write { [writer = database.connection.writer] db -> (PaymentOutcome, Bool) in
             let (approved, voided, chargeID, reason) = outcome.storedColumns
             // One statement in the common case; the stored outcome is read only for a repeat.
             // Insert-if-absent is the whole idempotency (and void) protocol: the first entry stands.
@@ -25,12 +25,12 @@ public final class SQLitePaymentLedger: PaymentLedger {
                 ON CONFLICT(order_id) DO NOTHING
                 """).execute(arguments: [orderID, amount, approved, chargeID, reason, self.database.time.nowMillis(), voided])
             if db.changesCount == 1 {
-                counters.addToCounter(LedgerCounts.counterName(outcome), 1)
+                writer.addToCounter(LedgerCounts.counterName(outcome), 1)
                 return (outcome, true)
             }
             let standing = try Self.outcome(db, orderID: orderID) ?? outcome
             if LedgerCounts.isDuplicate(requested: outcome, standing: standing) {
-                counters.addToCounter(LedgerCounts.duplicatesCounterName, 1)
+                writer.addToCounter(LedgerCounts.duplicatesCounterName, 1)
             }
             return (standing, false)
         }

@@ -45,7 +45,7 @@ public final class SQLiteTopic: Topic {
 
     /// Publishes inside a transaction the caller owns (see ``SQLiteDatabase``), e.g. together with
     /// the order row the message announces. Returns the message id, shared by every queue's copy.
-    public func publish(_ body: String, in db: Database) throws -> String {
+    package func publish(_ body: String, in db: Database) throws -> String {
         try publish(body, at: self.connection.time.nowMillis(), in: db, rowIn: nil).messageID
     }
 

@@ -407,7 +407,7 @@ public final class WorkerPool: Service {
             while let job = await dispatcher.next() {
                 let verdict = await work(job)
                 // Recording the result overlaps with the next charge.
-                acks.addTask { await self.settle(job, verdict) }
+                acks.addTask { await self.conclude(job, verdict) }
             }
         }
     }
@@ -571,8 +571,8 @@ public final class WorkerPool: Service {
         return min(delay, configuration.maxRetryBackoff)
     }
 
-    /// Records a job's verdict: the order's status, then the message.
-    private func settle(_ job: Job, _ verdict: Verdict) async {
+    /// Concludes a job: carries out its verdict (the order's status, then the message).
+    private func conclude(_ job: Job, _ verdict: Verdict) async {
         do {
             switch verdict {
             case let .finished(result):
