@@ -172,8 +172,17 @@ let package = Package(
         ]),
         // What several test targets share: databases running for one test.
         .target(name: "FlashTestSupport", dependencies: [
-            "FlashPostgres", .product(name: "Logging", package: "swift-log"),
+            "FlashCore", "FlashOrders", "FlashPostgres", "FlashAWS", .product(name: "Logging", package: "swift-log"),
         ], path: "Tests/FlashTestSupport"),
+        // One test target per module, named after it.
+        .testTarget(name: "FlashSQLiteTests", dependencies: [
+            "FlashSQLite", "FlashQueue", "FlashCore", "FlashBackend", "FlashFaults", "FlashTestSupport",
+            .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
+        .testTarget(name: "FlashOutboxTests", dependencies: [
+            "FlashOutbox", "FlashAWS", "FlashQueue", "FlashOrders", "FlashSQLite", "FlashPayments", "FlashWorkers", "FlashCore", "FlashTestSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "FlashCoreTests", dependencies: ["FlashCore"]),
         .testTarget(name: "FlashGatewayTests", dependencies: [
             "FlashGateway", "FlashPayments",
@@ -194,18 +203,18 @@ let package = Package(
             "FlashCore", "FlashLab", "FlashServer",
             .product(name: "Histogram", package: "hdrhistogram-swift"),
         ]),
-        // The order-store and inventory contract suite, parameterised over backends.
         .testTarget(name: "FlashAWSTests", dependencies: [
-            "FlashAWS", "FlashQueue", "FlashOutbox", "FlashOrders", "FlashSQLite", "FlashPayments", "FlashWorkers",
+            "FlashAWS", "FlashQueue", "FlashTestSupport",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "FlashPostgresTests", dependencies: [
-            "FlashPostgres", "FlashQueue", "FlashBackend", "FlashTestSupport",
+            "FlashPostgres", "FlashQueue", "FlashBackend", "FlashOrders", "FlashCore", "FlashTestSupport",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The order-store and inventory contract suite, parameterised over backends.
         .testTarget(name: "FlashOrdersTests", dependencies: ["FlashCore", "FlashQueue", "FlashOrders", "FlashBackend", "FlashSQLite", "FlashPostgres",
                                                             "FlashTestSupport"]),
         .testTarget(name: "FlashWorkersTests", dependencies: [

@@ -2,6 +2,7 @@
 import FlashQueue
 import Foundation
 import Testing
+import FlashTestSupport
 
 /// ``SNSTopic`` (SNS's query protocol, answers read with XMLCoder) against the local endpoint,
 /// delivering to real SQS queues.

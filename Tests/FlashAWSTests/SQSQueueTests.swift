@@ -2,22 +2,9 @@
 import FlashQueue
 import Foundation
 import Testing
+import FlashTestSupport
 
 /// The local AWS endpoint the test command started (moto_server), if any.
-enum TestAWS {
-    static let endpoint = ProcessInfo.processInfo.environment["FLASHSALE_TEST_AWS_ENDPOINT"]
-
-    static var configuration: AWSConfiguration {
-        AWSConfiguration(region: "us-east-1", endpoint: endpoint,
-                         credentials: StaticCredentials(AWSCredentials(accessKeyID: "testing", secretAccessKey: "testing")))
-    }
-
-    /// A queue name of its own per test.
-    static func name(_ stem: String) -> String {
-        stem + "-" + UUID().uuidString.prefix(8).lowercased()
-    }
-}
-
 /// ``SQSMessageQueue`` against a real local SQS endpoint (moto). Where moto departs from AWS, the
 /// test says so.
 @Suite("SQS queue on a local endpoint", .enabled(if: TestAWS.endpoint != nil))

@@ -67,9 +67,7 @@ struct StoreHarness: Sendable {
 @Suite("Order store and inventory contract")
 struct OrderStoreContractTests {
     static func order(_ customer: String, _ items: [(String, Int, Double?)], key: String? = nil, id: String? = nil) -> NewOrder {
-        NewOrder(id: id ?? TimeOrderedID.make(), customerID: customer,
-                 items: items.map { OrderItem(productID: $0.0, quantity: $0.1, price: $0.2) },
-                 channel: .async, idempotencyKey: key, idChosenByClient: id != nil)
+        newOrder(customer, items, key: key, id: id)
     }
 
     @Test(arguments: OrderBackend.allCases)

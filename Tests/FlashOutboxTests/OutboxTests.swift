@@ -9,6 +9,7 @@ import FlashWorkers
 import Foundation
 import Logging
 import Testing
+import FlashTestSupport
 
 /// The transactional outbox on a real backend (an SQLite file) with a real SQS queue (the local
 /// endpoint): what the relay publishes, and what the reconciler may take as orphaned.

@@ -9,7 +9,7 @@ import Testing
 /// statement must not commit after its caller was told it failed.
 @Suite("PostgreSQL placement")
 struct PostgresPlacementTests {
-    @Test(.enabled(if: OrderBackend.postgresURL != nil))
+    @Test(.enabled(if: TestPostgres.url != nil))
     func anOrderTheServerCannotStoreInTimeFailsAndIsNeverStoredLater() async throws {
         let configuration = try TestPostgres.freshSchema(prefix: "p_")
         let backend = try await PostgresBackend.started(configuration: .init(database: configuration))
@@ -24,13 +24,13 @@ struct PostgresPlacementTests {
         hurried.operationTimeout = .seconds(limitSeconds)
         let placer = try await PostgresBackend.started(configuration: .init(database: hurried))
         // The placer now knows TV: its next order goes in one statement.
-        _ = try await placer.orders.placeQueued(OrderStoreContractTests.order("a", [("TV", 1, nil)]))
+        _ = try await placer.orders.placeQueued(newOrder("a", [("TV", 1, nil)]))
 
         // Another session holds TV's row until the test lets it go.
         let lock = try await Self.lockRow("TV", in: backend)
         defer { lock.released.finish() }
 
-        let late = OrderStoreContractTests.order("b", [("TV", 1, nil)])
+        let late = newOrder("b", [("TV", 1, nil)])
         await #expect(throws: BackendUnavailable.self) {
             try await placer.orders.placeQueued(late)
         }
@@ -55,7 +55,7 @@ struct PostgresPlacementTests {
     /// A call that waited for a pooled connection most of its limit must still be given up by
     /// the server before its caller hears 503 "nothing was stored": the call's deadline counts
     /// from when it got its connection, and the server cancels the statement first.
-    @Test(.enabled(if: OrderBackend.postgresURL != nil))
+    @Test(.enabled(if: TestPostgres.url != nil))
     func anOrderThatWaitedForAConnectionIsNeverStoredAfterItsCallerWasToldNothingWas() async throws {
         let configuration = try TestPostgres.freshSchema(prefix: "p_")
         let backend = try await PostgresBackend.started(configuration: .init(database: configuration))
@@ -67,7 +67,7 @@ struct PostgresPlacementTests {
         hurried.operationTimeout = .seconds(limitSeconds)
         hurried.maxConnections = 2
         let placer = try await PostgresBackend.started(configuration: .init(database: hurried))
-        _ = try await placer.orders.placeQueued(OrderStoreContractTests.order("a", [("TV", 1, nil)]))
+        _ = try await placer.orders.placeQueued(newOrder("a", [("TV", 1, nil)]))
         let channel = "flashsale_" + (configuration.schema ?? "")
         // Both processes' LISTEN sessions are up (so the placer's pool has one connection left).
         let listening = "LISTEN \"\(channel)\"%"
@@ -95,7 +95,7 @@ struct PostgresPlacementTests {
 
         // The order waits for a connection most of the time it may (half its limit), then for
         // TV's row.
-        let late = OrderStoreContractTests.order("b", [("TV", 1, nil)])
+        let late = newOrder("b", [("TV", 1, nil)])
         let placing = Task { try await placer.orders.placeQueued(late) }
         try await Task.sleep(for: .seconds(limitSeconds) * 0.35)
         releasePool.finish()
@@ -118,7 +118,7 @@ struct PostgresPlacementTests {
 
     /// Processes that start together on a fresh database (what an orchestrator does) all open it:
     /// none fails because another one was creating the same topic at the same moment.
-    @Test(.enabled(if: OrderBackend.postgresURL != nil))
+    @Test(.enabled(if: TestPostgres.url != nil))
     func processesStartingTogetherOnAFreshDatabaseAllOpenIt() async throws {
         var configuration = try TestPostgres.freshSchema(prefix: "p_")
         configuration.maxConnections = 2
@@ -158,7 +158,7 @@ struct PostgresPlacementTests {
 
     /// One slow read that the server gives up (`statement_timeout`) fails alone: the next
     /// placement of the same process is not turned away as if the database were unreachable.
-    @Test(.enabled(if: OrderBackend.postgresURL != nil))
+    @Test(.enabled(if: TestPostgres.url != nil))
     func aSlowReadDoesNotTurnAwayTheNextOrder() async throws {
         let configuration = try TestPostgres.freshSchema(prefix: "p_")
         let backend = try await PostgresBackend.started(configuration: .init(database: configuration))
@@ -172,7 +172,7 @@ struct PostgresPlacementTests {
                 try await connection.query("SELECT pg_sleep(5)", logger: process.database.logger).get()
             }
         }
-        let placement = try await process.orders.placeQueued(OrderStoreContractTests.order("a", [("TV", 1, nil)]))
+        let placement = try await process.orders.placeQueued(newOrder("a", [("TV", 1, nil)]))
         #expect(placement.created)
         try await process.shutdown()
         try await backend.database.dropSchema()
@@ -183,7 +183,7 @@ struct PostgresPlacementTests {
     /// already answered CommandComplete. Here a deferred constraint trigger refuses the commit
     /// (as a server shutting down at that moment does, which lost orders answered 202 across a
     /// PostgreSQL restart): the caller must hear "unavailable", never success.
-    @Test(.enabled(if: OrderBackend.postgresURL != nil))
+    @Test(.enabled(if: TestPostgres.url != nil))
     func aStatementWhoseCommitFailsIsNeverReportedAsDone() async throws {
         let configuration = try TestPostgres.freshSchema(prefix: "p_")
         let backend = try await PostgresBackend.started(configuration: .init(database: configuration))
@@ -198,10 +198,10 @@ struct PostgresPlacementTests {
             """)
         _ = try await backend.catalog.putProduct(id: "TV", stock: 10, perCustomerLimit: nil, price: 300)
         // The first order makes TV known: the next group is written in one autocommitted statement.
-        let first = OrderStoreContractTests.order("a", [("TV", 1, nil)])
+        let first = newOrder("a", [("TV", 1, nil)])
         _ = try await backend.orders.placeQueued(first)
 
-        let doomed = OrderStoreContractTests.order("doomed", [("TV", 1, nil)])
+        let doomed = newOrder("doomed", [("TV", 1, nil)])
         await #expect(throws: BackendUnavailable.self) {
             try await backend.orders.placeQueued(doomed)
         }

@@ -26,7 +26,7 @@ enum QueueBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
     case sqs
 
     static var allCases: [QueueBackend] {
-        [.sqlite] + (TestPostgres.url == nil ? [] : [.postgres]) + (TestAWSEndpoint.url == nil ? [] : [.sqs])
+        [.sqlite] + (TestPostgres.url == nil ? [] : [.postgres]) + (TestAWS.endpoint == nil ? [] : [.sqs])
     }
 
     var testDescription: String { rawValue }
@@ -109,16 +109,6 @@ struct SQLiteHarness: QueueHarness {
     }
 }
 
-enum TemporaryFile {
-    /// A fresh path in a fresh temporary directory.
-    static func path(_ stem: String) -> String {
-        let directory = FileManager.default.temporaryDirectory
-            .appendingPathComponent("flashsale-tests-\(UUID().uuidString)")
-        try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        return directory.appendingPathComponent("\(stem).db").path
-    }
-}
-
 /// Runs `body` with a fresh harness of `backend`, closing it afterwards. Its stores read `time`
 /// for "now": a test of a time-based rule passes a ``ManualTime``'s source and moves it.
 func withHarness(_ backend: QueueBackend, time: TimeSource = .system, _ body: (any QueueHarness) async throws -> Void) async throws {
@@ -143,7 +133,7 @@ struct SQSHarness: QueueHarness {
     init(prefix: String = "c" + UUID().uuidString.prefix(8).lowercased()) {
         self.prefix = prefix
         queues = SQSQueues(configuration: AWSConfiguration(
-            region: "us-east-1", endpoint: TestAWSEndpoint.url,
+            region: "us-east-1", endpoint: TestAWS.endpoint,
             credentials: StaticCredentials(AWSCredentials(accessKeyID: "testing", secretAccessKey: "testing"))))
     }
 
@@ -171,8 +161,4 @@ struct SQSHarness: QueueHarness {
     func reopened() async throws -> any QueueHarness { SQSHarness(prefix: prefix) }
 
     func close() async throws {}
-}
-
-enum TestAWSEndpoint {
-    static let url = ProcessInfo.processInfo.environment["FLASHSALE_TEST_AWS_ENDPOINT"]
 }

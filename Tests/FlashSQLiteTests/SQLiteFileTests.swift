@@ -2,6 +2,7 @@ import FlashCore
 @testable import FlashSQLite
 import Foundation
 import Testing
+import FlashTestSupport
 
 /// The database's files hold customers' orders and the payment ledger: owner-only (issue 25).
 @Suite("SQLite files", .serialized)

@@ -1,6 +1,7 @@
 import FlashQueue
 import FlashSQLite
 import Testing
+import FlashTestSupport
 
 /// A receive that runs a step in its own transaction (what a claim does): both commit, or
 /// neither.

@@ -8,6 +8,7 @@ import Foundation
 import GRDB
 import Synchronization
 import Testing
+import FlashTestSupport
 
 /// Regression tests of the embedded backend's writer and queue storage (issue: final states).
 @Suite("SQLite writer and queue storage")
