@@ -75,6 +75,22 @@ public struct BackendConfiguration: Sendable {
     public var startupWait: Duration = .seconds(60)
 
     public init() {}
+
+    /// Uses PostgreSQL at `url` (`postgres://user:password@host:port/database?…`) instead of the
+    /// file; throws on a malformed URL.
+    public mutating func usePostgres(url: String) throws {
+        postgres = try PostgresDatabase.Configuration(url: url)
+    }
+
+    /// Sets the file's durability by its name, `FULL` or `NORMAL` (any case); false for another.
+    public mutating func setSynchronous(named name: String) -> Bool {
+        guard let mode = SQLiteDatabase.Synchronous(rawValue: name.uppercased()) else { return false }
+        synchronous = mode
+        return true
+    }
+
+    /// Where the data lives, for logs and messages: the URL without its password, or the file.
+    public var location: String { postgres?.redacted ?? path }
 }
 
 /// The payments queue's settings.

@@ -163,7 +163,7 @@ public final class FlashSystem: Sendable {
                 return try await openOnce(configuration, role: role, database: database, logger: logger)
             } catch where isUnreachable(error) && ContinuousClock.now + delay < deadline {
                 logger.warning("the database (or AWS) cannot be reached yet; trying again", metadata: [
-                    "database": "\(configuration.backend.postgres?.redacted ?? configuration.backend.path)",
+                    "database": "\(configuration.backend.location)",
                     "error": "\(error)", "retry_in": "\(delay.shortDescription)",
                 ])
                 try await Task.sleep(for: delay)

@@ -8,8 +8,6 @@ import FlashQueue
 import FlashServer
 import FlashWorkers
 import FlashTelemetry
-import FlashPostgres
-import FlashSQLite
 import Logging
 
 // One option group per concern of ``FlashConfiguration``, shared by `serve` and `worker` (and
@@ -37,15 +35,15 @@ struct BackendOptions: ParsableArguments {
         config.backend.path = Settings.string(data, env: "FLASHSALE_DATA", default: config.backend.path)
         if let url = Settings.value(database, env: "FLASHSALE_DATABASE"), !url.isEmpty {
             do {
-                config.backend.postgres = try PostgresDatabase.Configuration(url: url)
+                try config.backend.usePostgres(url: url)
             } catch {
                 throw ValidationError("--database: \(error)")
             }
         }
         if config.backend.postgres == nil { try Self.checkDataPath(config.backend.path, flag: Settings.source(data, env: "FLASHSALE_DATA")) }
-        let mode = Settings.string(synchronous, env: "FLASHSALE_SYNCHRONOUS", default: "FULL").uppercased()
-        guard let sync = SQLiteDatabase.Synchronous(rawValue: mode) else { throw ValidationError("--synchronous must be FULL or NORMAL") }
-        config.backend.synchronous = sync
+        guard config.backend.setSynchronous(named: Settings.string(synchronous, env: "FLASHSALE_SYNCHRONOUS", default: "FULL")) else {
+            throw ValidationError("--synchronous must be FULL or NORMAL")
+        }
         config.backend.strictCatalog = Settings.flag(strictCatalog, env: "FLASHSALE_STRICT_CATALOG")
         // A lease is stored in whole milliseconds: a shorter one would be none at all.
         config.queue.visibilityTimeout = try Settings.duration(visibilityTimeout, env: "FLASHSALE_VISIBILITY_TIMEOUT", default: config.queue.visibilityTimeout,
@@ -236,7 +234,7 @@ extension FlashConfiguration {
     /// URL when charges go over HTTP, not the simulator's settings that then do not apply).
     var startupMetadata: Logger.Metadata {
         var metadata: Logger.Metadata = [
-            "data": "\(backend.postgres?.redacted ?? backend.path)",
+            "data": "\(backend.location)",
             "queue": "\(sqs.map { "sqs \($0.queueURL)" } ?? "local")",
             "workers": "\(workers.scaling.map { "auto \($0.minWorkers)...\($0.maxWorkers)" } ?? String(workers.count))",
         ]
